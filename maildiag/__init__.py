@@ -1,0 +1,3 @@
+"""maildiag: explains why a mailbox does not work."""
+
+__version__ = "0.1.0"

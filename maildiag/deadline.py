@@ -1,0 +1,39 @@
+"""One clock for a whole run: every network step asks it how long it may take."""
+
+from __future__ import annotations
+
+import time
+
+
+class DeadlineExceeded(TimeoutError):
+    """The run's overall deadline has passed."""
+
+
+class Deadline:
+    """The moment a run must be finished by, on the monotonic clock.
+
+    Every blocking step uses ``step_timeout(per_step)``: the per-step timeout,
+    cut down to what is left of the whole run, so no step can outlive the run.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    @classmethod
+    def unlimited(cls) -> Deadline:
+        return cls(None)
+
+    def remaining(self) -> float:
+        if self._end is None:
+            return float("inf")
+        return max(0.0, self._end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def step_timeout(self, per_step: float) -> float:
+        left = self.remaining()
+        if left <= 0.0:
+            raise DeadlineExceeded("the run's deadline has passed")
+        return min(per_step, left)

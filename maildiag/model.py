@@ -1,0 +1,327 @@
+"""Plain data passed between discovery, probes, analysis and renderers.
+
+Nothing here does I/O. Every result is a frozen dataclass so a finished
+diagnosis can be handed to any renderer (text, JSON, monitoring) unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Protocol(str, enum.Enum):
+    IMAP = "imap"
+    POP3 = "pop3"
+    SMTP = "smtp"  # message submission (RFC 6409 / RFC 8314), never port 25
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Security(str, enum.Enum):
+    STARTTLS = "starttls"  # plaintext greeting, upgraded with STARTTLS/STLS
+    TLS = "tls"  # implicit TLS from the first byte (RFC 8314)
+    PLAIN = "plain"  # deliberately unencrypted (only when asked for)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Severity(str, enum.Enum):
+    OK = "ok"
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY_RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
+
+
+class Phase(str, enum.Enum):
+    """The steps of one probe, in the order they happen."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"  # implicit-TLS handshake, or the handshake after STARTTLS
+    GREETING = "greeting"
+    CAPABILITIES = "capabilities"  # before TLS on STARTTLS endpoints
+    STARTTLS = "starttls"  # the STARTTLS/STLS command and its answer
+    CAPABILITIES_TLS = "capabilities_tls"  # capabilities again, inside TLS
+    AUTH = "auth"
+    QUOTA = "quota"
+    MAILBOX = "mailbox"
+    SYNC = "sync"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Outcome(str, enum.Enum):
+    """How a probe of one endpoint ended."""
+
+    OK = "ok"
+    UNRESOLVED = "unresolved"  # the host name has no address
+    REFUSED = "refused"  # TCP RST: nothing listens, the service is down
+    TIMEOUT = "timeout"  # no answer to the connect: a firewall drops packets
+    NO_GREETING = "no_greeting"  # connected, but the server never said hello
+    CLOSED = "closed"  # the server hung up in the middle of the dialogue
+    UNAVAILABLE = "unavailable"  # the server greeted with a refusal (BYE, -ERR, 554)
+    THROTTLED = "throttled"  # temporary refusal (SMTP 421/4xx): inconclusive
+    PROTOCOL_ERROR = "protocol_error"  # garbage, a wrong protocol, an over-long line
+    STARTTLS_MISSING = "starttls_missing"  # plaintext port without a TLS upgrade
+    STARTTLS_FAILED = "starttls_failed"  # STARTTLS offered, but the command was refused
+    TLS_FAILED = "tls_failed"  # the TLS handshake failed or stalled
+    DEADLINE = "deadline"  # the run's overall deadline ended the probe
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TrustStatus(str, enum.Enum):
+    TRUSTED = "trusted"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    SELF_SIGNED = "self_signed"
+    UNTRUSTED_ROOT = "untrusted_root"  # the chain ends at a CA nobody here trusts
+    INCOMPLETE_CHAIN = "incomplete_chain"  # an intermediate certificate is missing
+    INVALID = "invalid"  # broken signature, wrong usage, unparsable, ...
+    NO_CERTIFICATE = "no_certificate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One thing to probe: a protocol on host:port with a kind of security."""
+
+    protocol: Protocol
+    host: str  # ASCII (IDNA) host name or an IP literal
+    port: int
+    security: Security
+    sources: tuple[str, ...] = ()  # where discovery found it: "srv:_imaps._tcp", "guess", ...
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol.value}:{self.security.value}:{self.host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol.value.upper()} {self.host}:{self.port} ({self.security.value})"
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What a certificate says, whether or not it verified."""
+
+    subject: str
+    issuer: str
+    common_name: str | None
+    sans: tuple[str, ...]  # DNS names (as in the certificate, A-labels) and IP addresses
+    not_before: datetime  # timezone-aware UTC
+    not_after: datetime
+    serial: str
+    fingerprint_sha256: str
+    self_issued: bool  # subject == issuer
+    key_description: str  # "RSA 2048", "EC secp256r1", ...
+    signature_algorithm: str
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    """A finished TLS handshake and everything learned about its certificate."""
+
+    version: str  # "TLSv1.3"
+    cipher: str
+    cipher_bits: int | None
+    chain: tuple[CertificateInfo, ...]  # as the server sent it, leaf first
+    trust: TrustStatus
+    trust_detail: str | None  # why verification failed, in words
+    hostname: str  # the name that was checked (Unicode form for display)
+    hostname_matches: bool
+    days_remaining: float | None  # of the leaf; negative when expired
+    handshake_seconds: float
+
+    @property
+    def leaf(self) -> CertificateInfo | None:
+        return self.chain[0] if self.chain else None
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome of one login attempt (filled in by the mailbox checks)."""
+
+    status: str  # ok, wrong_credentials, plaintext_refused, mechanism_unavailable,
+    # temporary_failure, account_disabled, failed, skipped
+    mechanism: str | None
+    detail: str | None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class QuotaResource:
+    name: str  # STORAGE (in KiB per RFC 9208), MESSAGE, ...
+    usage: int
+    limit: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.usage / self.limit if self.limit else None
+
+
+@dataclass(frozen=True)
+class MailboxFacts:
+    """Read-only facts about a mailbox (filled in by the mailbox checks)."""
+
+    quota_root: str | None = None
+    quota: tuple[QuotaResource, ...] = ()
+    quota_supported: bool | None = None
+    inbox_messages: int | None = None
+    inbox_size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    delivery_latency_s: float | None
+    delivery_method: str | None  # "idle" or "noop-poll"
+    flag_sync_latency_s: float | None
+    flag_sync_method: str | None
+    cleaned_up: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Everything one probe of one endpoint learned, and how it ended."""
+
+    endpoint: Endpoint
+    outcome: Outcome
+    failed_phase: Phase | None = None
+    error: str | None = None  # what went wrong, for people
+    address: str | None = None  # the IP address actually connected to
+    timings: Mapping[str, float] = field(default_factory=dict)  # Phase value -> seconds
+    greeting: str | None = None
+    server_reply: str | None = None  # the refusal or throttling text, when there is one
+    capabilities: tuple[str, ...] = ()  # before TLS (STARTTLS endpoints)
+    capabilities_tls: tuple[str, ...] = ()  # inside TLS
+    starttls_offered: bool | None = None
+    plaintext_login_offered: bool | None = None  # login allowed before TLS
+    tls: TlsFacts | None = None
+    auth: AuthResult | None = None
+    mailbox: MailboxFacts | None = None
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.timings.values())
+
+    @property
+    def reachable(self) -> bool:
+        """The service answered on this port (even if something later failed)."""
+        return self.outcome not in (
+            Outcome.UNRESOLVED,
+            Outcome.REFUSED,
+            Outcome.TIMEOUT,
+            Outcome.DEADLINE,
+        )
+
+
+@dataclass(frozen=True)
+class MxRecord:
+    preference: int
+    host: str
+
+
+@dataclass(frozen=True)
+class SrvRecord:
+    service: str  # "_imaps._tcp"
+    priority: int
+    weight: int
+    port: int
+    target: str  # "." means the service is deliberately not offered (RFC 2782)
+
+    @property
+    def not_offered(self) -> bool:
+        return self.target in ("", ".")
+
+
+@dataclass(frozen=True)
+class AutoconfigServer:
+    protocol: Protocol
+    host: str
+    port: int
+    security: Security
+
+
+@dataclass(frozen=True)
+class AutoconfigResult:
+    url: str
+    servers: tuple[AutoconfigServer, ...] = ()
+    error: str | None = None  # why this URL gave nothing
+
+
+@dataclass(frozen=True)
+class DnsProblem:
+    query: str  # "example.org MX"
+    kind: str  # nxdomain, servfail, timeout, no_nameservers, error
+    detail: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What DNS and autoconfig say about a domain, and the endpoints to probe."""
+
+    domain: str  # as the user typed it (may be Unicode)
+    domain_ascii: str  # IDNA A-label form
+    domain_exists: bool
+    mx: tuple[MxRecord, ...] = ()
+    srv: tuple[SrvRecord, ...] = ()
+    autoconfig: tuple[AutoconfigResult, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+    problems: tuple[DnsProblem, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # stable, documented, never renamed
+    severity: Severity
+    title: str
+    explanation: str
+    fix: str
+    endpoint: Endpoint | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+class Status(enum.IntEnum):
+    """Exit status, as in the monitoring-plugins guidelines."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The complete answer for one domain."""
+
+    domain: str
+    domain_ascii: str
+    started_at: datetime
+    seconds: float
+    discovery: Discovery
+    results: tuple[ProbeResult, ...]
+    findings: tuple[Finding, ...]
+    status: Status
+    user: str | None = None
+    sync: SyncResult | None = None
