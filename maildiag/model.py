@@ -75,6 +75,7 @@ class Outcome(str, enum.Enum):
     TIMEOUT = "timeout"  # no answer to the connect: a firewall drops packets
     NO_GREETING = "no_greeting"  # connected, but the server never said hello
     CLOSED = "closed"  # the server hung up in the middle of the dialogue
+    STALLED = "stalled"  # the server stopped answering in the middle of the dialogue
     UNAVAILABLE = "unavailable"  # the server greeted with a refusal (BYE, -ERR, 554)
     THROTTLED = "throttled"  # temporary refusal (SMTP 421/4xx): inconclusive
     PROTOCOL_ERROR = "protocol_error"  # garbage, a wrong protocol, an over-long line

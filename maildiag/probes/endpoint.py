@@ -1,0 +1,279 @@
+"""Probe one endpoint: connect, TLS, greeting, capabilities, STARTTLS.
+
+Every phase is timed; the first failure ends the probe and is classified
+into an ``Outcome``, so the report can tell "port blocked" from "service
+down" from "TLS broken". A probe never raises: whatever happens ends up in
+the ``ProbeResult``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .. import tls
+from ..deadline import Deadline, DeadlineExceeded
+from ..model import (
+    Endpoint,
+    Outcome,
+    Phase,
+    ProbeResult,
+    Protocol,
+    Security,
+    TlsFacts,
+)
+from ..protocols.lines import LineTooLong, ProtocolError
+from ..transport import (
+    ConnectRefused,
+    ConnectTimeout,
+    Connection,
+    PeerClosed,
+    ReadTimeout,
+    TlsHandshakeError,
+    TransportError,
+    Unreachable,
+)
+from .sessions import (
+    GreetingKind,
+    ImapSession,
+    Pop3Session,
+    Session,
+    SessionRefused,
+    SmtpSession,
+)
+
+SESSIONS: dict[Protocol, type[ImapSession] | type[Pop3Session] | type[SmtpSession]] = {
+    Protocol.IMAP: ImapSession,
+    Protocol.POP3: Pop3Session,
+    Protocol.SMTP: SmtpSession,
+}
+
+AddressLookup = Callable[[str, Deadline], list[str]]
+SessionHook = Callable[[Session, "ProbeRecorder"], None]
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    timeout: float = 10.0  # per network step
+    ca_file: str | None = None
+
+
+@dataclass
+class ProbeRecorder:
+    """What a probe has learned so far; frozen into a ``ProbeResult`` at the end."""
+
+    endpoint: Endpoint
+    timings: dict[str, float] = field(default_factory=dict)
+    phase: Phase = Phase.DNS
+    address: str | None = None
+    greeting: str | None = None
+    server_reply: str | None = None
+    capabilities: tuple[str, ...] = ()
+    capabilities_tls: tuple[str, ...] = ()
+    starttls_offered: bool | None = None
+    plaintext_login_offered: bool | None = None
+    tls: TlsFacts | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, phase: Phase) -> Iterator[None]:
+        self.phase = phase
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.timings[phase.value] = self.timings.get(phase.value, 0.0) + elapsed
+
+    def result(self, outcome: Outcome, error: str | None = None) -> ProbeResult:
+        return ProbeResult(
+            endpoint=self.endpoint,
+            outcome=outcome,
+            failed_phase=None if outcome is Outcome.OK else self.phase,
+            error=error,
+            address=self.address,
+            timings=dict(self.timings),
+            greeting=self.greeting,
+            server_reply=self.server_reply,
+            capabilities=self.capabilities,
+            capabilities_tls=self.capabilities_tls,
+            starttls_offered=self.starttls_offered,
+            plaintext_login_offered=self.plaintext_login_offered,
+            tls=self.tls,
+            **self.extras,  # type: ignore[arg-type]
+        )
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def probe_endpoint(
+    endpoint: Endpoint,
+    lookup: AddressLookup,
+    settings: ProbeSettings,
+    deadline: Deadline,
+    after_capabilities: SessionHook | None = None,
+) -> ProbeResult:
+    """Runs the whole dialogue against one endpoint and classifies how it ended.
+
+    ``after_capabilities`` is called inside the (encrypted) session once the
+    endpoint is known to work; the mailbox checks log in from there.
+    """
+    rec = ProbeRecorder(endpoint)
+    try:
+        return _probe(endpoint, lookup, settings, deadline, rec, after_capabilities)
+    except DeadlineExceeded as exc:
+        return rec.result(Outcome.DEADLINE, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a probe must always return a result
+        return rec.result(Outcome.PROTOCOL_ERROR, f"maildiag internal error: {exc!r}")
+
+
+def _probe(
+    endpoint: Endpoint,
+    lookup: AddressLookup,
+    settings: ProbeSettings,
+    deadline: Deadline,
+    rec: ProbeRecorder,
+    after_capabilities: SessionHook | None,
+) -> ProbeResult:
+    from ..dns import DnsLookupError
+
+    with rec.timing(Phase.DNS):
+        if _is_ip_literal(endpoint.host):
+            addresses = [endpoint.host]
+        else:
+            try:
+                addresses = lookup(endpoint.host, deadline)
+            except DnsLookupError as exc:
+                return rec.result(Outcome.UNRESOLVED, f"{endpoint.host}: {exc.detail}")
+        if not addresses:
+            return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no address")
+    rec.address = addresses[0]
+
+    try:
+        with rec.timing(Phase.CONNECT):
+            conn = Connection.open(
+                rec.address, endpoint.port, timeout=settings.timeout, deadline=deadline
+            )
+    except ConnectRefused as exc:
+        return rec.result(Outcome.REFUSED, str(exc))
+    except (ConnectTimeout, Unreachable) as exc:
+        return rec.result(Outcome.TIMEOUT, str(exc))
+    except TransportError as exc:
+        return rec.result(Outcome.REFUSED, str(exc))
+
+    try:
+        return _dialogue(endpoint, conn, settings, rec, after_capabilities)
+    except TlsHandshakeError as exc:
+        return rec.result(Outcome.TLS_FAILED, str(exc))
+    except ReadTimeout as exc:
+        if rec.phase is Phase.GREETING:
+            return rec.result(Outcome.NO_GREETING, str(exc))
+        return rec.result(Outcome.STALLED, str(exc))
+    except PeerClosed as exc:
+        return rec.result(Outcome.CLOSED, str(exc))
+    except LineTooLong as exc:
+        return rec.result(Outcome.PROTOCOL_ERROR, f"reply line too long ({exc})")
+    except ProtocolError as exc:
+        return rec.result(Outcome.PROTOCOL_ERROR, str(exc))
+    except SessionRefused as exc:
+        rec.server_reply = exc.text
+        outcome = Outcome.THROTTLED if exc.temporary else Outcome.UNAVAILABLE
+        return rec.result(outcome, exc.text)
+    except TransportError as exc:
+        return rec.result(Outcome.CLOSED, str(exc))
+    finally:
+        conn.close()
+
+
+def _dialogue(
+    endpoint: Endpoint,
+    conn: Connection,
+    settings: ProbeSettings,
+    rec: ProbeRecorder,
+    after_capabilities: SessionHook | None,
+) -> ProbeResult:
+    session = SESSIONS[endpoint.protocol](conn)
+    server_name = None if _is_ip_literal(endpoint.host) else endpoint.host
+
+    if endpoint.security is Security.TLS:
+        with rec.timing(Phase.TLS):
+            _handshake(conn, server_name, endpoint, settings, rec)
+
+    with rec.timing(Phase.GREETING):
+        greeting = session.greeting()
+    rec.greeting = greeting.text
+    if greeting.kind is not GreetingKind.READY:
+        rec.server_reply = greeting.text
+        outcome = Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
+        return rec.result(outcome, greeting.text)
+
+    if endpoint.security is Security.TLS:
+        with rec.timing(Phase.CAPABILITIES_TLS):
+            rec.capabilities_tls = session.capabilities().capabilities
+    else:
+        with rec.timing(Phase.CAPABILITIES):
+            plain = session.capabilities()
+        rec.capabilities = plain.capabilities
+        rec.starttls_offered = plain.starttls
+        rec.plaintext_login_offered = plain.login_offered
+        if endpoint.security is Security.STARTTLS:
+            if not plain.starttls:
+                _polite_close(session)
+                return rec.result(
+                    Outcome.STARTTLS_MISSING,
+                    f"{session.starttls_command} is not among the server's capabilities",
+                )
+            with rec.timing(Phase.STARTTLS):
+                answer = session.starttls()
+            if not answer.accepted:
+                rec.server_reply = answer.text
+                _polite_close(session)
+                return rec.result(Outcome.STARTTLS_FAILED, answer.text)
+            with rec.timing(Phase.TLS):
+                _handshake(conn, server_name, endpoint, settings, rec)
+            session.after_tls()
+            with rec.timing(Phase.CAPABILITIES_TLS):
+                rec.capabilities_tls = session.capabilities().capabilities
+
+    if after_capabilities is not None:
+        after_capabilities(session, rec)
+    _polite_close(session)
+    return rec.result(Outcome.OK)
+
+
+def _handshake(
+    conn: Connection,
+    server_name: str | None,
+    endpoint: Endpoint,
+    settings: ProbeSettings,
+    rec: ProbeRecorder,
+) -> None:
+    seconds = conn.start_tls(tls.client_context(settings.ca_file), server_name)
+    sock = conn.tls_socket
+    cipher = sock.cipher()
+    rec.tls = tls.analyse(
+        tls.peer_chain_der(sock),
+        endpoint.host,
+        version=sock.version() or "unknown",
+        cipher=cipher[0] if cipher else "unknown",
+        cipher_bits=cipher[2] if cipher else None,
+        handshake_seconds=seconds,
+        ca_file=settings.ca_file,
+    )
+
+
+def _polite_close(session: Session) -> None:
+    """Says goodbye (LOGOUT/QUIT) without letting a rude server fail the probe."""
+    try:
+        session.close()
+    except (TransportError, ProtocolError, SessionRefused, DeadlineExceeded):
+        pass

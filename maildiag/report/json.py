@@ -1,0 +1,192 @@
+"""The diagnosis as JSON: the contract for scripts and monitoring.
+
+The shape is described by ``maildiag/schema/report.schema.json``; bump
+``SCHEMA_VERSION`` on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .. import __version__
+from ..model import (
+    CertificateInfo,
+    Diagnosis,
+    Discovery,
+    Endpoint,
+    Finding,
+    ProbeResult,
+    Severity,
+    TlsFacts,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def endpoint_ref(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.key,
+        "protocol": endpoint.protocol.value,
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "security": endpoint.security.value,
+    }
+
+
+def certificate_json(cert: CertificateInfo) -> dict[str, Any]:
+    return {
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "common_name": cert.common_name,
+        "sans": list(cert.sans),
+        "not_before": cert.not_before.isoformat(),
+        "not_after": cert.not_after.isoformat(),
+        "serial": cert.serial,
+        "fingerprint_sha256": cert.fingerprint_sha256,
+        "self_issued": cert.self_issued,
+        "key": cert.key_description,
+        "signature_algorithm": cert.signature_algorithm,
+    }
+
+
+def tls_json(facts: TlsFacts) -> dict[str, Any]:
+    return {
+        "version": facts.version,
+        "cipher": facts.cipher,
+        "cipher_bits": facts.cipher_bits,
+        "trust": facts.trust.value,
+        "trust_detail": facts.trust_detail,
+        "hostname": facts.hostname,
+        "hostname_matches": facts.hostname_matches,
+        "days_remaining": None if facts.days_remaining is None else round(facts.days_remaining, 3),
+        "handshake_s": _seconds(facts.handshake_seconds),
+        "certificate": certificate_json(facts.leaf) if facts.leaf else None,
+        "chain": [certificate_json(c) for c in facts.chain],
+    }
+
+
+def result_json(result: ProbeResult) -> dict[str, Any]:
+    data = endpoint_ref(result.endpoint)
+    data.update(
+        sources=list(result.endpoint.sources),
+        outcome=result.outcome.value,
+        ok=result.outcome.value == "ok",
+        failed_phase=result.failed_phase.value if result.failed_phase else None,
+        error=result.error,
+        address=result.address,
+        timings={phase: _seconds(seconds) for phase, seconds in result.timings.items()},
+        total_s=_seconds(result.total_seconds),
+        greeting=result.greeting,
+        server_reply=result.server_reply,
+        capabilities=list(result.capabilities),
+        capabilities_tls=list(result.capabilities_tls),
+        starttls_offered=result.starttls_offered,
+        plaintext_login_offered=result.plaintext_login_offered,
+        tls=tls_json(result.tls) if result.tls else None,
+    )
+    if result.auth is not None:
+        data["auth"] = {
+            "status": result.auth.status,
+            "mechanism": result.auth.mechanism,
+            "detail": result.auth.detail,
+            "seconds": _seconds(result.auth.seconds),
+        }
+    if result.mailbox is not None:
+        box = result.mailbox
+        data["mailbox"] = {
+            "quota_supported": box.quota_supported,
+            "quota_root": box.quota_root,
+            "quota": [
+                {"resource": q.name, "usage": q.usage, "limit": q.limit,
+                 "ratio": None if q.ratio is None else round(q.ratio, 4)}
+                for q in box.quota
+            ],
+            "inbox_messages": box.inbox_messages,
+            "inbox_size_bytes": box.inbox_size_bytes,
+        }
+    return data
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "title": finding.title,
+        "endpoint": endpoint_ref(finding.endpoint) if finding.endpoint else None,
+        "explanation": finding.explanation,
+        "fix": finding.fix,
+        "details": _plain(finding.details),
+    }
+
+
+def discovery_json(discovery: Discovery) -> dict[str, Any]:
+    return {
+        "domain_exists": discovery.domain_exists,
+        "mx": [{"preference": m.preference, "host": m.host} for m in discovery.mx],
+        "srv": [
+            {"service": s.service, "priority": s.priority, "weight": s.weight, "port": s.port,
+             "target": s.target, "not_offered": s.not_offered}
+            for s in discovery.srv
+        ],
+        "autoconfig": [
+            {"url": a.url, "error": a.error,
+             "servers": [{"protocol": s.protocol.value, "host": s.host, "port": s.port,
+                          "security": s.security.value} for s in a.servers]}
+            for a in discovery.autoconfig
+        ],
+        "problems": [{"query": p.query, "kind": p.kind, "detail": p.detail}
+                     for p in discovery.problems],
+        "duration_s": _seconds(discovery.seconds),
+    }
+
+
+def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
+    counts = {severity.value: 0 for severity in Severity}
+    for finding in diagnosis.findings:
+        counts[finding.severity.value] += 1
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "maildiag", "version": __version__},
+        "domain": diagnosis.domain,
+        "domain_ascii": diagnosis.domain_ascii,
+        "user": diagnosis.user,
+        "started_at": diagnosis.started_at.isoformat(),
+        "duration_s": _seconds(diagnosis.seconds),
+        "status": diagnosis.status.name,
+        "exit_code": int(diagnosis.status),
+        "summary": counts,
+        "discovery": discovery_json(diagnosis.discovery),
+        "endpoints": [result_json(r) for r in diagnosis.results],
+        "findings": [finding_json(f) for f in diagnosis.findings],
+        "sync": None if diagnosis.sync is None else {
+            "delivery_latency_s": _seconds(diagnosis.sync.delivery_latency_s),
+            "delivery_method": diagnosis.sync.delivery_method,
+            "flag_sync_latency_s": _seconds(diagnosis.sync.flag_sync_latency_s),
+            "flag_sync_method": diagnosis.sync.flag_sync_method,
+            "cleaned_up": diagnosis.sync.cleaned_up,
+            "error": diagnosis.sync.error,
+        },
+    }
+
+
+def render(diagnosis: Diagnosis) -> str:
+    return json.dumps(diagnosis_json(diagnosis), indent=2, ensure_ascii=False) + "\n"

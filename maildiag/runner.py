@@ -1,0 +1,148 @@
+"""One check of one domain: discovery, concurrent probes, analysis.
+
+All probes of a run share one ``Deadline``; every network step inside them
+is bounded by it, so the run ends on time even when every port drops
+packets. Host names are resolved once per run however many endpoints
+share them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+from .analysis import Thresholds, analyse, overall_status
+from .deadline import Deadline
+from .discovery import Overrides, discover
+from .dns import Resolver, to_ascii
+from .model import Diagnosis, Endpoint, Outcome, ProbeResult
+from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
+
+# Past the deadline, give the probes this long to notice before declaring them stuck.
+DEADLINE_GRACE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    domain: str
+    overrides: Overrides = field(default_factory=Overrides)
+    nameserver: str | None = None
+    ca_file: str | None = None
+    timeout: float = 10.0  # per network step
+    deadline: float = 60.0  # for the whole run
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    autoconfig: bool = True
+    email: str | None = None
+
+
+class AddressCache:
+    """Resolves each host once per run, even when several probes ask at the same time."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self._lock = threading.Lock()
+        self._pending: dict[str, Future[list[str]]] = {}
+
+    def __call__(self, host: str, deadline: Deadline) -> list[str]:
+        with self._lock:
+            future = self._pending.get(host)
+            owner = future is None
+            if future is None:
+                future = self._pending[host] = Future()
+        if owner:
+            try:
+                future.set_result(self._resolver.addresses(host, deadline))
+            except BaseException as exc:  # handed to every waiter, raised below
+                future.set_exception(exc)
+        return future.result(timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS)
+
+
+def diagnose(
+    request: CheckRequest,
+    *,
+    session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
+) -> Diagnosis:
+    """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name."""
+    started_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+    domain_ascii = to_ascii(request.domain)
+    deadline = Deadline(request.deadline)
+    resolver = Resolver(request.nameserver, timeout=request.timeout)
+
+    discovery = discover(
+        domain_ascii,
+        resolver,
+        request.overrides,
+        deadline=deadline,
+        autoconfig=request.autoconfig,
+        ca_file=request.ca_file,
+        timeout=request.timeout,
+        email=request.email,
+    )
+    discovery = replace(discovery, domain=request.domain)
+    results = run_probes(
+        discovery.endpoints,
+        AddressCache(resolver),
+        ProbeSettings(timeout=request.timeout, ca_file=request.ca_file),
+        deadline,
+        session_hook_factory,
+    )
+    findings = analyse(
+        discovery, results, request.thresholds, timeout=request.timeout, deadline=request.deadline
+    )
+    return Diagnosis(
+        domain=request.domain,
+        domain_ascii=domain_ascii,
+        started_at=started_at,
+        seconds=time.monotonic() - started,
+        discovery=discovery,
+        results=results,
+        findings=findings,
+        status=overall_status(discovery, findings),
+    )
+
+
+def run_probes(
+    endpoints: tuple[Endpoint, ...],
+    lookup: AddressCache,
+    settings: ProbeSettings,
+    deadline: Deadline,
+    session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
+) -> tuple[ProbeResult, ...]:
+    """Probes all endpoints at once; results come back in the endpoints' order."""
+    if not endpoints:
+        return ()
+    pool = ThreadPoolExecutor(max_workers=len(endpoints), thread_name_prefix="probe")
+    futures = {
+        pool.submit(
+            probe_endpoint,
+            endpoint,
+            lookup,
+            settings,
+            deadline,
+            session_hook_factory(endpoint) if session_hook_factory else None,
+        ): endpoint
+        for endpoint in endpoints
+    }
+    pending = set(futures)
+    while pending:
+        done, pending = wait(
+            pending, timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS,
+            return_when=FIRST_COMPLETED,
+        )
+        if not done:
+            break
+    pool.shutdown(wait=False, cancel_futures=True)
+    by_endpoint = {
+        futures[f]: f.result() if f.done() and not f.cancelled() else _stuck(futures[f])
+        for f in futures
+    }
+    return tuple(by_endpoint[e] for e in endpoints)
+
+
+def _stuck(endpoint: Endpoint) -> ProbeResult:
+    return ProbeResult(endpoint, Outcome.DEADLINE, error="the run's deadline passed")
