@@ -96,11 +96,16 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
     domain = discovery.domain
     if not discovery.domain_exists:
         yield make_finding("DOMAIN_NOT_FOUND", domain=domain)
+    failures: dict[tuple[str, str], list[str]] = {}
     for problem in discovery.problems:
         if problem.kind in ("nxdomain", "nodata"):
             continue  # an absent record is an answer, not a failed lookup
-        yield make_finding("DNS_LOOKUP_FAILED", query=problem.query, detail=problem.detail,
-                           kind=problem.kind)
+        failures.setdefault((problem.kind, problem.detail), []).append(problem.query)
+    for (kind, detail), queries in failures.items():
+        # One finding per cause: a dead name server fails every lookup the same way.
+        shown = ", ".join(queries[:4]) + (f" and {len(queries) - 4} more" if len(queries) > 4 else "")
+        yield make_finding("DNS_LOOKUP_FAILED", query=shown, detail=detail, kind=kind,
+                           queries=queries)
     mx_failed = any(p.query.endswith(" MX") and p.kind not in ("nxdomain", "nodata")
                     for p in discovery.problems)
     if discovery.domain_exists and not discovery.mx and not mx_failed:

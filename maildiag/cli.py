@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 import click
@@ -25,6 +26,19 @@ def _host_port(value: str | None) -> str | None:
     return value.strip() if value else None
 
 
+def _host_name(value: str) -> str:
+    """A server name in ASCII form; IP literals (also "[::1]") pass unchanged."""
+    import ipaddress
+
+    from .dns import to_ascii
+
+    bare = value.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return to_ascii(value)
+
+
 def _use_colour(choice: str, stream: object) -> bool:
     if choice == "always":
         return True
@@ -40,88 +54,121 @@ def cli() -> None:
     submission endpoints, checks their TLS certificates and tells what to fix."""
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("domain")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Report for people (text) or for scripts (json).")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=600), default=10.0,
-              show_default=True, help="Seconds allowed for each network step.")
-@click.option("--deadline", type=click.FloatRange(min=0.5, max=3600), default=60.0,
-              show_default=True, help="Seconds allowed for the whole run.")
-@click.option("--nameserver", metavar="ADDR[:PORT]",
-              help="Ask this DNS server instead of the system's resolver.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-              help="Also trust the CA certificates in this PEM file.")
-@click.option("--imap-host", metavar="HOST", help="Use this IMAP server instead of discovery.")
-@click.option("--pop3-host", metavar="HOST", help="Use this POP3 server instead of discovery.")
-@click.option("--smtp-host", metavar="HOST", help="Use this submission server instead of discovery.")
-@click.option("--imap-port", type=click.IntRange(1, 65535), help="IMAP STARTTLS port [143].")
-@click.option("--imaps-port", type=click.IntRange(1, 65535), help="IMAP TLS port [993].")
-@click.option("--pop3-port", type=click.IntRange(1, 65535), help="POP3 STLS port [110].")
-@click.option("--pop3s-port", type=click.IntRange(1, 65535), help="POP3 TLS port [995].")
-@click.option("--submission-port", type=click.IntRange(1, 65535),
-              help="SMTP submission STARTTLS port [587].")
-@click.option("--submissions-port", type=click.IntRange(1, 65535),
-              help="SMTP submission TLS port [465].")
-@click.option("--cert-warning-days", type=click.FloatRange(min=0), default=21.0,
-              show_default=True, help="Warn when a certificate expires within this many days.")
-@click.option("--cert-critical-days", type=click.FloatRange(min=0), default=7.0,
-              show_default=True, help="Critical when a certificate expires within this many days.")
-@click.option("--no-autoconfig", is_flag=True, help="Do not fetch Thunderbird autoconfig files.")
-@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]),
-              default="auto", show_default=True, help="Colour in the text report.")
-@click.option("-v", "--verbose", is_flag=True, help="Also list what works.")
-def check(domain: str, output_format: str, timeout: float, deadline: float,
-          nameserver: str | None, ca_file: str | None, imap_host: str | None,
-          pop3_host: str | None, smtp_host: str | None, imap_port: int | None,
-          imaps_port: int | None, pop3_port: int | None, pop3s_port: int | None,
-          submission_port: int | None, submissions_port: int | None,
-          cert_warning_days: float, cert_critical_days: float, no_autoconfig: bool,
-          colour: str, verbose: bool) -> None:
-    """Check the mail endpoints of DOMAIN and explain every failure."""
+_CHECK_OPTIONS = [
+    click.option("--timeout", type=click.FloatRange(min=0.1, max=600), default=10.0,
+                 show_default=True, help="Seconds allowed for each network step."),
+    click.option("--deadline", type=click.FloatRange(min=0.5, max=3600), default=60.0,
+                 show_default=True, help="Seconds allowed for the whole check of one domain."),
+    click.option("--nameserver", metavar="ADDR[:PORT]",
+                 help="Ask this DNS server instead of the system's resolver."),
+    click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                 help="Also trust the CA certificates in this PEM file."),
+    click.option("--imap-host", metavar="HOST", help="Use this IMAP server instead of discovery."),
+    click.option("--pop3-host", metavar="HOST", help="Use this POP3 server instead of discovery."),
+    click.option("--smtp-host", metavar="HOST",
+                 help="Use this submission server instead of discovery."),
+    click.option("--imap-port", type=click.IntRange(1, 65535), help="IMAP STARTTLS port [143]."),
+    click.option("--imaps-port", type=click.IntRange(1, 65535), help="IMAP TLS port [993]."),
+    click.option("--pop3-port", type=click.IntRange(1, 65535), help="POP3 STLS port [110]."),
+    click.option("--pop3s-port", type=click.IntRange(1, 65535), help="POP3 TLS port [995]."),
+    click.option("--submission-port", type=click.IntRange(1, 65535),
+                 help="SMTP submission STARTTLS port [587]."),
+    click.option("--submissions-port", type=click.IntRange(1, 65535),
+                 help="SMTP submission TLS port [465]."),
+    click.option("-w", "--cert-warning-days", type=click.FloatRange(min=0), default=21.0,
+                 show_default=True, help="Warn when a certificate expires within this many days."),
+    click.option("-c", "--cert-critical-days", type=click.FloatRange(min=0), default=7.0,
+                 show_default=True,
+                 help="Critical when a certificate expires within this many days."),
+    click.option("--no-autoconfig", is_flag=True, help="Do not fetch Thunderbird autoconfig files."),
+]
+
+
+def check_options(command):  # type: ignore[no-untyped-def]
+    """The discovery, TLS and threshold options shared by check, batch and serve."""
+    for option in reversed(_CHECK_OPTIONS):
+        command = option(command)
+    return command
+
+
+def build_request(domain: str, **options: object):  # type: ignore[no-untyped-def]
+    """A ``CheckRequest`` from the shared options (see ``check_options``)."""
     from .analysis import Thresholds
     from .discovery import Overrides
     from .dns import InvalidDomain, to_ascii
     from .model import Protocol, Security
-    from .runner import CheckRequest, diagnose
+    from .runner import CheckRequest
 
-    if cert_critical_days > cert_warning_days:
+    warning_days = float(options["cert_warning_days"])  # type: ignore[arg-type]
+    critical_days = float(options["cert_critical_days"])  # type: ignore[arg-type]
+    if critical_days > warning_days:
         raise click.UsageError("--cert-critical-days must not be larger than --cert-warning-days")
     try:
         hosts = {
-            protocol: to_ascii(host)
-            for protocol, host in ((Protocol.IMAP, imap_host), (Protocol.POP3, pop3_host),
-                                   (Protocol.SMTP, smtp_host))
-            if host
+            protocol: _host_name(str(options[name]))
+            for protocol, name in ((Protocol.IMAP, "imap_host"), (Protocol.POP3, "pop3_host"),
+                                   (Protocol.SMTP, "smtp_host"))
+            if options.get(name)
         }
     except InvalidDomain as exc:
         raise click.BadParameter(str(exc), param_hint="host") from exc
-    ports = {
-        slot: port
-        for slot, port in (
-            ((Protocol.IMAP, Security.STARTTLS), imap_port),
-            ((Protocol.IMAP, Security.TLS), imaps_port),
-            ((Protocol.POP3, Security.STARTTLS), pop3_port),
-            ((Protocol.POP3, Security.TLS), pop3s_port),
-            ((Protocol.SMTP, Security.STARTTLS), submission_port),
-            ((Protocol.SMTP, Security.TLS), submissions_port),
-        )
-        if port
+    slots = {
+        "imap_port": (Protocol.IMAP, Security.STARTTLS),
+        "imaps_port": (Protocol.IMAP, Security.TLS),
+        "pop3_port": (Protocol.POP3, Security.STARTTLS),
+        "pop3s_port": (Protocol.POP3, Security.TLS),
+        "submission_port": (Protocol.SMTP, Security.STARTTLS),
+        "submissions_port": (Protocol.SMTP, Security.TLS),
     }
-    request = CheckRequest(
+    ports = {slot: int(options[name]) for name, slot in slots.items()  # type: ignore[call-overload]
+             if options.get(name)}
+    timeout = float(options["timeout"])  # type: ignore[arg-type]
+    return CheckRequest(
         domain=domain.strip(),
         overrides=Overrides(hosts=hosts, ports=ports),
-        nameserver=_host_port(nameserver),
-        ca_file=ca_file,
+        nameserver=_host_port(options.get("nameserver")),  # type: ignore[arg-type]
+        ca_file=options.get("ca_file"),  # type: ignore[arg-type]
         timeout=timeout,
-        deadline=max(deadline, timeout),
-        thresholds=Thresholds(cert_warning_days, cert_critical_days),
-        autoconfig=not no_autoconfig,
+        deadline=float(options["deadline"]),  # type: ignore[arg-type]
+        thresholds=Thresholds(warning_days, critical_days),
+        autoconfig=not options.get("no_autoconfig"),
     )
+
+
+def _render_invalid(output_format: str, domain: str, message: str) -> None:
+    """Monitoring and CI formats still get a well-formed answer for a bad domain."""
+    if output_format == "nagios":
+        from .report import nagios
+
+        click.echo(nagios.render_error(message), nl=False)
+    elif output_format == "junit":
+        from .report import junit
+
+        click.echo(junit.render_error(domain, message), nl=False)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("domain")
+@click.option("--format", "output_format",
+              type=click.Choice(["text", "json", "nagios", "junit"]), default="text",
+              show_default=True,
+              help="Report for people (text), scripts (json), Nagios/Icinga (nagios) or CI "
+                   "systems (junit XML).")
+@check_options
+@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]),
+              default="auto", show_default=True, help="Colour in the text report.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list what works.")
+def check(domain: str, output_format: str, colour: str, verbose: bool, **options: object) -> None:
+    """Check the mail endpoints of DOMAIN and explain every failure."""
+    from .dns import InvalidDomain
+    from .runner import diagnose
+
+    request = build_request(domain, **options)
     try:
         diagnosis = diagnose(request)
     except InvalidDomain as exc:
         click.echo(f"maildiag: {exc}", err=True)
+        _render_invalid(output_format, domain, str(exc))
         raise SystemExit(EXIT_UNKNOWN) from None
 
     stdout = click.get_text_stream("stdout")
@@ -129,11 +176,153 @@ def check(domain: str, output_format: str, timeout: float, deadline: float,
         from .report import json as json_report
 
         click.echo(json_report.render(diagnosis), nl=False)
+    elif output_format == "nagios":
+        from .report import nagios
+
+        thresholds = request.thresholds
+        click.echo(nagios.render(diagnosis, thresholds.cert_warning_days,
+                                 thresholds.cert_critical_days), nl=False)
+    elif output_format == "junit":
+        from .report import junit
+
+        click.echo(junit.render(diagnosis), nl=False)
     else:
         from .report import text as text_report
 
-        click.echo(text_report.render(diagnosis, _use_colour(colour, stdout), verbose))
+        use_colour = _use_colour(colour, stdout)
+        click.echo(text_report.render(diagnosis, use_colour, verbose), color=use_colour)
     raise SystemExit(int(diagnosis.status))
+
+
+BATCH_EPILOG = (
+    "FILE has one domain per line; '#' starts a comment. After the domain, imap=HOST, "
+    "pop3=HOST and smtp=HOST override discovery for that domain. Malformed lines are "
+    "reported on stderr and skipped. Exit status: the worst status of all domains "
+    "(CRITICAL > UNKNOWN > WARNING > OK); 3 when interrupted or when nothing was checked."
+)
+
+
+def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
+    """Ctrl-C and SIGTERM set ``events`` instead of raising mid-write; returns what to restore."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: object) -> None:
+        for event in events:
+            event.set()
+
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+@cli.command(epilog=BATCH_EPILOG)
+@click.argument("source", metavar="FILE|-")
+@click.option("--format", "output_format", type=click.Choice(["jsonl"]), default="jsonl",
+              show_default=True,
+              help="One JSON object per line and domain, as 'check --format json' describes it.")
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Domains checked at the same time.")
+@click.option("--per-host", type=click.IntRange(0, 1000), default=2, show_default=True,
+              help="Connections open at the same time to one server address, across the "
+                   "whole batch (0: no limit).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr  [default: when stderr is a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="No summary table on stderr at the end.")
+@check_options
+def batch(source: str, output_format: str, concurrency: int, per_host: int,
+          progress: bool | None, quiet: bool, **options: object) -> None:
+    """Check every domain listed in FILE (- for standard input); one JSON line per domain."""
+    import signal
+
+    from . import batch as batch_module
+    from .limits import HostLimiter
+
+    template = build_request("", **options)
+    try:
+        handle = click.get_binary_stream("stdin") if source == "-" else open(source, "rb")
+    except OSError as exc:
+        raise click.FileError(source, exc.strerror or str(exc)) from None
+    err = click.get_text_stream("stderr")
+    bar = None
+    if err.isatty() if progress is None else progress:
+        total = None
+        if source != "-":
+            with open(source, "rb") as counting:
+                total = batch_module.count_entries(counting)
+        bar = batch_module.Progress(err, total)
+
+    stop, interrupted = threading.Event(), threading.Event()
+    previous = _on_stop_signals(stop, interrupted)
+    summary = batch_module.Summary()
+    broken_pipe = False
+    try:
+        results = batch_module.run_batch(
+            batch_module.read_entries(handle), template, concurrency=concurrency,
+            host_limiter=HostLimiter(per_host) if per_host else None, stop=stop)
+        batch_module.write_jsonl(results, click.get_binary_stream("stdout"), summary,
+                                 complain=lambda text: click.echo(text, err=True),
+                                 progress=bar)
+    except BrokenPipeError:
+        broken_pipe = True  # the reader went away (| head): stop quietly
+        stop.set()
+    finally:
+        if source != "-":
+            handle.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+    if bar is not None:
+        bar.close()
+    if not quiet and not broken_pipe:
+        click.echo(summary.render(interrupted=interrupted.is_set()), err=True, nl=False)
+    if broken_pipe or interrupted.is_set():
+        # Checks still running are abandoned: waiting for their sockets to time out
+        # would keep an interrupted batch alive for up to --timeout seconds.
+        sys.stderr.flush()
+        os._exit(EXIT_UNKNOWN)
+    raise SystemExit(int(summary.worst))
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:9137", show_default=True, metavar="ADDR:PORT",
+              help="Where to serve /probe and /metrics (:PORT for every interface).")
+@click.option("--credentials", "credentials_file", type=click.Path(dir_okay=False),
+              help="TOML file of named credential profiles (readable by its owner only); "
+                   "a probe picks one with profile=NAME.")
+@check_options
+def serve(listen: str, credentials_file: str | None, **options: object) -> None:
+    """Serve Prometheus metrics: GET /probe?target=DOMAIN checks a domain.
+
+    /metrics has the exporter's own metrics. Each check is bounded by the scrape
+    timeout Prometheus sends; --deadline applies to requests without one."""
+    from .credentials import CredentialsError, load_profiles, profiles_from_env
+    from .exporter import Exporter, parse_listen
+
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    template = build_request("", **options)
+    try:
+        profiles = profiles_from_env()
+        if credentials_file:
+            profiles.update(load_profiles(credentials_file))
+    except CredentialsError as exc:
+        raise click.UsageError(str(exc)) from None
+    exporter = Exporter(template, profiles)
+    try:
+        server = exporter.make_server(host, port)
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
+    click.echo(f"maildiag exporter on http://{shown}:{server.server_address[1]}/ "
+               f"(probe: /probe?target=DOMAIN; {len(profiles)} credential profile(s))", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @cli.command()

@@ -37,7 +37,7 @@ _SPECS = (
     ),
     FindingSpec(
         "DNS_LOOKUP_FAILED", _S.WARNING, "A DNS lookup failed",
-        "The lookup {query} failed: {detail}. Discovery may have missed endpoints.",
+        "DNS lookups failed ({query}): {detail}. Discovery may have missed endpoints.",
         "Retry; if it persists, check the domain's name servers (SERVFAIL often means a broken "
         "DNSSEC signature or an unreachable authoritative server).",
     ),

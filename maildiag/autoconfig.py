@@ -1,0 +1,328 @@
+"""Thunderbird autoconfig: fetch and read a domain's config-v1.1.xml.
+
+Host names are resolved with maildiag's own resolver (so ``--nameserver``
+applies here too) and the connection goes to that address with the host name
+as SNI and Host header. Every failure becomes an ``AutoconfigResult.error``;
+nothing here raises for network trouble.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import os
+import socket
+import ssl
+import xml.etree.ElementTree as ET
+import xml.parsers.expat
+from urllib.parse import quote, urljoin, urlsplit
+
+import certifi
+
+from maildiag import __version__
+from maildiag.deadline import Deadline, DeadlineExceeded
+from maildiag.dns import DnsLookupError, InvalidDomain, Resolver, to_ascii
+from maildiag.model import AutoconfigResult, AutoconfigServer, Protocol, Security
+
+__all__ = ["AutoconfigError", "autoconfig_urls", "fetch_autoconfig", "parse_autoconfig"]
+
+MAX_BODY = 1024 * 1024
+MAX_REDIRECTS = 3
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+_PROTOCOLS = {"imap": Protocol.IMAP, "pop3": Protocol.POP3, "smtp": Protocol.SMTP}
+_SOCKET_TYPES = {"ssl": Security.TLS, "starttls": Security.STARTTLS, "plain": Security.PLAIN}
+_DEFAULT_PORTS = {
+    (Protocol.IMAP, Security.TLS): 993,
+    (Protocol.IMAP, Security.STARTTLS): 143,
+    (Protocol.IMAP, Security.PLAIN): 143,
+    (Protocol.POP3, Security.TLS): 995,
+    (Protocol.POP3, Security.STARTTLS): 110,
+    (Protocol.POP3, Security.PLAIN): 110,
+    (Protocol.SMTP, Security.TLS): 465,
+    (Protocol.SMTP, Security.STARTTLS): 587,
+    (Protocol.SMTP, Security.PLAIN): 587,
+}
+
+
+class AutoconfigError(ValueError):
+    """The autoconfig document cannot be used."""
+
+
+class _FetchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Parsing (no I/O)
+
+
+def parse_autoconfig(xml_bytes: bytes, domain: str) -> tuple[AutoconfigServer, ...]:
+    """The IMAP, POP3 and SMTP servers listed in a config-v1.1.xml document.
+
+    Raises ``AutoconfigError`` for a document that is not well-formed XML or
+    that has a DOCTYPE (entities are never expanded). Servers of other types,
+    with unknown socket types or unusable host names are skipped.
+    """
+    _reject_doctype(xml_bytes)
+    try:
+        root = ET.fromstring(xml_bytes)
+    except ET.ParseError as e:
+        raise AutoconfigError(f"not well-formed XML: {e}") from None
+    if _local(root.tag) != "clientConfig":
+        raise AutoconfigError(f"not an autoconfig document: the root is <{_local(root.tag)}>")
+    servers: list[AutoconfigServer] = []
+    for element in root.iter():
+        if _local(element.tag) not in ("incomingServer", "outgoingServer"):
+            continue
+        server = _server(element, domain)
+        if server is not None and server not in servers:
+            servers.append(server)
+    return tuple(servers)
+
+
+def _reject_doctype(xml_bytes: bytes) -> None:
+    # A DOCTYPE is the only way to declare entities, so refusing it rules out
+    # entity expansion ("billion laughs") and external entities (XXE). Expat
+    # sees through every encoding it accepts, which a byte search would not.
+    parser = xml.parsers.expat.ParserCreate()
+
+    def refuse(*_args: object) -> None:
+        raise AutoconfigError("the document has a DOCTYPE or entity declaration; refused")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(xml_bytes, True)
+    except xml.parsers.expat.ExpatError as e:
+        raise AutoconfigError(f"not well-formed XML: {e}") from None
+
+
+def _local(tag: object) -> str:
+    text = str(tag)
+    return text.rsplit("}", 1)[-1]
+
+
+def _child_text(element: ET.Element, name: str) -> str | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return None
+
+
+def _server(element: ET.Element, domain: str) -> AutoconfigServer | None:
+    protocol = _PROTOCOLS.get((element.get("type") or "").strip().lower())
+    if protocol is None:
+        return None
+    if (_local(element.tag) == "outgoingServer") != (protocol is Protocol.SMTP):
+        return None
+    security = _SOCKET_TYPES.get((_child_text(element, "socketType") or "").lower())
+    if security is None:
+        return None
+    hostname = (_child_text(element, "hostname") or "").replace("%EMAILDOMAIN%", domain)
+    try:
+        host = to_ascii(hostname)
+    except InvalidDomain:
+        return None  # e.g. an unfilled %EMAILLOCALPART% placeholder
+    port_text = _child_text(element, "port")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            return None
+        port = int(port_text)
+    else:
+        port = _DEFAULT_PORTS[(protocol, security)]
+    return AutoconfigServer(protocol=protocol, host=host, port=port, security=security)
+
+
+# --------------------------------------------------------------------------
+# Fetching
+
+
+def autoconfig_urls(domain_ascii: str, email: str | None = None) -> tuple[str, str]:
+    """The two URLs Thunderbird asks a domain's own servers, in order."""
+    query = f"?emailaddress={quote(email, safe='@')}" if email else ""
+    return (
+        f"https://autoconfig.{domain_ascii}/mail/config-v1.1.xml{query}",
+        f"https://{domain_ascii}/.well-known/autoconfig/mail/config-v1.1.xml",
+    )
+
+
+def fetch_autoconfig(
+    domain_ascii: str,
+    resolver: Resolver,
+    *,
+    ca_file: str | None,
+    timeout: float,
+    deadline: Deadline,
+    email: str | None = None,
+) -> tuple[AutoconfigResult, ...]:
+    """Try each autoconfig URL until one lists servers; one result per URL tried."""
+    results = []
+    for url in autoconfig_urls(domain_ascii, email):
+        result = _try_url(url, domain_ascii, resolver, ca_file, timeout, deadline)
+        results.append(result)
+        if result.servers:
+            break
+    return tuple(results)
+
+
+def _try_url(
+    url: str,
+    domain: str,
+    resolver: Resolver,
+    ca_file: str | None,
+    timeout: float,
+    deadline: Deadline,
+) -> AutoconfigResult:
+    try:
+        body = _get(url, resolver, ca_file, timeout, deadline)
+        servers = parse_autoconfig(body, domain)
+    except (_FetchError, AutoconfigError) as e:
+        return AutoconfigResult(url=url, error=str(e))
+    except DeadlineExceeded:
+        return AutoconfigResult(url=url, error="stopped: the run's deadline passed")
+    if not servers:
+        return AutoconfigResult(url=url, error="the document lists no IMAP, POP3 or SMTP server")
+    return AutoconfigResult(url=url, servers=servers)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str | None, _mtime: float | None) -> ssl.SSLContext:
+    # certifi rather than the system store, so results do not depend on the
+    # machine; the extra CA file is for private and test CAs.
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        context.load_verify_locations(ca_file)
+    return context
+
+
+def _context_for(ca_file: str | None) -> ssl.SSLContext:
+    try:
+        mtime = os.stat(ca_file).st_mtime if ca_file else None
+        return _tls_context(ca_file, mtime)
+    except (OSError, ssl.SSLError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise _FetchError(f"cannot use the CA file {ca_file!r}: {reason}") from None
+
+
+def _get(
+    url: str, resolver: Resolver, ca_file: str | None, timeout: float, deadline: Deadline
+) -> bytes:
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise _FetchError(f"refused to follow a redirect to {url!r}: only https is used")
+        try:
+            port = parts.port or 443
+        except ValueError:
+            raise _FetchError(f"bad port in {url!r}") from None
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        status, location, body = _request(
+            parts.hostname, port, target, resolver, ca_file, timeout, deadline
+        )
+        if status in _REDIRECTS:
+            if not location:
+                raise _FetchError(f"HTTP {status} redirect without a Location header")
+            url = urljoin(url, location)
+            continue
+        if status != 200:
+            raise _FetchError(f"HTTP {status} from {parts.hostname}")
+        return body
+    raise _FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _request(
+    host: str,
+    port: int,
+    target: str,
+    resolver: Resolver,
+    ca_file: str | None,
+    timeout: float,
+    deadline: Deadline,
+) -> tuple[int, str | None, bytes]:
+    try:
+        addresses = resolver.addresses(host, deadline)
+    except DnsLookupError as e:
+        raise _FetchError(f"cannot resolve {host}: {e.kind} ({e.detail})") from None
+    context = _context_for(ca_file)
+    sock = _connect(host, addresses, port, timeout, deadline)
+    try:
+        sock.settimeout(deadline.step_timeout(timeout))
+        try:
+            tls = context.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            raise _FetchError(
+                f"TLS certificate of {host} not trusted: {e.verify_message or e.reason}"
+            ) from None
+        except ssl.SSLError as e:
+            raise _FetchError(f"TLS handshake with {host} failed: {e.reason or e}") from None
+        except TimeoutError:
+            raise _FetchError(f"TLS handshake with {host} timed out") from None
+        except OSError as e:
+            raise _FetchError(f"TLS handshake with {host} failed: {e}") from None
+        sock = tls
+        return _http_get(tls, host, port, target, timeout, deadline)
+    finally:
+        sock.close()
+
+
+def _connect(
+    host: str, addresses: list[str], port: int, timeout: float, deadline: Deadline
+) -> socket.socket:
+    errors = []
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), deadline.step_timeout(timeout))
+        except TimeoutError:
+            errors.append(f"{address}: timed out")
+        except OSError as e:
+            errors.append(f"{address}: {e.strerror or e}")
+    raise _FetchError(f"cannot connect to {host} port {port} ({'; '.join(errors)})")
+
+
+def _http_get(
+    tls: ssl.SSLSocket, host: str, port: int, target: str, timeout: float, deadline: Deadline
+) -> tuple[int, str | None, bytes]:
+    if any(c.isspace() or ord(c) < 32 for c in target):
+        raise _FetchError(f"refused a URL with spaces or control characters: {target!r}")
+    host_header = host if port == 443 else f"{host}:{port}"
+    request = (
+        f"GET {target} HTTP/1.1\r\n"
+        f"Host: {host_header}\r\n"
+        f"User-Agent: maildiag/{__version__}\r\n"
+        "Accept: application/xml, text/xml;q=0.9, */*;q=0.1\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    # http.client only parses the answer here; the socket stays ours, so its
+    # timeout can be cut down before every read.
+    response = http.client.HTTPResponse(tls, method="GET")  # type: ignore[arg-type]
+    try:
+        tls.settimeout(deadline.step_timeout(timeout))
+        tls.sendall(request.encode("ascii"))
+        response.begin()
+        if response.status in _REDIRECTS:
+            return response.status, response.getheader("Location"), b""
+        if response.status != 200:
+            return response.status, None, b""
+        length = response.getheader("Content-Length")
+        if length and length.strip().isdigit() and int(length) > MAX_BODY:
+            raise _FetchError(f"the answer from {host} is larger than 1 MiB ({length} bytes)")
+        body = bytearray()
+        while True:
+            # Each read gets what is left of the step; a server dripping bytes
+            # cannot hold the run past its deadline.
+            tls.settimeout(deadline.step_timeout(timeout))
+            chunk = response.read(65536)
+            if not chunk:
+                return response.status, None, bytes(body)
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise _FetchError(f"the answer from {host} is larger than 1 MiB")
+    except TimeoutError:
+        raise _FetchError(f"{host} did not answer the HTTP request in time") from None
+    except (http.client.HTTPException, OSError, UnicodeError) as e:
+        raise _FetchError(f"bad HTTP answer from {host}: {e or type(e).__name__}") from None
+    finally:
+        response.close()

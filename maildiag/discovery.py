@@ -1,0 +1,329 @@
+"""From a domain to the endpoints worth probing: MX, SRV, autoconfig, guesses.
+
+All lookups run at once in threads, each bounded by the run's deadline, and
+every lookup that fails is kept as a ``DnsProblem`` rather than raised: a
+broken MX must not hide a working SRV record, and vice versa.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from maildiag.autoconfig import autoconfig_urls, fetch_autoconfig
+from maildiag.deadline import Deadline
+from maildiag.dns import DnsLookupError, Resolver, to_ascii
+from maildiag.model import (
+    AutoconfigResult,
+    Discovery,
+    DnsProblem,
+    Endpoint,
+    MxRecord,
+    Protocol,
+    Security,
+    SrvRecord,
+)
+
+__all__ = ["GUESS_PREFIXES", "SLOTS", "SRV_SERVICES", "Overrides", "discover"]
+
+# The six things maildiag probes: plaintext-then-STARTTLS and implicit TLS
+# for each protocol (RFC 8314 §3 for the implicit-TLS ports).
+SLOTS: tuple[tuple[Protocol, Security, int], ...] = (
+    (Protocol.IMAP, Security.STARTTLS, 143),
+    (Protocol.IMAP, Security.TLS, 993),
+    (Protocol.POP3, Security.STARTTLS, 110),
+    (Protocol.POP3, Security.TLS, 995),
+    (Protocol.SMTP, Security.STARTTLS, 587),
+    (Protocol.SMTP, Security.TLS, 465),
+)
+
+# RFC 6186 §3 (imap, pop3, submission) and RFC 8314 §5.1 (submissions).
+SRV_SERVICES: dict[str, tuple[Protocol, Security]] = {
+    "_imap._tcp": (Protocol.IMAP, Security.STARTTLS),
+    "_imaps._tcp": (Protocol.IMAP, Security.TLS),
+    "_pop3._tcp": (Protocol.POP3, Security.STARTTLS),
+    "_pop3s._tcp": (Protocol.POP3, Security.TLS),
+    "_submission._tcp": (Protocol.SMTP, Security.STARTTLS),
+    "_submissions._tcp": (Protocol.SMTP, Security.TLS),
+}
+
+# Host names providers commonly use, in the order mail clients try them;
+# "" is the bare domain.
+GUESS_PREFIXES: dict[Protocol, tuple[str, ...]] = {
+    Protocol.IMAP: ("imap", "mail", ""),
+    Protocol.POP3: ("pop3", "pop", "mail", ""),
+    Protocol.SMTP: ("smtp", "mail", ""),
+}
+
+# Past the deadline, a lookup still running is abandoned after this grace.
+_GRACE = 0.25
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Host and port choices from the command line; they beat anything found."""
+
+    hosts: Mapping[Protocol, str] = field(default_factory=dict)
+    ports: Mapping[tuple[Protocol, Security], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for slot, port in self.ports.items():
+            if not 0 < port < 65536:
+                raise ValueError(f"{slot[0]} {slot[1]} port {port} is not a port number")
+
+
+def discover(
+    domain: str,
+    resolver: Resolver,
+    overrides: Overrides = Overrides(),  # noqa: B008 (frozen, so sharing it is safe)
+    *,
+    deadline: Deadline,
+    autoconfig: bool = True,
+    ca_file: str | None = None,
+    timeout: float = 5.0,
+    email: str | None = None,
+) -> Discovery:
+    """Everything DNS and autoconfig say about *domain*, and the endpoints to probe.
+
+    Raises ``InvalidDomain`` for a malformed domain or override host; network
+    trouble only ever ends up in ``Discovery.problems``.
+    """
+    started = time.monotonic()
+    domain_ascii = to_ascii(domain)
+    override_hosts = {p: _host(h) for p, h in overrides.hosts.items()}
+    guess_hosts = _guess_hosts(domain_ascii, skip=override_hosts.keys())
+
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=4 + len(SRV_SERVICES) + len(guess_hosts), thread_name_prefix="discover"
+    )
+    try:
+        apex = pool.submit(_lookup, resolver, domain_ascii, "SOA", deadline)
+        mx = pool.submit(_lookup, resolver, domain_ascii, "MX", deadline)
+        srv = {
+            service: pool.submit(_lookup, resolver, f"{service}.{domain_ascii}", "SRV", deadline)
+            for service in SRV_SERVICES
+        }
+        guesses = {host: pool.submit(_addresses, resolver, host, deadline) for host in guess_hosts}
+        fetched = (
+            pool.submit(
+                fetch_autoconfig,
+                domain_ascii,
+                resolver,
+                ca_file=ca_file,
+                timeout=timeout,
+                deadline=deadline,
+                email=email,
+            )
+            if autoconfig
+            else None
+        )
+
+        problems: list[DnsProblem] = []
+        _, apex_error = _result(apex, f"{domain_ascii} SOA", deadline, problems)
+        mx_records, mx_error = _result(mx, f"{domain_ascii} MX", deadline, problems)
+        srv_records: list[SrvRecord] = []
+        for service, future in srv.items():
+            records, _ = _result(future, f"{service}.{domain_ascii} SRV", deadline, problems)
+            srv_records += sorted(
+                (
+                    SrvRecord(
+                        service=service,
+                        priority=r.priority,
+                        weight=r.weight,
+                        port=r.port,
+                        target=_target(r.target),
+                    )
+                    for r in records
+                ),
+                key=lambda s: (s.priority, -s.weight, s.target, s.port),
+            )
+        resolved = {
+            host
+            for host, future in guesses.items()
+            if _result(future, f"{host} A/AAAA", deadline, problems)[0]
+        }
+        autoconfig_results: tuple[AutoconfigResult, ...] = ()
+        if fetched is not None:
+            try:
+                autoconfig_results = fetched.result(timeout=_wait(deadline))
+            except concurrent.futures.TimeoutError:
+                autoconfig_results = (
+                    AutoconfigResult(
+                        url=autoconfig_urls(domain_ascii, email)[0],
+                        error="stopped: the run's deadline passed",
+                    ),
+                )
+            except Exception as e:
+                autoconfig_results = (
+                    AutoconfigResult(
+                        url=autoconfig_urls(domain_ascii, email)[0],
+                        error=f"maildiag internal error: {e!r}",
+                    ),
+                )
+    finally:
+        # Lookups still running past the deadline are abandoned, not awaited.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    # RFC 8020: NXDOMAIN means nothing exists at or below the name; NODATA
+    # (the name without this record type) still means the domain exists.
+    domain_exists = not any(e is not None and e.kind == "nxdomain" for e in (apex_error, mx_error))
+    if not domain_exists:
+        problems.insert(
+            0,
+            DnsProblem(
+                query=f"{domain_ascii} SOA",
+                kind="nxdomain",
+                detail="the domain does not exist in DNS",
+            ),
+        )
+    mx_list = tuple(
+        sorted(
+            (MxRecord(preference=r.preference, host=_target(r.exchange)) for r in mx_records),
+            key=lambda m: (m.preference, m.host),
+        )
+    )
+
+    endpoints = _choose_endpoints(
+        domain_ascii,
+        overrides,
+        override_hosts,
+        tuple(srv_records),
+        autoconfig_results,
+        resolved,
+        mx_list,
+    )
+    return Discovery(
+        domain=domain,
+        domain_ascii=domain_ascii,
+        domain_exists=domain_exists,
+        mx=mx_list,
+        srv=tuple(srv_records),
+        autoconfig=autoconfig_results,
+        endpoints=endpoints,
+        problems=tuple(problems),
+        seconds=time.monotonic() - started,
+    )
+
+
+# --------------------------------------------------------------------------
+# Choosing endpoints (no I/O)
+
+
+def _choose_endpoints(
+    domain_ascii: str,
+    overrides: Overrides,
+    override_hosts: Mapping[Protocol, str],
+    srv: tuple[SrvRecord, ...],
+    autoconfig: tuple[AutoconfigResult, ...],
+    resolved: set[str],
+    mx: tuple[MxRecord, ...],
+) -> tuple[Endpoint, ...]:
+    endpoints = []
+    for protocol, security, default_port in SLOTS:
+        port_override = overrides.ports.get((protocol, security))
+        candidates: list[tuple[str, int, str]] = []  # host, port, source; best first
+        if protocol in override_hosts:
+            candidates.append((override_hosts[protocol], port_override or default_port, "option"))
+
+        service = next(s for s, slot in SRV_SERVICES.items() if slot == (protocol, security))
+        records = [r for r in srv if r.service == service]
+        offered = [r for r in records if not r.not_offered]
+        if offered:
+            # RFC 2782: lowest priority first; among equals, the heaviest.
+            best = min(offered, key=lambda r: (r.priority, -r.weight))
+            candidates.append((best.target, port_override or best.port, f"srv:{service}"))
+        elif records and not (protocol in override_hosts or port_override):
+            # RFC 6186 §3.4: a target of "." says the service is deliberately
+            # not provided, so guessing a host for it would be wrong.
+            continue
+
+        for result in autoconfig:
+            for server in result.servers:
+                if (server.protocol, server.security) == (protocol, security):
+                    candidates.append((server.host, port_override or server.port, "autoconfig"))
+        for prefix in GUESS_PREFIXES[protocol]:
+            host = f"{prefix}.{domain_ascii}" if prefix else domain_ascii
+            if host in resolved:
+                candidates.append((host, port_override or default_port, f"guess:{host}"))
+        usable_mx = [m for m in mx if m.host not in ("", ".")]
+        if usable_mx:
+            candidates.append((usable_mx[0].host, port_override or default_port, "mx"))
+
+        if not candidates:
+            continue
+        host, port, _ = candidates[0]
+        sources = tuple(dict.fromkeys(s for h, p, s in candidates if (h, p) == (host, port)))
+        endpoints.append(Endpoint(protocol, host, port, security, sources))
+    return tuple(endpoints)
+
+
+def _guess_hosts(domain_ascii: str, skip: Collection[Protocol]) -> list[str]:
+    hosts: dict[str, None] = {}
+    for protocol, prefixes in GUESS_PREFIXES.items():
+        if protocol in skip:
+            continue
+        for prefix in prefixes:
+            hosts[f"{prefix}.{domain_ascii}" if prefix else domain_ascii] = None
+    return list(hosts)
+
+
+def _host(text: str) -> str:
+    bare = text.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return to_ascii(bare)
+
+
+def _target(name: object) -> str:
+    text = str(name).lower()
+    return "." if text in ("", ".") else text.rstrip(".")
+
+
+# --------------------------------------------------------------------------
+# Running lookups
+
+
+def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> list:
+    return resolver.query(name, rdtype, deadline)
+
+
+def _addresses(resolver: Resolver, host: str, deadline: Deadline) -> list[str]:
+    return resolver.addresses(host, deadline)
+
+
+def _wait(deadline: Deadline) -> float | None:
+    remaining = deadline.remaining()
+    return None if remaining == float("inf") else remaining + _GRACE
+
+
+def _result(
+    future: concurrent.futures.Future[list[_T]],
+    query: str,
+    deadline: Deadline,
+    problems: list[DnsProblem],
+) -> tuple[list[_T], DnsLookupError | None]:
+    """The records, or [] and the error; problems worth telling are recorded.
+
+    NXDOMAIN and NODATA are answers, not problems: most domains have no
+    _pop3._tcp record and no pop. host.
+    """
+    try:
+        return future.result(timeout=_wait(deadline)), None
+    except concurrent.futures.TimeoutError:
+        error = DnsLookupError("timeout", "still unanswered when the run's deadline passed", query)
+    except DnsLookupError as e:
+        error = e
+    except Exception as e:
+        # A bug in one lookup must not hide what the others found.
+        error = DnsLookupError("error", f"maildiag internal error: {e!r}", query)
+    if error.kind not in ("nxdomain", "nodata"):
+        problems.append(DnsProblem(query=error.query, kind=error.kind, detail=error.detail))
+    return [], error

@@ -1,0 +1,481 @@
+"""DNS lookups for discovery: a small stub resolver over dnspython's wire API.
+
+dnspython's own ``Resolver`` sends UDP from unconnected sockets, so a
+nameserver port with nothing behind it looks exactly like one that drops
+packets: the query waits for the whole timeout. Here each nameserver gets a
+*connected* UDP socket, which lets the kernel report the ICMP "port
+unreachable" as ECONNREFUSED at once, and every answer is classified into one
+``DnsLookupError.kind`` that the rest of maildiag can explain to people.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import idna
+
+from maildiag.deadline import Deadline, DeadlineExceeded
+
+__all__ = [
+    "DnsLookupError",
+    "InvalidDomain",
+    "Resolver",
+    "to_ascii",
+    "to_unicode",
+]
+
+# DNS Flag Day 2020: 1232 bytes avoids IP fragmentation on almost every path;
+# anything larger comes back truncated and is fetched again over TCP.
+_EDNS_PAYLOAD = 1232
+# The first retransmission of an unanswered UDP query; later ones back off.
+_FIRST_RETRY = 1.0
+
+
+class DnsLookupError(Exception):
+    """A lookup that gave no records, and why.
+
+    ``kind`` is one of: nxdomain, nodata, servfail, timeout, no_nameservers,
+    refused, error.
+    """
+
+    def __init__(self, kind: str, detail: str, query: str) -> None:
+        super().__init__(f"{query}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.query = query
+
+
+class InvalidDomain(ValueError):
+    """The text given is not a usable domain name."""
+
+
+# --------------------------------------------------------------------------
+# Domain names
+
+_LDH_LABEL = re.compile(r"[a-z0-9-]+")
+
+
+def to_ascii(domain: str) -> str:
+    """The IDNA A-label form of *domain*, lower case, without a trailing dot.
+
+    Uses IDNA 2008 with the UTS #46 mapping, so "Müller.Example" and
+    full-width input become "xn--mller-kva.example". Raises ``InvalidDomain``
+    with a message meant for the person who typed it.
+    """
+    text = domain.strip()
+    _reject_non_domains(domain, text)
+    try:
+        # UTS #46 §4: case folding, width mapping, NFC, and the ideographic
+        # full stops that some keyboards produce instead of ".".
+        mapped = idna.uts46_remap(text, std3_rules=True, transitional=False)
+    except idna.IDNAError as e:
+        raise InvalidDomain(f"{domain!r} is not a valid domain name: {e}") from None
+    if mapped.endswith("."):
+        mapped = mapped[:-1]
+    if not mapped:
+        raise InvalidDomain("the domain is empty")
+    labels = [_label_to_ascii(domain, label) for label in mapped.split(".")]
+    result = ".".join(labels)
+    # RFC 1035 §2.3.4: 255 octets on the wire is 253 characters in text form.
+    if len(result) > 253:
+        raise InvalidDomain(
+            f"{_short(domain)} is too long: {len(result)} characters, at most 253 are allowed"
+        )
+    return result
+
+
+def to_unicode(domain: str) -> str:
+    """The display (U-label) form of an ASCII domain; labels that do not
+    decode are kept as they are."""
+    name = domain.strip().rstrip(".").lower()
+    out = []
+    for label in name.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = idna.ulabel(label)
+            except idna.IDNAError:
+                pass
+        out.append(label)
+    return ".".join(out)
+
+
+def _reject_non_domains(original: str, text: str) -> None:
+    if not text or text == ".":
+        raise InvalidDomain("the domain is empty")
+    if text.lower().startswith("mailto:"):
+        text = text[len("mailto:") :]
+    if "://" in text:
+        try:
+            host = urlsplit(text).hostname
+        except ValueError:
+            host = None
+        hint = f"; try {host!r}" if host else ""
+        raise InvalidDomain(f"{original!r} looks like a URL: give the domain only{hint}")
+    if "@" in text:
+        after = text.rsplit("@", 1)[1]
+        hint = f"; try {after!r}" if after else ""
+        raise InvalidDomain(
+            f"{original!r} is an email address: give the domain, not the address{hint}"
+        )
+    if "/" in text:
+        host = text.split("/", 1)[0]
+        hint = f"; try {host!r}" if host else ""
+        raise InvalidDomain(f"{original!r} looks like a URL or a path: give the domain only{hint}")
+
+
+def _label_to_ascii(domain: str, label: str) -> str:
+    if not label:
+        raise InvalidDomain(
+            f"{_short(domain)} has an empty label (two dots in a row, or a leading dot)"
+        )
+    if label.isascii():
+        if not _LDH_LABEL.fullmatch(label):
+            bad = next(c for c in label if not (c.isalnum() or c == "-"))
+            raise InvalidDomain(
+                f"{_short(domain)} contains {bad!r}: only letters, digits and '-' are allowed"
+            )
+        if label.startswith("xn--"):
+            try:
+                idna.ulabel(label)
+            except idna.IDNAError as e:
+                raise InvalidDomain(
+                    f"{_short(domain)}: {label!r} is not a valid IDNA A-label ({e})"
+                ) from None
+        ascii_label = label
+    else:
+        try:
+            ascii_label = idna.alabel(label).decode("ascii")
+        except idna.IDNAError as e:
+            raise InvalidDomain(
+                f"{_short(domain)}: {label!r} is not a valid internationalised label ({e})"
+            ) from None
+    # RFC 5891 §4.2.3.1 / RFC 952: a label neither starts nor ends with "-".
+    if ascii_label.startswith("-") or ascii_label.endswith("-"):
+        raise InvalidDomain(f"{_short(domain)}: the label {label!r} starts or ends with a hyphen")
+    if len(ascii_label) > 63:
+        raise InvalidDomain(
+            f"{_short(domain)}: the label {label[:20]!r}... is {len(ascii_label)} characters"
+            " long, at most 63 are allowed"
+        )
+    return ascii_label
+
+
+def _short(domain: str) -> str:
+    return repr(domain if len(domain) <= 80 else domain[:77] + "...")
+
+
+def _query_name(name: str) -> dns.name.Name:
+    # Service labels such as "_imaps" are not host names, so only labels that
+    # need IDNA go through to_ascii.
+    labels = [
+        label if label.isascii() else to_ascii(label) for label in name.rstrip(".").split(".")
+    ]
+    return dns.name.from_text(".".join(labels) + ".")
+
+
+# --------------------------------------------------------------------------
+# Resolver
+
+
+@dataclass(frozen=True)
+class _Nameserver:
+    address: str
+    port: int
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.address else socket.AF_INET
+
+    def __str__(self) -> str:
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+def _parse_nameserver(text: str) -> _Nameserver:
+    spec = text.strip()
+    port = 53
+    if spec.startswith("["):
+        host, sep, rest = spec[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad nameserver {text!r}: expected [IPv6]:port")
+        if rest:
+            port = _parse_port(text, rest[1:])
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+        port = _parse_port(text, port_text)
+    else:
+        host = spec
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"bad nameserver {text!r}: give an IP address, optionally with :port"
+        ) from None
+    return _Nameserver(str(address), port)
+
+
+def _parse_port(text: str, port_text: str) -> int:
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad nameserver {text!r}: {port_text!r} is not a port number")
+    return int(port_text)
+
+
+def _system_nameservers() -> list[_Nameserver]:
+    try:
+        config = dns.resolver.Resolver(configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        return []
+    servers = []
+    for entry in config.nameservers:
+        # resolv.conf holds plain addresses; a scoped IPv6 one ("fe80::1%eth0")
+        # is skipped rather than guessed at.
+        if isinstance(entry, str):
+            try:
+                servers.append(_Nameserver(str(ipaddress.ip_address(entry)), config.port))
+            except ValueError:
+                continue
+    return servers
+
+
+# When several nameservers fail differently, the most telling reason wins:
+# an answer that says "broken" beats silence, silence beats "nobody there".
+_KIND_RANK = {"servfail": 0, "refused": 1, "error": 2, "timeout": 3, "no_nameservers": 4}
+
+
+class Resolver:
+    """Asks one nameserver (or the system's) and classifies what went wrong.
+
+    Every query is bounded by ``min(timeout, deadline remaining)``; unanswered
+    UDP queries are sent again within that time, never after it.
+    Safe to share between threads.
+    """
+
+    def __init__(self, nameserver: str | None = None, timeout: float = 5.0) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
+        if nameserver is None:
+            self._servers = tuple(_system_nameservers())
+        else:
+            self._servers = (_parse_nameserver(nameserver),)
+
+    @property
+    def nameservers(self) -> tuple[str, ...]:
+        """The nameservers asked, as "address:port"."""
+        return tuple(str(s) for s in self._servers)
+
+    def query(self, name: str, rdtype: str, deadline: Deadline | None = None) -> list:
+        """The rdata of *name*/*rdtype*; raises ``DnsLookupError``."""
+        label = f"{name.rstrip('.')} {rdtype.upper()}"
+        try:
+            qname = _query_name(name)
+            qtype = dns.rdatatype.from_text(rdtype)
+        except (dns.exception.DNSException, ValueError) as e:
+            raise DnsLookupError("error", f"cannot ask for this name: {e}", label) from None
+        lifetime = self._lifetime(deadline, label)
+        request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
+        response = self._exchange(request, lifetime, label)
+        return self._answer(response, label)
+
+    def addresses(self, host: str, deadline: Deadline | None = None) -> list[str]:
+        """IPv4 then IPv6 addresses of *host*; IP literals come back as they are."""
+        literal = host.strip()
+        if literal.startswith("[") and literal.endswith("]"):
+            literal = literal[1:-1]
+        try:
+            return [str(ipaddress.ip_address(literal))]
+        except ValueError:
+            pass
+        # One lifetime for both questions, so an address lookup costs no more
+        # than any other query.
+        budget = Deadline(self._lifetime(deadline, f"{host} A"))
+        errors: list[DnsLookupError] = []
+        found: list[str] = []
+        try:
+            found += [r.address for r in self.query(host, "A", budget)]
+        except DnsLookupError as e:
+            # No AAAA query can help when the name does not exist or the
+            # nameserver is silent: it would only spend the rest of the time.
+            if e.kind in ("nxdomain", "timeout", "no_nameservers"):
+                raise
+            errors.append(e)
+        try:
+            found += [r.address for r in self.query(host, "AAAA", budget)]
+        except DnsLookupError as e:
+            errors.append(e)
+        if found:
+            return found
+        for error in errors:
+            if error.kind != "nodata":
+                raise error
+        raise DnsLookupError("nodata", "the name has no A or AAAA record", f"{host} A/AAAA")
+
+    # -- internals ---------------------------------------------------------
+
+    def _lifetime(self, deadline: Deadline | None, label: str) -> float:
+        if deadline is None:
+            return self.timeout
+        try:
+            return deadline.step_timeout(self.timeout)
+        except DeadlineExceeded:
+            raise DnsLookupError(
+                "timeout", "not asked: the run's deadline had already passed", label
+            ) from None
+
+    def _exchange(
+        self, request: dns.message.Message, lifetime: float, label: str
+    ) -> dns.message.Message:
+        if not self._servers:
+            raise DnsLookupError(
+                "no_nameservers", "no nameserver is configured (/etc/resolv.conf)", label
+            )
+        end = time.monotonic() + lifetime
+        wire = request.to_wire()
+        alive = list(self._servers)
+        sockets: dict[_Nameserver, socket.socket] = {}
+        failures: dict[_Nameserver, tuple[str, str]] = {}
+        wait = _FIRST_RETRY
+        try:
+            while alive and time.monotonic() < end:
+                for server in list(alive):
+                    remaining = end - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        response = self._udp(server, sockets, wire, request, min(wait, remaining))
+                        if response is None:
+                            continue  # not yet: sent again on the next round
+                        if response is _TRUNCATED:
+                            response = self._tcp(server, request, end)
+                    except _ServerFailed as e:
+                        failures[server] = (e.kind, e.detail)
+                        alive.remove(server)
+                        continue
+                    if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                        return response
+                    failures[server] = _rcode_failure(response.rcode(), server)
+                    alive.remove(server)
+                wait *= 2
+        finally:
+            for sock in sockets.values():
+                sock.close()
+        for server in alive:
+            failures[server] = (
+                "timeout",
+                f"no answer from {server} within {lifetime:.1f} s",
+            )
+        kind, _ = min(failures.values(), key=lambda f: _KIND_RANK.get(f[0], 9))
+        detail = "; ".join(d for k, d in failures.values() if k == kind)
+        raise DnsLookupError(kind, detail, label)
+
+    def _udp(
+        self,
+        server: _Nameserver,
+        sockets: dict[_Nameserver, socket.socket],
+        wire: bytes,
+        request: dns.message.Message,
+        wait: float,
+    ) -> dns.message.Message | None:
+        try:
+            sock = sockets.get(server)
+            if sock is None:
+                sock = socket.socket(server.family, socket.SOCK_DGRAM)
+                sockets[server] = sock
+                sock.setblocking(False)
+                # Connected, so an ICMP port-unreachable surfaces as
+                # ECONNREFUSED instead of a silent timeout.
+                sock.connect((server.address, server.port))
+            sock.send(wire)
+            # A reply to an earlier transmission (same id, same question) is
+            # as good as one to this one, so the socket is kept between tries.
+            response, _, _ = dns.query.receive_udp(
+                sock,
+                None,
+                time.time() + wait,
+                ignore_errors=True,
+                query=request,
+                raise_on_truncation=True,
+            )
+            return response
+        except dns.exception.Timeout:
+            return None
+        except dns.message.Truncated:
+            return _TRUNCATED
+        except ConnectionRefusedError:
+            raise _ServerFailed(
+                "no_nameservers", f"nothing answers DNS on {server} (connection refused)"
+            ) from None
+        except OSError as e:
+            raise _ServerFailed(
+                "no_nameservers", f"cannot reach {server}: {e.strerror or e}"
+            ) from None
+
+    def _tcp(
+        self, server: _Nameserver, request: dns.message.Message, end: float
+    ) -> dns.message.Message:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise _ServerFailed("timeout", f"{server} truncated the answer and time ran out")
+        # RFC 7766 §5: a truncated UDP answer is asked again over TCP.
+        try:
+            return dns.query.tcp(request, server.address, timeout=remaining, port=server.port)
+        except dns.exception.Timeout:
+            raise _ServerFailed(
+                "timeout", f"no answer over TCP from {server} (the UDP answer was truncated)"
+            ) from None
+        except (OSError, EOFError, dns.exception.DNSException) as e:
+            raise _ServerFailed(
+                "error",
+                f"{server} truncated the UDP answer and TCP failed: {e or type(e).__name__}",
+            ) from None
+
+    def _answer(self, response: dns.message.Message, label: str) -> list:
+        if not isinstance(response, dns.message.QueryMessage):
+            raise DnsLookupError("error", "the answer is not a query response", label)
+        try:
+            chain = response.resolve_chaining()
+        except dns.exception.DNSException as e:
+            raise DnsLookupError("error", f"unusable answer: {e}", label) from None
+        if response.rcode() == dns.rcode.NXDOMAIN:
+            where = (
+                ""
+                if chain.canonical_name == response.question[0].name
+                else (f" ({chain.canonical_name.to_text(omit_final_dot=True)}, via CNAME)")
+            )
+            raise DnsLookupError("nxdomain", f"the name does not exist{where}", label)
+        if chain.answer is None:
+            raise DnsLookupError("nodata", "the name exists but has no such record", label)
+        return list(chain.answer)
+
+
+class _ServerFailed(Exception):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+# Marks a UDP answer with TC set: it must be fetched again over TCP.
+_TRUNCATED = dns.message.Message()
+
+
+def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> tuple[str, str]:
+    if rcode == dns.rcode.SERVFAIL:
+        return "servfail", f"{server} answered SERVFAIL (the zone's DNS is broken or unreachable)"
+    if rcode == dns.rcode.REFUSED:
+        return "refused", f"{server} refused to answer (REFUSED)"
+    return "error", f"{server} answered {dns.rcode.to_text(rcode)}"

@@ -1,0 +1,275 @@
+"""The pure step from results to findings: each rule and its twin."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from maildiag.analysis import Thresholds, analyse, overall_status
+from maildiag.findings import CATALOGUE, make_finding
+from maildiag.model import (
+    CertificateInfo,
+    Discovery,
+    DnsProblem,
+    Endpoint,
+    MxRecord,
+    Outcome,
+    Phase,
+    ProbeResult,
+    Protocol,
+    Security,
+    Severity,
+    SrvRecord,
+    Status,
+    TlsFacts,
+    TrustStatus,
+)
+
+NOW = datetime(2026, 11, 21, tzinfo=timezone.utc)
+IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS, ("srv:_imaps._tcp",))
+IMAP = Endpoint(
+    Protocol.IMAP, "mail.kunde.test", 143, Security.STARTTLS, ("guess:mail.kunde.test",)
+)
+SUBMISSION = Endpoint(Protocol.SMTP, "mail.kunde.test", 587, Security.STARTTLS, ("guess:mail",))
+
+
+def discovery(*endpoints: Endpoint, **kw: object) -> Discovery:
+    fields: dict = {
+        "domain": "kunde.test",
+        "domain_ascii": "kunde.test",
+        "domain_exists": True,
+        "mx": (MxRecord(10, "mx.provider.test"),),
+        "endpoints": endpoints,
+    }
+    fields.update(kw)
+    return Discovery(**fields)
+
+
+def cert(sans=("web123.provider.test",), days_left: float = 60) -> CertificateInfo:
+    return CertificateInfo(
+        subject="CN=web123.provider.test",
+        issuer="CN=Test CA",
+        common_name=sans[0] if sans else None,
+        sans=tuple(sans),
+        not_before=NOW - timedelta(days=30),
+        not_after=NOW + timedelta(days=days_left),
+        serial="01",
+        fingerprint_sha256="00",
+        self_issued=False,
+        key_description="EC secp256r1",
+        signature_algorithm="ecdsa-with-SHA256",
+    )
+
+
+def tls(
+    trust=TrustStatus.TRUSTED,
+    matches=True,
+    days_left: float = 60,
+    version="TLSv1.3",
+    cipher="TLS_AES_256_GCM_SHA384",
+    bits=256,
+    sans=("mail.kunde.test",),
+) -> TlsFacts:
+    return TlsFacts(
+        version=version,
+        cipher=cipher,
+        cipher_bits=bits,
+        chain=(cert(sans, days_left),),
+        trust=trust,
+        trust_detail=None,
+        hostname="mail.kunde.test",
+        hostname_matches=matches,
+        days_remaining=days_left,
+        handshake_seconds=0.01,
+    )
+
+
+def ok(endpoint: Endpoint, **kw: object) -> ProbeResult:
+    return ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.001}, **kw)
+
+
+def codes(findings) -> list[str]:
+    return [f.code for f in findings]
+
+
+def test_a_healthy_endpoint_gets_an_ok_finding_and_status_ok():
+    findings = analyse(
+        discovery(IMAPS, SUBMISSION), [ok(IMAPS, tls=tls()), ok(SUBMISSION, tls=tls())]
+    )
+    assert codes(findings).count("ENDPOINT_OK") == 2
+    assert overall_status(discovery(IMAPS), findings) is Status.OK
+
+
+def test_hostname_mismatch_names_the_valid_name_and_tells_to_use_it():
+    facts = tls(matches=False, sans=("web123.provider.test",))
+    findings = analyse(discovery(IMAPS), [ok(IMAPS, tls=facts)])
+    mismatch = next(f for f in findings if f.code == "TLS_HOSTNAME_MISMATCH")
+    assert mismatch.severity is Severity.CRITICAL
+    assert "web123.provider.test" in mismatch.explanation
+    assert "'web123.provider.test'" in mismatch.fix and "mail.kunde.test" in mismatch.fix
+    assert "ENDPOINT_OK" not in codes(findings)
+    assert overall_status(discovery(IMAPS), findings) is Status.CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("days", "severity"), [(30, None), (20, Severity.WARNING), (6, Severity.CRITICAL)]
+)
+def test_expiry_thresholds(days, severity):
+    findings = analyse(discovery(IMAPS), [ok(IMAPS, tls=tls(days_left=days))], Thresholds(21, 7))
+    expiring = [f for f in findings if f.code == "TLS_CERT_EXPIRING"]
+    if severity is None:
+        assert not expiring
+    else:
+        assert [f.severity for f in expiring] == [severity]
+        assert str(days) in expiring[0].explanation
+
+
+def test_expired_certificate_is_critical_and_not_also_expiring():
+    findings = analyse(
+        discovery(IMAPS), [ok(IMAPS, tls=tls(trust=TrustStatus.EXPIRED, days_left=-3))]
+    )
+    assert "TLS_CERT_EXPIRED" in codes(findings)
+    assert "TLS_CERT_EXPIRING" not in codes(findings)
+    assert "3 days ago" in next(f for f in findings if f.code == "TLS_CERT_EXPIRED").explanation
+
+
+@pytest.mark.parametrize(
+    ("trust", "code"),
+    [
+        (TrustStatus.SELF_SIGNED, "TLS_CERT_SELF_SIGNED"),
+        (TrustStatus.UNTRUSTED_ROOT, "TLS_CERT_UNTRUSTED"),
+        (TrustStatus.INCOMPLETE_CHAIN, "TLS_CHAIN_INCOMPLETE"),
+        (TrustStatus.NOT_YET_VALID, "TLS_CERT_NOT_YET_VALID"),
+    ],
+)
+def test_each_trust_failure_has_its_code(trust, code):
+    assert code in codes(analyse(discovery(IMAPS), [ok(IMAPS, tls=tls(trust=trust))]))
+
+
+def test_old_tls_and_weak_cipher_are_reported():
+    facts = tls(version="TLSv1", cipher="DES-CBC3-SHA", bits=112)
+    found = codes(analyse(discovery(IMAPS), [ok(IMAPS, tls=facts)]))
+    assert "TLS_PROTOCOL_OUTDATED" in found and "TLS_CIPHER_WEAK" in found
+
+
+def test_refused_guessed_port_is_only_info_but_announced_one_is_a_contradiction():
+    refused_guess = ProbeResult(IMAP, Outcome.REFUSED, failed_phase=Phase.CONNECT)
+    refused_srv = ProbeResult(IMAPS, Outcome.REFUSED, failed_phase=Phase.CONNECT)
+    guess = analyse(discovery(IMAP, IMAPS), [refused_guess, ok(IMAPS, tls=tls())])
+    closed = next(f for f in guess if f.code == "PORT_CLOSED")
+    assert closed.severity is Severity.INFO
+    srv = analyse(discovery(IMAP, IMAPS), [ok(IMAP, tls=tls()), refused_srv])
+    assert next(f for f in srv if f.code == "PORT_CLOSED").severity is Severity.WARNING
+    contradiction = next(f for f in srv if f.code == "DISCOVERY_CONTRADICTION")
+    assert "_imaps._tcp" in contradiction.explanation
+
+
+def test_filtered_and_closed_ports_are_told_apart():
+    timeout = ProbeResult(IMAPS, Outcome.TIMEOUT, failed_phase=Phase.CONNECT)
+    findings = analyse(discovery(IMAPS), [timeout], timeout=5)
+    filtered = next(f for f in findings if f.code == "PORT_FILTERED")
+    assert "firewall" in filtered.explanation and "5 s" in filtered.explanation
+    assert "IMAP_UNREACHABLE" in codes(findings)
+
+
+def test_smtp_421_is_inconclusive_not_broken():
+    throttled = ProbeResult(SUBMISSION, Outcome.THROTTLED, server_reply="421 4.7.0 Try later")
+    findings = analyse(discovery(SUBMISSION), [throttled])
+    assert "SMTP_THROTTLED" in codes(findings)
+    assert "SUBMISSION_UNREACHABLE" not in codes(findings)
+    assert "PROTOCOL_ERROR" not in codes(findings)
+
+
+def test_missing_starttls_and_plaintext_login():
+    result = ProbeResult(
+        IMAP,
+        Outcome.STARTTLS_MISSING,
+        capabilities=("IMAP4rev1", "AUTH=PLAIN"),
+        starttls_offered=False,
+        plaintext_login_offered=True,
+    )
+    findings = analyse(discovery(IMAP), [result])
+    assert {"STARTTLS_MISSING", "PLAINTEXT_AUTH_ALLOWED"} <= set(codes(findings))
+    plaintext = next(f for f in findings if f.code == "PLAINTEXT_AUTH_ALLOWED")
+    assert "LOGIN" in plaintext.explanation and "PLAIN" in plaintext.explanation
+
+
+def test_login_disabled_before_tls_is_not_plaintext_auth():
+    result = ok(
+        IMAP,
+        capabilities=("IMAP4rev1", "STARTTLS", "LOGINDISABLED"),
+        starttls_offered=True,
+        plaintext_login_offered=False,
+        tls=tls(),
+    )
+    assert "PLAINTEXT_AUTH_ALLOWED" not in codes(analyse(discovery(IMAP), [result]))
+
+
+def test_nonexistent_domain_is_unknown():
+    empty = discovery(domain_exists=False, mx=())
+    findings = analyse(empty, [])
+    assert "DOMAIN_NOT_FOUND" in codes(findings)
+    assert overall_status(empty, findings) is Status.UNKNOWN
+
+
+def test_dns_failure_with_nothing_found_is_unknown_but_clean_nothing_is_critical():
+    failed = discovery(mx=(), problems=(DnsProblem("kunde.test MX", "timeout", "no answer"),))
+    findings = analyse(failed, [])
+    assert {"DNS_LOOKUP_FAILED", "NO_MAIL_ENDPOINTS"} <= set(codes(findings))
+    assert "MX_MISSING" not in codes(findings)  # we don't know: the lookup failed
+    assert overall_status(failed, findings) is Status.UNKNOWN
+    clean = discovery(mx=())
+    findings = analyse(clean, [])
+    assert "MX_MISSING" in codes(findings)
+    assert overall_status(clean, findings) is Status.CRITICAL
+
+
+def test_srv_dot_target_means_not_offered_and_no_unreachable_finding():
+    srv = (SrvRecord("_pop3._tcp", 0, 0, 0, "."), SrvRecord("_pop3s._tcp", 0, 0, 0, "."))
+    findings = analyse(
+        discovery(IMAPS, SUBMISSION, srv=srv), [ok(IMAPS, tls=tls()), ok(SUBMISSION, tls=tls())]
+    )
+    assert codes(findings).count("SRV_NOT_OFFERED") == 2
+    assert "POP3_UNREACHABLE" not in codes(findings)
+
+
+def test_findings_are_sorted_worst_first():
+    findings = analyse(discovery(IMAPS), [ok(IMAPS, tls=tls(matches=False, days_left=15))])
+    ranks = [f.severity.rank for f in findings]
+    assert ranks == sorted(ranks, reverse=True)
+
+
+def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts():
+    facts = dict(
+        domain="kunde.test",
+        query="q",
+        detail="d",
+        service="_imaps._tcp",
+        what="IMAP",
+        source="s",
+        outcome="refused",
+        timeout=5.0,
+        phase="greeting",
+        reply="r",
+        deadline=60.0,
+        command="STARTTLS",
+        tls_port=993,
+        mechanisms="PLAIN",
+        hostname="h",
+        valid_for="v",
+        suggestion="'v'",
+        not_after="2026-01-01",
+        not_before="2026-01-01",
+        days_ago=3,
+        days_left=3,
+        subject="CN=x",
+        version="TLSv1",
+        cipher="RC4",
+        bits=40,
+    )
+    for code, spec in CATALOGUE.items():
+        finding = make_finding(code, IMAPS, **facts)
+        assert "{" not in finding.explanation + finding.fix, code
+        assert spec.explanation and spec.fix and spec.title
+        assert code.isupper()

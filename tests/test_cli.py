@@ -1,0 +1,214 @@
+"""The CLI through its entry point, against local DNS and mail servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from maildiag.cli import main
+from tests.lab.dns_server import DnsServer
+from tests.lab.fake_servers import Behaviour, FakeMailHost
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text())
+DNS_ADDRESS = "127.0.3.1"
+
+
+def zone(address: str, extra: dict | None = None) -> dict:
+    records = {"@": {"MX": ["10 mail"]}, "mail": {"A": [address]},
+               "_imaps._tcp": {"SRV": ["0 1 993 mail"]},
+               "_submission._tcp": {"SRV": ["0 1 587 mail"]}}
+    records.update(extra or {})
+    return records
+
+
+@pytest.fixture
+def lab(pki, loopback_address):
+    """Starts DNS for kunde.test (+ IDN müller.test) and a mail host; yields a runner."""
+    stack = ExitStack()
+
+    def start(behaviours=None, cert=None, extra_zone=None, zones=None):
+        cert = cert or pki.good(["mail.kunde.test", "mail.xn--mller-kva.test"])
+        host = FakeMailHost(loopback_address, cert.server_context(), hostname="mail.kunde.test",
+                            behaviours=behaviours or {})
+        stack.enter_context(host)
+        all_zones = zones or {"kunde.test": zone(loopback_address, extra_zone),
+                              "müller.test": zone(loopback_address)}
+        dns = stack.enter_context(DnsServer(all_zones, DNS_ADDRESS))
+        return dns
+
+    yield start
+    stack.close()
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def base_args(dns, pki, timeout="2") -> list[str]:
+    return ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path), "--timeout", timeout,
+            "--no-autoconfig"]
+
+
+def test_healthy_domain_exits_ok_and_json_matches_the_schema(lab, pki, capsys):
+    dns = lab()
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json", *base_args(dns, pki))
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    assert code == 0 and report["status"] == "OK" and report["exit_code"] == 0
+    assert len(report["endpoints"]) == 6
+    for endpoint in report["endpoints"]:
+        assert endpoint["outcome"] == "ok"
+        assert isinstance(endpoint["port"], int)
+        assert endpoint["security"] in ("starttls", "tls")
+        assert endpoint["timings"]["connect"] >= 0 and endpoint["timings"]["tls"] > 0
+    sources = {e["port"]: e["sources"][0] for e in report["endpoints"]}
+    assert sources[993] == "srv:_imaps._tcp" and sources[587] == "srv:_submission._tcp"
+    assert {f["code"] for f in report["findings"]} == {"ENDPOINT_OK"}
+
+
+def test_hostname_mismatch_exits_critical_and_explains_the_fix(lab, pki, capsys):
+    dns = lab(cert=pki.wrong_host(["web123.provider.test"]))
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--color", "never", *base_args(dns, pki))
+    assert code == 2
+    assert "CRITICAL" in out.splitlines()[0]
+    assert "TLS_HOSTNAME_MISMATCH" in out
+    assert "Why: " in out and "Fix: " in out
+    assert "web123.provider.test" in out
+    assert "\033[" not in out
+
+
+def test_certificate_expiring_soon_is_a_warning(lab, pki, capsys):
+    dns = lab(cert=pki.expiring_in(15, ["mail.kunde.test"]))
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json", *base_args(dns, pki))
+    assert code == 1
+    report = json.loads(out)
+    assert {f["code"] for f in report["findings"] if f["severity"] == "warning"} == {"TLS_CERT_EXPIRING"}
+    # The same certificate with tighter thresholds is fine.
+    code, _, _ = run_cli(capsys, "check", "kunde.test", "-w", "10", "-c", "5", *base_args(dns, pki))
+    assert code == 0
+
+
+def test_broken_endpoints_are_each_explained(lab, pki, capsys):
+    dns = lab(behaviours={"imap": Behaviour.NO_STARTTLS, "pop3s": None,
+                          "submission": Behaviour.THROTTLE, "submissions": Behaviour.FILTERED})
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json",
+                           *base_args(dns, pki, timeout="1"))
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    codes = {f["code"] for f in report["findings"]}
+    assert {"STARTTLS_MISSING", "PORT_CLOSED", "SMTP_THROTTLED", "PORT_FILTERED"} <= codes
+    assert code == 2
+    for finding in report["findings"]:
+        assert finding["explanation"] and finding["fix"]
+
+
+def test_idn_domain(lab, pki, capsys):
+    dns = lab()
+    code, out, _ = run_cli(capsys, "check", "müller.test", "--format", "json", *base_args(dns, pki))
+    report = json.loads(out)
+    assert report["domain"] == "müller.test"
+    assert report["domain_ascii"] == "xn--mller-kva.test"
+    assert {e["host"] for e in report["endpoints"]} == {"mail.xn--mller-kva.test"}
+    assert code == 0
+
+
+def test_host_override_wins_over_discovery(lab, pki, capsys):
+    dns = lab(extra_zone={"other": {"A": ["127.0.0.254"]}})
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json",
+                           "--imap-host", "other.kunde.test", *base_args(dns, pki, timeout="1"))
+    report = json.loads(out)
+    imap = [e for e in report["endpoints"] if e["protocol"] == "imap"]
+    assert {e["host"] for e in imap} == {"other.kunde.test"}
+    assert all(e["sources"][0] == "option" for e in imap)
+
+
+def test_unknown_domain_is_unknown(lab, pki, capsys):
+    dns = lab()
+    code, out, err = run_cli(capsys, "check", "nothere.kunde.test", *base_args(dns, pki))
+    assert code == 3
+    assert "DOMAIN_NOT_FOUND" in out
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("domain", ["", "bad..domain", "alice@kunde.test", "-x.test", "a" * 300])
+def test_malformed_domain_gives_one_line_and_exit_3(domain, capsys):
+    code, out, err = run_cli(capsys, "check", domain, "--nameserver", "127.0.0.1:9")
+    assert code == 3
+    assert out == ""
+    assert err.startswith("maildiag: ") or "Error" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_3(capsys):
+    code, _, err = run_cli(capsys, "check", "kunde.test", "--timeout", "-1")
+    assert code == 3 and "timeout" in err
+    code, _, _ = run_cli(capsys, "check", "kunde.test", "-w", "3", "-c", "10")
+    assert code == 3
+
+
+def test_unreachable_nameserver_stays_within_the_deadline(capsys):
+    started = time.monotonic()
+    code, out, err = run_cli(capsys, "check", "kunde.test", "--nameserver", "127.0.3.9:53",
+                             "--timeout", "1", "--deadline", "3", "--no-autoconfig")
+    assert time.monotonic() - started < 6
+    assert code == 3
+    assert "DNS_LOOKUP_FAILED" in out
+    assert "Traceback" not in err
+
+
+def test_every_endpoint_silent_ends_at_the_deadline(lab, pki, capsys):
+    silent = {key: Behaviour.NEVER_GREET for key in
+              ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")}
+    dns = lab(behaviours=silent)
+    started = time.monotonic()
+    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json", "--nameserver",
+                           dns.nameserver, "--timeout", "30", "--deadline", "2", "--no-autoconfig",
+                           "--ca-file", str(pki.ca_pem_path))
+    assert time.monotonic() - started < 6
+    report = json.loads(out)
+    assert {e["outcome"] for e in report["endpoints"]} <= {"deadline", "stalled", "no_greeting"}
+    assert code == 1
+
+
+def test_colour_only_when_asked_and_never_with_no_color(lab, pki, capsys, monkeypatch):
+    dns = lab(cert=pki.wrong_host(["web123.provider.test"]))
+    _, out, _ = run_cli(capsys, "check", "kunde.test", "--color", "always", *base_args(dns, pki))
+    assert "\033[31m" in out
+    monkeypatch.setenv("NO_COLOR", "1")
+    _, out, _ = run_cli(capsys, "check", "kunde.test", *base_args(dns, pki))
+    assert "\033[" not in out
+
+
+def test_console_script_and_module_entry_points():
+    for command in (["maildiag", "--version"], [sys.executable, "-m", "maildiag", "--version"]):
+        if command[0] == "maildiag" and not any(
+            (Path(p) / "maildiag").exists() for p in os.environ.get("PATH", "").split(os.pathsep)
+        ):
+            command = [str(Path(sys.executable).parent / "maildiag"), "--version"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and "maildiag" in done.stdout
+
+
+def test_help_documents_the_exit_codes(capsys):
+    code, out, _ = run_cli(capsys, "check", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN" in text
+
+
+def test_codes_lists_the_catalogue(capsys):
+    code, out, _ = run_cli(capsys, "codes", "--format", "json")
+    entries = json.loads(out)
+    assert code == 0
+    assert {"TLS_HOSTNAME_MISMATCH", "PORT_FILTERED", "STARTTLS_MISSING", "SMTP_THROTTLED",
+            "PLAINTEXT_AUTH_ALLOWED", "TLS_CERT_EXPIRED"} <= {e["code"] for e in entries}
