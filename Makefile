@@ -1,11 +1,11 @@
-# One command per gate. Everything installs into .venv; the real mail lab
-# (Dovecot, Postfix) is installed from Debian by tests/lab/install-servers.sh.
+# One command per gate. Python packages go into .venv; the real mail lab
+# (Dovecot, Postfix) comes from Debian via tests/lab/install-servers.sh.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench demo lab-deps clean
+.PHONY: venv test lint bench demo docs lab-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,14 @@ lint: venv
 	$(VENV)/bin/ruff check maildiag tests
 	$(VENV)/bin/mypy maildiag
 
-bench: venv
+bench: venv lab-deps
 	$(PY) -m tests.bench
 
 demo: venv
 	$(PY) -m tests.lab.demo
+
+docs: venv
+	$(PY) -m tests.update_docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -63,7 +63,11 @@ def analyse(
     results = tuple(results)
     findings = [
         *_discovery_findings(discovery),
-        *(f for result in results for f in _endpoint_findings(result, thresholds, timeout, deadline)),
+        *(
+            f
+            for result in results
+            for f in _endpoint_findings(result, thresholds, timeout, deadline)
+        ),
         *_protocol_findings(discovery, results),
     ]
     return tuple(sorted(findings, key=lambda f: -f.severity.rank))
@@ -103,17 +107,24 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
         failures.setdefault((problem.kind, problem.detail), []).append(problem.query)
     for (kind, detail), queries in failures.items():
         # One finding per cause: a dead name server fails every lookup the same way.
-        shown = ", ".join(queries[:4]) + (f" and {len(queries) - 4} more" if len(queries) > 4 else "")
-        yield make_finding("DNS_LOOKUP_FAILED", query=shown, detail=detail, kind=kind,
-                           queries=queries)
-    mx_failed = any(p.query.endswith(" MX") and p.kind not in ("nxdomain", "nodata")
-                    for p in discovery.problems)
+        shown = ", ".join(queries[:4]) + (
+            f" and {len(queries) - 4} more" if len(queries) > 4 else ""
+        )
+        yield make_finding(
+            "DNS_LOOKUP_FAILED", query=shown, detail=detail, kind=kind, queries=queries
+        )
+    mx_failed = any(
+        p.query.endswith(" MX") and p.kind not in ("nxdomain", "nodata") for p in discovery.problems
+    )
     if discovery.domain_exists and not discovery.mx and not mx_failed:
         yield make_finding("MX_MISSING", domain=domain)
     for record in discovery.srv:
         if record.not_offered:
-            yield make_finding("SRV_NOT_OFFERED", service=record.service,
-                               what=SRV_SERVICES.get(record.service, record.service))
+            yield make_finding(
+                "SRV_NOT_OFFERED",
+                service=record.service,
+                what=SRV_SERVICES.get(record.service, record.service),
+            )
     if not discovery.endpoints and discovery.domain_exists:
         yield make_finding("NO_MAIL_ENDPOINTS", domain=domain)
 
@@ -144,38 +155,63 @@ def _endpoint_findings(
     elif outcome is Outcome.CLOSED:
         found.append(make_finding("CONNECTION_CLOSED", endpoint, phase=phase, **facts))
     elif outcome is Outcome.UNAVAILABLE:
-        found.append(make_finding("SERVICE_UNAVAILABLE", endpoint, reply=result.server_reply or "",
-                                  **facts))
+        found.append(
+            make_finding("SERVICE_UNAVAILABLE", endpoint, reply=result.server_reply or "", **facts)
+        )
     elif outcome is Outcome.THROTTLED:
         code = "SMTP_THROTTLED" if endpoint.protocol is Protocol.SMTP else "SERVER_THROTTLED"
         found.append(make_finding(code, endpoint, reply=result.server_reply or "", **facts))
     elif outcome is Outcome.PROTOCOL_ERROR:
         found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
     elif outcome is Outcome.TLS_FAILED:
-        found.append(make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "",
-                                  **facts))
+        found.append(
+            make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "", **facts)
+        )
     elif outcome is Outcome.DEADLINE:
-        found.append(make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline,
-                                  **facts))
+        found.append(
+            make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline, **facts)
+        )
     elif outcome in (Outcome.STARTTLS_MISSING, Outcome.STARTTLS_FAILED):
         code = "STARTTLS_MISSING" if outcome is Outcome.STARTTLS_MISSING else "STARTTLS_FAILED"
-        found.append(make_finding(code, endpoint, command=STARTTLS_COMMANDS[endpoint.protocol],
-                                  tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
-                                  reply=result.server_reply or "", **facts))
+        found.append(
+            make_finding(
+                code,
+                endpoint,
+                command=STARTTLS_COMMANDS[endpoint.protocol],
+                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                reply=result.server_reply or "",
+                **facts,
+            )
+        )
 
     if result.plaintext_login_offered and endpoint.security is not Security.TLS:
-        found.append(make_finding(
-            "PLAINTEXT_AUTH_ALLOWED", endpoint, command=STARTTLS_COMMANDS[endpoint.protocol],
-            mechanisms=", ".join(_login_names(result)), **facts))
+        found.append(
+            make_finding(
+                "PLAINTEXT_AUTH_ALLOWED",
+                endpoint,
+                command=STARTTLS_COMMANDS[endpoint.protocol],
+                mechanisms=", ".join(_login_names(result)),
+                **facts,
+            )
+        )
 
     if result.tls is not None:
         found.extend(_tls_findings(endpoint, result.tls, thresholds))
 
-    if (_announced(endpoint) and endpoint.sources[0] != "option"
-            and outcome not in (Outcome.OK, *INCONCLUSIVE)):
-        found.append(make_finding(
-            "DISCOVERY_CONTRADICTION", endpoint, source=_source_name(endpoint.sources[0]),
-            outcome=outcome.value.replace("_", " "), **facts))
+    if (
+        _announced(endpoint)
+        and endpoint.sources[0] != "option"
+        and outcome not in (Outcome.OK, *INCONCLUSIVE)
+    ):
+        found.append(
+            make_finding(
+                "DISCOVERY_CONTRADICTION",
+                endpoint,
+                source=_source_name(endpoint.sources[0]),
+                outcome=outcome.value.replace("_", " "),
+                **facts,
+            )
+        )
 
     if outcome is Outcome.OK and not any(f.severity.rank >= Severity.WARNING.rank for f in found):
         found.append(make_finding("ENDPOINT_OK", endpoint, **facts))
@@ -188,19 +224,24 @@ def _login_names(result: ProbeResult) -> list[str]:
         names.insert(0, "LOGIN")
     if result.endpoint.protocol is Protocol.POP3:
         names = [c for c in result.capabilities if c.upper() in ("USER",)]
-        names += [m for c in result.capabilities if c.upper().startswith("SASL")
-                  for m in c.split()[1:]]
+        names += [
+            m for c in result.capabilities if c.upper().startswith("SASL") for m in c.split()[1:]
+        ]
     if result.endpoint.protocol is Protocol.SMTP:
-        names = [m for c in result.capabilities if c.upper().startswith("AUTH")
-                 for m in c.replace("=", " ").split()[1:]]
+        names = [
+            m
+            for c in result.capabilities
+            if c.upper().startswith("AUTH")
+            for m in c.replace("=", " ").split()[1:]
+        ]
     return names or ["login"]
 
 
 def _source_name(source: str) -> str:
     if source.startswith("srv:"):
-        return f"The SRV record {source[4:]}"
+        return f"SRV record {source[4:]}"
     if source.startswith("autoconfig"):
-        return "The autoconfig file"
+        return "autoconfig file"
     return source
 
 
@@ -226,27 +267,39 @@ def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -
     }
     if facts.trust in trust_codes:
         days_ago = int(-(facts.days_remaining or 0))
-        yield make_finding(trust_codes[facts.trust], endpoint, detail=detail, days_ago=days_ago,
-                           **base)
+        yield make_finding(
+            trust_codes[facts.trust], endpoint, detail=detail, days_ago=days_ago, **base
+        )
     if not facts.hostname_matches and leaf is not None:
         names = [n for n in leaf.sans] or ([leaf.common_name] if leaf.common_name else [])
         yield make_finding(
-            "TLS_HOSTNAME_MISMATCH", endpoint, hostname=facts.hostname,
+            "TLS_HOSTNAME_MISMATCH",
+            endpoint,
+            hostname=facts.hostname,
             valid_for=", ".join(names) or "no name at all",
-            suggestion=_suggest_name(names), valid_names=names, **base)
+            suggestion=_suggest_name(names),
+            valid_names=names,
+            **base,
+        )
     days = facts.days_remaining
     if days is not None and facts.trust is not TrustStatus.EXPIRED and days >= 0:
         if days <= thresholds.cert_critical_days:
-            yield make_finding("TLS_CERT_EXPIRING", endpoint, severity=Severity.CRITICAL,
-                               days_left=int(days), **base)
+            yield make_finding(
+                "TLS_CERT_EXPIRING",
+                endpoint,
+                severity=Severity.CRITICAL,
+                days_left=int(days),
+                **base,
+            )
         elif days <= thresholds.cert_warning_days:
             yield make_finding("TLS_CERT_EXPIRING", endpoint, days_left=int(days), **base)
     if facts.version in OUTDATED_TLS_VERSIONS:
         yield make_finding("TLS_PROTOCOL_OUTDATED", endpoint, version=facts.version, **base)
     weak_bits = facts.cipher_bits is not None and facts.cipher_bits < 128
     if weak_bits or any(marker in facts.cipher.upper() for marker in WEAK_CIPHER_MARKERS):
-        yield make_finding("TLS_CIPHER_WEAK", endpoint, cipher=facts.cipher,
-                           bits=facts.cipher_bits, **base)
+        yield make_finding(
+            "TLS_CIPHER_WEAK", endpoint, cipher=facts.cipher, bits=facts.cipher_bits, **base
+        )
 
 
 def _suggest_name(names: list[str]) -> str:

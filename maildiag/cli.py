@@ -55,32 +55,66 @@ def cli() -> None:
 
 
 _CHECK_OPTIONS = [
-    click.option("--timeout", type=click.FloatRange(min=0.1, max=600), default=10.0,
-                 show_default=True, help="Seconds allowed for each network step."),
-    click.option("--deadline", type=click.FloatRange(min=0.5, max=3600), default=60.0,
-                 show_default=True, help="Seconds allowed for the whole check of one domain."),
-    click.option("--nameserver", metavar="ADDR[:PORT]",
-                 help="Ask this DNS server instead of the system's resolver."),
-    click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-                 help="Also trust the CA certificates in this PEM file."),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1, max=600),
+        default=10.0,
+        show_default=True,
+        help="Seconds allowed for each network step.",
+    ),
+    click.option(
+        "--deadline",
+        type=click.FloatRange(min=0.5, max=3600),
+        default=60.0,
+        show_default=True,
+        help="Seconds allowed for the whole check of one domain.",
+    ),
+    click.option(
+        "--nameserver",
+        metavar="ADDR[:PORT]",
+        help="Ask this DNS server instead of the system's resolver.",
+    ),
+    click.option(
+        "--ca-file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Also trust the CA certificates in this PEM file.",
+    ),
     click.option("--imap-host", metavar="HOST", help="Use this IMAP server instead of discovery."),
     click.option("--pop3-host", metavar="HOST", help="Use this POP3 server instead of discovery."),
-    click.option("--smtp-host", metavar="HOST",
-                 help="Use this submission server instead of discovery."),
+    click.option(
+        "--smtp-host", metavar="HOST", help="Use this submission server instead of discovery."
+    ),
     click.option("--imap-port", type=click.IntRange(1, 65535), help="IMAP STARTTLS port [143]."),
     click.option("--imaps-port", type=click.IntRange(1, 65535), help="IMAP TLS port [993]."),
     click.option("--pop3-port", type=click.IntRange(1, 65535), help="POP3 STLS port [110]."),
     click.option("--pop3s-port", type=click.IntRange(1, 65535), help="POP3 TLS port [995]."),
-    click.option("--submission-port", type=click.IntRange(1, 65535),
-                 help="SMTP submission STARTTLS port [587]."),
-    click.option("--submissions-port", type=click.IntRange(1, 65535),
-                 help="SMTP submission TLS port [465]."),
-    click.option("-w", "--cert-warning-days", type=click.FloatRange(min=0), default=21.0,
-                 show_default=True, help="Warn when a certificate expires within this many days."),
-    click.option("-c", "--cert-critical-days", type=click.FloatRange(min=0), default=7.0,
-                 show_default=True,
-                 help="Critical when a certificate expires within this many days."),
-    click.option("--no-autoconfig", is_flag=True, help="Do not fetch Thunderbird autoconfig files."),
+    click.option(
+        "--submission-port",
+        type=click.IntRange(1, 65535),
+        help="SMTP submission STARTTLS port [587].",
+    ),
+    click.option(
+        "--submissions-port", type=click.IntRange(1, 65535), help="SMTP submission TLS port [465]."
+    ),
+    click.option(
+        "-w",
+        "--cert-warning-days",
+        type=click.FloatRange(min=0),
+        default=21.0,
+        show_default=True,
+        help="Warn when a certificate expires within this many days.",
+    ),
+    click.option(
+        "-c",
+        "--cert-critical-days",
+        type=click.FloatRange(min=0),
+        default=7.0,
+        show_default=True,
+        help="Critical when a certificate expires within this many days.",
+    ),
+    click.option(
+        "--no-autoconfig", is_flag=True, help="Do not fetch Thunderbird autoconfig files."
+    ),
 ]
 
 
@@ -95,7 +129,7 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     """A ``CheckRequest`` from the shared options (see ``check_options``)."""
     from .analysis import Thresholds
     from .discovery import Overrides
-    from .dns import InvalidDomain, to_ascii
+    from .dns import InvalidDomain
     from .model import Protocol, Security
     from .runner import CheckRequest
 
@@ -106,8 +140,11 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     try:
         hosts = {
             protocol: _host_name(str(options[name]))
-            for protocol, name in ((Protocol.IMAP, "imap_host"), (Protocol.POP3, "pop3_host"),
-                                   (Protocol.SMTP, "smtp_host"))
+            for protocol, name in (
+                (Protocol.IMAP, "imap_host"),
+                (Protocol.POP3, "pop3_host"),
+                (Protocol.SMTP, "smtp_host"),
+            )
             if options.get(name)
         }
     except InvalidDomain as exc:
@@ -120,8 +157,11 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
         "submission_port": (Protocol.SMTP, Security.STARTTLS),
         "submissions_port": (Protocol.SMTP, Security.TLS),
     }
-    ports = {slot: int(options[name]) for name, slot in slots.items()  # type: ignore[call-overload]
-             if options.get(name)}
+    ports = {
+        slot: int(options[name])
+        for name, slot in slots.items()  # type: ignore[call-overload]
+        if options.get(name)
+    }
     timeout = float(options["timeout"])  # type: ignore[arg-type]
     return CheckRequest(
         domain=domain.strip(),
@@ -149,24 +189,34 @@ def _render_invalid(output_format: str, domain: str, message: str) -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("domain")
-@click.option("--format", "output_format",
-              type=click.Choice(["text", "json", "nagios", "junit"]), default="text",
-              show_default=True,
-              help="Report for people (text), scripts (json), Nagios/Icinga (nagios) or CI "
-                   "systems (junit XML).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "nagios", "junit"]),
+    default="text",
+    show_default=True,
+    help="Report for people (text), scripts (json), Nagios/Icinga (nagios) or CI "
+    "systems (junit XML).",
+)
 @check_options
-@click.option("--color", "colour", type=click.Choice(["auto", "always", "never"]),
-              default="auto", show_default=True, help="Colour in the text report.")
+@click.option(
+    "--color",
+    "colour",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour in the text report.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also list what works.")
 def check(domain: str, output_format: str, colour: str, verbose: bool, **options: object) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
     from .dns import InvalidDomain
-    from .runner import diagnose
+    from .runner import BadRequest, diagnose
 
     request = build_request(domain, **options)
     try:
         diagnosis = diagnose(request)
-    except InvalidDomain as exc:
+    except (InvalidDomain, BadRequest) as exc:
         click.echo(f"maildiag: {exc}", err=True)
         _render_invalid(output_format, domain, str(exc))
         raise SystemExit(EXIT_UNKNOWN) from None
@@ -180,8 +230,10 @@ def check(domain: str, output_format: str, colour: str, verbose: bool, **options
         from .report import nagios
 
         thresholds = request.thresholds
-        click.echo(nagios.render(diagnosis, thresholds.cert_warning_days,
-                                 thresholds.cert_critical_days), nl=False)
+        click.echo(
+            nagios.render(diagnosis, thresholds.cert_warning_days, thresholds.cert_critical_days),
+            nl=False,
+        )
     elif output_format == "junit":
         from .report import junit
 
@@ -218,20 +270,45 @@ def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
 
 @cli.command(epilog=BATCH_EPILOG)
 @click.argument("source", metavar="FILE|-")
-@click.option("--format", "output_format", type=click.Choice(["jsonl"]), default="jsonl",
-              show_default=True,
-              help="One JSON object per line and domain, as 'check --format json' describes it.")
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=20, show_default=True,
-              help="Domains checked at the same time.")
-@click.option("--per-host", type=click.IntRange(0, 1000), default=2, show_default=True,
-              help="Connections open at the same time to one server address, across the "
-                   "whole batch (0: no limit).")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr  [default: when stderr is a terminal]")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="One JSON object per line and domain, as 'check --format json' describes it.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Domains checked at the same time.",
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(0, 1000),
+    default=2,
+    show_default=True,
+    help="Connections open at the same time to one server address, across the "
+    "whole batch (0: no limit).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr  [default: when stderr is a terminal]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary table on stderr at the end.")
 @check_options
-def batch(source: str, output_format: str, concurrency: int, per_host: int,
-          progress: bool | None, quiet: bool, **options: object) -> None:
+def batch(
+    source: str,
+    output_format: str,
+    concurrency: int,
+    per_host: int,
+    progress: bool | None,
+    quiet: bool,
+    **options: object,
+) -> None:
     """Check every domain listed in FILE (- for standard input); one JSON line per domain."""
     import signal
 
@@ -258,11 +335,19 @@ def batch(source: str, output_format: str, concurrency: int, per_host: int,
     broken_pipe = False
     try:
         results = batch_module.run_batch(
-            batch_module.read_entries(handle), template, concurrency=concurrency,
-            host_limiter=HostLimiter(per_host) if per_host else None, stop=stop)
-        batch_module.write_jsonl(results, click.get_binary_stream("stdout"), summary,
-                                 complain=lambda text: click.echo(text, err=True),
-                                 progress=bar)
+            batch_module.read_entries(handle),
+            template,
+            concurrency=concurrency,
+            host_limiter=HostLimiter(per_host) if per_host else None,
+            stop=stop,
+        )
+        batch_module.write_jsonl(
+            results,
+            click.get_binary_stream("stdout"),
+            summary,
+            complain=lambda text: click.echo(text, err=True),
+            progress=bar,
+        )
     except BrokenPipeError:
         broken_pipe = True  # the reader went away (| head): stop quietly
         stop.set()
@@ -284,11 +369,20 @@ def batch(source: str, output_format: str, concurrency: int, per_host: int,
 
 
 @cli.command()
-@click.option("--listen", default="127.0.0.1:9137", show_default=True, metavar="ADDR:PORT",
-              help="Where to serve /probe and /metrics (:PORT for every interface).")
-@click.option("--credentials", "credentials_file", type=click.Path(dir_okay=False),
-              help="TOML file of named credential profiles (readable by its owner only); "
-                   "a probe picks one with profile=NAME.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:9137",
+    show_default=True,
+    metavar="ADDR:PORT",
+    help="Where to serve /probe and /metrics (:PORT for every interface).",
+)
+@click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of named credential profiles (readable by its owner only); "
+    "a probe picks one with profile=NAME.",
+)
 @check_options
 def serve(listen: str, credentials_file: str | None, **options: object) -> None:
     """Serve Prometheus metrics: GET /probe?target=DOMAIN checks a domain.
@@ -315,8 +409,11 @@ def serve(listen: str, credentials_file: str | None, **options: object) -> None:
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
-    click.echo(f"maildiag exporter on http://{shown}:{server.server_address[1]}/ "
-               f"(probe: /probe?target=DOMAIN; {len(profiles)} credential profile(s))", err=True)
+    click.echo(
+        f"maildiag exporter on http://{shown}:{server.server_address[1]}/ "
+        f"(probe: /probe?target=DOMAIN; {len(profiles)} credential profile(s))",
+        err=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -326,8 +423,13 @@ def serve(listen: str, credentials_file: str | None, **options: object) -> None:
 
 
 @cli.command()
-@click.option("--format", "output_format", type=click.Choice(["markdown", "json"]),
-              default="markdown", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+)
 def codes(output_format: str) -> None:
     """List every finding code with its severity, explanation and fix."""
     from .report.codes import render
@@ -338,8 +440,11 @@ def codes(output_format: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (usage errors are UNKNOWN, 3)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="maildiag",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="maildiag",
+            standalone_mode=False,
+        )
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
     except click.exceptions.Exit as exc:

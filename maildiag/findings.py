@@ -29,54 +29,70 @@ _S = Severity
 _SPECS = (
     # --- the domain and its DNS -------------------------------------------------
     FindingSpec(
-        "DOMAIN_NOT_FOUND", _S.CRITICAL, "The domain does not exist in DNS",
+        "DOMAIN_NOT_FOUND",
+        _S.CRITICAL,
+        "The domain does not exist in DNS",
         "The name servers answer that {domain} does not exist (NXDOMAIN). No mail client and "
         "no sending server can find anything for it.",
         "Check the spelling of the domain. If it is right, check that the domain is registered "
         "and delegated to working name servers (whois, the registrar's control panel).",
     ),
     FindingSpec(
-        "DNS_LOOKUP_FAILED", _S.WARNING, "A DNS lookup failed",
+        "DNS_LOOKUP_FAILED",
+        _S.WARNING,
+        "A DNS lookup failed",
         "DNS lookups failed ({query}): {detail}. Discovery may have missed endpoints.",
         "Retry; if it persists, check the domain's name servers (SERVFAIL often means a broken "
         "DNSSEC signature or an unreachable authoritative server).",
     ),
     FindingSpec(
-        "MX_MISSING", _S.WARNING, "The domain has no MX record",
+        "MX_MISSING",
+        _S.WARNING,
+        "The domain has no MX record",
         "{domain} has no MX record, so other servers do not know where to deliver mail for it "
         "(they fall back to the domain's address, if any). Incoming mail may not arrive.",
         "Publish an MX record that points to the provider's mail server, for example "
         "'{domain}. IN MX 10 mx.<provider>.'.",
     ),
     FindingSpec(
-        "NO_MAIL_ENDPOINTS", _S.CRITICAL, "No mail server found for the domain",
+        "NO_MAIL_ENDPOINTS",
+        _S.CRITICAL,
+        "No mail server found for the domain",
         "Neither SRV records, autoconfig, the usual host names (imap., pop3., smtp., mail.) nor "
         "MX records lead to a host with an address, so there was nothing to probe.",
         "Find out from the provider which server names to use and pass them with --imap-host, "
         "--pop3-host and --smtp-host; publish SRV records (RFC 6186) so clients can find them.",
     ),
     FindingSpec(
-        "SRV_NOT_OFFERED", _S.INFO, "A service is declared as not offered",
+        "SRV_NOT_OFFERED",
+        _S.INFO,
+        "A service is declared as not offered",
         "The SRV record {service} has the target '.', which by RFC 2782 means the domain "
         "deliberately does not offer {what}.",
         "Nothing to do if that is intended. Otherwise replace the record with one that names "
         "the server and port.",
     ),
     FindingSpec(
-        "DISCOVERY_CONTRADICTION", _S.WARNING, "Published settings point to a dead endpoint",
-        "{source} announces {host}:{port} for {what}, but nothing usable answers there "
+        "DISCOVERY_CONTRADICTION",
+        _S.WARNING,
+        "Published settings point to a dead endpoint",
+        "The {source} announces {host}:{port} for {what}, but nothing usable answers there "
         "({outcome}). Clients that configure themselves from this record will fail.",
-        "Correct the published record ({source}) or make the service answer on that port.",
+        "Correct the {source} or make the service answer on that port.",
     ),
     FindingSpec(
-        "HOST_UNRESOLVED", _S.CRITICAL, "The server name does not resolve",
+        "HOST_UNRESOLVED",
+        _S.CRITICAL,
+        "The server name does not resolve",
         "The host name {host} has no address in DNS ({detail}), so clients cannot connect.",
         "Create the A/AAAA record for {host}, or configure the mail client with a server name "
         "that exists.",
     ),
     # --- reaching the service ---------------------------------------------------
     FindingSpec(
-        "PORT_CLOSED", _S.WARNING, "Connection refused: the service is not running",
+        "PORT_CLOSED",
+        _S.WARNING,
+        "Connection refused: the service is not running",
         "{host} answered the connection to port {port} with a refusal. The machine is "
         "reachable, but no program listens on that port: the service is down or not offered "
         "on this port.",
@@ -84,7 +100,9 @@ _SPECS = (
         "Otherwise configure clients to use one of the ports that work.",
     ),
     FindingSpec(
-        "PORT_FILTERED", _S.WARNING, "No answer: a firewall drops the connection",
+        "PORT_FILTERED",
+        _S.WARNING,
+        "No answer: a firewall drops the connection",
         "The connection to {host}:{port} got no answer within {timeout:g} s. A refused port "
         "answers at once; silence means a firewall on the way (the server's, the provider's "
         "or the customer's network) drops the packets.",
@@ -92,7 +110,9 @@ _SPECS = (
         "network blocks port {port}; otherwise ask the provider to open it.",
     ),
     FindingSpec(
-        "NO_GREETING", _S.WARNING, "The server accepted the connection but never greeted",
+        "NO_GREETING",
+        _S.WARNING,
+        "The server accepted the connection but never greeted",
         "{host}:{port} accepted the TCP connection but sent no greeting within {timeout:g} s. "
         "The server is overloaded or hung, or a different service (or a TLS-only port) "
         "listens there.",
@@ -100,80 +120,102 @@ _SPECS = (
         "configure the client for SSL/TLS instead of STARTTLS.",
     ),
     FindingSpec(
-        "CONNECTION_CLOSED", _S.WARNING, "The server hung up",
+        "CONNECTION_CLOSED",
+        _S.WARNING,
+        "The server hung up",
         "{host}:{port} closed the connection during {phase}. Clients see this as a sudden "
         "'connection lost' error.",
         "Check the server's log for the reason (crash, connection limits, a tcpwrapper or "
         "fail2ban rule against this address).",
     ),
     FindingSpec(
-        "SERVER_STALLED", _S.WARNING, "The server stopped answering",
+        "SERVER_STALLED",
+        _S.WARNING,
+        "The server stopped answering",
         "{host}:{port} stopped answering during {phase} (nothing within {timeout:g} s). "
         "Clients hang at this step and then report a timeout.",
         "Check the load and the log of the mail service on {host}.",
     ),
     FindingSpec(
-        "SERVICE_UNAVAILABLE", _S.CRITICAL, "The server refuses service",
-        "{host}:{port} answered, but refused to serve: \"{reply}\".",
+        "SERVICE_UNAVAILABLE",
+        _S.CRITICAL,
+        "The server refuses service",
+        '{host}:{port} answered, but refused to serve: "{reply}".',
         "The provider has to re-enable the service, or the client must use another server.",
     ),
     FindingSpec(
-        "SMTP_THROTTLED", _S.WARNING, "The mail server is throttling this check (inconclusive)",
-        "{host}:{port} answered with a temporary refusal: \"{reply}\". This is an SMTP server, "
+        "SMTP_THROTTLED",
+        _S.WARNING,
+        "The mail server is throttling this check (inconclusive)",
+        '{host}:{port} answered with a temporary refusal: "{reply}". This is an SMTP server, '
         "but it limits connections from this address right now, so this result says nothing "
         "about whether it works for the customer.",
         "Repeat the check later or from another address; if customers see the same, ask the "
         "provider about connection limits or a block on their address.",
     ),
     FindingSpec(
-        "SERVER_THROTTLED", _S.WARNING, "The server is temporarily refusing connections",
-        "{host}:{port} refused the session temporarily: \"{reply}\". The result is "
-        "inconclusive.",
-        "Repeat the check later; if it persists, the server is overloaded or limits this "
-        "address.",
+        "SERVER_THROTTLED",
+        _S.WARNING,
+        "The server is temporarily refusing connections",
+        '{host}:{port} refused the session temporarily: "{reply}". The result is inconclusive.',
+        "Repeat the check later; if it persists, the server is overloaded or limits this address.",
     ),
     FindingSpec(
-        "PROTOCOL_ERROR", _S.CRITICAL, "The server did not speak the expected protocol",
+        "PROTOCOL_ERROR",
+        _S.CRITICAL,
+        "The server did not speak the expected protocol",
         "{host}:{port} did not answer like a {what} server: {detail}.",
         "Check that the port is forwarded to the mail service and not to another program, "
         "and that the client uses the right port for the protocol.",
     ),
     FindingSpec(
-        "DEADLINE_EXCEEDED", _S.WARNING, "The check ran out of time",
+        "DEADLINE_EXCEEDED",
+        _S.WARNING,
+        "The check ran out of time",
         "The probe of {host}:{port} was stopped in phase {phase} because the run's deadline "
         "of {deadline:g} s had passed.",
         "Repeat with a longer --deadline; a server this slow will also time out in clients.",
     ),
     # --- encryption ---------------------------------------------------------------
     FindingSpec(
-        "STARTTLS_MISSING", _S.CRITICAL, "No encryption offered on this port",
+        "STARTTLS_MISSING",
+        _S.CRITICAL,
+        "No encryption offered on this port",
         "{host}:{port} does not offer {command}, so a client on this port sends the password "
         "and all mail unencrypted, or refuses to connect.",
         "Enable TLS in the server ({command} on port {port}), or have clients use port "
         "{tls_port} with SSL/TLS.",
     ),
     FindingSpec(
-        "STARTTLS_FAILED", _S.CRITICAL, "The encryption upgrade was refused",
-        "{host}:{port} announces {command} but answered it with \"{reply}\". Clients that "
+        "STARTTLS_FAILED",
+        _S.CRITICAL,
+        "The encryption upgrade was refused",
+        '{host}:{port} announces {command} but answered it with "{reply}". Clients that '
         "require encryption cannot log in here.",
         "Check the server's TLS configuration (certificate and key files readable, TLS "
         "enabled); the server log names the reason.",
     ),
     FindingSpec(
-        "PLAINTEXT_AUTH_ALLOWED", _S.WARNING, "Login is allowed before encryption",
+        "PLAINTEXT_AUTH_ALLOWED",
+        _S.WARNING,
+        "Login is allowed before encryption",
         "{host}:{port} offers login ({mechanisms}) on the unencrypted connection, before "
         "{command}. A misconfigured client can send the password in clear text.",
         "Allow authentication only after TLS (Dovecot: disable_plaintext_auth = yes; Postfix: "
         "smtpd_tls_auth_only = yes).",
     ),
     FindingSpec(
-        "TLS_HANDSHAKE_FAILED", _S.CRITICAL, "The TLS handshake failed",
+        "TLS_HANDSHAKE_FAILED",
+        _S.CRITICAL,
+        "The TLS handshake failed",
         "The encrypted connection to {host}:{port} could not be set up: {detail}.",
         "Check the server's TLS configuration: certificate and key match, protocols and "
         "ciphers that current clients support (TLS 1.2 or 1.3).",
     ),
     FindingSpec(
-        "TLS_HANDSHAKE_TIMEOUT", _S.CRITICAL, "The TLS handshake stalled",
+        "TLS_HANDSHAKE_TIMEOUT",
+        _S.CRITICAL,
+        "The TLS handshake stalled",
         "{host}:{port} accepted the connection but did not complete the TLS handshake within "
         "{timeout:g} s. A middlebox may be interfering, or a plaintext service listens on a "
         "port that clients expect to speak TLS.",
@@ -181,7 +223,9 @@ _SPECS = (
         "clients for STARTTLS on it or fix the server.",
     ),
     FindingSpec(
-        "TLS_HOSTNAME_MISMATCH", _S.CRITICAL, "The certificate is for another server name",
+        "TLS_HOSTNAME_MISMATCH",
+        _S.CRITICAL,
+        "The certificate is for another server name",
         "The certificate of {host}:{port} is not valid for '{hostname}'. It is valid for: "
         "{valid_for}. Mail clients show a certificate warning (Outlook: 'The name on the "
         "security certificate is invalid'); people who click it away can be attacked unseen.",
@@ -190,27 +234,33 @@ _SPECS = (
         "issue a certificate that includes '{hostname}'.",
     ),
     FindingSpec(
-        "TLS_CERT_EXPIRED", _S.CRITICAL, "The certificate has expired",
+        "TLS_CERT_EXPIRED",
+        _S.CRITICAL,
+        "The certificate has expired",
         "The certificate of {host}:{port} expired on {not_after} ({days_ago} days ago). "
         "Clients refuse the connection or show a warning.",
         "Renew the certificate and reload the mail service (with Let's Encrypt, check that "
         "the renewal job runs and that the service is reloaded afterwards).",
     ),
     FindingSpec(
-        "TLS_CERT_EXPIRING", _S.WARNING, "The certificate expires soon",
+        "TLS_CERT_EXPIRING",
+        _S.WARNING,
+        "The certificate expires soon",
         "The certificate of {host}:{port} expires on {not_after}, in {days_left} days.",
-        "Renew it before then and reload the mail service; check that automatic renewal "
-        "works.",
+        "Renew it before then and reload the mail service; check that automatic renewal works.",
     ),
     FindingSpec(
-        "TLS_CERT_NOT_YET_VALID", _S.CRITICAL, "The certificate is not valid yet",
+        "TLS_CERT_NOT_YET_VALID",
+        _S.CRITICAL,
+        "The certificate is not valid yet",
         "The certificate of {host}:{port} is valid only from {not_before}. Either it was "
         "installed too early or a clock is wrong.",
-        "Check the server's clock (and this machine's); install a certificate that is "
-        "valid now.",
+        "Check the server's clock (and this machine's); install a certificate that is valid now.",
     ),
     FindingSpec(
-        "TLS_CERT_SELF_SIGNED", _S.CRITICAL, "The certificate is self-signed",
+        "TLS_CERT_SELF_SIGNED",
+        _S.CRITICAL,
+        "The certificate is self-signed",
         "{host}:{port} presents a self-signed certificate ({subject}). No client trusts it, so "
         "every client warns; telling customers to confirm such warnings trains them to accept "
         "an attacker's certificate too.",
@@ -218,57 +268,74 @@ _SPECS = (
         "clients use.",
     ),
     FindingSpec(
-        "TLS_CERT_UNTRUSTED", _S.CRITICAL, "The certificate is not from a trusted authority",
+        "TLS_CERT_UNTRUSTED",
+        _S.CRITICAL,
+        "The certificate is not from a trusted authority",
         "The certificate of {host}:{port} could not be verified: {detail}.",
         "Use a certificate from a public CA. For a company CA, distribute its root to the "
         "clients (and pass it to maildiag with --ca-file).",
     ),
     FindingSpec(
-        "TLS_CHAIN_INCOMPLETE", _S.WARNING, "The server does not send the intermediate certificate",
+        "TLS_CHAIN_INCOMPLETE",
+        _S.WARNING,
+        "The server does not send the intermediate certificate",
         "{host}:{port} sends its certificate without the intermediate certificate(s) that "
         "link it to a trusted root: {detail}. Some clients (Thunderbird, Android, iOS) refuse "
         "it, while others that download missing intermediates work — so only some customers "
         "complain.",
-        "Configure the full chain file on the server (Let's Encrypt: fullchain.pem, not "
-        "cert.pem).",
+        "Configure the full chain file on the server (Let's Encrypt: fullchain.pem, not cert.pem).",
     ),
     FindingSpec(
-        "TLS_CERT_INVALID", _S.CRITICAL, "The certificate is invalid",
+        "TLS_CERT_INVALID",
+        _S.CRITICAL,
+        "The certificate is invalid",
         "The certificate of {host}:{port} is not valid: {detail}.",
         "Install a correctly issued certificate for the server name.",
     ),
     FindingSpec(
-        "TLS_PROTOCOL_OUTDATED", _S.WARNING, "An outdated TLS version was negotiated",
+        "TLS_PROTOCOL_OUTDATED",
+        _S.WARNING,
+        "An outdated TLS version was negotiated",
         "{host}:{port} negotiated {version}. TLS versions below 1.2 are insecure and current "
         "clients (Outlook, Apple Mail, Thunderbird) refuse them.",
         "Enable TLS 1.2 and 1.3 on the server (Dovecot: ssl_min_protocol = TLSv1.2).",
     ),
     FindingSpec(
-        "TLS_CIPHER_WEAK", _S.WARNING, "A weak cipher was negotiated",
+        "TLS_CIPHER_WEAK",
+        _S.WARNING,
+        "A weak cipher was negotiated",
         "{host}:{port} negotiated the cipher {cipher} ({bits} bit), which is no longer "
         "considered secure.",
         "Restrict the server to modern AEAD ciphers (AES-GCM, ChaCha20-Poly1305).",
     ),
     # --- summary per endpoint and protocol ---------------------------------------
     FindingSpec(
-        "ENDPOINT_OK", _S.OK, "The endpoint works",
+        "ENDPOINT_OK",
+        _S.OK,
+        "The endpoint works",
         "{what} on {host}:{port} ({security}) answered correctly with a valid certificate.",
         "Nothing to do.",
     ),
     FindingSpec(
-        "IMAP_UNREACHABLE", _S.CRITICAL, "No working IMAP server",
+        "IMAP_UNREACHABLE",
+        _S.CRITICAL,
+        "No working IMAP server",
         "None of the IMAP endpoints (143 with STARTTLS, 993 with TLS) works, so no device can "
         "read mail with IMAP.",
         "Fix the IMAP findings above; until then, customers cannot use IMAP.",
     ),
     FindingSpec(
-        "POP3_UNREACHABLE", _S.WARNING, "No working POP3 server",
+        "POP3_UNREACHABLE",
+        _S.WARNING,
+        "No working POP3 server",
         "None of the POP3 endpoints (110 with STLS, 995 with TLS) works.",
         "If POP3 is meant to be offered, fix the POP3 findings above; otherwise clients should "
         "use IMAP, which keeps mail on the server for every device.",
     ),
     FindingSpec(
-        "SUBMISSION_UNREACHABLE", _S.CRITICAL, "No working server for sending mail",
+        "SUBMISSION_UNREACHABLE",
+        _S.CRITICAL,
+        "No working server for sending mail",
         "Neither submission port (587 with STARTTLS, 465 with TLS) works, so mail clients "
         "cannot send.",
         "Fix the SMTP findings above. Port 25 is not an alternative: many networks block it "

@@ -13,17 +13,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .analysis import Thresholds, analyse, overall_status
 from .deadline import Deadline
 from .discovery import Overrides, discover
 from .dns import Resolver, to_ascii
+from .limits import HostLimiter
 from .model import Diagnosis, Endpoint, Outcome, ProbeResult
 from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
+from .tls import load_trust_anchors
 
 # Past the deadline, give the probes this long to notice before declaring them stuck.
 DEADLINE_GRACE_SECONDS = 0.5
+
+
+class BadRequest(ValueError):
+    """The request cannot be run (e.g. an unreadable CA file)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,21 @@ def diagnose(
     request: CheckRequest,
     *,
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
+    host_limiter: HostLimiter | None = None,
 ) -> Diagnosis:
-    """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name."""
-    started_at = datetime.now(timezone.utc)
+    """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
+
+    ``host_limiter`` (shared by the checks of a batch) caps simultaneous
+    connections to one server address; None means no cap.
+    """
+    started_at = datetime.now(UTC)
     started = time.monotonic()
     domain_ascii = to_ascii(request.domain)
+    try:
+        # Loaded once, before the clock of any probe starts; a bad --ca-file fails here.
+        load_trust_anchors(request.ca_file)
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"cannot use the CA file {request.ca_file}: {exc}") from exc
     deadline = Deadline(request.deadline)
     resolver = Resolver(request.nameserver, timeout=request.timeout)
 
@@ -90,6 +106,7 @@ def diagnose(
         ProbeSettings(timeout=request.timeout, ca_file=request.ca_file),
         deadline,
         session_hook_factory,
+        host_limiter=host_limiter,
     )
     findings = analyse(
         discovery, results, request.thresholds, timeout=request.timeout, deadline=request.deadline
@@ -112,6 +129,8 @@ def run_probes(
     settings: ProbeSettings,
     deadline: Deadline,
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
+    *,
+    host_limiter: HostLimiter | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Probes all endpoints at once; results come back in the endpoints' order."""
     if not endpoints:
@@ -125,13 +144,15 @@ def run_probes(
             settings,
             deadline,
             session_hook_factory(endpoint) if session_hook_factory else None,
+            host_limiter=host_limiter,
         ): endpoint
         for endpoint in endpoints
     }
     pending = set(futures)
     while pending:
         done, pending = wait(
-            pending, timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS,
+            pending,
+            timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS,
             return_when=FIRST_COMPLETED,
         )
         if not done:
