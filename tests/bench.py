@@ -101,7 +101,7 @@ def bench_cold_start() -> None:
 
 
 def _modules_after_version() -> set[str]:
-    code = ("import sys; from maildiag.launcher import main; main(["--version"]); "
+    code = ("import sys; from maildiag.launcher import main; main(['--version']); "
             "print(' '.join(m.split('.')[0] for m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     return set(done.stdout.split())
