@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-class Protocol(str, enum.Enum):
+class Protocol(enum.StrEnum):
     IMAP = "imap"
     POP3 = "pop3"
     SMTP = "smtp"  # message submission (RFC 6409 / RFC 8314), never port 25
@@ -21,7 +21,7 @@ class Protocol(str, enum.Enum):
         return self.value
 
 
-class Security(str, enum.Enum):
+class Security(enum.StrEnum):
     STARTTLS = "starttls"  # plaintext greeting, upgraded with STARTTLS/STLS
     TLS = "tls"  # implicit TLS from the first byte (RFC 8314)
     PLAIN = "plain"  # deliberately unencrypted (only when asked for)
@@ -30,7 +30,7 @@ class Security(str, enum.Enum):
         return self.value
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     OK = "ok"
     INFO = "info"
     WARNING = "warning"
@@ -47,7 +47,7 @@ class Severity(str, enum.Enum):
 _SEVERITY_RANK = {Severity.OK: 0, Severity.INFO: 1, Severity.WARNING: 2, Severity.CRITICAL: 3}
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """The steps of one probe, in the order they happen."""
 
     DNS = "dns"
@@ -66,7 +66,7 @@ class Phase(str, enum.Enum):
         return self.value
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How a probe of one endpoint ended."""
 
     OK = "ok"
@@ -88,7 +88,7 @@ class Outcome(str, enum.Enum):
         return self.value
 
 
-class TrustStatus(str, enum.Enum):
+class TrustStatus(enum.StrEnum):
     TRUSTED = "trusted"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"

@@ -69,9 +69,7 @@ class Connection:
         self.bytes_received = 0
 
     @classmethod
-    def open(
-        cls, address: str, port: int, *, timeout: float, deadline: Deadline
-    ) -> Connection:
+    def open(cls, address: str, port: int, *, timeout: float, deadline: Deadline) -> Connection:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -191,7 +189,9 @@ class Connection:
         except ssl.SSLError as exc:
             raise TlsHandshakeError(_describe_ssl_error(exc)) from exc
         except (ConnectionResetError, BrokenPipeError) as exc:
-            raise TlsHandshakeError("the server closed the connection during the handshake") from exc
+            raise TlsHandshakeError(
+                "the server closed the connection during the handshake"
+            ) from exc
         except OSError as exc:
             if isinstance(exc, DeadlineExceeded):
                 raise

@@ -22,9 +22,12 @@ DNS_ADDRESS = "127.0.3.1"
 
 
 def zone(address: str, extra: dict | None = None) -> dict:
-    records = {"@": {"MX": ["10 mail"]}, "mail": {"A": [address]},
-               "_imaps._tcp": {"SRV": ["0 1 993 mail"]},
-               "_submission._tcp": {"SRV": ["0 1 587 mail"]}}
+    records = {
+        "@": {"MX": ["10 mail"]},
+        "mail": {"A": [address]},
+        "_imaps._tcp": {"SRV": ["0 1 993 mail"]},
+        "_submission._tcp": {"SRV": ["0 1 587 mail"]},
+    }
     records.update(extra or {})
     return records
 
@@ -36,11 +39,17 @@ def lab(pki, loopback_address):
 
     def start(behaviours=None, cert=None, extra_zone=None, zones=None):
         cert = cert or pki.good(["mail.kunde.test", "mail.xn--mller-kva.test"])
-        host = FakeMailHost(loopback_address, cert.server_context(), hostname="mail.kunde.test",
-                            behaviours=behaviours or {})
+        host = FakeMailHost(
+            loopback_address,
+            cert.server_context(),
+            hostname="mail.kunde.test",
+            behaviours=behaviours or {},
+        )
         stack.enter_context(host)
-        all_zones = zones or {"kunde.test": zone(loopback_address, extra_zone),
-                              "müller.test": zone(loopback_address)}
+        all_zones = zones or {
+            "kunde.test": zone(loopback_address, extra_zone),
+            "müller.test": zone(loopback_address),
+        }
         dns = stack.enter_context(DnsServer(all_zones, DNS_ADDRESS))
         return dns
 
@@ -55,8 +64,15 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def base_args(dns, pki, timeout="2") -> list[str]:
-    return ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path), "--timeout", timeout,
-            "--no-autoconfig"]
+    return [
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(pki.ca_pem_path),
+        "--timeout",
+        timeout,
+        "--no-autoconfig",
+    ]
 
 
 def test_healthy_domain_exits_ok_and_json_matches_the_schema(lab, pki, capsys):
@@ -92,17 +108,26 @@ def test_certificate_expiring_soon_is_a_warning(lab, pki, capsys):
     code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json", *base_args(dns, pki))
     assert code == 1
     report = json.loads(out)
-    assert {f["code"] for f in report["findings"] if f["severity"] == "warning"} == {"TLS_CERT_EXPIRING"}
+    assert {f["code"] for f in report["findings"] if f["severity"] == "warning"} == {
+        "TLS_CERT_EXPIRING"
+    }
     # The same certificate with tighter thresholds is fine.
     code, _, _ = run_cli(capsys, "check", "kunde.test", "-w", "10", "-c", "5", *base_args(dns, pki))
     assert code == 0
 
 
 def test_broken_endpoints_are_each_explained(lab, pki, capsys):
-    dns = lab(behaviours={"imap": Behaviour.NO_STARTTLS, "pop3s": None,
-                          "submission": Behaviour.THROTTLE, "submissions": Behaviour.FILTERED})
-    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json",
-                           *base_args(dns, pki, timeout="1"))
+    dns = lab(
+        behaviours={
+            "imap": Behaviour.NO_STARTTLS,
+            "pop3s": None,
+            "submission": Behaviour.THROTTLE,
+            "submissions": Behaviour.FILTERED,
+        }
+    )
+    code, out, _ = run_cli(
+        capsys, "check", "kunde.test", "--format", "json", *base_args(dns, pki, timeout="1")
+    )
     report = json.loads(out)
     jsonschema.validate(report, SCHEMA)
     codes = {f["code"] for f in report["findings"]}
@@ -124,8 +149,16 @@ def test_idn_domain(lab, pki, capsys):
 
 def test_host_override_wins_over_discovery(lab, pki, capsys):
     dns = lab(extra_zone={"other": {"A": ["127.0.0.254"]}})
-    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json",
-                           "--imap-host", "other.kunde.test", *base_args(dns, pki, timeout="1"))
+    code, out, _ = run_cli(
+        capsys,
+        "check",
+        "kunde.test",
+        "--format",
+        "json",
+        "--imap-host",
+        "other.kunde.test",
+        *base_args(dns, pki, timeout="1"),
+    )
     report = json.loads(out)
     imap = [e for e in report["endpoints"] if e["protocol"] == "imap"]
     assert {e["host"] for e in imap} == {"other.kunde.test"}
@@ -158,8 +191,18 @@ def test_bad_arguments_exit_3(capsys):
 
 def test_unreachable_nameserver_stays_within_the_deadline(capsys):
     started = time.monotonic()
-    code, out, err = run_cli(capsys, "check", "kunde.test", "--nameserver", "127.0.3.9:53",
-                             "--timeout", "1", "--deadline", "3", "--no-autoconfig")
+    code, out, err = run_cli(
+        capsys,
+        "check",
+        "kunde.test",
+        "--nameserver",
+        "127.0.3.9:53",
+        "--timeout",
+        "1",
+        "--deadline",
+        "3",
+        "--no-autoconfig",
+    )
     assert time.monotonic() - started < 6
     assert code == 3
     assert "DNS_LOOKUP_FAILED" in out
@@ -167,13 +210,28 @@ def test_unreachable_nameserver_stays_within_the_deadline(capsys):
 
 
 def test_every_endpoint_silent_ends_at_the_deadline(lab, pki, capsys):
-    silent = {key: Behaviour.NEVER_GREET for key in
-              ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")}
+    silent = {
+        key: Behaviour.NEVER_GREET
+        for key in ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+    }
     dns = lab(behaviours=silent)
     started = time.monotonic()
-    code, out, _ = run_cli(capsys, "check", "kunde.test", "--format", "json", "--nameserver",
-                           dns.nameserver, "--timeout", "30", "--deadline", "2", "--no-autoconfig",
-                           "--ca-file", str(pki.ca_pem_path))
+    code, out, _ = run_cli(
+        capsys,
+        "check",
+        "kunde.test",
+        "--format",
+        "json",
+        "--nameserver",
+        dns.nameserver,
+        "--timeout",
+        "30",
+        "--deadline",
+        "2",
+        "--no-autoconfig",
+        "--ca-file",
+        str(pki.ca_pem_path),
+    )
     assert time.monotonic() - started < 6
     report = json.loads(out)
     assert {e["outcome"] for e in report["endpoints"]} <= {"deadline", "stalled", "no_greeting"}
@@ -210,5 +268,11 @@ def test_codes_lists_the_catalogue(capsys):
     code, out, _ = run_cli(capsys, "codes", "--format", "json")
     entries = json.loads(out)
     assert code == 0
-    assert {"TLS_HOSTNAME_MISMATCH", "PORT_FILTERED", "STARTTLS_MISSING", "SMTP_THROTTLED",
-            "PLAINTEXT_AUTH_ALLOWED", "TLS_CERT_EXPIRED"} <= {e["code"] for e in entries}
+    assert {
+        "TLS_HOSTNAME_MISMATCH",
+        "PORT_FILTERED",
+        "STARTTLS_MISSING",
+        "SMTP_THROTTLED",
+        "PLAINTEXT_AUTH_ALLOWED",
+        "TLS_CERT_EXPIRED",
+    } <= {e["code"] for e in entries}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import tls
 from ..deadline import Deadline, DeadlineExceeded
+from ..limits import HostLimiter
 from ..model import (
     Endpoint,
     Outcome,
@@ -27,9 +28,9 @@ from ..model import (
 )
 from ..protocols.lines import LineTooLong, ProtocolError
 from ..transport import (
+    Connection,
     ConnectRefused,
     ConnectTimeout,
-    Connection,
     PeerClosed,
     ReadTimeout,
     TlsHandshakeError,
@@ -121,15 +122,19 @@ def probe_endpoint(
     settings: ProbeSettings,
     deadline: Deadline,
     after_capabilities: SessionHook | None = None,
+    *,
+    host_limiter: HostLimiter | None = None,
 ) -> ProbeResult:
     """Runs the whole dialogue against one endpoint and classifies how it ended.
 
     ``after_capabilities`` is called inside the (encrypted) session once the
     endpoint is known to work; the mailbox checks log in from there.
+    ``host_limiter`` caps simultaneous connections per server address: the
+    probe holds a slot while its connection is open.
     """
     rec = ProbeRecorder(endpoint)
     try:
-        return _probe(endpoint, lookup, settings, deadline, rec, after_capabilities)
+        return _probe(endpoint, lookup, settings, deadline, rec, after_capabilities, host_limiter)
     except DeadlineExceeded as exc:
         return rec.result(Outcome.DEADLINE, str(exc))
     except Exception as exc:  # noqa: BLE001 - a probe must always return a result
@@ -143,6 +148,7 @@ def _probe(
     deadline: Deadline,
     rec: ProbeRecorder,
     after_capabilities: SessionHook | None,
+    host_limiter: HostLimiter | None = None,
 ) -> ProbeResult:
     from ..dns import DnsLookupError
 
@@ -157,7 +163,21 @@ def _probe(
         if not addresses:
             return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no address")
     rec.address = addresses[0]
+    if host_limiter is None:
+        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities)
+    rec.phase = Phase.CONNECT  # time spent queueing for a slot is not connect time
+    with host_limiter.hold(rec.address, deadline):
+        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities)
 
+
+def _connect_and_talk(
+    endpoint: Endpoint,
+    settings: ProbeSettings,
+    deadline: Deadline,
+    rec: ProbeRecorder,
+    after_capabilities: SessionHook | None,
+) -> ProbeResult:
+    assert rec.address is not None
     try:
         with rec.timing(Phase.CONNECT):
             conn = Connection.open(
@@ -173,7 +193,7 @@ def _probe(
     try:
         return _dialogue(endpoint, conn, settings, rec, after_capabilities)
     except TlsHandshakeError as exc:
-        return rec.result(Outcome.TLS_FAILED, str(exc))
+        return rec.result(Outcome.STALLED if exc.stalled else Outcome.TLS_FAILED, str(exc))
     except ReadTimeout as exc:
         if rec.phase is Phase.GREETING:
             return rec.result(Outcome.NO_GREETING, str(exc))
@@ -213,7 +233,9 @@ def _dialogue(
     rec.greeting = greeting.text
     if greeting.kind is not GreetingKind.READY:
         rec.server_reply = greeting.text
-        outcome = Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
+        outcome = (
+            Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
+        )
         return rec.result(outcome, greeting.text)
 
     if endpoint.security is Security.TLS:

@@ -96,7 +96,9 @@ class ImapSession:
         greeting = imap.parse_greeting(response)
         self._greeting_caps = greeting.capabilities
         if greeting.status == "BYE":
-            kind = GreetingKind.THROTTLED if _temporary_text(greeting.text) else GreetingKind.REFUSED
+            kind = (
+                GreetingKind.THROTTLED if _temporary_text(greeting.text) else GreetingKind.REFUSED
+            )
             return GreetingInfo(kind, greeting.text)
         return GreetingInfo(GreetingKind.READY, greeting.text)
 

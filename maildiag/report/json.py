@@ -104,8 +104,12 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
             "quota_supported": box.quota_supported,
             "quota_root": box.quota_root,
             "quota": [
-                {"resource": q.name, "usage": q.usage, "limit": q.limit,
-                 "ratio": None if q.ratio is None else round(q.ratio, 4)}
+                {
+                    "resource": q.name,
+                    "usage": q.usage,
+                    "limit": q.limit,
+                    "ratio": None if q.ratio is None else round(q.ratio, 4),
+                }
                 for q in box.quota
             ],
             "inbox_messages": box.inbox_messages,
@@ -143,18 +147,35 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
         "domain_exists": discovery.domain_exists,
         "mx": [{"preference": m.preference, "host": m.host} for m in discovery.mx],
         "srv": [
-            {"service": s.service, "priority": s.priority, "weight": s.weight, "port": s.port,
-             "target": s.target, "not_offered": s.not_offered}
+            {
+                "service": s.service,
+                "priority": s.priority,
+                "weight": s.weight,
+                "port": s.port,
+                "target": s.target,
+                "not_offered": s.not_offered,
+            }
             for s in discovery.srv
         ],
         "autoconfig": [
-            {"url": a.url, "error": a.error,
-             "servers": [{"protocol": s.protocol.value, "host": s.host, "port": s.port,
-                          "security": s.security.value} for s in a.servers]}
+            {
+                "url": a.url,
+                "error": a.error,
+                "servers": [
+                    {
+                        "protocol": s.protocol.value,
+                        "host": s.host,
+                        "port": s.port,
+                        "security": s.security.value,
+                    }
+                    for s in a.servers
+                ],
+            }
             for a in discovery.autoconfig
         ],
-        "problems": [{"query": p.query, "kind": p.kind, "detail": p.detail}
-                     for p in discovery.problems],
+        "problems": [
+            {"query": p.query, "kind": p.kind, "detail": p.detail} for p in discovery.problems
+        ],
         "duration_s": _seconds(discovery.seconds),
     }
 
@@ -177,7 +198,9 @@ def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
         "discovery": discovery_json(diagnosis.discovery),
         "endpoints": [result_json(r) for r in diagnosis.results],
         "findings": [finding_json(f) for f in diagnosis.findings],
-        "sync": None if diagnosis.sync is None else {
+        "sync": None
+        if diagnosis.sync is None
+        else {
             "delivery_latency_s": _seconds(diagnosis.sync.delivery_latency_s),
             "delivery_method": diagnosis.sync.delivery_method,
             "flag_sync_latency_s": _seconds(diagnosis.sync.flag_sync_latency_s),

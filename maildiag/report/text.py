@@ -65,36 +65,50 @@ def endpoint_table(diagnosis: Diagnosis, colour: bool = False) -> str:
         endpoint = result.endpoint
         own = [f for f in diagnosis.findings if f.endpoint == endpoint]
         tls = result.tls
-        rows.append([
-            endpoint.protocol.value.upper(),
-            endpoint.host,
-            endpoint.port,
-            endpoint.security.value,
-            _outcome(result, own, colour),
-            _latency(result),
-            tls.version if tls else "-",
-            _expiry(result),
-            endpoint.sources[0] if endpoint.sources else "",
-        ])
-    headers = ["Protocol", "Host", "Port", "Security", "Outcome", "Latency", "TLS",
-               "Certificate expires", "Found via"]
+        rows.append(
+            [
+                endpoint.protocol.value.upper(),
+                endpoint.host,
+                endpoint.port,
+                endpoint.security.value,
+                _outcome(result, own, colour),
+                _latency(result),
+                tls.version if tls else "-",
+                _expiry(result),
+                endpoint.sources[0] if endpoint.sources else "",
+            ]
+        )
+    headers = [
+        "Protocol",
+        "Host",
+        "Port",
+        "Security",
+        "Outcome",
+        "Latency",
+        "TLS",
+        "Certificate expires",
+        "Found via",
+    ]
     return tabulate(rows, headers=headers, tablefmt="simple")
 
 
 def _wrap(label: str, text: str) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=f"    {label}",
-                         subsequent_indent=" " * (4 + len(label)))
+    return textwrap.fill(
+        text, WIDTH, initial_indent=f"    {label}", subsequent_indent=" " * (4 + len(label))
+    )
 
 
 def finding_block(finding: Finding, colour: bool = False) -> str:
     where = f" — {finding.endpoint.label}" if finding.endpoint else ""
     head = _paint(f"[{finding.severity.value.upper()}] {finding.code}", finding.severity, colour)
-    return "\n".join([
-        f"  {head}{where}",
-        f"    {finding.title}",
-        _wrap("Why: ", finding.explanation),
-        _wrap("Fix: ", finding.fix),
-    ])
+    return "\n".join(
+        [
+            f"  {head}{where}",
+            f"    {finding.title}",
+            _wrap("Why: ", finding.explanation),
+            _wrap("Fix: ", finding.fix),
+        ]
+    )
 
 
 def render(diagnosis: Diagnosis, colour: bool = False, verbose: bool = False) -> str:

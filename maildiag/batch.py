@@ -1,0 +1,442 @@
+"""Checks many domains: a list in, one JSON line per domain out, as each finishes.
+
+The input format, one domain per line::
+
+    # customers of the Hamburg cluster
+    kunde.test
+    müller.test                                  # Unicode is fine
+    shop.test  imap=mail.provider.test  smtp=smtp.provider.test
+
+After the domain, ``imap=HOST``, ``pop3=HOST`` and ``smtp=HOST`` replace
+discovery for that protocol, as ``--imap-host`` and friends do for the whole
+batch. ``#`` starts a comment (at the start of a line or after a space);
+blank lines are ignored. A line that does not follow this format is reported
+with its number and skipped; a line with a domain that cannot be checked
+(an invalid name, an internal error) still gets its JSON line, with status
+UNKNOWN and an ``error`` field.
+
+Memory stays flat however long the list: lines are read as workers become
+free, and nothing is kept of a finished domain but its status and finding
+codes for the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .model import Diagnosis, Protocol, Severity, Status
+
+if TYPE_CHECKING:
+    from .limits import HostLimiter
+    from .runner import CheckRequest
+
+__all__ = [
+    "HOST_KEYS",
+    "BadLine",
+    "BatchEntry",
+    "BatchResult",
+    "Summary",
+    "check_entry",
+    "parse_line",
+    "read_entries",
+    "run_batch",
+    "worst_status",
+]
+
+HOST_KEYS: Mapping[str, Protocol] = {
+    "imap": Protocol.IMAP,
+    "pop3": Protocol.POP3,
+    "smtp": Protocol.SMTP,
+}
+MAX_LINE = 2048  # characters; a domain with three host names fits many times over
+
+# The order in which statuses make a batch's exit code: a domain that is down
+# matters more than one that could not be judged (as Icinga ranks states).
+_STATUS_WEIGHT = {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One domain to check, from line ``line`` of the input."""
+
+    line: int
+    domain: str
+    hosts: Mapping[Protocol, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that does not follow the format; it is reported and skipped."""
+
+    line: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    entry: BatchEntry
+    status: Status
+    codes: tuple[str, ...]  # distinct codes of the warning and critical findings
+    json_line: str  # one JSON object, no newline
+    error: str | None = None
+
+
+def worst_status(statuses: Iterable[Status]) -> Status:
+    return max(statuses, key=_STATUS_WEIGHT.__getitem__, default=Status.OK)
+
+
+# --------------------------------------------------------------------------
+# Reading
+
+
+def _strip_comment(text: str) -> str:
+    if text.lstrip().startswith("#"):
+        return ""
+    for index, char in enumerate(text):
+        if char == "#" and index and text[index - 1].isspace():
+            return text[:index]
+    return text
+
+
+def parse_line(text: str, number: int) -> BatchEntry | BadLine | None:
+    """A line of the batch file as an entry, a complaint, or None (blank, comment)."""
+    from .dns import InvalidDomain, to_ascii
+
+    if len(text) > MAX_LINE:
+        return BadLine(number, text[:80] + "...", f"line longer than {MAX_LINE} characters")
+    content = _strip_comment(text).strip()
+    if not content:
+        return None
+    domain, *options = content.split()
+    if "=" in domain:
+        return BadLine(number, text, "the line must start with a domain, not KEY=HOST")
+    hosts: dict[Protocol, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            return BadLine(number, text, f"{option!r}: after the domain only "
+                                         "imap=HOST, pop3=HOST or smtp=HOST may follow")
+        protocol = HOST_KEYS.get(key.lower())
+        if protocol is None:
+            return BadLine(number, text, f"unknown key {key!r}; use {', '.join(HOST_KEYS)}")
+        if protocol in hosts:
+            return BadLine(number, text, f"{key} is given twice")
+        try:
+            hosts[protocol] = to_ascii(value)
+        except InvalidDomain as exc:
+            return BadLine(number, text, f"{key}: {exc}")
+    return BatchEntry(number, domain, hosts)
+
+
+def read_entries(lines: Iterable[bytes | str]) -> Iterator[BatchEntry | BadLine]:
+    """Entries and complaints, lazily, in input order (line numbers start at 1)."""
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield BadLine(number, raw[:80].decode("utf-8", "replace"), "not valid UTF-8")
+                continue
+        else:
+            text = raw
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte order mark from Windows editors
+        parsed = parse_line(text.rstrip("\r\n"), number)
+        if parsed is not None:
+            yield parsed
+
+
+def count_entries(lines: Iterable[bytes | str]) -> int:
+    """How many lines name a domain (for a progress bar's total); cheap, no validation."""
+    total = 0
+    for raw in lines:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        content = _strip_comment(text).strip()
+        if content and "=" not in content.split()[0]:
+            total += 1
+    return total
+
+
+# --------------------------------------------------------------------------
+# Checking
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    # JSON Lines: one object per line, UTF-8; json.dumps escapes any newline.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
+    """The line for a domain that could not be checked: the report's shape, with ``error``."""
+    from .report.json import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "maildiag", "version": __version__},
+        "domain": domain,
+        "domain_ascii": "",
+        "user": None,
+        "started_at": datetime.now(UTC).isoformat(),
+        "duration_s": 0.0,
+        "status": Status.UNKNOWN.name,
+        "exit_code": int(Status.UNKNOWN),
+        "summary": {severity.value: 0 for severity in Severity},
+        "discovery": {"domain_exists": False, "mx": [], "srv": [], "autoconfig": [],
+                      "problems": [], "duration_s": 0.0},
+        "endpoints": [],
+        "findings": [],
+        "sync": None,
+        "error": message,
+        "error_kind": kind,
+    }
+
+
+def _unknown_reason(diagnosis: Diagnosis) -> tuple[str, str]:
+    codes = {f.code for f in diagnosis.findings}
+    titles = [f.title for f in diagnosis.findings
+              if f.endpoint is None and f.severity.rank >= Severity.WARNING.rank]
+    kind = "domain_not_found" if "DOMAIN_NOT_FOUND" in codes else "dns_failed"
+    unique = list(dict.fromkeys(titles))
+    return "; ".join(unique) or "nothing could be checked", kind
+
+
+def check_entry(
+    entry: BatchEntry, template: CheckRequest, host_limiter: HostLimiter | None = None
+) -> BatchResult:
+    """Checks one domain; never raises (a failure becomes an UNKNOWN line)."""
+    from .discovery import Overrides
+    from .dns import InvalidDomain
+    from .report.json import diagnosis_json
+    from .runner import diagnose
+
+    try:
+        request = template
+        if entry.hosts:
+            request = replace(template, overrides=Overrides(
+                hosts={**template.overrides.hosts, **entry.hosts},
+                ports=template.overrides.ports,
+            ))
+        request = replace(request, domain=entry.domain)
+        diagnosis = diagnose(request, host_limiter=host_limiter)
+    except InvalidDomain as exc:
+        return _failed(entry, str(exc), "invalid_domain")
+    except Exception as exc:  # noqa: BLE001 - one broken domain must not end the batch
+        return _failed(entry, f"maildiag internal error: {exc!r}", "internal_error")
+
+    data = diagnosis_json(diagnosis)
+    error = None
+    if diagnosis.status is Status.UNKNOWN:
+        error, kind = _unknown_reason(diagnosis)
+        data.update(error=error, error_kind=kind)
+    codes = tuple(dict.fromkeys(
+        f.code for f in diagnosis.findings if f.severity.rank >= Severity.WARNING.rank))
+    return BatchResult(entry, diagnosis.status, codes, _dumps(data), error)
+
+
+def _failed(entry: BatchEntry, message: str, kind: str) -> BatchResult:
+    return BatchResult(entry, Status.UNKNOWN, (), _dumps(error_json(entry.domain, message, kind)),
+                       message)
+
+
+_DONE = object()
+
+
+def run_batch(
+    items: Iterable[BatchEntry | BadLine],
+    template: CheckRequest,
+    *,
+    concurrency: int = 20,
+    host_limiter: HostLimiter | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[BatchResult | BadLine]:
+    """Checks the entries, ``concurrency`` at a time; yields each result as it finishes.
+
+    ``BadLine`` items are passed through, in input order among themselves.
+    Workers pull the next line themselves, so a slow input (a pipe)
+    never holds back results that are ready. Setting ``stop`` ends the batch
+    without starting another domain; checks still running are abandoned.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    stop = stop or threading.Event()
+    source = iter(items)
+    source_lock = threading.Lock()
+    # Bounded, so a stalled consumer (a full pipe) stalls the workers too
+    # instead of piling up results in memory.
+    results: queue.Queue[object] = queue.Queue(maxsize=2 * concurrency)
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with source_lock:
+                    item = next(source, None)
+                    while isinstance(item, BadLine):
+                        # Reported while holding the input, so complaints keep their order.
+                        _put(results, item, stop)
+                        item = next(source, None)
+                if item is None:
+                    return
+                _put(results, check_entry(item, template, host_limiter), stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            _put(results, exc, stop)
+        finally:
+            _put(results, _DONE, stop)
+
+    workers = [threading.Thread(target=work, name=f"batch-{n}", daemon=True)
+               for n in range(concurrency)]
+    for worker in workers:
+        worker.start()
+    running = len(workers)
+    try:
+        while running:
+            try:
+                item = results.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return
+                continue
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item  # type: ignore[misc]
+                if stop.is_set():
+                    return
+    finally:
+        stop.set()
+
+
+def _put(results: queue.Queue[object], item: object, stop: threading.Event) -> None:
+    while True:
+        try:
+            results.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            if stop.is_set():
+                return
+
+
+# --------------------------------------------------------------------------
+# Summary
+
+
+class Summary:
+    """Counts per status and per finding code; constant memory whatever the batch size."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.statuses: Counter[Status] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.bad_lines = 0
+        self.errors = 0
+
+    @property
+    def domains(self) -> int:
+        return sum(self.statuses.values())
+
+    def add(self, item: BatchResult | BadLine) -> None:
+        if isinstance(item, BadLine):
+            self.bad_lines += 1
+            return
+        self.statuses[item.status] += 1
+        self.codes.update(item.codes)
+        if item.error is not None:
+            self.errors += 1
+
+    @property
+    def worst(self) -> Status:
+        if not self.statuses:
+            return Status.UNKNOWN  # nothing was checked
+        return worst_status(self.statuses)
+
+    def render(self, top: int = 10, interrupted: bool = False) -> str:
+        from tabulate import tabulate
+
+        seconds = time.monotonic() - self.started
+        head = f"maildiag batch: {self.domains} domains checked in {seconds:.1f} s"
+        if interrupted:
+            head += " (interrupted)"
+        if self.bad_lines:
+            head += f"; {self.bad_lines} malformed line(s) skipped"
+        rows = [[status.name, self.statuses.get(status, 0)] for status in Status]
+        parts = [head, "", tabulate(rows, headers=["Status", "Domains"], tablefmt="simple")]
+        if self.codes:
+            common = self.codes.most_common(top)
+            parts += ["", tabulate(common, headers=["Most common findings", "Domains"],
+                                   tablefmt="simple")]
+        return "\n".join(parts) + "\n"
+
+
+class Progress:
+    """A one-line progress display for a terminal (the caller checks ``isatty``)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any, total: int | None) -> None:
+        self.stream = stream
+        self.total = total or None
+        self.done = 0
+        self.started = time.monotonic()
+        self._drawn = 0.0
+
+    def update(self, summary: Summary, force: bool = False) -> None:
+        self.done = summary.domains
+        now = time.monotonic()
+        if not force and now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done / elapsed
+        counts = " ".join(f"{s.name.lower()} {summary.statuses.get(s, 0)}" for s in Status)
+        if self.total:
+            filled = int(self.WIDTH * min(self.done / self.total, 1.0))
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            line = (f"[{bar}] {self.done}/{self.total} {rate:.1f}/s "
+                    f"eta {int(eta) // 60}:{int(eta) % 60:02d}  {counts}")
+        else:
+            line = f"{self.done} domains {rate:.1f}/s  {counts}"
+        self.stream.write("\r\x1b[K" + line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+
+def write_jsonl(
+    results: Iterable[BatchResult | BadLine],
+    out: Any,
+    summary: Summary,
+    *,
+    complain: Any,
+    progress: Progress | None = None,
+) -> None:
+    """Writes each result as one flushed line of ``out`` (binary) as soon as it arrives.
+
+    Malformed lines go to ``complain(text)``. A line is written with one
+    ``write`` and flushed at once, so a reader (or an interrupted run) only
+    ever sees whole lines.
+    """
+    for item in results:
+        summary.add(item)
+        if isinstance(item, BadLine):
+            if progress is not None:
+                progress.close()
+            complain(f"maildiag: line {item.line}: {item.reason}: {item.text.strip()}")
+        else:
+            out.write(item.json_line.encode("utf-8") + b"\n")
+            out.flush()
+        if progress is not None:
+            progress.update(summary)

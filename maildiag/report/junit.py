@@ -1,0 +1,258 @@
+"""The diagnosis as JUnit XML, so CI systems list each endpoint as a test case.
+
+One ``<testsuite>`` per domain inside ``<testsuites>``:
+
+* one test case per probed endpoint (classname ``maildiag.<domain>.<protocol>``,
+  name the endpoint's label, time its total seconds);
+* one test case for the findings that belong to no endpoint (DNS, discovery,
+  "no working IMAP server"), classname ``maildiag.<domain>``;
+* one skipped test case for each protocol/security slot that does not apply:
+  declared "not offered" by SRV, nothing found for it, or only a guessed port
+  where nothing listens (an INFO finding).
+
+Choices, so that CI dashboards stay meaningful:
+
+* Warnings are failures too, with ``type="warning"`` (critical ones have
+  ``type="critical"``): a CI job is a gate, and a certificate that expires in
+  ten days should stop it; consumers that want to let warnings pass can filter
+  on the type.
+* A test case carries at most one ``<failure>`` (Ant's format allows one, and
+  several consumers read only the first): its message is the title of the
+  worst finding, its text lists every finding of the endpoint with
+  explanation and fix.
+* ``<error>`` means "could not judge": the domain's test case when the
+  overall status is UNKNOWN (the domain does not exist, DNS failed), or a
+  domain that was not a valid name at all.
+
+The format follows ``fixtures/junit/junit.xsd``.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from .. import __version__
+from ..model import (
+    Diagnosis,
+    Finding,
+    Outcome,
+    ProbeResult,
+    Protocol,
+    Security,
+    Severity,
+    Status,
+)
+
+# XML 1.0 §2.2: characters a document may contain. A server greeting may hold
+# anything, and one control byte would make the whole report unreadable.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SLOTS = tuple((p, s) for p in Protocol for s in (Security.STARTTLS, Security.TLS))
+
+
+def _text(value: str) -> str:
+    return _NOT_XML.sub("\ufffd", value)
+
+
+def _seconds(value: float) -> str:
+    return f"{max(value, 0.0):.3f}"
+
+
+def _timestamp(moment: datetime) -> str:
+    # Ant writes local time without a zone; UTC keeps reports comparable.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _finding_text(findings: Sequence[Finding]) -> str:
+    blocks = [
+        f"[{f.severity.value.upper()}] {f.code}: {f.title}\n{f.explanation}\nFix: {f.fix}"
+        for f in findings
+    ]
+    return _text("\n\n".join(blocks))
+
+
+def _worst(findings: Sequence[Finding]) -> Finding:
+    return max(findings, key=lambda f: f.severity.rank)
+
+
+class _Suite:
+    def __init__(self, name: str) -> None:
+        self.element = ET.Element("testsuite", name=_text(name))
+        self.tests = self.failures = self.errors = self.skipped = 0
+        self.time = 0.0
+
+    def case(self, classname: str, name: str, seconds: float | None = None) -> ET.Element:
+        self.tests += 1
+        attrs = {"classname": _text(classname), "name": _text(name)}
+        if seconds is not None:
+            attrs["time"] = _seconds(seconds)
+        return ET.SubElement(self.element, "testcase", attrs)
+
+    def fail(self, case: ET.Element, findings: Sequence[Finding]) -> None:
+        worst = _worst(findings)
+        self.failures += 1
+        failure = ET.SubElement(
+            case, "failure", message=_text(worst.title), type=worst.severity.value
+        )
+        failure.text = _finding_text(findings)
+
+    def error(self, case: ET.Element, message: str, text: str, kind: str = "unknown") -> None:
+        self.errors += 1
+        element = ET.SubElement(case, "error", message=_text(message), type=kind)
+        element.text = _text(text)
+
+    def skip(self, case: ET.Element, message: str) -> None:
+        self.skipped += 1
+        ET.SubElement(case, "skipped", message=_text(message))
+
+    def finish(self, seconds: float, timestamp: datetime | None = None) -> ET.Element:
+        self.time = seconds
+        attrs = {
+            "tests": str(self.tests),
+            "failures": str(self.failures),
+            "errors": str(self.errors),
+            "skipped": str(self.skipped),
+            "time": _seconds(seconds),
+        }
+        if timestamp is not None:
+            attrs["timestamp"] = _timestamp(timestamp)
+        self.element.attrib.update(attrs)
+        return self.element
+
+
+def _out(case: ET.Element, lines: Iterable[str]) -> None:
+    text = "\n".join(lines)
+    if text:
+        ET.SubElement(case, "system-out").text = _text(text)
+
+
+def _endpoint_facts(result: ProbeResult) -> list[str]:
+    lines = [f"outcome: {result.outcome.value}"]
+    if result.error:
+        lines.append(f"error: {result.error}")
+    if result.address:
+        lines.append(f"address: {result.address}")
+    if result.endpoint.sources:
+        lines.append("found via: " + ", ".join(result.endpoint.sources))
+    if result.timings:
+        lines.append("timings: " + ", ".join(
+            f"{phase} {seconds * 1000:.1f} ms" for phase, seconds in result.timings.items()))
+    if result.greeting:
+        lines.append(f"greeting: {result.greeting}")
+    tls = result.tls
+    if tls is not None:
+        lines.append(f"tls: {tls.version} {tls.cipher}, certificate {tls.trust.value}")
+        if tls.leaf is not None:
+            lines.append(f"certificate: {tls.leaf.subject}, expires "
+                         f"{tls.leaf.not_after.isoformat()}")
+    return lines
+
+
+def _domain_facts(diagnosis: Diagnosis) -> list[str]:
+    discovery = diagnosis.discovery
+    lines = [f"status: {diagnosis.status.name}", f"domain exists: {discovery.domain_exists}"]
+    if discovery.mx:
+        lines.append("MX: " + ", ".join(f"{m.preference} {m.host}" for m in discovery.mx))
+    for record in discovery.srv:
+        lines.append(f"SRV {record.service}: {record.priority} {record.weight} "
+                     f"{record.port} {record.target}")
+    for problem in discovery.problems:
+        lines.append(f"DNS problem: {problem.query}: {problem.kind} ({problem.detail})")
+    return lines
+
+
+def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
+    suite = _Suite(diagnosis.domain)
+    suite.element.set("id", str(index))
+    suite.element.set("package", f"maildiag.{diagnosis.domain_ascii}")
+    properties = ET.SubElement(suite.element, "properties")
+    for name, value in (
+        ("maildiag.version", __version__),
+        ("domain_ascii", diagnosis.domain_ascii),
+        ("status", diagnosis.status.name),
+        ("exit_code", str(int(diagnosis.status))),
+    ):
+        ET.SubElement(properties, "property", name=name, value=_text(value))
+
+    base = f"maildiag.{diagnosis.domain_ascii}"
+    general = [f for f in diagnosis.findings if f.endpoint is None]
+    case = suite.case(base, f"Domain {diagnosis.domain} (DNS and discovery)",
+                      diagnosis.discovery.seconds)
+    bad = [f for f in general if f.severity.rank >= Severity.WARNING.rank]
+    if diagnosis.status is Status.UNKNOWN:
+        reason = _worst(bad).title if bad else "nothing could be checked"
+        suite.error(case, reason, _finding_text(bad or general))
+    elif bad:
+        suite.fail(case, bad)
+    _out(case, _domain_facts(diagnosis))
+
+    probed = set()
+    for result in diagnosis.results:
+        endpoint = result.endpoint
+        probed.add((endpoint.protocol, endpoint.security))
+        own = [f for f in diagnosis.findings if f.endpoint == endpoint]
+        case = suite.case(f"{base}.{endpoint.protocol.value}", endpoint.label,
+                          result.total_seconds)
+        bad = [f for f in own if f.severity.rank >= Severity.WARNING.rank]
+        if bad:
+            suite.fail(case, bad)
+        elif result.outcome is not Outcome.OK:
+            info = [f for f in own if f.severity is Severity.INFO]
+            reason = info[0].title if info else result.outcome.value.replace("_", " ")
+            suite.skip(case, f"not applicable: {reason}")
+        _out(case, _endpoint_facts(result))
+
+    declined = _declined_slots(diagnosis)
+    for protocol, security in _SLOTS:
+        if (protocol, security) in probed:
+            continue
+        label = f"{protocol.value.upper()} ({security.value})"
+        case = suite.case(f"{base}.{protocol.value}", label, 0.0)
+        if (protocol, security) in declined:
+            suite.skip(case, f"not applicable: the SRV record {declined[protocol, security]} "
+                             "says the service is not offered")
+        else:
+            suite.skip(case, "not applicable: no server found for it")
+    return suite.finish(diagnosis.seconds, diagnosis.started_at)
+
+
+def _declined_slots(diagnosis: Diagnosis) -> dict[tuple[Protocol, Security], str]:
+    from ..discovery import SRV_SERVICES
+
+    return {
+        SRV_SERVICES[record.service]: record.service
+        for record in diagnosis.discovery.srv
+        if record.not_offered and record.service in SRV_SERVICES
+    }
+
+
+def _document(suites: Iterable[ET.Element]) -> str:
+    root = ET.Element("testsuites", name="maildiag")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    seconds = 0.0
+    for suite in suites:
+        root.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+        seconds += float(suite.get("time", "0"))
+    root.attrib.update({key: str(value) for key, value in totals.items()})
+    root.set("time", _seconds(seconds))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def render(diagnoses: Diagnosis | Iterable[Diagnosis]) -> str:
+    """A JUnit XML document for one diagnosis or several (one testsuite each)."""
+    if isinstance(diagnoses, Diagnosis):
+        diagnoses = [diagnoses]
+    return _document(_testsuite(d, i) for i, d in enumerate(diagnoses))
+
+
+def render_error(domain: str, message: str, kind: str = "invalid_domain") -> str:
+    """A report for a domain that could not be checked at all (one test case, in error)."""
+    suite = _Suite(domain or "(empty)")
+    case = suite.case("maildiag", f"Domain {domain or '(empty)'}", 0.0)
+    suite.error(case, message, message, kind)
+    return _document([suite.finish(0.0)])
