@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .findings import make_finding
 from .model import (
+    AuthStatus,
     Discovery,
     Endpoint,
     Finding,
@@ -22,6 +23,7 @@ from .model import (
     Security,
     Severity,
     Status,
+    SyncResult,
     TlsFacts,
     TrustStatus,
 )
@@ -31,6 +33,18 @@ from .model import (
 class Thresholds:
     cert_warning_days: float = 21.0
     cert_critical_days: float = 7.0
+    # Quota use in percent of the limit (--quota-warning / --quota-critical).
+    quota_warning_percent: float = 90.0
+    quota_critical_percent: float = 100.0
+    # An INBOX above either size syncs badly on slow links: clients fetch the
+    # headers of every message on first sync and after a UIDVALIDITY change.
+    inbox_large_messages: int = 10_000
+    inbox_large_bytes: int = 2 * 1024**3
+    # Seconds: delivery through submission to the INBOX, and a flag change
+    # from one IMAP session to another (IDLE is near-instant; clients that
+    # poll do so every few seconds at best).
+    sync_delivery_slow_s: float = 10.0
+    sync_flag_slow_s: float = 5.0
 
 
 PROTOCOL_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP submission"}
@@ -59,6 +73,8 @@ def analyse(
     *,
     timeout: float = 10.0,
     deadline: float = 60.0,
+    user: str | None = None,
+    sync: SyncResult | None = None,
 ) -> tuple[Finding, ...]:
     results = tuple(results)
     findings = [
@@ -69,6 +85,7 @@ def analyse(
             for f in _endpoint_findings(result, thresholds, timeout, deadline)
         ),
         *_protocol_findings(discovery, results),
+        *mailbox_findings(results, thresholds, user=user, sync=sync),
     ]
     return tuple(sorted(findings, key=lambda f: -f.severity.rank))
 
@@ -332,3 +349,227 @@ def _protocol_findings(discovery: Discovery, results: tuple[ProbeResult, ...]) -
         if protocol is Protocol.POP3 and working.get(Protocol.IMAP):
             severity = Severity.INFO
         yield make_finding(code, severity=severity)
+
+
+# --- mailbox checks (with credentials) ------------------------------------------
+
+_AUTH_CODES = {
+    AuthStatus.OK: "AUTH_OK",
+    AuthStatus.WRONG_CREDENTIALS: "AUTH_FAILED",
+    AuthStatus.ACCOUNT_DISABLED: "AUTH_ACCOUNT_DISABLED",
+    AuthStatus.PLAINTEXT_REFUSED: "AUTH_PLAINTEXT_REFUSED",
+    AuthStatus.MECHANISM_UNAVAILABLE: "AUTH_MECHANISM_UNAVAILABLE",
+    AuthStatus.TEMPORARY_FAILURE: "AUTH_TEMPORARY_FAILURE",
+    AuthStatus.FAILED: "AUTH_REFUSED",
+}
+_SKIP_CODES = {
+    "untrusted_certificate": "AUTH_SKIPPED_UNTRUSTED",
+    "plaintext": "AUTH_SKIPPED_PLAINTEXT",
+}
+
+
+def mailbox_findings(
+    results: Iterable[ProbeResult],
+    thresholds: Thresholds = Thresholds(),
+    *,
+    user: str | None = None,
+    sync: SyncResult | None = None,
+) -> Iterator[Finding]:
+    """Login, quota, INBOX size, IMAP/POP3 advice and sync: only where they were measured."""
+    tried = [r for r in results if r.auth is not None]
+    who = user or "the user"
+    for result in tried:
+        yield from _auth_findings(result, who)
+    yield from _quota_findings(tried, thresholds, who)
+    yield from _inbox_findings(tried, thresholds, who)
+    yield from _advice(tried)
+    if sync is not None:
+        yield from _sync_findings(sync, thresholds, who)
+
+
+def _auth_findings(result: ProbeResult, user: str) -> Iterator[Finding]:
+    auth = result.auth
+    assert auth is not None
+    endpoint = result.endpoint
+    facts: dict[str, object] = {
+        "what": _what(endpoint),
+        "user": user,
+        "mechanism": auth.mechanism or "-",
+        "reply": auth.detail or "",
+        "detail": auth.detail or "",
+        "command": STARTTLS_COMMANDS[endpoint.protocol],
+        "tls_port": IMPLICIT_TLS_PORTS[endpoint.protocol],
+    }
+    # RFC 8314 §3 / RFC 3207 §4: refusing logins before STARTTLS is the safe
+    # setting; the capabilities before TLS already say so, no password needed.
+    refused_before_tls = (
+        endpoint.security is Security.STARTTLS and result.plaintext_login_offered is False
+    )
+    if refused_before_tls or auth.status == AuthStatus.PLAINTEXT_REFUSED:
+        yield make_finding("AUTH_PLAINTEXT_REFUSED", endpoint, **facts)
+    if auth.status == AuthStatus.PLAINTEXT_REFUSED:
+        return
+    if auth.status == AuthStatus.SKIPPED:
+        code = _SKIP_CODES.get(auth.skipped_because or "", "AUTH_SKIPPED_LOCKOUT")
+        reason = (auth.detail or "skipped").removeprefix("not tried: ")
+        yield make_finding(code, endpoint, reason=reason, **facts)
+        return
+    code = _AUTH_CODES.get(AuthStatus(auth.status), "AUTH_REFUSED")
+    yield make_finding(code, endpoint, **facts)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit in ("bytes", "KiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"
+
+
+def _amount(resource: str, value: int) -> str:
+    # RFC 9208 §5.1: STORAGE is counted in units of 1024 octets.
+    if resource == "STORAGE":
+        return _size(value * 1024)
+    if resource == "MESSAGE":
+        return f"{value} messages"
+    return str(value)
+
+
+def _quota_findings(
+    tried: list[ProbeResult], thresholds: Thresholds, user: str
+) -> Iterator[Finding]:
+    imap_logins = [
+        r
+        for r in tried
+        if r.endpoint.protocol is Protocol.IMAP
+        and r.auth is not None
+        and r.auth.status == AuthStatus.OK
+        and r.mailbox is not None
+    ]
+    with_quota = [r for r in imap_logins if r.mailbox and r.mailbox.quota]
+    if not with_quota:
+        if imap_logins and not any(r.mailbox and r.mailbox.quota_supported for r in imap_logins):
+            yield make_finding("QUOTA_UNSUPPORTED", user=user)
+        return
+    # The quota belongs to the mailbox, not the endpoint: one finding, from the
+    # first endpoint that reported it.
+    mailbox = with_quota[0].mailbox
+    assert mailbox is not None
+    limited = [q for q in mailbox.quota if q.limit > 0]
+    if not limited:
+        return
+    worst = max(limited, key=lambda q: q.usage / q.limit)
+    percent = worst.usage / worst.limit * 100
+    facts: dict[str, object] = {
+        "user": user,
+        "resource": worst.name,
+        "percent": percent,
+        "used": _amount(worst.name, worst.usage),
+        "limit": _amount(worst.name, worst.limit),
+        "quota_root": mailbox.quota_root,
+        "resources": [
+            {"resource": q.name, "usage": q.usage, "limit": q.limit} for q in mailbox.quota
+        ],
+    }
+    if percent >= thresholds.quota_critical_percent:
+        yield make_finding("QUOTA_FULL", **facts)
+    elif percent >= thresholds.quota_warning_percent:
+        yield make_finding("QUOTA_NEAR_LIMIT", **facts)
+    else:
+        yield make_finding("QUOTA_OK", **facts)
+
+
+def _inbox_findings(
+    tried: list[ProbeResult], thresholds: Thresholds, user: str
+) -> Iterator[Finding]:
+    boxes = [r.mailbox for r in tried if r.mailbox is not None]
+    messages = max((b.inbox_messages or 0 for b in boxes), default=0)
+    size = max((b.inbox_size_bytes or 0 for b in boxes), default=0)
+    if messages >= thresholds.inbox_large_messages or size >= thresholds.inbox_large_bytes:
+        yield make_finding(
+            "INBOX_LARGE",
+            user=user,
+            messages=messages,
+            size=_size(size) if size else "size unknown",
+            size_bytes=size or None,
+            max_messages=thresholds.inbox_large_messages,
+            max_size=_size(thresholds.inbox_large_bytes),
+        )
+
+
+def _advice(tried: list[ProbeResult]) -> Iterator[Finding]:
+    def working(protocol: Protocol) -> list[ProbeResult]:
+        found = [
+            r
+            for r in tried
+            if r.endpoint.protocol is protocol and r.auth and r.auth.status == AuthStatus.OK
+        ]
+        return sorted(found, key=lambda r: r.endpoint.security is not Security.TLS)
+
+    imap_ok, pop_ok = working(Protocol.IMAP), working(Protocol.POP3)
+    if imap_ok:
+        best = imap_ok[0].endpoint
+        how = "SSL/TLS" if best.security is Security.TLS else best.security.value.upper()
+        where = f"{best.host}, port {best.port}, {how}"
+        situation = f"IMAP works ({where})" + (", and so does POP3." if pop_ok else ".")
+        advice = (
+            f"Use IMAP on every device ({where}). A device set up with POP3 should be set up "
+            "again with IMAP, after checking that the mail it downloaded is still on the server "
+            "(or copying it back)."
+        )
+        yield make_finding(
+            "ADVICE_USE_IMAP", situation=situation, advice=advice, imap=best.key, pop3=bool(pop_ok)
+        )
+    elif pop_ok:
+        best = pop_ok[0].endpoint
+        situation = (
+            f"Only POP3 works for this mailbox ({best.host}, port {best.port}); IMAP does not."
+        )
+        advice = (
+            "Until IMAP works, set every POP3 client to leave a copy of each message on the "
+            "server (Outlook: 'Leave a copy of messages on the server'; Thunderbird: 'Leave "
+            "messages on server'; Apple Mail: do not 'Remove copy from server'), and fix IMAP "
+            "(see the findings above)."
+        )
+        yield make_finding(
+            "ADVICE_USE_IMAP", situation=situation, advice=advice, imap=None, pop3=True
+        )
+
+
+def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Iterator[Finding]:
+    facts: dict[str, object] = {
+        "user": user,
+        "delivery": sync.delivery_latency_s,
+        "delivery_method": sync.delivery_method or "-",
+        "flag": sync.flag_sync_latency_s,
+        "flag_method": sync.flag_sync_method or "-",
+    }
+    reason = sync.error or "no reason recorded"
+    problems = False
+    if sync.delivery_latency_s is None or sync.flag_sync_latency_s is None:
+        problems = True
+        not_measured = reason.startswith("not measured")
+        yield make_finding(
+            "SYNC_FAILED",
+            severity=Severity.INFO if not_measured else None,
+            reason=reason,
+            **facts,
+        )
+    if sync.delivery_latency_s is not None and (
+        sync.delivery_latency_s > thresholds.sync_delivery_slow_s
+    ):
+        problems = True
+        yield make_finding(
+            "SYNC_DELIVERY_SLOW", limit=thresholds.sync_delivery_slow_s, **facts
+        )
+    if sync.flag_sync_latency_s is not None and (
+        sync.flag_sync_latency_s > thresholds.sync_flag_slow_s
+    ):
+        problems = True
+        yield make_finding("SYNC_FLAG_SLOW", limit=thresholds.sync_flag_slow_s, **facts)
+    if not sync.cleaned_up:
+        problems = True
+        yield make_finding("SYNC_CLEANUP_FAILED", reason=reason, **facts)
+    if not problems:
+        yield make_finding("SYNC_OK", **facts)

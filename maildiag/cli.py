@@ -125,8 +125,91 @@ def check_options(command):  # type: ignore[no-untyped-def]
     return command
 
 
+_MAILBOX_OPTIONS = [
+    click.option(
+        "--user",
+        metavar="USER",
+        help="Log in as USER (usually the e-mail address) on every endpoint and check the "
+        "login, the quota and the INBOX size. The password comes from $MAILDIAG_PASSWORD, "
+        "--password-file, or a hidden prompt; never from the command line.",
+    ),
+    click.option(
+        "--password-file",
+        type=click.Path(dir_okay=False),
+        help="Read the password from the first line of this file (readable by its owner only).",
+    ),
+    click.option(
+        "--sync",
+        is_flag=True,
+        help="Also measure delivery and sync latency: sends a test message to USER through "
+        "submission and deletes it again (writes to the mailbox).",
+    ),
+    click.option(
+        "--allow-plaintext",
+        is_flag=True,
+        help="Also send the password over unencrypted connections (only on trusted networks).",
+    ),
+    click.option(
+        "--quota-warning",
+        type=click.FloatRange(min=0, max=1000),
+        default=90.0,
+        show_default=True,
+        metavar="PERCENT",
+        help="Warn when the mailbox uses this share of its quota.",
+    ),
+    click.option(
+        "--quota-critical",
+        type=click.FloatRange(min=0, max=1000),
+        default=100.0,
+        show_default=True,
+        metavar="PERCENT",
+        help="Critical when the mailbox uses this share of its quota.",
+    ),
+]
+
+
+def mailbox_options(command):  # type: ignore[no-untyped-def]
+    """The login, quota and sync options (--user, ...); reusable by batch and serve."""
+    for option in reversed(_MAILBOX_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _given(value: object, default: float) -> object:
+    return default if value is None else value
+
+
+class CredentialsProblem(click.ClickException):
+    """No usable password; exits UNKNOWN (3) like every other bad argument."""
+
+    exit_code = EXIT_UNKNOWN
+
+
+def _credentials(options: dict[str, object]):  # type: ignore[no-untyped-def]
+    from .credentials_input import Credentials, CredentialsInputError, resolve_password
+
+    user = options.get("user")
+    if not user:
+        if options.get("password_file"):
+            raise click.UsageError("--password-file needs --user")
+        if options.get("sync"):
+            raise click.UsageError("--sync needs --user (it logs in to send a test message)")
+        return None
+    try:
+        secret = resolve_password(
+            str(user),
+            password_file=options.get("password_file"),  # type: ignore[arg-type]
+            environ=os.environ,
+            interactive=click.get_text_stream("stdin").isatty(),
+            prompt=lambda text: click.prompt(text, hide_input=True, err=True),
+        )
+    except CredentialsInputError as exc:
+        raise CredentialsProblem(str(exc)) from None
+    return Credentials(str(user), secret)
+
+
 def build_request(domain: str, **options: object):  # type: ignore[no-untyped-def]
-    """A ``CheckRequest`` from the shared options (see ``check_options``)."""
+    """A ``CheckRequest`` from the shared options (see ``check_options``, ``mailbox_options``)."""
     from .analysis import Thresholds
     from .discovery import Overrides
     from .dns import InvalidDomain
@@ -137,6 +220,11 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     critical_days = float(options["cert_critical_days"])  # type: ignore[arg-type]
     if critical_days > warning_days:
         raise click.UsageError("--cert-critical-days must not be larger than --cert-warning-days")
+    # batch and serve may not carry the mailbox options: fall back to their defaults.
+    quota_warning = float(_given(options.get("quota_warning"), 90.0))  # type: ignore[arg-type]
+    quota_critical = float(_given(options.get("quota_critical"), 100.0))  # type: ignore[arg-type]
+    if quota_warning > quota_critical:
+        raise click.UsageError("--quota-warning must not be larger than --quota-critical")
     try:
         hosts = {
             protocol: _host_name(str(options[name]))
@@ -170,8 +258,16 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
         ca_file=options.get("ca_file"),  # type: ignore[arg-type]
         timeout=timeout,
         deadline=float(options["deadline"]),  # type: ignore[arg-type]
-        thresholds=Thresholds(warning_days, critical_days),
+        thresholds=Thresholds(
+            warning_days,
+            critical_days,
+            quota_warning_percent=quota_warning,
+            quota_critical_percent=quota_critical,
+        ),
         autoconfig=not options.get("no_autoconfig"),
+        credentials=_credentials(options),
+        sync=bool(options.get("sync")),
+        allow_plaintext=bool(options.get("allow_plaintext")),
     )
 
 
@@ -199,6 +295,7 @@ def _render_invalid(output_format: str, domain: str, message: str) -> None:
     "systems (junit XML).",
 )
 @check_options
+@mailbox_options
 @click.option(
     "--color",
     "colour",
@@ -221,7 +318,7 @@ def check(domain: str, output_format: str, colour: str, verbose: bool, **options
         _render_invalid(output_format, domain, str(exc))
         raise SystemExit(EXIT_UNKNOWN) from None
 
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout
     if output_format == "json":
         from .report import json as json_report
 
@@ -300,6 +397,7 @@ def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
 )
 @click.option("-q", "--quiet", is_flag=True, help="No summary table on stderr at the end.")
 @check_options
+@mailbox_options
 def batch(
     source: str,
     output_format: str,
@@ -384,11 +482,13 @@ def batch(
     "a probe picks one with profile=NAME.",
 )
 @check_options
+@mailbox_options
 def serve(listen: str, credentials_file: str | None, **options: object) -> None:
     """Serve Prometheus metrics: GET /probe?target=DOMAIN checks a domain.
 
     /metrics has the exporter's own metrics. Each check is bounded by the scrape
-    timeout Prometheus sends; --deadline applies to requests without one."""
+    timeout Prometheus sends; --deadline applies to requests without one. A probe
+    logs in with the profile named by profile=NAME, else with --user if given."""
     from .credentials import CredentialsError, load_profiles, profiles_from_env
     from .exporter import Exporter, parse_listen
 

@@ -77,6 +77,10 @@ def to_ascii(domain: str) -> str:
     """
     text = domain.strip()
     _reject_non_domains(domain, text)
+    # Named here rather than left to idna, whose wording changes between versions.
+    bad = next((c for c in text if c.isascii() and not (c.isalnum() or c in "-.")), None)
+    if bad is not None:
+        raise InvalidDomain(f"{domain!r} is not a valid domain name: {bad!r} is not allowed")
     try:
         # UTS #46 §4: case folding, width mapping, NFC, and the ideographic
         # full stops that some keyboards produce instead of ".".

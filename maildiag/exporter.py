@@ -74,9 +74,12 @@ class ProbeAnswer:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``ADDR:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every interface) as (host, port)."""
+    """``ADDR:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every interface) as (host, port).
+
+    Port 0 picks a free port (the startup message names it).
+    """
     host, sep, port_text = value.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ValueError(f"{value!r}: expected ADDR:PORT, for example 127.0.0.1:9137")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -85,20 +88,11 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _accepts_credentials() -> bool:
-    import inspect
-
-    from .runner import diagnose
-
-    return "credentials" in inspect.signature(diagnose).parameters
-
-
 def default_check(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    """The check of one probe; a profile's login replaces the template's (--user)."""
     from .runner import diagnose
 
-    if profile is not None and _accepts_credentials():
-        return diagnose(request, credentials=profile)  # type: ignore[call-arg]
-    return diagnose(request)
+    return diagnose(request, credentials=profile)
 
 
 # --------------------------------------------------------------------------

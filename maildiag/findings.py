@@ -341,6 +341,202 @@ _SPECS = (
         "Fix the SMTP findings above. Port 25 is not an alternative: many networks block it "
         "for clients and it is meant for server-to-server delivery.",
     ),
+    # --- login (with --user) ---------------------------------------------------------
+    FindingSpec(
+        "AUTH_OK",
+        _S.OK,
+        "Login works",
+        "{user} logged in to {what} on {host}:{port} ({mechanism}).",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "AUTH_FAILED",
+        _S.CRITICAL,
+        "Wrong user name or password",
+        '{host}:{port} refused the login of {user}: "{reply}". The user name or the password '
+        "is wrong. Many providers want the complete e-mail address as the user name.",
+        "Check the user name and the password; if in doubt, set a new password in the "
+        "provider's control panel and enter it on every device. A device that keeps trying an "
+        "old password can get the customer's address blocked (fail2ban).",
+    ),
+    FindingSpec(
+        "AUTH_ACCOUNT_DISABLED",
+        _S.CRITICAL,
+        "The account is disabled",
+        '{host}:{port} does not let {user} log in: "{reply}". The server says the account '
+        "itself is blocked (disabled, expired or locked), not that the password is wrong.",
+        "The provider or the mail administrator has to re-enable the account (common causes: "
+        "an unpaid invoice, an abuse or spam block, an expired password).",
+    ),
+    FindingSpec(
+        "AUTH_PLAINTEXT_REFUSED",
+        _S.OK,
+        "No login before encryption (good)",
+        "{host}:{port} does not accept a password before the connection is encrypted "
+        "({command}), so a misconfigured client cannot send it in clear text. That is how it "
+        "should be; maildiag did not send the password there.",
+        "Nothing to do. Clients must use {command} on port {port} or SSL/TLS on port "
+        "{tls_port}.",
+    ),
+    FindingSpec(
+        "AUTH_MECHANISM_UNAVAILABLE",
+        _S.WARNING,
+        "No usable login method",
+        "{host}:{port} offers no login method that maildiag and common mail clients use "
+        "({detail}). Clients cannot log in here.",
+        "Enable password logins over TLS (Dovecot: auth_mechanisms = plain login; Postfix: "
+        "smtpd_sasl_auth_enable = yes), or configure clients for the method the provider "
+        "documents.",
+    ),
+    FindingSpec(
+        "AUTH_TEMPORARY_FAILURE",
+        _S.WARNING,
+        "The login failed temporarily",
+        '{host}:{port} answered the login with a temporary failure: "{reply}". The password '
+        "was not judged: the server's user database is unreachable, it is overloaded, or the "
+        "mailbox is locked by another session.",
+        "Repeat the check in a few minutes. If it persists, the provider has to check the "
+        "authentication backend (LDAP, SQL) and the server log.",
+    ),
+    FindingSpec(
+        "AUTH_REFUSED",
+        _S.WARNING,
+        "The server refused the login",
+        '{host}:{port} refused the login of {user} for a reason other than the password: '
+        '"{reply}".',
+        "Look up the server's answer in its documentation or log; the provider can tell what "
+        "it means for this account.",
+    ),
+    FindingSpec(
+        "AUTH_SKIPPED_LOCKOUT",
+        _S.INFO,
+        "Login not tried, to avoid a lockout",
+        "maildiag did not try the password on {host}:{port}: {reason}. Hosting servers block "
+        "an address after a few failed logins (fail2ban), so a refused password is tried only "
+        "once per check.",
+        "Fix the credentials (see the login finding above) and check again.",
+    ),
+    FindingSpec(
+        "AUTH_SKIPPED_UNTRUSTED",
+        _S.INFO,
+        "Login not tried: the certificate did not verify",
+        "The certificate of {host}:{port} did not verify, so the other end could be an "
+        "impostor; maildiag does not send a password there.",
+        "Fix the certificate findings above. A mail client that was told to accept this "
+        "certificate sends its password to whoever presents it.",
+    ),
+    FindingSpec(
+        "AUTH_SKIPPED_PLAINTEXT",
+        _S.INFO,
+        "Login not tried on an unencrypted connection",
+        "{host}:{port} would take the password unencrypted; maildiag does not send it there "
+        "unless asked to with --allow-plaintext.",
+        "Use the encrypted ports. Only on a trusted network, repeat with --allow-plaintext to "
+        "test this port.",
+    ),
+    # --- quota and mailbox size (with --user) ------------------------------------------
+    FindingSpec(
+        "QUOTA_OK",
+        _S.OK,
+        "The mailbox has room",
+        "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
+        "{limit}).",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "QUOTA_NEAR_LIMIT",
+        _S.WARNING,
+        "The mailbox is almost full",
+        "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
+        "{limit}). Once it is full, the server rejects new mail: senders get a 'mailbox full' "
+        "bounce (SMTP 552) and the customer does not learn that mail was lost.",
+        "Delete or archive old mail (large attachments first), empty Trash and Junk (deleted "
+        "mail counts until those folders are emptied), or have the provider raise the quota.",
+    ),
+    FindingSpec(
+        "QUOTA_FULL",
+        _S.CRITICAL,
+        "The mailbox is full: new mail is rejected",
+        "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
+        "{limit}). The server now rejects or bounces new mail: senders get 'mailbox full' "
+        "(SMTP 552 5.2.2, 'quota exceeded') and the messages never arrive. Sending can fail "
+        "too, because the copy for the Sent folder cannot be saved.",
+        "Free space now: delete or archive old mail (large attachments first) and empty Trash "
+        "and Junk, or have the provider raise the quota. Ask important senders to send again.",
+    ),
+    FindingSpec(
+        "QUOTA_UNSUPPORTED",
+        _S.INFO,
+        "The server does not report the quota",
+        "The IMAP server does not announce QUOTA (RFC 9208), so the mailbox's quota cannot be "
+        "read. That is not an error: many servers keep the quota to their web interface.",
+        "Look at the quota in the provider's webmail or control panel.",
+    ),
+    FindingSpec(
+        "INBOX_LARGE",
+        _S.WARNING,
+        "The INBOX is very large",
+        "The INBOX of {user} holds {messages} messages ({size}). Beyond about {max_messages} "
+        "messages or {max_size}, clients on slow links (phones, hotel Wi-Fi) take long to "
+        "synchronise, time out, and show stale mail.",
+        "Move older mail into archive folders (for example one per year); most clients have "
+        "an archive function for this.",
+    ),
+    FindingSpec(
+        "ADVICE_USE_IMAP",
+        _S.INFO,
+        "IMAP or POP3",
+        "{situation} POP3 downloads mail to one device and by default deletes it from the "
+        "server, so the other devices (phone, webmail, a second computer) stop seeing it.",
+        "{advice}",
+    ),
+    # --- sync latency (with --sync) ----------------------------------------------------
+    FindingSpec(
+        "SYNC_OK",
+        _S.OK,
+        "Delivery and synchronisation are quick",
+        "A test message reached the INBOX {delivery:.2f} s after it was sent "
+        "({delivery_method}); a flag set in one session reached another in {flag:.2f} s "
+        "({flag_method}).",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "SYNC_DELIVERY_SLOW",
+        _S.WARNING,
+        "New mail arrives late",
+        "A test message sent to {user} through submission reached the INBOX only after "
+        "{delivery:.1f} s ({delivery_method}; more than {limit:g} s is slow). Customers see "
+        "mail arrive late: a long queue, slow spam or virus filtering, or greylisting between "
+        "the provider's own servers.",
+        "Ask the provider to look at the mail queue (postqueue -p, mailq) and the delivery "
+        "log for the test message's delays.",
+    ),
+    FindingSpec(
+        "SYNC_FLAG_SLOW",
+        _S.WARNING,
+        "Changes reach other devices late",
+        "A flag set in one IMAP session reached a second session only after {flag:.1f} s "
+        "({flag_method}; more than {limit:g} s is slow). Read/unread marks, moves and "
+        "deletions show up late on the customer's other devices.",
+        "Ask the provider about replication lag between its servers and the IDLE "
+        "notification settings (Dovecot: mailbox_idle_check_interval).",
+    ),
+    FindingSpec(
+        "SYNC_FAILED",
+        _S.WARNING,
+        "The sync test did not complete",
+        "The delivery and synchronisation test did not complete: {reason}.",
+        "Fix the findings above (login, submission) and repeat with --sync. If they are all "
+        "fine, the provider has to follow the test message in its delivery log.",
+    ),
+    FindingSpec(
+        "SYNC_CLEANUP_FAILED",
+        _S.WARNING,
+        "The test message was left in the mailbox",
+        "maildiag could not remove its test message: {reason}.",
+        "Delete the message whose subject starts with 'maildiag sync probe' by hand; it is "
+        "harmless.",
+    ),
 )
 
 CATALOGUE: Mapping[str, FindingSpec] = {spec.code: spec for spec in _SPECS}

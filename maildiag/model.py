@@ -158,15 +158,34 @@ class TlsFacts:
         return self.chain[0] if self.chain else None
 
 
+class AuthStatus(enum.StrEnum):
+    """How a login attempt ended; the values of ``AuthResult.status``."""
+
+    OK = "ok"
+    WRONG_CREDENTIALS = "wrong_credentials"  # IMAP [AUTHENTICATIONFAILED], POP3 [AUTH], 535
+    PLAINTEXT_REFUSED = "plaintext_refused"  # login refused before TLS: that is good
+    MECHANISM_UNAVAILABLE = "mechanism_unavailable"  # no mechanism maildiag can use
+    TEMPORARY_FAILURE = "temporary_failure"  # [UNAVAILABLE], [SYS/TEMP], [IN-USE], 454
+    ACCOUNT_DISABLED = "account_disabled"  # [CONTACTADMIN], [EXPIRED], [AUTHORIZATIONFAILED]
+    FAILED = "failed"  # refused for another (permanent) reason
+    SKIPPED = "skipped"  # not tried; ``detail`` says why
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class AuthResult:
     """The outcome of one login attempt (filled in by the mailbox checks)."""
 
-    status: str  # ok, wrong_credentials, plaintext_refused, mechanism_unavailable,
-    # temporary_failure, account_disabled, failed, skipped
+    status: str  # an AuthStatus value: ok, wrong_credentials, plaintext_refused,
+    # mechanism_unavailable, temporary_failure, account_disabled, failed, skipped
     mechanism: str | None
     detail: str | None
     seconds: float | None = None
+    # Why a login was not tried (status "skipped"): lockout, untrusted_certificate,
+    # plaintext, no_pilot_verdict.
+    skipped_because: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from .analysis import Thresholds, analyse, overall_status
+from .credentials_input import Credentials, as_credentials
 from .deadline import Deadline
 from .discovery import Overrides, discover
 from .dns import Resolver, to_ascii
 from .limits import HostLimiter
 from .model import Diagnosis, Endpoint, Outcome, ProbeResult
 from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
+from .probes.mailbox import MailboxChecks
+from .probes.sync import measure_sync
 from .tls import load_trust_anchors
 
 # Past the deadline, give the probes this long to notice before declaring them stuck.
@@ -43,6 +46,10 @@ class CheckRequest:
     thresholds: Thresholds = field(default_factory=Thresholds)
     autoconfig: bool = True
     email: str | None = None
+    # Mailbox checks: log in everywhere (auth, quota, INBOX size) when given.
+    credentials: Credentials | None = None
+    sync: bool = False  # also measure sync latency (writes a test message)
+    allow_plaintext: bool = False  # may send the password unencrypted
 
 
 class AddressCache:
@@ -72,12 +79,21 @@ def diagnose(
     *,
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
     host_limiter: HostLimiter | None = None,
+    credentials: object | None = None,
 ) -> Diagnosis:
     """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
 
     ``host_limiter`` (shared by the checks of a batch) caps simultaneous
-    connections to one server address; None means no cap.
+    connections to one server address; None means no cap. ``credentials``
+    (a ``Credentials`` or anything with ``user`` and ``password``, such as a
+    credential profile) overrides ``request.credentials``.
     """
+    creds = as_credentials(credentials) or request.credentials
+    if creds is not None and session_hook_factory is None:
+        # One MailboxChecks per run: its login gate must be shared by all probes.
+        session_hook_factory = MailboxChecks(
+            creds, allow_plaintext=request.allow_plaintext
+        ).hook_for
     started_at = datetime.now(UTC)
     started = time.monotonic()
     domain_ascii = to_ascii(request.domain)
@@ -100,16 +116,26 @@ def diagnose(
         email=request.email,
     )
     discovery = replace(discovery, domain=request.domain)
+    settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
     results = run_probes(
         discovery.endpoints,
         AddressCache(resolver),
-        ProbeSettings(timeout=request.timeout, ca_file=request.ca_file),
+        settings,
         deadline,
         session_hook_factory,
         host_limiter=host_limiter,
     )
+    sync = None
+    if creds is not None and request.sync:
+        sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
     findings = analyse(
-        discovery, results, request.thresholds, timeout=request.timeout, deadline=request.deadline
+        discovery,
+        results,
+        request.thresholds,
+        timeout=request.timeout,
+        deadline=request.deadline,
+        user=creds.user if creds else None,
+        sync=sync,
     )
     return Diagnosis(
         domain=request.domain,
@@ -120,6 +146,8 @@ def diagnose(
         results=results,
         findings=findings,
         status=overall_status(discovery, findings),
+        user=creds.user if creds else None,
+        sync=sync,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -161,9 +162,9 @@ def test_pop3_parser_raises_only_protocol_errors(
                 pop3.apop_timestamp(response)
                 if response.ok and not response.continuation:
                     pop3.parse_capa(response)
-                    only_protocol_errors(lambda r=response: pop3.parse_stat(r))
+                    only_protocol_errors(partial(pop3.parse_stat, response))
                 if response.continuation:
-                    only_protocol_errors(lambda r=response: pop3.decode_challenge(r))
+                    only_protocol_errors(partial(pop3.decode_challenge, response))
     except ProtocolError:
         pass
 
@@ -178,9 +179,9 @@ def test_smtp_parser_raises_only_protocol_errors(data: bytes, cuts: list[int]) -
             while (reply := parser.next_reply()) is not None:
                 reply.enhanced_status  # noqa: B018 - the property must not raise
                 if reply.is_positive:
-                    only_protocol_errors(lambda r=reply: smtp.parse_ehlo(r))
+                    only_protocol_errors(partial(smtp.parse_ehlo, reply))
                 if reply.code == 334:
-                    only_protocol_errors(lambda r=reply: smtp.decode_challenge(r))
+                    only_protocol_errors(partial(smtp.decode_challenge, reply))
     except ProtocolError:
         pass
 

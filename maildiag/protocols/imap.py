@@ -76,8 +76,10 @@ class ResponseParser:
     ``max_literal`` bounds one literal; ``max_response_size`` bounds a whole
     response (all its lines and literals), default ``2 * max_literal +
     max_line_length``. A literal over the bound fails as soon as it is
-    announced, before any of it is buffered. Errors are final: after a
-    ``ProtocolError`` every call raises again.
+    announced, before any of it is buffered. The start of a line that can
+    never become a response (a TLS record, binary noise) fails at once instead
+    of waiting for a line end. Errors are final: after a ``ProtocolError``
+    every call raises again.
     """
 
     def __init__(

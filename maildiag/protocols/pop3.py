@@ -52,8 +52,10 @@ class ResponseParser:
     """Reassembles POP3 responses from bytes split at arbitrary points.
 
     Only the caller knows whether a command answers with a multi-line body
-    (RFC 1939 §3), so it says so with ``multiline``. Errors are final: after a
-    ``ProtocolError`` every call raises again.
+    (RFC 1939 §3), so it says so with ``multiline``. The start of a status
+    line that can never become "+OK", "-ERR" or "+ " fails at once instead of
+    waiting for a line end. Errors are final: after a ``ProtocolError`` every
+    call raises again.
     """
 
     def __init__(self, max_line_length: int = 64 * 1024, max_lines: int = 100_000) -> None:

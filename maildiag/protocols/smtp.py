@@ -73,8 +73,10 @@ class Reply:
 class ReplyParser:
     """Reassembles SMTP replies from bytes split at arbitrary points.
 
-    Once the peer has broken the protocol, every later ``next_reply`` raises
-    again: the stream cannot be re-synchronised.
+    The start of a line that can never become a reply line ("HTTP/1.1", a TLS
+    record) fails at once instead of waiting for a line end. Once the peer has
+    broken the protocol, every later ``next_reply`` raises again: the stream
+    cannot be re-synchronised.
     """
 
     def __init__(self, max_line_length: int = 64 * 1024, max_lines: int = 1000) -> None:

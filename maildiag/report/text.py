@@ -10,7 +10,7 @@ import textwrap
 
 from tabulate import tabulate
 
-from ..model import Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
+from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
 
 _COLOURS = {
     Severity.OK: "32",
@@ -59,25 +59,61 @@ def _outcome(result: ProbeResult, findings: list[Finding], colour: bool) -> str:
     return _paint(label, Severity.CRITICAL if worst is Severity.CRITICAL else worst, colour)
 
 
+_LOGIN_LABELS = {
+    AuthStatus.OK: "ok",
+    AuthStatus.WRONG_CREDENTIALS: "wrong password",
+    AuthStatus.ACCOUNT_DISABLED: "account disabled",
+    AuthStatus.PLAINTEXT_REFUSED: "refused w/o TLS",
+    AuthStatus.MECHANISM_UNAVAILABLE: "no mechanism",
+    AuthStatus.TEMPORARY_FAILURE: "temporary failure",
+    AuthStatus.FAILED: "refused",
+    AuthStatus.SKIPPED: "skipped",
+}
+
+
+def _login(result: ProbeResult) -> str:
+    if result.auth is None:
+        return "-"
+    try:
+        return _LOGIN_LABELS[AuthStatus(result.auth.status)]
+    except ValueError:
+        return result.auth.status
+
+
+def _quota(result: ProbeResult) -> str:
+    box = result.mailbox
+    if box is None:
+        return "-"
+    limited = [q for q in box.quota if q.limit > 0]
+    if limited:
+        worst = max(limited, key=lambda q: q.usage / q.limit)
+        return f"{worst.usage / worst.limit * 100:.0f} % {worst.name.lower()}"
+    if box.inbox_messages is not None:
+        # POP3 (STAT) and servers without QUOTA: at least the INBOX's size.
+        return f"{box.inbox_messages} msgs"
+    return "n/a"
+
+
 def endpoint_table(diagnosis: Diagnosis, colour: bool = False) -> str:
+    with_login = any(r.auth is not None for r in diagnosis.results)
     rows = []
     for result in diagnosis.results:
         endpoint = result.endpoint
         own = [f for f in diagnosis.findings if f.endpoint == endpoint]
         tls = result.tls
-        rows.append(
-            [
-                endpoint.protocol.value.upper(),
-                endpoint.host,
-                endpoint.port,
-                endpoint.security.value,
-                _outcome(result, own, colour),
-                _latency(result),
-                tls.version if tls else "-",
-                _expiry(result),
-                endpoint.sources[0] if endpoint.sources else "",
-            ]
-        )
+        row = [
+            endpoint.protocol.value.upper(),
+            endpoint.host,
+            endpoint.port,
+            endpoint.security.value,
+            _outcome(result, own, colour),
+            _latency(result),
+            tls.version if tls else "-",
+            _expiry(result),
+        ]
+        if with_login:
+            row += [_login(result), _quota(result)]
+        rows.append([*row, endpoint.sources[0] if endpoint.sources else ""])
     headers = [
         "Protocol",
         "Host",
@@ -87,9 +123,29 @@ def endpoint_table(diagnosis: Diagnosis, colour: bool = False) -> str:
         "Latency",
         "TLS",
         "Certificate expires",
+        *(["Login", "Quota"] if with_login else []),
         "Found via",
     ]
     return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def _seconds(value: float | None, method: str | None) -> str:
+    if value is None:
+        return "not measured"
+    return f"{value:.2f} s ({method or '?'})"
+
+
+def sync_lines(diagnosis: Diagnosis) -> list[str]:
+    sync = diagnosis.sync
+    if sync is None:
+        return []
+    delivery = _seconds(sync.delivery_latency_s, sync.delivery_method)
+    flag = _seconds(sync.flag_sync_latency_s, sync.flag_sync_method)
+    removed = "test message removed" if sync.cleaned_up else "test message NOT removed"
+    lines = [f"Sync: delivery {delivery}, flag change {flag}, {removed}"]
+    if sync.error:
+        lines.append(f"  {sync.error}")
+    return lines
 
 
 def _wrap(label: str, text: str) -> str:
@@ -125,8 +181,12 @@ def render(diagnosis: Diagnosis, colour: bool = False, verbose: bool = False) ->
         lines.append("SRV: " + ", ".join(f"{s.service} → {s.target}:{s.port}" for s in offered))
     if discovery.mx or offered:
         lines.append("")
+    if diagnosis.user:
+        lines += [f"User: {diagnosis.user}", ""]
     if diagnosis.results:
         lines += [endpoint_table(diagnosis, colour), ""]
+    if diagnosis.sync is not None:
+        lines += [*sync_lines(diagnosis), ""]
     shown = [f for f in diagnosis.findings if verbose or f.severity is not Severity.OK]
     if shown:
         lines.append("Findings:")

@@ -24,7 +24,7 @@ from types import TracebackType
 
 from .certs import TestPKI
 from .dns_server import DnsServer
-from .fake_servers import Behaviour, FakeMailHost
+from .fake_servers import Behaviour, FakeMailHost, FakeMailServer
 
 CUSTOMER_ZONE = "kunden.test"
 PROVIDER_ZONE = "provider.test"
@@ -80,10 +80,6 @@ class Provider:
             "--no-autoconfig",
         ]
 
-    def current_connections(self, host: FakeMailHost) -> int:
-        """Open connections to all endpoints of one host (one server address) right now."""
-        return sum(server.current_connections for server in host.servers.values())
-
     def start(self) -> Provider:
         self.dns.start()
         started = []
@@ -112,3 +108,26 @@ class Provider:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def command_overlap(server: FakeMailServer) -> int:
+    """The most connections a server provably had open at once, from its command log.
+
+    The log is appended in arrival order under the server's lock, so when
+    connection A sends a command after connection B's first command, both
+    were open at that moment. That makes this a lower bound of the real
+    peak, never an over-count; ``max_concurrent_connections`` can over-count,
+    because the server's thread notices a client's close a moment late.
+    """
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for index, command in enumerate(server.received):
+        first.setdefault(command.connection, index)
+        last[command.connection] = index
+    events = sorted([(index, 1) for index in first.values()]
+                    + [(index, -1) for index in last.values()], key=lambda e: (e[0], -e[1]))
+    open_now = peak = 0
+    for _, change in events:
+        open_now += change
+        peak = max(peak, open_now)
+    return peak

@@ -1,0 +1,244 @@
+"""The mailbox checks inside each probe: log in, then read quota and INBOX size.
+
+``MailboxChecks`` is built once per run; ``hook_for(endpoint)`` gives the
+session hook that ``probe_endpoint`` calls inside the encrypted session. All
+hooks of a run share one ``LoginGate`` (see ``maildiag.probes.auth``).
+
+Read-only by design: IMAP uses GETQUOTAROOT and STATUS, never SELECT (which
+would reset \\Recent and may change flags), and POP3 uses STAT, never DELE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..credentials_input import Credentials
+from ..model import (
+    AuthResult,
+    AuthStatus,
+    Endpoint,
+    MailboxFacts,
+    Phase,
+    Protocol,
+    QuotaResource,
+    Security,
+    TrustStatus,
+)
+from ..protocols import imap, pop3
+from ..protocols.lines import ProtocolError
+from . import auth
+from .endpoint import ProbeRecorder
+from .sessions import ImapSession, Pop3Session, Session, SmtpSession
+
+
+class MailboxChecks:
+    """Login and mailbox facts for every endpoint of one run."""
+
+    def __init__(self, credentials: Credentials, *, allow_plaintext: bool = False) -> None:
+        self.credentials = credentials
+        self.allow_plaintext = allow_plaintext
+        self.gate = auth.LoginGate()
+
+    def hook_for(self, endpoint: Endpoint) -> Callable[[Session, ProbeRecorder], None]:
+        def hook(session: Session, rec: ProbeRecorder) -> None:
+            self.run(endpoint, session, rec)
+
+        return hook
+
+    def run(self, endpoint: Endpoint, session: Session, rec: ProbeRecorder) -> None:
+        encrypted = session.conn.is_tls
+        capabilities = rec.capabilities_tls if encrypted else rec.capabilities
+        skip = self._reason_not_to_try(endpoint, rec, encrypted, capabilities)
+        if skip is not None:
+            rec.extras["auth"] = skip
+            return
+
+        turn, token = self.gate.wait_turn(session.conn.deadline)
+        if turn is auth.Turn.SKIP:
+            verdict = self.gate.refusal
+            assert verdict is not None
+            rec.extras["auth"] = AuthResult(
+                AuthStatus.SKIPPED,
+                None,
+                f"not tried: {verdict.where} already refused these credentials "
+                f"({verdict.result.status})",
+                skipped_because="lockout",
+            )
+            return
+        if turn is auth.Turn.GIVE_UP:
+            rec.extras["auth"] = AuthResult(
+                AuthStatus.SKIPPED,
+                None,
+                "not tried: the first login of this run did not finish before the deadline",
+                skipped_because="no_pilot_verdict",
+            )
+            return
+
+        result: AuthResult | None = None
+        try:
+            with rec.timing(Phase.AUTH):
+                result, after = _login(session, self.credentials, capabilities)
+        except Exception as exc:
+            # The probe classifies the broken connection; the login itself has no answer.
+            rec.extras["auth"] = AuthResult(
+                AuthStatus.FAILED, None, f"no answer to the login: {exc}"
+            )
+            raise
+        finally:
+            self.gate.report(token, endpoint.label, result)
+        rec.extras["auth"] = result
+        if result.status == AuthStatus.OK:
+            facts = _mailbox_facts(session, rec, after)
+            if facts is not None:
+                rec.extras["mailbox"] = facts
+
+    def _reason_not_to_try(
+        self,
+        endpoint: Endpoint,
+        rec: ProbeRecorder,
+        encrypted: bool,
+        capabilities: tuple[str, ...],
+    ) -> AuthResult | None:
+        """A result when the password must not (or cannot) be sent here; None to go on."""
+        if not encrypted:
+            # Only reached on deliberately unencrypted endpoints (Security.PLAIN).
+            if rec.plaintext_login_offered is False:
+                return AuthResult(
+                    AuthStatus.PLAINTEXT_REFUSED,
+                    None,
+                    "the server offers no login before TLS",
+                )
+            if not self.allow_plaintext:
+                return AuthResult(
+                    AuthStatus.SKIPPED,
+                    None,
+                    "not tried: the connection is not encrypted (--allow-plaintext to try)",
+                    skipped_because="plaintext",
+                )
+        elif rec.tls is None or rec.tls.trust is not TrustStatus.TRUSTED or not (
+            rec.tls.hostname_matches
+        ):
+            # The certificate does not prove who is on the other end; a password
+            # sent there may be sent to an impostor.
+            return AuthResult(
+                AuthStatus.SKIPPED,
+                None,
+                "not tried: the server's certificate did not verify",
+                skipped_because="untrusted_certificate",
+            )
+        name = session_name(endpoint)
+        if auth.mechanism_for(name, capabilities) is None:
+            return AuthResult(
+                AuthStatus.MECHANISM_UNAVAILABLE,
+                None,
+                _no_mechanism_detail(endpoint, capabilities),
+            )
+        return None
+
+
+def session_name(endpoint: Endpoint) -> str:
+    return {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}[
+        endpoint.protocol
+    ]
+
+
+def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> str:
+    where = "before TLS" if endpoint.security is Security.PLAIN else "inside TLS"
+    if endpoint.protocol is Protocol.IMAP:
+        offered = ", ".join(imap.auth_mechanisms(capabilities)) or "none"
+        return f"no AUTH=PLAIN and LOGINDISABLED {where} (SASL mechanisms: {offered})"
+    if endpoint.protocol is Protocol.POP3:
+        return f"CAPA announces neither USER nor SASL PLAIN {where}"
+    return f"EHLO announces neither AUTH PLAIN nor AUTH LOGIN {where}"
+
+
+def _login(
+    session: Session, creds: Credentials, capabilities: tuple[str, ...]
+) -> tuple[AuthResult, tuple[str, ...]]:
+    if isinstance(session, ImapSession):
+        return auth.imap_login(session, creds, capabilities)
+    if isinstance(session, Pop3Session):
+        return auth.pop3_login(session, creds, capabilities), capabilities
+    assert isinstance(session, SmtpSession)
+    return auth.smtp_login(session, creds, capabilities), capabilities
+
+
+def _mailbox_facts(
+    session: Session, rec: ProbeRecorder, capabilities: tuple[str, ...]
+) -> MailboxFacts | None:
+    if isinstance(session, ImapSession):
+        return imap_mailbox_facts(session, rec, capabilities)
+    if isinstance(session, Pop3Session):
+        with rec.timing(Phase.MAILBOX):
+            response = session.run(pop3.STAT_COMMAND)
+        try:
+            messages, size = pop3.parse_stat(response)
+        except (ValueError, ProtocolError):
+            return MailboxFacts()
+        return MailboxFacts(inbox_messages=messages, inbox_size_bytes=size)
+    return None
+
+
+def imap_has_quota(capabilities: tuple[str, ...]) -> bool:
+    # RFC 9208 §3.1: "QUOTA" plus "QUOTA=RES-<name>"; RFC 2087 servers send only "QUOTA".
+    return any(c == "QUOTA" or c.startswith("QUOTA=") for c in capabilities)
+
+
+def imap_mailbox_facts(
+    session: ImapSession, rec: ProbeRecorder | None, capabilities: tuple[str, ...]
+) -> MailboxFacts:
+    """Quota (GETQUOTAROOT INBOX) and the INBOX's size (STATUS), both read-only."""
+    caps = tuple(c.upper() for c in capabilities)
+    quota_root: str | None = None
+    resources: list[QuotaResource] = []
+    supported = imap_has_quota(caps)
+    if supported:
+        with _timing(rec, Phase.QUOTA):
+            untagged, _done = session.run("GETQUOTAROOT", "INBOX")
+        for response in untagged:
+            try:
+                if response.keyword == "QUOTAROOT":
+                    _, roots = imap.parse_quotaroot(response)
+                    # RFC 9208 §4.3: a mailbox may have several quota roots, or none.
+                    quota_root = quota_root or (roots[0] if roots else None)
+                elif response.keyword == "QUOTA":
+                    root, usage = imap.parse_quota(response)
+                    quota_root = quota_root or root
+                    resources += [QuotaResource(u.name, u.usage, u.limit) for u in usage]
+            except (ValueError, ProtocolError):
+                continue
+    # RFC 8438: STATUS=SIZE adds the mailbox size; MESSAGES is RFC 3501 §6.3.10.
+    items = b"(MESSAGES SIZE)" if "STATUS=SIZE" in caps else b"(MESSAGES)"
+    messages: int | None = None
+    size: int | None = None
+    with _timing(rec, Phase.MAILBOX):
+        untagged, done = session.run("STATUS", "INBOX", items)
+    if done.ok:
+        for response in untagged:
+            if response.keyword != "STATUS":
+                continue
+            try:
+                _, values = imap.parse_status(response)
+            except (ValueError, ProtocolError):
+                continue
+            messages = values.get("MESSAGES", messages)
+            size = values.get("SIZE", size)
+    return MailboxFacts(
+        quota_root=quota_root,
+        quota=tuple(resources),
+        quota_supported=supported,
+        inbox_messages=messages,
+        inbox_size_bytes=size,
+    )
+
+
+class _NoTiming:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _timing(rec: ProbeRecorder | None, phase: Phase):  # type: ignore[no-untyped-def]
+    return rec.timing(phase) if rec is not None else _NoTiming()

@@ -1,0 +1,421 @@
+"""`maildiag serve`: the Prometheus exporter, over real HTTP, against fake mail servers.
+
+Answers are parsed with prometheus_client's own parser, so a malformed
+exposition fails the test the way it would fail a scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from maildiag.cli import build_request, main
+from maildiag.credentials import CredentialsError, Profile, load_profiles, profiles_from_env
+from maildiag.exporter import Exporter, parse_listen
+from maildiag.model import Diagnosis
+from maildiag.runner import CheckRequest, diagnose
+from tests.lab.certs import TestPKI
+from tests.lab.dns_server import DnsServer
+from tests.lab.fake_servers import Behaviour, FakeMailHost
+
+ALL_ENDPOINTS = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+SLOW_GREETING = 1.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    pki = TestPKI(tmp_path_factory.mktemp("pki"))
+    hosts = {
+        "good": ("127.0.0.90", {}),
+        "bad": ("127.0.0.91", {"submission": Behaviour.NO_STARTTLS}),
+        "mute": ("127.0.0.92", dict.fromkeys(ALL_ENDPOINTS, Behaviour.NEVER_GREET)),
+        "slow": ("127.0.1.90", dict.fromkeys(ALL_ENDPOINTS, Behaviour.SLOW_GREETING)),
+    }
+    zones = {
+        f"{name}.test": {"@": {"MX": [f"10 mail.{name}.test."]}, "mail": {"A": [address]}}
+        for name, (address, _) in hosts.items()
+    }
+    servers = [
+        FakeMailHost(address, pki.good(f"mail.{name}.test").server_context(),
+                     hostname=f"mail.{name}.test", behaviours=behaviours, delay=SLOW_GREETING)
+        for name, (address, behaviours) in hosts.items()
+    ]
+    with DnsServer(zones, "127.0.0.90") as dns:
+        for server in servers:
+            server.start()
+        try:
+            yield {"nameserver": dns.nameserver, "ca_file": str(pki.ca_pem_path)}
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def template(lab: dict[str, object], **changes: object) -> CheckRequest:
+    options = {"timeout": 10.0, "deadline": 30.0, "nameserver": lab["nameserver"],
+               "ca_file": lab["ca_file"], "cert_warning_days": 21.0,
+               "cert_critical_days": 7.0, "no_autoconfig": True, **changes}
+    return build_request("", **options)
+
+
+class Running:
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.server = exporter.make_server("127.0.0.93", 0)
+        self.base = f"http://127.0.0.93:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def get(self, path: str, timeout_header: str | None = None,
+            client_timeout: float = 30) -> tuple[int, str]:
+        headers = {}
+        if timeout_header is not None:
+            headers["X-Prometheus-Scrape-Timeout-Seconds"] = timeout_header
+        request = urllib.request.Request(self.base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=client_timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def exporter(lab: dict[str, object]) -> Iterator[Running]:
+    running = Running(Exporter(template(lab), {"kunde": Profile("alice@example.test", "pw")}))
+    yield running
+    running.close()
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str,
+          **labels: str) -> float:
+    matching = [v for sample_labels, v in found[name]
+                if all(sample_labels.get(k) == want for k, want in labels.items())]
+    assert len(matching) == 1, (name, labels, found.get(name))
+    return matching[0]
+
+
+# -- /probe ------------------------------------------------------------------------
+
+
+def test_probe_of_a_healthy_domain(exporter: Running) -> None:
+    status, text = exporter.get("/probe?target=good.test", "10")
+    assert status == 200
+    found = samples(text)
+    assert value(found, "maildiag_probe_success") == 1
+    assert value(found, "maildiag_status") == 0
+    assert 0 < value(found, "maildiag_probe_duration_seconds") < 10
+    endpoint = {"protocol": "imap", "host": "mail.good.test", "port": "993", "security": "tls"}
+    assert len(found["maildiag_endpoint_up"]) == 6
+    assert value(found, "maildiag_endpoint_up", **endpoint) == 1
+    assert value(found, "maildiag_endpoint_phase_duration_seconds", **endpoint,
+                 phase="tls") > 0
+    assert value(found, "maildiag_tls_version_info", **endpoint) == 1
+    (version_labels, _), *_ = found["maildiag_tls_version_info"]
+    assert version_labels["version"].startswith("TLSv1.")
+    expiry = value(found, "maildiag_tls_cert_expiry_timestamp_seconds", **endpoint)
+    assert expiry > datetime.now().timestamp() + 21 * 86400
+    assert value(found, "maildiag_findings", severity="ok", code="ENDPOINT_OK") == 6
+
+
+def test_probe_of_a_broken_domain_fails(exporter: Running) -> None:
+    status, text = exporter.get("/probe?target=bad.test", "10")
+    assert status == 200
+    found = samples(text)
+    assert value(found, "maildiag_probe_success") == 0
+    assert value(found, "maildiag_status") == 2
+    assert value(found, "maildiag_endpoint_up", protocol="smtp", port="587") == 0
+    assert value(found, "maildiag_findings", severity="critical", code="STARTTLS_MISSING") == 1
+
+
+def test_a_missing_domain_is_unknown(exporter: Running) -> None:
+    found = samples(exporter.get("/probe?target=nothing.good.test", "10")[1])
+    assert value(found, "maildiag_probe_success") == 0
+    assert value(found, "maildiag_status") == 3
+    assert "maildiag_endpoint_up" not in found
+
+
+def test_check_bounded_by_the_scrape_timeout(exporter: Running) -> None:
+    """A server that never greets would hold a probe for --timeout (10 s); the scrape
+    timeout of 2 s wins, and the answer arrives before Prometheus would give up."""
+    started = time.monotonic()
+    status, text = exporter.get("/probe?target=mute.test", "2", client_timeout=5)
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert elapsed < 2.0
+    found = samples(text)
+    assert value(found, "maildiag_probe_success") == 0
+    assert value(found, "maildiag_findings", severity="warning", code="DEADLINE_EXCEEDED") >= 1
+
+
+def test_with_enough_time_the_slow_server_succeeds(exporter: Running) -> None:
+    """The twin: the same kind of wait inside a generous scrape timeout is a success."""
+    found = samples(exporter.get("/probe?target=slow.test", "10")[1])
+    assert value(found, "maildiag_probe_success") == 1
+    assert value(found, "maildiag_endpoint_phase_duration_seconds", protocol="imap",
+                 port="993", phase="greeting") >= SLOW_GREETING * 0.9
+
+
+def test_a_hung_check_still_answers_in_time(lab: dict[str, object]) -> None:
+    release = threading.Event()
+
+    def hung(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+        release.wait(30)
+        return diagnose(request)
+
+    running = Running(Exporter(template(lab), check=hung, log=lambda message: None))
+    try:
+        started = time.monotonic()
+        status, text = running.get("/probe?target=good.test", "1.5", client_timeout=5)
+        assert time.monotonic() - started < 1.5
+        assert status == 200
+        found = samples(text)
+        assert value(found, "maildiag_probe_success") == 0
+        assert value(found, "maildiag_status") == 3
+        own = samples(running.get("/metrics")[1])
+        assert value(own, "maildiag_exporter_probe_errors_total", reason="timeout") == 1
+        assert value(own, "maildiag_exporter_probes_total", result="timeout") == 1
+    finally:
+        release.set()
+        running.close()
+
+
+def test_a_crashing_check_is_an_answer_not_a_crash(lab: dict[str, object]) -> None:
+    calls = []
+
+    def crashing(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+        calls.append(request.domain)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return diagnose(request)
+
+    running = Running(Exporter(template(lab), check=crashing, log=lambda message: None))
+    try:
+        status, text = running.get("/probe?target=good.test", "10")
+        assert status == 200 and value(samples(text), "maildiag_probe_success") == 0
+        status, text = running.get("/probe?target=good.test", "10")  # still serving
+        assert status == 200 and value(samples(text), "maildiag_probe_success") == 1
+        own = samples(running.get("/metrics")[1])
+        assert value(own, "maildiag_exporter_probe_errors_total", reason="internal_error") == 1
+    finally:
+        running.close()
+
+
+def test_concurrent_scrapes_run_concurrently(exporter: Running) -> None:
+    """Six scrapes of a server that takes a second to greet: together ≈ 1 s, not 6 s."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: exporter.get("/probe?target=slow.test", "10"),
+                                range(6)))
+    elapsed = time.monotonic() - started
+    assert all(status == 200 for status, _ in answers)
+    assert all(value(samples(text), "maildiag_probe_success") == 1 for _, text in answers)
+    assert elapsed < 3 * SLOW_GREETING, elapsed
+    own = samples(exporter.get("/metrics")[1])
+    assert value(own, "maildiag_exporter_probes_total", result="success") == 6
+    assert value(own, "maildiag_exporter_probes_in_flight") == 0
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("", "target parameter is missing"),
+    ("?target=", "target parameter is missing"),
+    ("?target=alice@good.test", "email address"),
+    ("?target=good.test:993", "invalid target"),
+    ("?target=good.test&target=bad.test", "more than once"),
+    ("?target=good.test&module=imap", "unknown parameter"),
+    ("?target=good.test&password=secret", "never taken from the URL"),
+    ("?target=good.test&profile=nobody", "unknown credential profile"),
+    ("?target=good.test&&x", "malformed query"),
+])
+def test_bad_requests_get_400_with_a_reason(exporter: Running, query: str, reason: str) -> None:
+    status, text = exporter.get("/probe" + query, "10")
+    assert status == 400
+    assert reason in text
+
+
+@pytest.mark.parametrize("header", ["soon", "-1", "nan", "inf"])
+def test_a_bad_timeout_header_is_a_bad_request(exporter: Running, header: str) -> None:
+    status, text = exporter.get("/probe?target=good.test", header)
+    assert status == 400 and "X-Prometheus-Scrape-Timeout-Seconds" in text
+
+
+def test_bad_requests_are_counted_and_other_paths_are_404(exporter: Running) -> None:
+    exporter.get("/probe", "10")
+    assert exporter.get("/nothing")[0] == 404
+    assert exporter.get("/")[0] == 200
+    own = samples(exporter.get("/metrics")[1])
+    assert value(own, "maildiag_exporter_probe_errors_total", reason="bad_request") == 1
+    assert value(own, "maildiag_exporter_build_info") == 1
+
+
+# -- credentials ----------------------------------------------------------------------
+
+
+def test_a_profile_is_chosen_by_name_and_reaches_the_check(lab: dict[str, object]) -> None:
+    seen: list[Profile | None] = []
+
+    def recording(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+        seen.append(profile)
+        return diagnose(request)
+
+    kunde = Profile("alice@example.test", "wonderland")
+    running = Running(Exporter(template(lab), {"kunde": kunde}, check=recording))
+    try:
+        assert running.get("/probe?target=good.test&profile=kunde", "10")[0] == 200
+        assert running.get("/probe?target=good.test", "10")[0] == 200
+    finally:
+        running.close()
+    assert seen == [kunde, None]
+    assert "wonderland" not in repr(kunde)
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_profiles_load_from_a_private_file(tmp_path: Path) -> None:
+    path = write_private(tmp_path / "credentials.toml", """
+[profiles.kunde]
+user = "alice@kunde.test"
+password = "s3cret"
+
+[profiles.shop]
+user = "info@shop.test"
+password_env = "SHOP_PASSWORD"
+""")
+    profiles = load_profiles(path, environ={"SHOP_PASSWORD": "from-env"})
+    assert profiles == {"kunde": Profile("alice@kunde.test", "s3cret"),
+                        "shop": Profile("info@shop.test", "from-env")}
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    path = write_private(tmp_path / "credentials.toml",
+                         '[profiles.a]\nuser = "u"\npassword = "p"\n', mode)
+    with pytest.raises(CredentialsError, match=f"mode {mode:04o}.*chmod 600"):
+        load_profiles(path)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('[profiles.a]\nuser = "u"\n', "exactly one of 'password' and 'password_env'"),
+    ('[profiles.a]\nuser = "u"\npassword = "p"\npassword_env = "X"\n', "exactly one"),
+    ('[profiles.a]\nuser = "u"\npassword_env = "UNSET_VARIABLE_X"\n', "is not set"),
+    ('[profiles.a]\nuser = ""\npassword = "p"\n', "non-empty string"),
+    ('[profiles.a]\nuser = "u"\npassword = "p"\nport = 1\n', "unknown key"),
+    ('[profiles."a b"]\nuser = "u"\npassword = "p"\n', "a name may hold"),
+    ('[other]\nx = 1\n', "unknown table"),
+    ('[profiles.a\n', "not valid TOML"),
+])
+def test_bad_credential_files_say_why(tmp_path: Path, text: str, reason: str) -> None:
+    path = write_private(tmp_path / "credentials.toml", text)
+    with pytest.raises(CredentialsError, match=reason):
+        load_profiles(path, environ={})
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError, match="no such credential file"):
+        load_profiles(tmp_path / "absent.toml")
+
+
+def test_profiles_from_the_environment() -> None:
+    environ = {"MAILDIAG_PROFILE_MY_SHOP_USER": "info@shop.test",
+               "MAILDIAG_PROFILE_MY_SHOP_PASSWORD": "pw", "UNRELATED": "x"}
+    assert profiles_from_env(environ) == {"my_shop": Profile("info@shop.test", "pw")}
+    with pytest.raises(CredentialsError, match="MAILDIAG_PROFILE_HALF_PASSWORD is not set"):
+        profiles_from_env({"MAILDIAG_PROFILE_HALF_USER": "u"})
+
+
+# -- the command -------------------------------------------------------------------------
+
+
+def test_serve_refuses_a_readable_credential_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_private(tmp_path / "credentials.toml",
+                         '[profiles.a]\nuser = "u"\npassword = "p"\n', 0o644)
+    assert main(["serve", "--listen", "127.0.0.93:0", "--credentials", str(path)]) == 3
+    assert "chmod 600" in capsys.readouterr().err
+
+
+def test_serve_answers_scrapes_until_stopped(lab: dict[str, object], tmp_path: Path) -> None:
+    """The real command in its own process, with a profile from the environment."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "MAILDIAG_PROFILE_KUNDE_USER": "alice@example.test",
+           "MAILDIAG_PROFILE_KUNDE_PASSWORD": "wonderland"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "maildiag", "serve", "--listen", "127.0.0.94:0",
+         "--nameserver", str(lab["nameserver"]), "--ca-file", str(lab["ca_file"]),
+         "--no-autoconfig"],
+        stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.94:(\d+)/", banner)
+        assert match, banner
+        assert "1 credential profile(s)" in banner
+        url = f"http://127.0.0.94:{match[1]}/probe?target=good.test&profile=kunde"
+        request = urllib.request.Request(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "9"})
+        with urllib.request.urlopen(request, timeout=15) as response:
+            found = samples(response.read().decode())
+        assert value(found, "maildiag_probe_success") == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+
+
+def test_serve_rejects_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--listen", "nowhere"]) == 3
+    assert "ADDR:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:9137", ("127.0.0.1", 9137)),
+    ("[::1]:9137", ("::1", 9137)),
+    (":9137", ("", 9137)),
+    ("127.0.0.1:0", ("127.0.0.1", 0)),
+])
+def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9137", "host:", "::1:9137", "a:70000"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_importing_the_cli_does_not_load_prometheus_client() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, maildiag.cli; "
+            "sys.exit(1 if 'prometheus_client' in sys.modules else 0)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
