@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .model import Endpoint, Finding, Severity
 
@@ -565,7 +566,7 @@ def make_finding(
     endpoint: Endpoint | None = None,
     *,
     severity: Severity | None = None,
-    **facts: object,
+    **facts: Any,
 ) -> Finding:
     """A finding from the catalogue, its texts filled in with ``facts``."""
     spec = CATALOGUE[code]

@@ -50,6 +50,7 @@ __all__ = [
     "ENDPOINTS",
     "HUGE_LINE_BYTES",
     "Behaviour",
+    "FakeMailbox",
     "FakeMailHost",
     "FakeMailServer",
     "ReceivedCommand",
@@ -128,6 +129,13 @@ class Behaviour(enum.StrEnum):
     # Beyond the original list: an implicit-TLS port that speaks plaintext,
     # the classic "wrong version number" misconfiguration.
     PLAINTEXT_ON_TLS_PORT = "plaintext_on_tls_port"
+    # Logins (with any password) get a temporary failure: IMAP "NO
+    # [UNAVAILABLE]", POP3 "-ERR [SYS/TEMP]", SMTP "454 4.7.0"; not counted
+    # as failed logins.
+    AUTH_TEMPORARY_FAILURE = "auth_temporary_failure"
+    # No login method at all, even inside TLS: IMAP LOGINDISABLED without
+    # AUTH=PLAIN, POP3 CAPA without USER and SASL, SMTP EHLO without AUTH.
+    NO_LOGIN_MECHANISM = "no_login_mechanism"
 
     def __str__(self) -> str:
         return self.value
@@ -142,6 +150,10 @@ _NO_TLS_NEEDED = frozenset(
         Behaviour.PLAINTEXT_ON_TLS_PORT,
     }
 )
+
+
+# Behaviours that change only the login (the session is healthy otherwise).
+_AUTH_FAULTS = frozenset({Behaviour.AUTH_TEMPORARY_FAILURE, Behaviour.NO_LOGIN_MECHANISM})
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,8 @@ class _SessionConfig:
     plaintext_auth: bool
     quota: tuple[int, int] | None  # (used KiB, limit KiB); None: no QUOTA support
     messages: int
+    auth_fault: Behaviour | None = None  # AUTH_TEMPORARY_FAILURE or NO_LOGIN_MECHANISM
+    mailbox: FakeMailbox | None = None  # shared INBOX: SMTP delivers, IMAP sees it
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,97 @@ def _fake_messages(count: int) -> list[bytes]:
         ).encode()
         for n in range(1, count + 1)
     ]
+
+
+class FakeMailbox:
+    """An INBOX shared by the servers of one host, for the sync tests.
+
+    SMTP submission delivers into it (after ``delivery_delay`` seconds), and
+    every IMAP session sees the same messages, flags and expunges: NOOP reports
+    what changed since the session last looked (EXISTS, FETCH, EXPUNGE). The
+    IMAP servers announce UIDPLUS (RFC 4315, UID EXPUNGE) only when ``uidplus``.
+    """
+
+    def __init__(
+        self, messages: int = 3, *, uidplus: bool = True, delivery_delay: float = 0.0
+    ) -> None:
+        self.uidplus = uidplus
+        self.delivery_delay = delivery_delay
+        self.uidvalidity = _IMAP_UIDVALIDITY
+        self._lock = threading.Lock()
+        self._next_uid = 1
+        self._messages: dict[int, tuple[frozenset[str], bytes]] = {}
+        self.expunged: list[int] = []  # every UID removed, in order
+        for message in _fake_messages(messages):
+            self.add(message)
+
+    @property
+    def next_uid(self) -> int:
+        with self._lock:
+            return self._next_uid
+
+    def add(self, data: bytes, flags: tuple[str, ...] = ()) -> int:
+        with self._lock:
+            uid = self._next_uid
+            self._next_uid += 1
+            self._messages[uid] = (frozenset(flags), data)
+            return uid
+
+    def deliver(self, data: bytes) -> None:
+        if self.delivery_delay <= 0:
+            self.add(data)
+            return
+        timer = threading.Timer(self.delivery_delay, self.add, (data,))
+        timer.daemon = True
+        timer.start()
+
+    def snapshot(self) -> list[tuple[int, frozenset[str]]]:
+        """(uid, flags) of every message, in UID order."""
+        with self._lock:
+            return [(uid, flags) for uid, (flags, _) in sorted(self._messages.items())]
+
+    def message(self, uid: int) -> bytes | None:
+        with self._lock:
+            entry = self._messages.get(uid)
+            return entry[1] if entry else None
+
+    def set_flags(self, uids: list[int], mode: str, flags: set[str]) -> None:
+        """``mode``: "+" adds, "-" removes, "" replaces (RFC 3501 §6.4.6)."""
+        with self._lock:
+            for uid in uids:
+                if uid not in self._messages:
+                    continue
+                old, data = self._messages[uid]
+                new = old | flags if mode == "+" else old - flags if mode == "-" else flags
+                self._messages[uid] = (frozenset(new), data)
+
+    def expunge(self, uids: set[int] | None = None) -> list[int]:
+        """Removes the messages marked \\Deleted (only those in ``uids`` when given)."""
+        with self._lock:
+            gone = [
+                uid
+                for uid, (flags, _) in sorted(self._messages.items())
+                if "\\Deleted" in flags and (uids is None or uid in uids)
+            ]
+            for uid in gone:
+                del self._messages[uid]
+            self.expunged += gone
+            return gone
+
+    def find(self, text: str) -> list[int]:
+        """UIDs of messages whose bytes contain ``text`` (for assertions in tests)."""
+        needle = text.encode()
+        with self._lock:
+            return [uid for uid, (_, data) in sorted(self._messages.items()) if needle in data]
+
+
+def _header_matches(data: bytes, name: str, value: str) -> bool:
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    prefix = name.lower() + ":"
+    return any(
+        line.lower().startswith(prefix) and value.lower() in line[len(prefix) :].lower()
+        for line in head.split("\r\n")
+    )
 
 
 def _decode_sasl_plain(response: bytes) -> tuple[str, str | None] | None:
@@ -342,7 +447,13 @@ class _Session:
 
     @property
     def _may_authenticate(self) -> bool:
+        if self.config.auth_fault is Behaviour.NO_LOGIN_MECHANISM:
+            return False
         return self.tls_active or self.config.plaintext_auth
+
+    @property
+    def _auth_temporarily_down(self) -> bool:
+        return self.config.auth_fault is Behaviour.AUTH_TEMPORARY_FAILURE
 
     @property
     def _starttls_advertised(self) -> bool:
@@ -460,11 +571,17 @@ class _ImapSession(_Session):
         self._parts: list[bytes] = []  # command pieces before a literal
         self._literal: int | None = None  # bytes of literal still expected
         self._sasl_tag: str | None = None  # AUTHENTICATE waiting for its response
+        # This session's view of a shared FakeMailbox: UIDs in sequence order
+        # and the flags it was last told about.
+        self._view: list[int] = []
+        self._view_flags: dict[int, frozenset[str]] = {}
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "UNSELECT"]
         if self.config.quota is not None:
             caps.append("QUOTA")
+        if self.config.mailbox is not None and self.config.mailbox.uidplus:
+            caps.append("UIDPLUS")
         if not self.authenticated:
             if self._starttls_advertised:
                 caps.append("STARTTLS")
@@ -474,7 +591,9 @@ class _ImapSession(_Session):
         return " ".join(caps)
 
     def greeting(self) -> bytes:
-        return f"* OK [CAPABILITY {self.capabilities()}] {self.config.hostname} ready.\r\n".encode()
+        return f"* OK [CAPABILITY {self.capabilities()}] {self.config.hostname} ready.\r\n".encode(
+            "utf-8", "surrogateescape"
+        )
 
     def throttled(self) -> bytes:
         return b"* BYE Too many connections\r\n"
@@ -531,20 +650,30 @@ class _ImapSession(_Session):
             tokens = _imap_tokens(raw)
         except _ImapSyntaxError as exc:
             tag = raw.split(b" ", 1)[0].decode("ascii", "replace") or "*"
-            return [f"{tag} BAD Error in IMAP command: {exc}.\r\n".encode()]
+            return [
+                f"{tag} BAD Error in IMAP command: {exc}.\r\n".encode("utf-8", "surrogateescape")
+            ]
         if len(tokens) < 2 or not isinstance(tokens[0], str) or not isinstance(tokens[1], str):
             return [b"* BAD Error in IMAP command received by server.\r\n"]
         tag, name, args = tokens[0], tokens[1].upper(), tokens[2:]
         handler = self._HANDLERS.get(name)
         if handler is None:
-            return [f"{tag} BAD Unknown command {name}.\r\n".encode()]
+            return [f"{tag} BAD Unknown command {name}.\r\n".encode("utf-8", "surrogateescape")]
         needs_auth = name in self._AUTHENTICATED_ONLY
         if needs_auth and not self.authenticated:
-            return [f"{tag} BAD Command {name} not valid before authentication.\r\n".encode()]
+            return [
+                f"{tag} BAD Command {name} not valid before authentication.\r\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+            ]
         try:
             return handler(self, tag, args)
         except _ImapSyntaxError as exc:
-            return [f"{tag} BAD Error in IMAP command {name}: {exc}.\r\n".encode()]
+            return [
+                f"{tag} BAD Error in IMAP command {name}: {exc}.\r\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+            ]
 
     @staticmethod
     def _string(args: list[_ImapToken], index: int) -> str:
@@ -556,7 +685,7 @@ class _ImapSession(_Session):
 
     @staticmethod
     def _reply(tag: str, status: str, text: str) -> bytes:
-        return f"{tag} {status} {text}\r\n".encode()
+        return f"{tag} {status} {text}\r\n".encode("utf-8", "surrogateescape")
 
     def _mailbox(self, args: list[_ImapToken]) -> str | None:
         name = self._string(args, 0)
@@ -566,12 +695,12 @@ class _ImapSession(_Session):
 
     def _capability(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
         return [
-            f"* CAPABILITY {self.capabilities()}\r\n".encode(),
+            f"* CAPABILITY {self.capabilities()}\r\n".encode("utf-8", "surrogateescape"),
             self._reply(tag, "OK", "Capability completed."),
         ]
 
     def _noop(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
-        return [self._reply(tag, "OK", "NOOP completed.")]
+        return [*self._updates(), self._reply(tag, "OK", "NOOP completed.")]
 
     def _logout(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
         return [
@@ -604,6 +733,9 @@ class _ImapSession(_Session):
         ]
 
     def _logged_in(self, tag: str, user: str, password: str | None) -> list[_Action]:
+        if self._auth_temporarily_down:
+            # RFC 5530 §3: UNAVAILABLE, "temporary failure ... try again later".
+            return [self._reply(tag, "NO", "[UNAVAILABLE] Temporary authentication failure.")]
         if not self._check_login(user, password):
             return [self._reply(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed.")]
         self.authenticated = True
@@ -673,18 +805,32 @@ class _ImapSession(_Session):
             return [self._reply(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist.")]
         self.selected = mailbox
         count = len(self._messages)
+        box = self.config.mailbox
+        if box is not None:
+            snapshot = box.snapshot()
+            self._view = [uid for uid, _ in snapshot]
+            self._view_flags = dict(snapshot)
+            count = len(snapshot)
         permanent = "" if read_only else _IMAP_FLAGS
         out: list[_Action] = [
-            f"* FLAGS ({_IMAP_FLAGS})\r\n".encode(),
-            f"* OK [PERMANENTFLAGS ({permanent})] Permanent flags.\r\n".encode(),
-            f"* {count} EXISTS\r\n".encode(),
+            f"* FLAGS ({_IMAP_FLAGS})\r\n".encode("utf-8", "surrogateescape"),
+            f"* OK [PERMANENTFLAGS ({permanent})] Permanent flags.\r\n".encode(
+                "utf-8", "surrogateescape"
+            ),
+            f"* {count} EXISTS\r\n".encode("utf-8", "surrogateescape"),
             b"* 0 RECENT\r\n",
         ]
         if count:
-            out.append(f"* OK [UNSEEN {count}] First unseen.\r\n".encode())
+            out.append(
+                f"* OK [UNSEEN {count}] First unseen.\r\n".encode("utf-8", "surrogateescape")
+            )
         out += [
-            f"* OK [UIDVALIDITY {_IMAP_UIDVALIDITY}] UIDs valid.\r\n".encode(),
-            f"* OK [UIDNEXT {count + 1}] Predicted next UID.\r\n".encode(),
+            f"* OK [UIDVALIDITY {_IMAP_UIDVALIDITY}] UIDs valid.\r\n".encode(
+                "utf-8", "surrogateescape"
+            ),
+            f"* OK [UIDNEXT {box.next_uid if box else count + 1}] Predicted next UID.\r\n".encode(
+                "utf-8", "surrogateescape"
+            ),
         ]
         if read_only:
             out.append(self._reply(tag, "OK", "[READ-ONLY] Examine completed."))
@@ -702,6 +848,8 @@ class _ImapSession(_Session):
         if mailbox is None:
             return [self._reply(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist.")]
         count = len(self._messages)
+        if self.config.mailbox is not None:
+            count = len(self.config.mailbox.snapshot())
         values = {
             "MESSAGES": count,
             "RECENT": 0,
@@ -717,14 +865,16 @@ class _ImapSession(_Session):
                 raise _ImapSyntaxError(f"unknown STATUS item {item!r}")
             items.append(f"{key} {values[key]}")
         return [
-            f"* STATUS {mailbox} ({' '.join(items)})\r\n".encode(),
+            f"* STATUS {mailbox} ({' '.join(items)})\r\n".encode("utf-8", "surrogateescape"),
             self._reply(tag, "OK", "Status completed."),
         ]
 
     def _quota_line(self) -> bytes:
         assert self.config.quota is not None
         used, limit = self.config.quota
-        return f'* QUOTA "{_QUOTA_ROOT}" (STORAGE {used} {limit})\r\n'.encode()
+        return f'* QUOTA "{_QUOTA_ROOT}" (STORAGE {used} {limit})\r\n'.encode(
+            "utf-8", "surrogateescape"
+        )
 
     def _getquotaroot(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
         # RFC 9208 §4.3: no QUOTA capability means the command does not exist.
@@ -734,7 +884,7 @@ class _ImapSession(_Session):
         if mailbox is None:
             return [self._reply(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist.")]
         return [
-            f'* QUOTAROOT {mailbox} "{_QUOTA_ROOT}"\r\n'.encode(),
+            f'* QUOTAROOT {mailbox} "{_QUOTA_ROOT}"\r\n'.encode("utf-8", "surrogateescape"),
             self._quota_line(),
             self._reply(tag, "OK", "Getquotaroot completed."),
         ]
@@ -757,9 +907,164 @@ class _ImapSession(_Session):
             return [self._reply(tag, "BAD", "No mailbox selected.")]
         return [self._reply(tag, "OK", "Check completed.")]
 
+    # -- a shared FakeMailbox: searching, flags and expunging (sync tests) ----
+
+    def _shared(self, tag: str) -> tuple[FakeMailbox | None, list[_Action]]:
+        box = self.config.mailbox
+        if box is None:
+            return None, [self._reply(tag, "BAD", "Not supported by this fake server.")]
+        if self.selected is None:
+            return None, [self._reply(tag, "BAD", "No mailbox selected.")]
+        return box, []
+
+    def _updates(self) -> list[_Action]:
+        """Untagged EXPUNGE, EXISTS and FETCH for what changed since this session looked."""
+        box = self.config.mailbox
+        if box is None or self.selected is None:
+            return []
+        now = dict(box.snapshot())
+        out: list[_Action] = []
+        # RFC 3501 §7.4.1: each EXPUNGE renumbers the messages after it, so the
+        # highest sequence numbers go first.
+        for seq in range(len(self._view), 0, -1):
+            uid = self._view[seq - 1]
+            if uid not in now:
+                out.append(f"* {seq} EXPUNGE\r\n".encode("utf-8", "surrogateescape"))
+                del self._view[seq - 1]
+                self._view_flags.pop(uid, None)
+        new = [uid for uid in now if uid not in self._view_flags]
+        if new:
+            self._view += new
+            self._view_flags.update((uid, now[uid]) for uid in new)
+            out.append(f"* {len(self._view)} EXISTS\r\n".encode("utf-8", "surrogateescape"))
+        for seq, uid in enumerate(self._view, 1):
+            if now[uid] != self._view_flags[uid]:
+                self._view_flags[uid] = now[uid]
+                out.append(self._fetch_line(seq, uid, now[uid]))
+        return out
+
+    @staticmethod
+    def _fetch_line(seq: int, uid: int, flags: frozenset[str]) -> bytes:
+        return f"* {seq} FETCH (UID {uid} FLAGS ({' '.join(sorted(flags))}))\r\n".encode(
+            "utf-8", "surrogateescape"
+        )
+
+    def _uid_set(self, text: str) -> list[int]:
+        """UIDs of this session's view in an RFC 3501 sequence set ("5", "3:7", "4:*", "1,3")."""
+        top = max(self._view, default=0)
+        chosen: set[int] = set()
+        for part in text.split(","):
+            low, _, high = part.partition(":")
+            try:
+                first = top if low == "*" else int(low)
+                last = first if not high else top if high == "*" else int(high)
+            except ValueError:
+                raise _ImapSyntaxError("invalid sequence set") from None
+            first, last = min(first, last), max(first, last)
+            chosen.update(uid for uid in self._view if first <= uid <= last)
+        return sorted(chosen)
+
+    def _matches(self, box: FakeMailbox, uid: int, criteria: list[_ImapToken]) -> bool:
+        flags = self._view_flags.get(uid, frozenset())
+        data = box.message(uid) or b""
+        i = 0
+        while i < len(criteria):
+            key = criteria[i].upper() if isinstance(criteria[i], str) else ""
+            if key == "ALL":
+                i += 1
+            elif key in ("DELETED", "UNDELETED", "FLAGGED", "SEEN"):
+                flag = "\\" + key.removeprefix("UN").capitalize()
+                if (flag in flags) == key.startswith("UN"):
+                    return False
+                i += 1
+            elif key == "HEADER":
+                name, value = self._string(criteria, i + 1), self._string(criteria, i + 2)
+                if not _header_matches(data, name, value):
+                    return False
+                i += 3
+            else:
+                raise _ImapSyntaxError(f"search key {key or criteria[i]!r} not supported")
+        return True
+
+    def _search(self, tag: str, args: list[_ImapToken], *, by_uid: bool = False) -> list[_Action]:
+        box, refused = self._shared(tag)
+        if box is None:
+            return refused
+        out = self._updates()
+        found = [
+            str(uid if by_uid else seq)
+            for seq, uid in enumerate(self._view, 1)
+            if self._matches(box, uid, args)
+        ]
+        line = "* SEARCH" + "".join(f" {n}" for n in found) + "\r\n"
+        return [*out, line.encode(), self._reply(tag, "OK", "Search completed.")]
+
+    def _uid_fetch(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        box, refused = self._shared(tag)
+        if box is None:
+            return refused
+        out = self._updates()
+        for uid in self._uid_set(self._string(args, 0)):
+            seq = self._view.index(uid) + 1
+            out.append(self._fetch_line(seq, uid, self._view_flags[uid]))
+        return [*out, self._reply(tag, "OK", "Fetch completed.")]
+
+    def _uid_store(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        box, refused = self._shared(tag)
+        if box is None:
+            return refused
+        uids = self._uid_set(self._string(args, 0))
+        item = self._string(args, 1).upper()
+        mode = item[0] if item[:1] in ("+", "-") else ""
+        if item.lstrip("+-") not in ("FLAGS", "FLAGS.SILENT") or len(args) < 3:
+            raise _ImapSyntaxError("STORE needs FLAGS and a flag list")
+        value = args[2]
+        flags = {f for f in (value if isinstance(value, list) else [value]) if isinstance(f, str)}
+        box.set_flags(uids, mode, flags)
+        now = dict(box.snapshot())
+        out: list[_Action] = []
+        for uid in uids:
+            if uid in now:
+                self._view_flags[uid] = now[uid]
+                if not item.endswith(".SILENT"):
+                    out.append(self._fetch_line(self._view.index(uid) + 1, uid, now[uid]))
+        return [*out, self._reply(tag, "OK", "Store completed.")]
+
+    def _expunge(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        box, refused = self._shared(tag)
+        if box is None:
+            return refused
+        box.expunge()
+        return [*self._updates(), self._reply(tag, "OK", "Expunge completed.")]
+
+    def _uid_expunge(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        box, refused = self._shared(tag)
+        if box is None:
+            return refused
+        if not box.uidplus:
+            return [self._reply(tag, "BAD", "Unknown command UID EXPUNGE.")]
+        box.expunge(set(self._uid_set(self._string(args, 0))))
+        return [*self._updates(), self._reply(tag, "OK", "Expunge completed.")]
+
+    def _uid(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        sub = self._string(args, 0).upper()
+        rest = args[1:]
+        if sub == "SEARCH":
+            return self._search(tag, rest, by_uid=True)
+        if sub == "FETCH":
+            return self._uid_fetch(tag, rest)
+        if sub == "STORE":
+            return self._uid_store(tag, rest)
+        if sub == "EXPUNGE":
+            return self._uid_expunge(tag, rest)
+        return [self._reply(tag, "BAD", f"Unknown command UID {sub}.")]
+
     _HANDLERS: ClassVar[dict[str, Callable[[_ImapSession, str, list[_ImapToken]], list[_Action]]]]
     _AUTHENTICATED_ONLY = frozenset(
         {
+            "UID",
+            "SEARCH",
+            "EXPUNGE",
             "ENABLE",
             "NAMESPACE",
             "LIST",
@@ -794,6 +1099,9 @@ _ImapSession._HANDLERS = {
     "CLOSE": _ImapSession._close,
     "UNSELECT": _ImapSession._close,
     "CHECK": _ImapSession._check,
+    "UID": _ImapSession._uid,
+    "SEARCH": _ImapSession._search,
+    "EXPUNGE": _ImapSession._expunge,
 }
 
 
@@ -813,7 +1121,7 @@ class _Pop3Session(_Session):
         self._deleted: set[int] = set()
 
     def greeting(self) -> bytes:
-        return f"+OK {self.config.hostname} POP3 ready.\r\n".encode()
+        return f"+OK {self.config.hostname} POP3 ready.\r\n".encode("utf-8", "surrogateescape")
 
     def throttled(self) -> bytes:
         return b"-ERR [SYS/TEMP] too many connections\r\n"
@@ -847,7 +1155,7 @@ class _Pop3Session(_Session):
     def _multiline(first: str, lines: list[bytes]) -> bytes:
         # RFC 1939 §3: byte-stuff lines starting with "." and end with ".".
         body = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
-        return f"+OK {first}\r\n".encode() + body + b".\r\n"
+        return f"+OK {first}\r\n".encode("utf-8", "surrogateescape") + body + b".\r\n"
 
     def _line(self, line: bytes) -> list[_Action]:
         self._record(line)
@@ -875,6 +1183,8 @@ class _Pop3Session(_Session):
         ]
 
     def _login(self, user: str, password: str | None) -> list[_Action]:
+        if self._auth_temporarily_down:
+            return [b"-ERR [SYS/TEMP] Temporary authentication failure.\r\n"]
         if not self._check_login(user, password):
             return [b"-ERR [AUTH] Authentication failed.\r\n"]
         self.authenticated = True
@@ -952,7 +1262,7 @@ class _Pop3Session(_Session):
         if name == "STAT":
             live = self._live()
             size = sum(len(self._messages[n - 1]) for n in live)
-            return [f"+OK {len(live)} {size}\r\n".encode()]
+            return [f"+OK {len(live)} {size}\r\n".encode("utf-8", "surrogateescape")]
         if name in ("LIST", "UIDL"):
 
             def value(n: int) -> str:
@@ -962,7 +1272,7 @@ class _Pop3Session(_Session):
                 n = self._message_number(args)
                 if n is None:
                     return [b"-ERR No such message.\r\n"]
-                return [f"+OK {n} {value(n)}\r\n".encode()]
+                return [f"+OK {n} {value(n)}\r\n".encode("utf-8", "surrogateescape")]
             lines = [f"{n} {value(n)}".encode() for n in self._live()]
             return [self._multiline(f"{len(lines)} messages", lines)]
         if name in ("RETR", "TOP"):
@@ -1012,10 +1322,13 @@ class _SmtpSession(_Session):
         self._in_data = False
         self._auth_state: str | None = None  # "plain", "login-user", "login-pass"
         self._auth_user = ""
+        self._data: list[bytes] = []
         self.queued = 0
 
     def greeting(self) -> bytes:
-        return f"220 {self.config.hostname} ESMTP maildiag fake server\r\n".encode()
+        return f"220 {self.config.hostname} ESMTP maildiag fake server\r\n".encode(
+            "utf-8", "surrogateescape"
+        )
 
     def throttled(self) -> bytes:
         return b"421 4.7.0 Too many connections, try again later\r\n"
@@ -1024,7 +1337,11 @@ class _SmtpSession(_Session):
         # RFC 5321 §3.1: after a 554 greeting the server waits for QUIT and
         # answers 503 to anything else, so the session stays open.
         self._refusing = True
-        return [f"554 5.3.2 {self.config.hostname} Service currently unavailable\r\n".encode()]
+        return [
+            f"554 5.3.2 {self.config.hostname} Service currently unavailable\r\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        ]
 
     def early_talker(self) -> bytes:
         return b"554 5.5.0 Improper pipelining/early talker\r\n"
@@ -1059,7 +1376,7 @@ class _SmtpSession(_Session):
 
     @staticmethod
     def _reply(code: int, text: str) -> bytes:
-        return f"{code} {text}\r\n".encode()
+        return f"{code} {text}\r\n".encode("utf-8", "surrogateescape")
 
     def _line(self, line: bytes) -> list[_Action]:
         if self._in_data:
@@ -1067,7 +1384,13 @@ class _SmtpSession(_Session):
                 self._in_data = False
                 self._reset_transaction()
                 self.queued += 1
+                if self.config.mailbox is not None:
+                    self.config.mailbox.deliver(b"".join(ln + b"\r\n" for ln in self._data))
+                self._data = []
                 return [self._reply(250, f"2.0.0 Ok: queued as FAKE{self.queued:04d}")]
+            if self.config.mailbox is not None:
+                # RFC 5321 §4.5.2: remove the dot that transparency added.
+                self._data.append(line[1:] if line.startswith(b".") else line)
             return []
         self._record(line)
         if self._auth_state is not None:
@@ -1170,6 +1493,8 @@ class _SmtpSession(_Session):
         return self._authenticated(*creds)
 
     def _authenticated(self, user: str, password: str | None) -> list[_Action]:
+        if self._auth_temporarily_down:
+            return [self._reply(454, "4.7.0 Temporary authentication failure")]
         if not self._check_login(user, password):
             return [self._reply(535, "5.7.8 Authentication credentials invalid")]
         self.authenticated = True
@@ -1247,7 +1572,9 @@ class FakeMailServer:
     EARLY_TALKER_REJECT (0.5 s when left at 0). ``quota`` is (used KiB,
     limit KiB) for IMAP GETQUOTAROOT, None for a server without QUOTA.
     ``messages`` is the number of fake messages in INBOX. ``idle_timeout``
-    closes connections whose client went quiet.
+    closes connections whose client went quiet. ``mailbox`` (a FakeMailbox
+    shared with the other servers of a host) replaces the per-session INBOX
+    of IMAP and receives what SMTP submission accepts.
 
     Port 0 picks a free port; read it back from ``port`` after ``start()``.
     """
@@ -1267,6 +1594,7 @@ class FakeMailServer:
         quota: tuple[int, int] | None = (51200, 1048576),
         messages: int = 3,
         idle_timeout: float = 60.0,
+        mailbox: FakeMailbox | None = None,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1291,6 +1619,8 @@ class FakeMailServer:
             plaintext_auth=behaviour is Behaviour.PLAINTEXT_LOGIN,
             quota=quota,
             messages=messages,
+            auth_fault=behaviour if behaviour in _AUTH_FAULTS else None,
+            mailbox=mailbox,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
@@ -1805,6 +2135,7 @@ class FakeMailHost:
         quota: tuple[int, int] | None = (51200, 1048576),
         messages: int = 3,
         idle_timeout: float = 60.0,
+        mailbox: FakeMailbox | None = None,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -1836,6 +2167,7 @@ class FakeMailHost:
                 quota=quota,
                 messages=messages,
                 idle_timeout=idle_timeout,
+                mailbox=mailbox,
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:
