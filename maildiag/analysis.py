@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .findings import make_finding
 from .model import (
@@ -391,7 +392,7 @@ def _auth_findings(result: ProbeResult, user: str) -> Iterator[Finding]:
     auth = result.auth
     assert auth is not None
     endpoint = result.endpoint
-    facts: dict[str, object] = {
+    facts: dict[str, Any] = {
         "what": _what(endpoint),
         "user": user,
         "mechanism": auth.mechanism or "-",
@@ -461,7 +462,7 @@ def _quota_findings(
         return
     worst = max(limited, key=lambda q: q.usage / q.limit)
     percent = worst.usage / worst.limit * 100
-    facts: dict[str, object] = {
+    facts: dict[str, Any] = {
         "user": user,
         "resource": worst.name,
         "percent": percent,
@@ -538,7 +539,7 @@ def _advice(tried: list[ProbeResult]) -> Iterator[Finding]:
 
 
 def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Iterator[Finding]:
-    facts: dict[str, object] = {
+    facts: dict[str, Any] = {
         "user": user,
         "delivery": sync.delivery_latency_s,
         "delivery_method": sync.delivery_method or "-",

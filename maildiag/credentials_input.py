@@ -63,7 +63,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash((Secret, self._value))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would copy the password into whatever stores the pickle.
         raise TypeError("a Secret cannot be pickled")
 

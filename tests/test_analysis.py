@@ -267,6 +267,24 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         version="TLSv1",
         cipher="RC4",
         bits=40,
+        # the mailbox checks (login, quota, INBOX, advice, sync)
+        user="alice@kunde.test",
+        mechanism="PLAIN",
+        reason="r",
+        percent=95.0,
+        resource="STORAGE",
+        used="973 KiB",
+        limit="1.0 MiB",
+        messages=12000,
+        size="2.5 GiB",
+        max_messages=10000,
+        max_size="2.0 GiB",
+        situation="IMAP works.",
+        advice="Use IMAP.",
+        delivery=0.5,
+        delivery_method="idle",
+        flag=0.5,
+        flag_method="idle",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

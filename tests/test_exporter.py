@@ -36,10 +36,10 @@ SLOW_GREETING = 1.0
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     pki = TestPKI(tmp_path_factory.mktemp("pki"))
     hosts = {
-        "good": ("127.0.0.90", {}),
-        "bad": ("127.0.0.91", {"submission": Behaviour.NO_STARTTLS}),
-        "mute": ("127.0.0.92", dict.fromkeys(ALL_ENDPOINTS, Behaviour.NEVER_GREET)),
-        "slow": ("127.0.1.90", dict.fromkeys(ALL_ENDPOINTS, Behaviour.SLOW_GREETING)),
+        "good": ("127.0.1.91", {}),
+        "bad": ("127.0.1.92", {"submission": Behaviour.NO_STARTTLS}),
+        "mute": ("127.0.1.93", dict.fromkeys(ALL_ENDPOINTS, Behaviour.NEVER_GREET)),
+        "slow": ("127.0.1.94", dict.fromkeys(ALL_ENDPOINTS, Behaviour.SLOW_GREETING)),
     }
     zones = {
         f"{name}.test": {"@": {"MX": [f"10 mail.{name}.test."]}, "mail": {"A": [address]}}
@@ -50,7 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
                      hostname=f"mail.{name}.test", behaviours=behaviours, delay=SLOW_GREETING)
         for name, (address, behaviours) in hosts.items()
     ]
-    with DnsServer(zones, "127.0.0.90") as dns:
+    with DnsServer(zones, "127.0.1.91") as dns:
         for server in servers:
             server.start()
         try:
@@ -70,8 +70,8 @@ def template(lab: dict[str, object], **changes: object) -> CheckRequest:
 class Running:
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter
-        self.server = exporter.make_server("127.0.0.93", 0)
-        self.base = f"http://127.0.0.93:{self.server.server_address[1]}"
+        self.server = exporter.make_server("127.0.1.95", 0)
+        self.base = f"http://127.0.1.95:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -289,6 +289,25 @@ def test_a_profile_is_chosen_by_name_and_reaches_the_check(lab: dict[str, object
     assert "wonderland" not in repr(kunde)
 
 
+def test_a_profile_logs_in_and_reports_the_quota(lab: dict[str, object]) -> None:
+    profiles = {"kunde": Profile("alice@example.test", "wonderland"),
+                "wrong": Profile("alice@example.test", "not-the-password")}
+    running = Running(Exporter(template(lab), profiles))
+    try:
+        found = samples(running.get("/probe?target=good.test&profile=kunde", "10")[1])
+        assert value(found, "maildiag_probe_success") == 1
+        ratio = value(found, "maildiag_quota_usage_ratio", protocol="imap", port="993",
+                      resource="storage")
+        assert 0 < ratio < 1
+        # The twin: the wrong password fails the probe and says why.
+        found = samples(running.get("/probe?target=good.test&profile=wrong", "10")[1])
+        assert value(found, "maildiag_probe_success") == 0
+        assert value(found, "maildiag_findings", severity="critical", code="AUTH_FAILED") >= 1
+        assert "maildiag_quota_usage_ratio" not in found
+    finally:
+        running.close()
+
+
 def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(text, encoding="utf-8")
     path.chmod(mode)
@@ -355,7 +374,7 @@ def test_serve_refuses_a_readable_credential_file(
 ) -> None:
     path = write_private(tmp_path / "credentials.toml",
                          '[profiles.a]\nuser = "u"\npassword = "p"\n', 0o644)
-    assert main(["serve", "--listen", "127.0.0.93:0", "--credentials", str(path)]) == 3
+    assert main(["serve", "--listen", "127.0.1.95:0", "--credentials", str(path)]) == 3
     assert "chmod 600" in capsys.readouterr().err
 
 
@@ -370,17 +389,17 @@ def test_serve_answers_scrapes_until_stopped(lab: dict[str, object], tmp_path: P
            "MAILDIAG_PROFILE_KUNDE_USER": "alice@example.test",
            "MAILDIAG_PROFILE_KUNDE_PASSWORD": "wonderland"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "maildiag", "serve", "--listen", "127.0.0.94:0",
+        [sys.executable, "-m", "maildiag", "serve", "--listen", "127.0.1.96:0",
          "--nameserver", str(lab["nameserver"]), "--ca-file", str(lab["ca_file"]),
          "--no-autoconfig"],
         stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert process.stderr is not None
         banner = process.stderr.readline()
-        match = re.search(r"http://127\.0\.0\.94:(\d+)/", banner)
+        match = re.search(r"http://127\.0\.1\.96:(\d+)/", banner)
         assert match, banner
         assert "1 credential profile(s)" in banner
-        url = f"http://127.0.0.94:{match[1]}/probe?target=good.test&profile=kunde"
+        url = f"http://127.0.1.96:{match[1]}/probe?target=good.test&profile=kunde"
         request = urllib.request.Request(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "9"})
         with urllib.request.urlopen(request, timeout=15) as response:
             found = samples(response.read().decode())

@@ -267,3 +267,25 @@ def test_invalid_domain_exits_3_with_a_status_line(lab, capsys) -> None:
     assert STATUS_LINE.fullmatch(head)
     assert head.startswith("MAILDIAG UNKNOWN - ") and "email address" in head
     assert not long_text and not perf
+
+
+def test_quota_perfdata_after_a_login(lab, capsys, monkeypatch) -> None:
+    # The fake servers accept alice@example.test with this password (DEFAULT_USERS).
+    monkeypatch.setenv("MAILDIAG_PASSWORD", "wonderland")
+    code, output = run_check(capsys, "ok.test", "--user", "alice@example.test", *lab)
+    _, _, perf = parse_plugin_output(output)
+    assert code == 0
+    quota = perf["imap_993_tls_quota_storage"]
+    assert (quota["uom"], quota["min"], quota["max"]) == ("%", "0", "100")
+    assert 0 < float(quota["value"]) < 100
+    assert perf["imap_993_tls_quota_storage_used"]["uom"] == "B"
+
+
+def test_a_failed_login_is_critical_and_has_no_quota(lab, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("MAILDIAG_PASSWORD", "not-the-password")
+    code, output = run_check(capsys, "ok.test", "--user", "alice@example.test", *lab)
+    head, long_text, perf = parse_plugin_output(output)
+    assert code == 2
+    assert "AUTH_FAILED" in head
+    assert any(line.startswith("[CRITICAL] AUTH_FAILED") for line in long_text)
+    assert not [label for label in perf if "quota" in label]

@@ -58,14 +58,6 @@ _TEMPORARY_WORDS = ("temporar", "try again", "later", "busy", "unavailable")
 _MECHANISM_WORDS = ("mechanism", "unsupported auth", "unrecognized auth")
 
 
-class AuthFailed(Exception):
-    """Raised by ``require_login`` (used by the sync checks) when a login did not succeed."""
-
-    def __init__(self, result: AuthResult) -> None:
-        super().__init__(f"login failed: {result.status} ({result.detail or 'no detail'})")
-        self.result = result
-
-
 def _has(text: str, words: Iterable[str]) -> bool:
     lowered = text.lower()
     return any(word in lowered for word in words)

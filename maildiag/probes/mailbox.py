@@ -11,6 +11,7 @@ would reset \\Recent and may change flags), and POP3 uses STAT, never DELE.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from ..credentials_input import Credentials
 from ..model import (
@@ -232,13 +233,5 @@ def imap_mailbox_facts(
     )
 
 
-class _NoTiming:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _timing(rec: ProbeRecorder | None, phase: Phase):  # type: ignore[no-untyped-def]
-    return rec.timing(phase) if rec is not None else _NoTiming()
+def _timing(rec: ProbeRecorder | None, phase: Phase) -> AbstractContextManager[None]:
+    return rec.timing(phase) if rec is not None else nullcontext()

@@ -43,6 +43,8 @@ FLAG_WAIT_SECONDS = 20.0
 # NOOP polling interval when IDLE is not offered: short enough that the
 # measured latency is the server's, not ours.
 POLL_INTERVAL_SECONDS = 0.05
+# Left of the run's deadline when a wait gives up, for the clean-up and LOGOUT.
+CLEANUP_RESERVE_SECONDS = 1.5
 SUBJECT_PREFIX = "maildiag sync probe"
 
 
@@ -244,7 +246,7 @@ class _SyncRun:
         waiter = _Waiter(self.watcher, idle, self.settings.timeout)
         waiter.start()
         sent_at = self._submit()
-        until = time.monotonic() + min(DELIVERY_WAIT_SECONDS, self.deadline.remaining())
+        until = time.monotonic() + self._budget(DELIVERY_WAIT_SECONDS)
         while True:
             seen_at = waiter.wait(lambda r: r.keyword == "EXISTS", until)
             if seen_at is None:
@@ -270,7 +272,7 @@ class _SyncRun:
         if not done.ok:
             waiter.stop()
             raise SyncError(f"setting \\Flagged failed: {done.status} {done.text}")
-        until = time.monotonic() + min(FLAG_WAIT_SECONDS, self.deadline.remaining())
+        until = time.monotonic() + self._budget(FLAG_WAIT_SECONDS)
         seen_at = waiter.wait(lambda r: _flagged(r, seq, uid), until)
         waiter.stop()
         if seen_at is None:
@@ -282,6 +284,9 @@ class _SyncRun:
         self.measured.flag_sync_latency_s = max(0.0, seen_at - changed_at)
         self.measured.flag_sync_method = method
         self._cleanup()
+
+    def _budget(self, limit: float) -> float:
+        return max(0.0, min(limit, self.deadline.remaining() - CLEANUP_RESERVE_SECONDS))
 
     def _submit(self) -> float:
         """Sends the probe message; returns when its last byte left (monotonic)."""
@@ -460,9 +465,11 @@ class _Waiter:
         saved = conn.timeout
         conn.timeout = max(0.001, seconds)
         try:
-            return conn.receive(self.session.parser.next_response, self.session.parser.feed)
+            response = conn.receive(self.session.parser.next_response, self.session.parser.feed)
         finally:
             conn.timeout = saved
+        assert isinstance(response, imap.Untagged | imap.Tagged | imap.Continuation)
+        return response
 
 
 __all__ = ["SyncError", "measure_sync", "pick_endpoint", "probe_message"]

@@ -97,6 +97,7 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
             "mechanism": result.auth.mechanism,
             "detail": result.auth.detail,
             "seconds": _seconds(result.auth.seconds),
+            "skipped_because": result.auth.skipped_because,
         }
     if result.mailbox is not None:
         box = result.mailbox

@@ -1,0 +1,580 @@
+"""The mailbox checks against scriptable fake servers: what a real server won't do on demand.
+
+A temporary authentication failure, a server without a usable login
+mechanism, one without QUOTA, one without UIDPLUS, a delivery that is slow
+or never comes, a certificate that does not verify, a deliberately
+unencrypted endpoint. Plus the small pieces on their own: the secret that
+does not show itself, the password sources, the login gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from maildiag.analysis import Thresholds
+from maildiag.cli import main
+from maildiag.credentials import Profile
+from maildiag.credentials_input import (
+    Credentials,
+    CredentialsInputError,
+    Secret,
+    as_credentials,
+    read_password_file,
+    resolve_password,
+)
+from maildiag.deadline import Deadline
+from maildiag.model import AuthResult, AuthStatus, Endpoint, Outcome, Protocol, Security
+from maildiag.probes.auth import LoginGate, Turn
+from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
+from maildiag.probes.mailbox import MailboxChecks
+from maildiag.runner import CheckRequest, diagnose
+from tests.lab.dns_server import DnsServer
+from tests.lab.fake_servers import Behaviour, FakeMailbox, FakeMailHost, FakeMailServer
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text())
+DNS_ADDRESS = "127.0.4.2"
+HOST = "mail.kunde.test"
+USER = "alice@kunde.test"
+PASSWORD = "Wonder-Land-7"
+KEYS = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+LOGIN_VERBS = (b"LOGIN", b"AUTHENTICATE", b"AUTH", b"USER", b"PASS")
+_DEFAULT_QUOTA = object()
+
+
+def _zone(address: str) -> dict:
+    return {
+        "@": {"MX": ["10 mail"]},
+        "mail": {"A": [address]},
+        "_imap._tcp": {"SRV": ["0 1 143 mail"]},
+        "_imaps._tcp": {"SRV": ["0 1 993 mail"]},
+        "_pop3._tcp": {"SRV": ["0 1 110 mail"]},
+        "_pop3s._tcp": {"SRV": ["0 1 995 mail"]},
+        "_submission._tcp": {"SRV": ["0 1 587 mail"]},
+        "_submissions._tcp": {"SRV": ["0 1 465 mail"]},
+    }
+
+
+@pytest.fixture
+def fake(pki, loopback_address):
+    """start(...) runs a FakeMailHost for kunde.test and DNS for it; returns (host, dns)."""
+    stack = ExitStack()
+
+    def start(behaviours=None, *, cert=None, quota=_DEFAULT_QUOTA, mailbox=None):
+        extra = {} if quota is _DEFAULT_QUOTA else {"quota": quota}
+        host = stack.enter_context(
+            FakeMailHost(
+                loopback_address,
+                (cert or pki.good([HOST])).server_context(),
+                hostname=HOST,
+                behaviours=behaviours or {},
+                users={USER: PASSWORD},
+                mailbox=mailbox,
+                **extra,
+            )
+        )
+        dns = stack.enter_context(DnsServer({"kunde.test": _zone(loopback_address)}, DNS_ADDRESS))
+        return host, dns
+
+    yield start
+    stack.close()
+
+
+@pytest.fixture
+def check(pki, capsys, monkeypatch):
+    def run(dns, *args: str, password: str = PASSWORD):
+        monkeypatch.setenv("MAILDIAG_PASSWORD", password)
+        code = main(["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
+                     str(pki.ca_pem_path), "--timeout", "3", "--no-autoconfig", "--format",
+                     "json", "--user", USER, *args])
+        out, err = capsys.readouterr()
+        assert password not in out + err
+        report = json.loads(out)
+        jsonschema.validate(report, SCHEMA)
+        return code, report
+
+    return run
+
+
+def _auth(report: dict) -> dict[int, dict]:
+    return {e["port"]: e.get("auth") or {} for e in report["endpoints"]}
+
+
+def _statuses(report: dict) -> list[str]:
+    return sorted(a.get("status") for a in _auth(report).values())
+
+
+def _codes(report: dict, severity: str | None = None) -> list[str]:
+    return [f["code"] for f in report["findings"] if severity in (None, f["severity"])]
+
+
+def _logins_sent(server: FakeMailServer) -> list[bytes]:
+    # IMAP commands start with a tag, POP3 and SMTP commands with the verb.
+    return [c for c in server.commands if set(c.upper().split()[:2]) & set(LOGIN_VERBS)]
+
+
+# -- logins -------------------------------------------------------------------------
+
+
+def test_healthy_servers_log_in_with_the_announced_mechanisms(fake, check):
+    host, dns = fake()
+    code, report = check(dns)
+    assert code == 0
+    mechanisms = {port: a["mechanism"] for port, a in _auth(report).items()}
+    assert mechanisms == {143: "PLAIN (SASL-IR)", 993: "PLAIN (SASL-IR)", 110: "PLAIN",
+                          995: "PLAIN", 587: "PLAIN", 465: "PLAIN"}
+    # The password never travels before TLS: nothing about logins in plaintext.
+    for key in KEYS:
+        plain = host[key].plaintext_commands
+        assert not [c for c in plain if any(v in c.upper() for v in (b"AUTH", b"LOGIN"))], key
+    assert sum(host[key].successful_logins for key in KEYS) == 6
+
+
+def test_wrong_password_on_fakes_is_one_failed_login(fake, check):
+    host, dns = fake()
+    code, report = check(dns, password="not-" + PASSWORD)
+    assert code == 2
+    assert _statuses(report) == ["skipped"] * 5 + ["wrong_credentials"]
+    assert sum(host[key].failed_logins for key in KEYS) == 1
+
+
+def test_temporary_failure_is_reported_and_hands_the_pilot_on(fake, check):
+    host, dns = fake(dict.fromkeys(KEYS[:-1], Behaviour.AUTH_TEMPORARY_FAILURE))
+    code, report = check(dns)
+    # Nobody was skipped: a temporary failure says nothing about the password.
+    assert _statuses(report) == ["ok"] + ["temporary_failure"] * 5
+    temporary = [f for f in report["findings"] if f["code"] == "AUTH_TEMPORARY_FAILURE"]
+    assert len(temporary) == 5 and {f["severity"] for f in temporary} == {"warning"}
+    by_port = _auth(report)
+    assert "[UNAVAILABLE]" in by_port[993]["detail"]
+    assert "[SYS/TEMP]" in by_port[995]["detail"]
+    assert by_port[587]["detail"].startswith("454")
+    assert code == 1
+    assert sum(host[key].failed_logins for key in KEYS) == 0
+
+
+def test_temporary_failure_then_a_wrong_password_still_costs_one_failure(fake, check):
+    host, dns = fake({"imaps": Behaviour.AUTH_TEMPORARY_FAILURE,
+                      "pop3s": Behaviour.AUTH_TEMPORARY_FAILURE})
+    code, report = check(dns, password="Bad-Pass-42")
+    assert code == 2
+    statuses = _statuses(report)
+    assert statuses.count("wrong_credentials") == 1
+    assert statuses.count("ok") == 0
+    assert sum(host[key].failed_logins for key in KEYS) == 1
+
+
+def test_no_usable_mechanism_is_reported_without_sending_anything(fake, check):
+    host, dns = fake({"imaps": Behaviour.NO_LOGIN_MECHANISM,
+                      "pop3s": Behaviour.NO_LOGIN_MECHANISM,
+                      "submissions": Behaviour.NO_LOGIN_MECHANISM})
+    code, report = check(dns)
+    by_port = _auth(report)
+    for port in (993, 995, 465):
+        assert by_port[port]["status"] == "mechanism_unavailable"
+    for port in (143, 110, 587):
+        assert by_port[port]["status"] == "ok"
+    for key in ("imaps", "pop3s", "submissions"):
+        assert _logins_sent(host[key]) == [], key
+    unavailable = [f for f in report["findings"] if f["code"] == "AUTH_MECHANISM_UNAVAILABLE"]
+    assert len(unavailable) == 3 and {f["severity"] for f in unavailable} == {"warning"}
+    assert code == 1
+
+
+def test_untrusted_certificate_gets_no_password(fake, check, pki):
+    host, dns = fake(cert=pki.self_signed([HOST]))
+    code, report = check(dns)
+    assert _statuses(report) == ["skipped"] * 6
+    assert {a["skipped_because"] for a in _auth(report).values()} == {"untrusted_certificate"}
+    assert _codes(report).count("AUTH_SKIPPED_UNTRUSTED") == 6
+    for key in KEYS:
+        assert _logins_sent(host[key]) == [], key
+    assert code == 2  # the certificate findings
+
+
+# -- read-only mailbox facts ---------------------------------------------------------
+
+
+def test_quota_and_inbox_are_read_without_changing_anything(fake, check):
+    host, dns = fake(quota=(950, 1000))
+    code, report = check(dns)
+    assert "QUOTA_NEAR_LIMIT" in _codes(report, "warning")
+    assert code == 1
+    imap_commands = b"\n".join(host["imaps"].commands + host["imap"].commands).upper()
+    assert b"GETQUOTAROOT INBOX" in imap_commands and b"STATUS INBOX" in imap_commands
+    for verb in (b" SELECT ", b" EXAMINE ", b" STORE ", b" EXPUNGE", b" APPEND "):
+        assert verb not in imap_commands
+    pop_commands = [c.upper() for c in host["pop3s"].commands + host["pop3"].commands]
+    assert b"STAT" in pop_commands
+    assert not [c for c in pop_commands if c.startswith((b"DELE", b"RETR", b"TOP"))]
+    pop3 = next(e for e in report["endpoints"] if e["port"] == 995)
+    assert pop3["mailbox"]["inbox_messages"] == 3
+
+
+def test_server_without_quota_is_info_not_error(fake, check):
+    host, dns = fake(quota=None)
+    code, report = check(dns)
+    assert code == 0
+    assert "QUOTA_UNSUPPORTED" in _codes(report, "info")
+    imap = next(e for e in report["endpoints"] if e["port"] == 993)
+    assert imap["mailbox"]["quota_supported"] is False and imap["mailbox"]["quota"] == []
+    assert imap["mailbox"]["inbox_messages"] == 3
+    assert not [c for c in host["imaps"].commands if b"GETQUOTAROOT" in c.upper()]
+
+
+def test_server_with_quota_room_is_quota_ok(fake, check):
+    _, dns = fake()
+    code, report = check(dns)
+    assert code == 0
+    assert "QUOTA_OK" in _codes(report, "ok") and "QUOTA_UNSUPPORTED" not in _codes(report)
+
+
+def test_only_pop3_working_advises_leaving_a_copy_on_the_server(fake, check):
+    _, dns = fake({"imap": None, "imaps": None})
+    _, report = check(dns)
+    advice = next(f for f in report["findings"] if f["code"] == "ADVICE_USE_IMAP")
+    assert "Only POP3 works" in advice["explanation"]
+    assert "leave a copy" in advice["fix"]
+
+
+def test_imap_working_advises_imap(fake, check):
+    _, dns = fake()
+    _, report = check(dns)
+    advice = next(f for f in report["findings"] if f["code"] == "ADVICE_USE_IMAP")
+    assert advice["severity"] == "info"
+    assert "IMAP works" in advice["explanation"] and "port 993" in advice["fix"]
+
+
+def test_no_login_anywhere_gives_no_advice(fake, check):
+    _, dns = fake()
+    _, report = check(dns, password="Bad-Pass-42")
+    assert "ADVICE_USE_IMAP" not in _codes(report)
+
+
+# -- sync -----------------------------------------------------------------------------
+
+
+def test_sync_without_uidplus_expunges_only_when_the_probe_is_alone(fake, check):
+    box = FakeMailbox(uidplus=False)
+    before = box.snapshot()
+    host, dns = fake(mailbox=box)
+    code, report = check(dns, "--sync")
+    sync = report["sync"]
+    assert sync["error"] is None, sync
+    # The fake offers no IDLE: NOOP polling.
+    assert sync["delivery_method"] == "noop-poll" and sync["flag_sync_method"] == "noop-poll"
+    assert sync["delivery_latency_s"] >= 0 and sync["flag_sync_latency_s"] >= 0
+    assert sync["cleaned_up"] is True and code == 0
+    assert box.find("maildiag sync probe") == [] and box.snapshot() == before
+    commands = [c.split(b" ", 1)[1].upper() for c in host["imaps"].commands if b" " in c]
+    assert b"UID SEARCH DELETED" in commands and b"EXPUNGE" in commands
+    assert not [c for c in commands if c.startswith(b"UID EXPUNGE")]
+    assert not [c for c in commands if c.startswith(b"IDLE")]
+
+
+def test_sync_without_uidplus_leaves_the_probe_when_others_are_marked_deleted(fake, check):
+    box = FakeMailbox(uidplus=False)
+    other = box.add(b"Subject: keep me\r\n\r\nbody\r\n", ("\\Deleted",))
+    host, dns = fake(mailbox=box)
+    code, report = check(dns, "--sync")
+    sync = report["sync"]
+    assert sync["delivery_latency_s"] is not None and sync["flag_sync_latency_s"] is not None
+    assert sync["cleaned_up"] is False
+    assert "other message(s) are marked deleted" in sync["error"]
+    assert "SYNC_CLEANUP_FAILED" in _codes(report, "warning")
+    assert code == 1
+    # The user's own deleted message survived: no plain EXPUNGE was sent.
+    assert other in [uid for uid, _ in box.snapshot()]
+    commands = [c.split(b" ", 1)[1].upper() for c in host["imaps"].commands if b" " in c]
+    assert b"EXPUNGE" not in commands
+    probe = box.find("maildiag sync probe")
+    assert len(probe) == 1 and "\\Deleted" in dict(box.snapshot())[probe[0]]
+
+
+def test_sync_with_uidplus_removes_only_the_probe(fake, check):
+    box = FakeMailbox(uidplus=True)
+    other = box.add(b"Subject: keep me\r\n\r\nbody\r\n", ("\\Deleted",))
+    host, dns = fake(mailbox=box)
+    code, report = check(dns, "--sync")
+    assert report["sync"]["cleaned_up"] is True and code == 0
+    assert box.find("maildiag sync probe") == []
+    assert other in [uid for uid, _ in box.snapshot()]
+    commands = [c.split(b" ", 1)[1].upper() for c in host["imaps"].commands if b" " in c]
+    assert [c for c in commands if c.startswith(b"UID EXPUNGE")]
+    assert b"EXPUNGE" not in commands
+
+
+def _sync_request(dns, pki, thresholds: Thresholds | None = None, deadline=30.0):
+    return CheckRequest(
+        "kunde.test",
+        nameserver=dns.nameserver,
+        ca_file=str(pki.ca_pem_path),
+        timeout=3,
+        deadline=deadline,
+        autoconfig=False,
+        thresholds=thresholds or Thresholds(),
+        credentials=Credentials(USER, Secret(PASSWORD)),
+        sync=True,
+    )
+
+
+def test_slow_delivery_is_a_finding(fake, pki):
+    _, dns = fake(mailbox=FakeMailbox(delivery_delay=0.6))
+    diagnosis = diagnose(_sync_request(dns, pki, Thresholds(sync_delivery_slow_s=0.3)))
+    assert diagnosis.sync is not None and diagnosis.sync.delivery_latency_s is not None
+    assert diagnosis.sync.delivery_latency_s >= 0.6
+    assert "SYNC_DELIVERY_SLOW" in [f.code for f in diagnosis.findings]
+    assert diagnosis.user == USER
+
+
+def test_quick_delivery_is_not_a_finding(fake, pki):
+    _, dns = fake(mailbox=FakeMailbox())
+    diagnosis = diagnose(_sync_request(dns, pki, Thresholds(sync_delivery_slow_s=0.3)))
+    codes = [f.code for f in diagnosis.findings]
+    assert "SYNC_DELIVERY_SLOW" not in codes and "SYNC_OK" in codes
+
+
+def test_a_message_that_never_arrives_fails_within_the_deadline(fake, pki):
+    _, dns = fake(mailbox=FakeMailbox(delivery_delay=3600))
+    started = time.monotonic()
+    diagnosis = diagnose(_sync_request(dns, pki, deadline=5.0))
+    assert time.monotonic() - started < 6.0
+    sync = diagnosis.sync
+    assert sync is not None and sync.delivery_latency_s is None
+    assert "did not arrive" in (sync.error or "")
+    assert sync.cleaned_up is False
+    codes = [f.code for f in diagnosis.findings]
+    assert "SYNC_FAILED" in codes and "SYNC_CLEANUP_FAILED" in codes
+
+
+def test_sync_without_a_working_submission_is_not_measured(fake, check):
+    box = FakeMailbox()
+    _, dns = fake({"submission": None, "submissions": None}, mailbox=box)
+    _, report = check(dns, "--sync")
+    assert report["sync"]["error"] == (
+        "not measured: no SMTP submission endpoint where the login worked"
+    )
+    assert len(box.snapshot()) == 3
+
+
+# -- deliberately unencrypted endpoints (autoconfig "plain") -------------------------
+
+
+def _probe_plain(server: FakeMailServer, *, allow_plaintext: bool):
+    endpoint = Endpoint(Protocol.IMAP, server.address, server.port, Security.PLAIN)
+    checks = MailboxChecks(Credentials(USER, Secret(PASSWORD)), allow_plaintext=allow_plaintext)
+    return probe_endpoint(endpoint, lambda _h, _d: [server.address], ProbeSettings(timeout=3),
+                          Deadline(10), checks.hook_for(endpoint))
+
+
+@pytest.fixture
+def plain_imap(loopback_address):
+    servers = []
+
+    def start(behaviour):
+        server = FakeMailServer("imap", loopback_address, 0, implicit_tls=False,
+                                behaviour=behaviour, users={USER: PASSWORD}).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_plaintext_login_is_not_tried_unless_allowed(plain_imap):
+    server = plain_imap(Behaviour.PLAINTEXT_LOGIN)
+    result = _probe_plain(server, allow_plaintext=False)
+    assert result.outcome is Outcome.OK
+    assert result.auth is not None and result.auth.status == AuthStatus.SKIPPED
+    assert result.auth.skipped_because == "plaintext"
+    assert _logins_sent(server) == []
+
+
+def test_plaintext_login_is_tried_when_allowed(plain_imap):
+    server = plain_imap(Behaviour.PLAINTEXT_LOGIN)
+    result = _probe_plain(server, allow_plaintext=True)
+    assert result.auth is not None and result.auth.status == AuthStatus.OK
+    assert server.successful_logins == 1
+
+
+def test_a_server_refusing_plaintext_login_is_good_and_gets_nothing(plain_imap):
+    server = plain_imap(Behaviour.HEALTHY)  # LOGINDISABLED before TLS
+    result = _probe_plain(server, allow_plaintext=True)
+    assert result.auth is not None and result.auth.status == AuthStatus.PLAINTEXT_REFUSED
+    assert _logins_sent(server) == []
+
+
+# -- the pieces on their own ---------------------------------------------------------
+
+
+def test_secret_never_shows_itself():
+    secret = Secret("hunter2-Top")
+    creds = Credentials("alice", secret)
+    shown = [repr(secret), str(secret), f"{secret}", f"{secret!r}", repr(creds), str(creds),
+             repr(CheckRequest("kunde.test", credentials=creds))]
+    assert not [text for text in shown if "hunter2" in text]
+    assert secret.reveal() == "hunter2-Top"
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_credentials_from_a_profile():
+    creds = as_credentials(Profile("bob@kunde.test", "pw-1"))
+    assert creds == Credentials("bob@kunde.test", Secret("pw-1"))
+    assert as_credentials(None) is None
+    with pytest.raises(TypeError):
+        as_credentials(object())
+
+
+def test_password_file_rules(tmp_path):
+    path = tmp_path / "pw"
+    path.write_text("s3cret word\nsecond line\n")
+    path.chmod(0o600)
+    assert read_password_file(path).reveal() == "s3cret word"
+    path.chmod(0o640)
+    with pytest.raises(CredentialsInputError, match="others can access") as err:
+        read_password_file(path)
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(CredentialsInputError, match="no such"):
+        read_password_file(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    empty.chmod(0o600)
+    with pytest.raises(CredentialsInputError, match="empty"):
+        read_password_file(empty)
+
+
+def test_password_sources_in_order(tmp_path):
+    path = tmp_path / "pw"
+    path.write_text("from-file")
+    path.chmod(0o600)
+
+    def no_prompt(text: str) -> str:
+        raise AssertionError("must not prompt")
+
+    env = {"MAILDIAG_PASSWORD": "from-env"}
+    resolve = resolve_password
+    assert resolve("u", password_file=path, environ=env, interactive=True,
+                   prompt=no_prompt).reveal() == "from-file"
+    assert resolve("u", password_file=None, environ=env, interactive=False,
+                   prompt=no_prompt).reveal() == "from-env"
+    asked = []
+    secret = resolve("u", password_file=None, environ={}, interactive=True,
+                     prompt=lambda text: asked.append(text) or "typed")
+    assert secret.reveal() == "typed" and asked == ["Password for u"]
+    with pytest.raises(CredentialsInputError, match="MAILDIAG_PASSWORD"):
+        resolve("u", password_file=None, environ={}, interactive=False, prompt=no_prompt)
+
+
+def _ok() -> AuthResult:
+    return AuthResult(AuthStatus.OK, "PLAIN", None)
+
+
+def test_login_gate_pilot_then_everyone_goes():
+    gate = LoginGate()
+    turn, pilot = gate.wait_turn(Deadline(5))
+    assert turn is Turn.PILOT
+    waiting: list[Turn] = []
+    waiter = threading.Thread(target=lambda: waiting.append(gate.wait_turn(Deadline(5))[0]))
+    waiter.start()
+    time.sleep(0.1)
+    assert waiting == []  # blocked while the pilot flies
+    gate.report(pilot, "IMAP", _ok())
+    waiter.join(2)
+    assert waiting == [Turn.GO]
+
+
+def test_login_gate_refusal_skips_and_other_failures_hand_over():
+    gate = LoginGate()
+    _, pilot = gate.wait_turn(Deadline(5))
+    results: list[Turn] = []
+    waiter = threading.Thread(target=lambda: results.append(gate.wait_turn(Deadline(5))[0]))
+    waiter.start()
+    gate.report(pilot, "IMAP", AuthResult(AuthStatus.TEMPORARY_FAILURE, "PLAIN", "busy"))
+    waiter.join(2)
+    assert results == [Turn.PILOT]  # the next waiter takes over
+    gate.report(object(), "POP3", AuthResult(AuthStatus.WRONG_CREDENTIALS, "PLAIN", "-ERR"))
+    assert gate.wait_turn(Deadline(5))[0] is Turn.SKIP
+    assert gate.refusal is not None and gate.refusal.where == "POP3"
+
+
+def test_login_gate_gives_up_at_the_deadline():
+    gate = LoginGate()
+    gate.wait_turn(Deadline(5))
+    started = time.monotonic()
+    assert gate.wait_turn(Deadline(0.7), margin=0.5)[0] is Turn.GIVE_UP
+    assert time.monotonic() - started < 1.0
+
+
+# -- every login path, by hiding what the fake announces ----------------------------
+
+# (server key, capabilities to keep inside TLS, expected mechanism)
+LOGIN_PATHS = {
+    "imap-plain-after-continuation": ("imaps", lambda c: c != "SASL-IR", "PLAIN"),
+    "imap-login-command": ("imaps", lambda c: not c.startswith("AUTH="), "LOGIN"),
+    "pop3-user-pass": ("pop3s", lambda c: not c.upper().startswith("SASL"), "USER/PASS"),
+    "smtp-auth-login": ("submissions", lambda c: not c.upper().startswith("AUTH"), "LOGIN"),
+}
+
+
+def _login_with(host: FakeMailHost, key: str, keep, password: str) -> AuthResult:
+    from maildiag.probes.mailbox import _login  # the dispatcher the session hook uses
+
+    protocol = {"imaps": Protocol.IMAP, "pop3s": Protocol.POP3, "submissions": Protocol.SMTP}[key]
+    server = host[key]
+    endpoint = Endpoint(protocol, HOST, server.port, Security.TLS)
+    found: list[AuthResult] = []
+
+    def hook(session, rec):
+        caps = tuple(c for c in rec.capabilities_tls if keep(c))
+        if key == "submissions":
+            caps += ("AUTH LOGIN",)
+        found.append(_login(session, Credentials(USER, Secret(password)), caps)[0])
+
+    result = probe_endpoint(endpoint, lambda _h, _d: [server.address], ProbeSettings(timeout=3),
+                            Deadline(10), hook)
+    assert result.outcome is Outcome.OK, result.error
+    return found[0]
+
+
+@pytest.mark.parametrize("path", LOGIN_PATHS)
+def test_every_login_path_works(fake, path):
+    host, _ = fake()
+    key, keep, mechanism = LOGIN_PATHS[path]
+    result = _login_with(host, key, keep, PASSWORD)
+    assert (result.status, result.mechanism) == (AuthStatus.OK, mechanism)
+    assert host[key].successful_logins == 1
+
+
+@pytest.mark.parametrize("path", LOGIN_PATHS)
+def test_every_login_path_reports_a_wrong_password(fake, path):
+    host, _ = fake()
+    key, keep, mechanism = LOGIN_PATHS[path]
+    result = _login_with(host, key, keep, "Bad-Pass-42")
+    assert (result.status, result.mechanism) == (AuthStatus.WRONG_CREDENTIALS, mechanism)
+    assert "Bad-Pass-42" not in (result.detail or "")
+    assert host[key].failed_logins == 1
+
+
+def test_a_large_inbox_is_a_warning(fake, pki):
+    _, dns = fake()
+    request = _sync_request(dns, pki, Thresholds(inbox_large_messages=3))
+    diagnosis = diagnose(dataclasses.replace(request, sync=False))
+    large = next(f for f in diagnosis.findings if f.code == "INBOX_LARGE")
+    assert large.severity.value == "warning" and large.details["messages"] == 3
+
+
+def test_a_normal_inbox_is_not(fake, pki):
+    _, dns = fake()
+    diagnosis = diagnose(dataclasses.replace(_sync_request(dns, pki), sync=False))
+    assert "INBOX_LARGE" not in [f.code for f in diagnosis.findings]
+    assert diagnosis.sync is None
