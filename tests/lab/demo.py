@@ -10,6 +10,7 @@ Nothing leaves this machine; everything is shut down afterwards.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from tests.lab.fake_servers import Behaviour, FakeMailHost
 DNS_ADDRESS = "127.0.0.240"
 BROKEN_HOST = "127.0.0.241"  # mail.kunde.test, really web123.provider.test
 HEALTHY_HOST = "127.0.0.242"  # mail.gut.test
+
+DEMO_USER, DEMO_PASSWORD = "alice@example.test", "wonderland"  # the fake servers' account
 
 ZONES = {
     "kunde.test": {
@@ -43,7 +46,10 @@ ZONES = {
 }
 
 
-def check(domain: str, dns: DnsServer, pki: TestPKI, *extra: str) -> int:
+def check(
+    domain: str, dns: DnsServer, pki: TestPKI, *extra: str, password: str | None = None
+) -> int:
+    env = dict(os.environ, **({"MAILDIAG_PASSWORD": password} if password else {}))
     command = [
         sys.executable,
         "-m",
@@ -60,7 +66,7 @@ def check(domain: str, dns: DnsServer, pki: TestPKI, *extra: str) -> int:
         *extra,
     ]
     print(f"\n$ maildiag check {domain} {' '.join(extra)}".rstrip(), flush=True)
-    return subprocess.run(command, check=False).returncode
+    return subprocess.run(command, check=False, env=env).returncode
 
 
 def main() -> int:
@@ -99,6 +105,7 @@ def main() -> int:
             HEALTHY_HOST,
         )
         codes = [check("kunde.test", dns, pki), check("gut.test", dns, pki)]
+        check("gut.test", dns, pki, "--user", DEMO_USER, password=DEMO_PASSWORD)
         check("gut.test", dns, pki, "--format", "json")
         print(f"\nexit codes: kunde.test {codes[0]} (CRITICAL), gut.test {codes[1]} (OK)")
         return 0 if codes == [2, 0] else 1
