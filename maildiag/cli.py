@@ -200,7 +200,7 @@ def _credentials(options: dict[str, object]):  # type: ignore[no-untyped-def]
             str(user),
             password_file=options.get("password_file"),  # type: ignore[arg-type]
             environ=os.environ,
-            interactive=click.get_text_stream("stdin").isatty(),
+            interactive=sys.stdin.isatty(),
             prompt=lambda text: click.prompt(text, hide_input=True, err=True),
         )
     except CredentialsInputError as exc:
@@ -415,10 +415,10 @@ def batch(
 
     template = build_request("", **options)
     try:
-        handle = click.get_binary_stream("stdin") if source == "-" else open(source, "rb")
+        handle = sys.stdin.buffer if source == "-" else open(source, "rb")
     except OSError as exc:
         raise click.FileError(source, exc.strerror or str(exc)) from None
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     bar = None
     if err.isatty() if progress is None else progress:
         total = None
@@ -441,7 +441,7 @@ def batch(
         )
         batch_module.write_jsonl(
             results,
-            click.get_binary_stream("stdout"),
+            sys.stdout.buffer,
             summary,
             complain=lambda text: click.echo(text, err=True),
             progress=bar,

@@ -309,8 +309,9 @@ def test_without_the_cap_connections_pile_up(
     code = main(["batch", str(source), "--concurrency", "30", "--per-host", "0",
                  "--timeout", "3", "-q", *provider.cli_options()])
     assert len(capfdbinary.readouterr().out.splitlines()) == 90
+    # Only the client-side count can prove overlap: the server log gives a lower
+    # bound that may miss it (see server_overlap), so it is asserted in the cap test only.
     assert max(counter.peak.values()) > 2, counter.peak
-    assert server_overlap(provider) > 2
     assert code == 2
 
 
