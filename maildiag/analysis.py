@@ -152,7 +152,7 @@ def _endpoint_findings(
 ) -> Iterator[Finding]:
     endpoint = result.endpoint
     what = _what(endpoint)
-    facts: dict[str, object] = {"what": what, "timeout": timeout}
+    facts: dict[str, Any] = {"what": what, "timeout": timeout}
     found: list[Finding] = []
     outcome = result.outcome
     phase = result.failed_phase.value if result.failed_phase else "the dialogue"
@@ -265,7 +265,7 @@ def _source_name(source: str) -> str:
 
 def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -> Iterator[Finding]:
     leaf = facts.leaf
-    base: dict[str, object] = {"what": _what(endpoint)}
+    base: dict[str, Any] = {"what": _what(endpoint)}
     if leaf is not None:
         base.update(
             subject=leaf.subject,

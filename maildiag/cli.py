@@ -246,8 +246,8 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
         "submissions_port": (Protocol.SMTP, Security.TLS),
     }
     ports = {
-        slot: int(options[name])
-        for name, slot in slots.items()  # type: ignore[call-overload]
+        slot: int(options[name])  # type: ignore[call-overload]
+        for name, slot in slots.items()
         if options.get(name)
     }
     timeout = float(options["timeout"])  # type: ignore[arg-type]

@@ -47,8 +47,9 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def maildiag(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "maildiag", *args], capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "maildiag", *args], capture_output=True, text=True, check=False
+    )
 
 
 def bench_parallel_vs_serial(pki: TestPKI, dns: DnsServer) -> None:
@@ -60,8 +61,17 @@ def bench_parallel_vs_serial(pki: TestPKI, dns: DnsServer) -> None:
         endpoint = Endpoint(protocol, "mail.bench.test", ENDPOINTS[key][1], security, ("bench",))
         probe_endpoint(endpoint, lambda _h, _d: [HOST_ADDRESS], settings, Deadline(30))
 
-    args = ["check", "bench.test", "--nameserver", dns.nameserver, "--ca-file",
-            str(pki.ca_pem_path), "--no-autoconfig", "--format", "json"]
+    args = [
+        "check",
+        "bench.test",
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(pki.ca_pem_path),
+        "--no-autoconfig",
+        "--format",
+        "json",
+    ]
     from maildiag.cli import main
 
     rounds = []
@@ -96,21 +106,34 @@ def bench_cold_start() -> None:
     report("python -c pass (interpreter start)", f"{baseline * 1000:.0f} ms")
     report("python -m maildiag --version (goal <= 120 ms)", f"{version * 1000:.0f} ms")
     report("maildiag's own share", f"{(version - baseline) * 1000:.0f} ms")
-    heavy = [name for name in ("dns", "cryptography", "tabulate") if name in _modules_after_version()]
+    heavy = [
+        name for name in ("dns", "cryptography", "tabulate") if name in _modules_after_version()
+    ]
     report("heavy modules imported by --version", ", ".join(heavy) or "none")
 
 
 def _modules_after_version() -> set[str]:
-    code = ("import sys; from maildiag.launcher import main; main(['--version']); "
-            "print(' '.join(m.split('.')[0] for m in sys.modules))")
+    code = (
+        "import sys; from maildiag.launcher import main; main(['--version']); "
+        "print(' '.join(m.split('.')[0] for m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     return set(done.stdout.split())
 
 
 def bench_filtered(dns: DnsServer) -> None:
     print("(c) six ports that drop packets, --timeout 5", flush=True)
-    elapsed = timed(lambda: maildiag("check", "filtered.test", "--nameserver", dns.nameserver,
-                                     "--timeout", "5", "--no-autoconfig"))
+    elapsed = timed(
+        lambda: maildiag(
+            "check",
+            "filtered.test",
+            "--nameserver",
+            dns.nameserver,
+            "--timeout",
+            "5",
+            "--no-autoconfig",
+        )
+    )
     report("wall time (goal <= 5.5 s)", f"{elapsed:.2f} s")
     report("vs. one 5 s timeout", f"{elapsed / 5:.2f}x")
 
@@ -123,11 +146,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as directory, ExitStack() as stack:
         pki = TestPKI(directory)
         cert = pki.good(["mail.bench.test"])
-        stack.enter_context(FakeMailHost(
-            HOST_ADDRESS, cert.server_context(), hostname="mail.bench.test",
-            behaviours=dict.fromkeys(SLOTS, Behaviour.SLOW_GREETING), delay=GREETING_DELAY))
-        stack.enter_context(FakeMailHost(
-            FILTERED_ADDRESS, None, behaviours=dict.fromkeys(SLOTS, Behaviour.FILTERED)))
+        stack.enter_context(
+            FakeMailHost(
+                HOST_ADDRESS,
+                cert.server_context(),
+                hostname="mail.bench.test",
+                behaviours=dict.fromkeys(SLOTS, Behaviour.SLOW_GREETING),
+                delay=GREETING_DELAY,
+            )
+        )
+        stack.enter_context(
+            FakeMailHost(
+                FILTERED_ADDRESS, None, behaviours=dict.fromkeys(SLOTS, Behaviour.FILTERED)
+            )
+        )
         dns = stack.enter_context(DnsServer(zones, DNS_ADDRESS))
         print("maildiag benchmarks (loopback; medians)")
         bench_parallel_vs_serial(pki, dns)

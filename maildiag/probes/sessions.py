@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import cast
 
 from ..protocols import imap, pop3, smtp
 from ..protocols.lines import ProtocolError
@@ -72,7 +73,9 @@ class ImapSession:
         self._greeting_caps: tuple[str, ...] | None = None
 
     def _next(self) -> imap.Untagged | imap.Tagged | imap.Continuation:
-        return self.conn.receive(self.parser.next_response, self.parser.feed)
+        # mypy cannot solve the TypeVar of receive() for a union-returning parser.
+        response = self.conn.receive(self.parser.next_response, self.parser.feed)
+        return cast("imap.Untagged | imap.Tagged | imap.Continuation", response)
 
     def run(self, name: str, *args: str | bytes) -> tuple[list[imap.Untagged], imap.Tagged]:
         tag, line = self.commands.command(name, *args)
