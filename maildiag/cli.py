@@ -221,8 +221,13 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     if critical_days > warning_days:
         raise click.UsageError("--cert-critical-days must not be larger than --cert-warning-days")
     # batch and serve may not carry the mailbox options: fall back to their defaults.
-    quota_warning = float(_given(options.get("quota_warning"), 90.0))  # type: ignore[arg-type]
-    quota_critical = float(_given(options.get("quota_critical"), 100.0))  # type: ignore[arg-type]
+    defaults = Thresholds()
+    quota_warning = float(
+        _given(options.get("quota_warning"), defaults.quota_warning_percent)  # type: ignore[arg-type]
+    )
+    quota_critical = float(
+        _given(options.get("quota_critical"), defaults.quota_critical_percent)  # type: ignore[arg-type]
+    )
     if quota_warning > quota_critical:
         raise click.UsageError("--quota-warning must not be larger than --quota-critical")
     try:
