@@ -40,6 +40,7 @@ __all__ = [
 # DNS Flag Day 2020: 1232 bytes avoids IP fragmentation on almost every path;
 # anything larger comes back truncated and is fetched again over TCP.
 _EDNS_PAYLOAD = 1232
+_MAX_UDP_ANSWER = 65535
 # The first retransmission of an unanswered UDP query; later ones back off.
 _FIRST_RETRY = 1.0
 
@@ -399,26 +400,13 @@ class Resolver:
             if sock is None:
                 sock = socket.socket(server.family, socket.SOCK_DGRAM)
                 sockets[server] = sock
-                sock.setblocking(False)
                 # Connected, so an ICMP port-unreachable surfaces as
                 # ECONNREFUSED instead of a silent timeout.
                 sock.connect((server.address, server.port))
             sock.send(wire)
             # A reply to an earlier transmission (same id, same question) is
             # as good as one to this one, so the socket is kept between tries.
-            response, _, _ = dns.query.receive_udp(
-                sock,
-                None,
-                time.time() + wait,
-                ignore_errors=True,
-                query=request,
-                raise_on_truncation=True,
-            )
-            return response
-        except dns.exception.Timeout:
-            return None
-        except dns.message.Truncated:
-            return _TRUNCATED
+            return _receive(sock, request, time.monotonic() + wait)
         except ConnectionRefusedError:
             raise _ServerFailed(
                 "no_nameservers", f"nothing answers DNS on {server} (connection refused)"
@@ -464,6 +452,38 @@ class Resolver:
         if chain.answer is None:
             raise DnsLookupError("nodata", "the name exists but has no such record", label)
         return list(chain.answer)
+
+
+def _receive(
+    sock: socket.socket, request: dns.message.Message, end: float
+) -> dns.message.Message | None:
+    """The answer to ``request`` arriving on the connected ``sock`` before ``end``.
+
+    None when time is up, ``_TRUNCATED`` for an answer too big for UDP.
+    Datagrams that are not an answer to this question (garbage, stale or
+    forged replies) are skipped, as dns.query.receive_udp does with
+    ignore_errors; this loop waits with the socket's own timeout instead of
+    building a selector for every datagram.
+    """
+    while True:
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            return None
+        sock.settimeout(remaining)
+        try:
+            wire = sock.recv(_MAX_UDP_ANSWER)
+        except TimeoutError:
+            return None
+        try:
+            response = dns.message.from_wire(wire, raise_on_truncation=True)
+        except dns.message.Truncated as truncated:
+            if request.is_response(truncated.message()):
+                return _TRUNCATED
+            continue
+        except Exception:  # noqa: BLE001 - not a DNS message: keep listening
+            continue
+        if request.is_response(response):
+            return response
 
 
 class _ServerFailed(Exception):

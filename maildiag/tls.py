@@ -38,9 +38,10 @@ import ipaddress
 import ssl
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -68,17 +69,34 @@ _ENCODING_DER = 2  # _ssl.ENCODING_DER, for the items of get_unverified_chain()
 
 
 def client_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """A context for the probe handshake: it never refuses a certificate.
+    """The context for probe handshakes: it never refuses a certificate.
 
     It negotiates anything the server offers, down to TLS 1.0 and weak
     ciphers, so that old servers can be reported on instead of failing with a
     handshake error. Verification happens afterwards, in `analyse`.
+
+    One context serves every probe of the process: building one costs about
+    as much CPU as the client's side of a handshake, and an SSLContext may be
+    shared between threads. Sharing resumes no sessions (Python resumes only
+    when asked to), so every probe still receives the server's full chain.
 
     `ca_file` is accepted for symmetry with `analyse` but not loaded: with
     CERT_NONE OpenSSL would never use it, and a bad file must not break the
     handshake of every probe. Check it once, up front, with
     `load_trust_anchors`.
     """
+    global _shared_client_context
+    with _client_context_lock:
+        if _shared_client_context is None:
+            _shared_client_context = _new_client_context()
+        return _shared_client_context
+
+
+_client_context_lock = threading.Lock()
+_shared_client_context: ssl.SSLContext | None = None
+
+
+def _new_client_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -637,19 +655,84 @@ def analyse(
     """Judge the certificates a server sent (leaf first) for `hostname`.
 
     Never raises for what a server sent; a CA file that can't be read raises
-    like `load_trust_anchors`.
+    like `load_trust_anchors`. A chain judged a moment ago for the same name
+    is not judged again (see `_Verdicts`).
     """
-    with _quiet_cryptography():
-        return _analyse(
-            chain_der,
-            hostname,
-            version=version,
-            cipher=cipher,
-            cipher_bits=cipher_bits,
-            handshake_seconds=handshake_seconds,
-            ca_file=ca_file,
-            now=now,
-        )
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    key = (tuple(chain_der), hostname, ca_file)
+    facts = _verdicts.get(key, now)
+    if facts is None:
+        with _quiet_cryptography():
+            facts = _analyse(
+                chain_der,
+                hostname,
+                version=version,
+                cipher=cipher,
+                cipher_bits=cipher_bits,
+                handshake_seconds=handshake_seconds,
+                ca_file=ca_file,
+                now=now,
+            )
+        _verdicts.put(key, now, facts)
+    days = facts.days_remaining
+    if days is not None and facts.leaf is not None:  # None: the leaf could not be parsed
+        days = (facts.leaf.not_after - now).total_seconds() / 86400
+    return replace(
+        facts,
+        version=version,
+        cipher=cipher,
+        cipher_bits=cipher_bits,
+        handshake_seconds=handshake_seconds,
+        days_remaining=days,
+    )
+
+
+class _Verdicts:
+    """Recent verdicts, by (chain as sent, host name, CA file).
+
+    A hosting provider's server presents the same chain to the probes of
+    every customer domain it hosts; a batch would otherwise verify it a
+    thousand times. A verdict depends on the clock only through the validity
+    periods in the chain, so it is reused only while no not_before/not_after
+    lies between the moment it was made and now, and for at most
+    `max_age` seconds (the trust anchors' own validity is not tracked).
+    """
+
+    def __init__(self, size: int = 256, max_age: float = 300.0) -> None:
+        self.size = size
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[object, ...], tuple[datetime, TlsFacts]] = OrderedDict()
+
+    def get(self, key: tuple[object, ...], now: datetime) -> TlsFacts | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            judged_at, facts = entry
+            crossed = any(
+                judged_at < moment <= now
+                for cert in facts.chain
+                for moment in (cert.not_before, cert.not_after)
+            )
+            if crossed or not 0 <= (now - judged_at).total_seconds() <= self.max_age:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return facts
+
+    def put(self, key: tuple[object, ...], now: datetime, facts: TlsFacts) -> None:
+        with self._lock:
+            self._entries[key] = (now, facts)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+_verdicts = _Verdicts()
 
 
 def _analyse(
@@ -661,13 +744,8 @@ def _analyse(
     cipher_bits: int | None,
     handshake_seconds: float,
     ca_file: str | None,
-    now: datetime | None,
+    now: datetime,
 ) -> TlsFacts:
-    if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-
     certs: list[x509.Certificate] = []
     infos: list[CertificateInfo] = []
     unparsable: list[int] = []

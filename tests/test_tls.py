@@ -496,3 +496,82 @@ def _self_made(
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(signer or key, hashes.SHA256())
     )
+
+
+# -- verdicts reused across probes of one server ------------------------------
+
+
+def _chain(cert: ServerCert) -> list[bytes]:
+    return [
+        c.public_bytes(Encoding.DER)
+        for c in x509.load_pem_x509_certificates(cert.chain_path.read_bytes())
+    ]
+
+
+def _judge(
+    chain: list[bytes],
+    hostname: str,
+    now: datetime.datetime,
+    *,
+    ca_file: Path | None,
+    **handshake: object,
+) -> TlsFacts:
+    facts: dict[str, object] = {
+        "version": "TLSv1.3",
+        "cipher": "TLS_AES_256_GCM_SHA384",
+        "cipher_bits": 256,
+        "handshake_seconds": 0.01,
+        **handshake,
+    }
+    return analyse(chain, hostname, ca_file=str(ca_file) if ca_file else None, now=now, **facts)  # type: ignore[arg-type]
+
+
+def test_a_chain_seen_again_reuses_the_verdict_but_not_the_handshake_facts(pki: TestPKI) -> None:
+    chain = _chain(pki.expiring_in(40, "reuse.example.test"))
+    now = datetime.datetime.now(datetime.UTC)
+    first = _judge(chain, "reuse.example.test", now, ca_file=pki.ca_pem_path)
+    later = now + datetime.timedelta(seconds=30)
+    second = _judge(
+        chain,
+        "reuse.example.test",
+        later,
+        ca_file=pki.ca_pem_path,
+        version="TLSv1.2",
+        cipher_bits=128,
+        handshake_seconds=0.5,
+    )
+    assert second.chain is first.chain  # not parsed and verified again
+    assert (second.trust, second.hostname_matches) == (TrustStatus.TRUSTED, True)
+    assert (second.version, second.cipher_bits, second.handshake_seconds) == ("TLSv1.2", 128, 0.5)
+    assert first.days_remaining is not None and second.days_remaining is not None
+    assert first.days_remaining - second.days_remaining == pytest.approx(30 / 86400)
+    # Another host name or CA file is judged on its own.
+    other_name = _judge(chain, "other.example.test", later, ca_file=pki.ca_pem_path)
+    assert other_name.chain is not first.chain and not other_name.hostname_matches
+    assert _judge(chain, "reuse.example.test", later, ca_file=None).trust is (
+        TrustStatus.UNTRUSTED_ROOT
+    )
+
+
+def test_a_reused_verdict_ends_when_a_certificate_expires_in_between(pki: TestPKI) -> None:
+    chain = _chain(pki.expiring_in(1 / 86400 * 60, "expiring.example.test"))  # in a minute
+    now = datetime.datetime.now(datetime.UTC)
+    before = _judge(chain, "expiring.example.test", now, ca_file=pki.ca_pem_path)
+    assert before.trust is TrustStatus.TRUSTED and before.leaf is not None
+    # Within the five minutes a verdict may be kept, but past the leaf's not_after.
+    after = before.leaf.not_after + datetime.timedelta(seconds=1)
+    assert (after - now).total_seconds() < 300
+    expired = _judge(chain, "expiring.example.test", after, ca_file=pki.ca_pem_path)
+    assert expired.trust is TrustStatus.EXPIRED
+    assert expired.days_remaining is not None and expired.days_remaining < 0
+
+
+def test_a_verdict_is_not_reused_after_five_minutes_or_when_the_clock_goes_back(
+    pki: TestPKI,
+) -> None:
+    chain = _chain(pki.good("aging.example.test"))
+    now = datetime.datetime.now(datetime.UTC)
+    first = _judge(chain, "aging.example.test", now, ca_file=pki.ca_pem_path)
+    for moment in (now + datetime.timedelta(minutes=6), now - datetime.timedelta(seconds=1)):
+        again = _judge(chain, "aging.example.test", moment, ca_file=pki.ca_pem_path)
+        assert again.chain is not first.chain and again.trust is TrustStatus.TRUSTED
