@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from .model import Diagnosis, Protocol, Severity, Status
 
 if TYPE_CHECKING:
     from .limits import HostLimiter
-    from .runner import CheckRequest
+    from .runner import CheckRequest, ProbeCache
 
 __all__ = [
     "HOST_KEYS",
@@ -46,6 +46,7 @@ __all__ = [
     "BatchResult",
     "Summary",
     "check_entry",
+    "failed_result",
     "parse_line",
     "read_entries",
     "run_batch",
@@ -211,7 +212,10 @@ def _unknown_reason(diagnosis: Diagnosis) -> tuple[str, str]:
 
 
 def check_entry(
-    entry: BatchEntry, template: CheckRequest, host_limiter: HostLimiter | None = None
+    entry: BatchEntry,
+    template: CheckRequest,
+    host_limiter: HostLimiter | None = None,
+    probe_cache: ProbeCache | None = None,
 ) -> BatchResult:
     """Checks one domain; never raises (a failure becomes an UNKNOWN line)."""
     from .discovery import Overrides
@@ -227,11 +231,11 @@ def check_entry(
                 ports=template.overrides.ports,
             ))
         request = replace(request, domain=entry.domain)
-        diagnosis = diagnose(request, host_limiter=host_limiter)
+        diagnosis = diagnose(request, host_limiter=host_limiter, probe_cache=probe_cache)
     except InvalidDomain as exc:
-        return _failed(entry, str(exc), "invalid_domain")
+        return failed_result(entry, str(exc), "invalid_domain")
     except Exception as exc:  # noqa: BLE001 - one broken domain must not end the batch
-        return _failed(entry, f"maildiag internal error: {exc!r}", "internal_error")
+        return failed_result(entry, f"maildiag internal error: {exc!r}", "internal_error")
 
     data = diagnosis_json(diagnosis)
     error = None
@@ -243,7 +247,8 @@ def check_entry(
     return BatchResult(entry, diagnosis.status, codes, _dumps(data), error)
 
 
-def _failed(entry: BatchEntry, message: str, kind: str) -> BatchResult:
+def failed_result(entry: BatchEntry, message: str, kind: str) -> BatchResult:
+    """The UNKNOWN result of a domain that could not be checked (``kind`` as in ``error_json``)."""
     return BatchResult(entry, Status.UNKNOWN, (), _dumps(error_json(entry.domain, message, kind)),
                        message)
 
@@ -257,11 +262,13 @@ def run_batch(
     *,
     concurrency: int = 20,
     host_limiter: HostLimiter | None = None,
+    probe_cache: ProbeCache | None = None,
     stop: threading.Event | None = None,
-) -> Iterator[BatchResult | BadLine]:
+) -> Generator[BatchResult | BadLine, None, None]:
     """Checks the entries, ``concurrency`` at a time; yields each result as it finishes.
 
-    ``BadLine`` items are passed through, in input order among themselves.
+    ``host_limiter`` and ``probe_cache`` are shared by all checks (see
+    ``diagnose``). ``BadLine`` items are passed through, in input order among themselves.
     Workers pull the next line themselves, so a slow input (a pipe)
     never holds back results that are ready. Setting ``stop`` ends the batch
     without starting another domain; checks still running are abandoned.
@@ -286,7 +293,7 @@ def run_batch(
                         item = next(source, None)
                 if item is None:
                     return
-                _put(results, check_entry(item, template, host_limiter), stop)
+                _put(results, check_entry(item, template, host_limiter, probe_cache), stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             _put(results, exc, stop)
         finally:

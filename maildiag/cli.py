@@ -396,6 +396,20 @@ def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
     "whole batch (0: no limit).",
 )
 @click.option(
+    "--share-probes/--no-share-probes",
+    default=True,
+    show_default=True,
+    help="Probe a server endpoint (host name, port) once and reuse the result, for a "
+    "minute, for every domain that names it; --no-share-probes connects for each domain.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes sharing --concurrency and --per-host; 1 runs every check in "
+    "this process  [default: one per CPU, at most --per-host]",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr  [default: when stderr is a terminal]",
@@ -408,6 +422,8 @@ def batch(
     output_format: str,
     concurrency: int,
     per_host: int,
+    share_probes: bool,
+    processes: int | None,
     progress: bool | None,
     quiet: bool,
     **options: object,
@@ -416,7 +432,9 @@ def batch(
     import signal
 
     from . import batch as batch_module
+    from . import workers
     from .limits import HostLimiter
+    from .runner import ProbeCache
 
     template = build_request("", **options)
     try:
@@ -436,14 +454,23 @@ def batch(
     previous = _on_stop_signals(stop, interrupted)
     summary = batch_module.Summary()
     broken_pipe = False
-    try:
+    entries = batch_module.read_entries(handle)
+    processes = workers.worker_count(processes, concurrency=concurrency, per_host=per_host)
+    if processes > 1:
+        results = workers.run_in_processes(
+            entries, template, processes=processes, concurrency=concurrency,
+            per_host=per_host, share_probes=share_probes, stop=stop,
+        )
+    else:
         results = batch_module.run_batch(
-            batch_module.read_entries(handle),
+            entries,
             template,
             concurrency=concurrency,
             host_limiter=HostLimiter(per_host) if per_host else None,
+            probe_cache=ProbeCache() if share_probes else None,
             stop=stop,
         )
+    try:
         batch_module.write_jsonl(
             results,
             sys.stdout.buffer,
@@ -455,6 +482,7 @@ def batch(
         broken_pipe = True  # the reader went away (| head): stop quietly
         stop.set()
     finally:
+        results.close()  # ends worker processes before any os._exit below
         if source != "-":
             handle.close()
         for signum, handler in previous.items():

@@ -239,6 +239,9 @@ class ProbeResult:
     tls: TlsFacts | None = None
     auth: AuthResult | None = None
     mailbox: MailboxFacts | None = None
+    # Taken from a probe of the same endpoint made for another domain of a
+    # batch moments before (see ``runner.ProbeCache``), not probed again.
+    shared: bool = False
 
     @property
     def total_seconds(self) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -74,19 +75,104 @@ class AddressCache:
         return future.result(timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS)
 
 
+class ProbeCache:
+    """Results of probes without a login, shared by the checks of a batch.
+
+    A hosting provider's customer domains name the same few servers in their
+    MX and SRV records. Probing mail0.provider.example:993 once and giving
+    that result to every domain that names it spares the provider thousands
+    of identical connections (and the batch their CPU). Shared are only
+    probes of the same protocol, host name, port, security and settings;
+    probes with a login are not (a login belongs to one mailbox). Requests
+    for an endpoint whose probe is still running wait for it. A result is
+    given out for ``max_age`` seconds after its probe ended; one cut short by
+    its requester's deadline says nothing about the server and is not kept.
+    """
+
+    def __init__(self, max_age: float = 60.0) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        # Oldest first, so expiry only ever looks at the front.
+        self._entries: OrderedDict[tuple[object, ...], tuple[float, Future[ProbeResult]]] = (
+            OrderedDict()
+        )
+
+    def probe(
+        self,
+        endpoint: Endpoint,
+        settings: ProbeSettings,
+        deadline: Deadline,
+        run: Callable[[], ProbeResult],
+    ) -> ProbeResult:
+        """The shared result for ``endpoint``, from ``run()`` if there is none yet."""
+        key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.security, settings)
+        while True:
+            with self._lock:
+                self._forget_old(time.monotonic())
+                entry = self._entries.get(key)
+                if entry is None:
+                    future: Future[ProbeResult] = Future()
+                    self._entries[key] = (float("inf"), future)  # aged from its end
+                    break
+                future = entry[1]
+            try:
+                result = future.result(timeout=_wait(deadline))
+            except TimeoutError:
+                return _stuck(endpoint)
+            except Exception:  # noqa: BLE001 - the owner's failure; probe anew
+                continue
+            if result.outcome is not Outcome.DEADLINE:
+                return replace(result, endpoint=endpoint, shared=True)
+            # Its owner ran out of time (the entry is gone): probe anew.
+        try:
+            result = run()
+        except BaseException as exc:
+            self._drop(key, future)
+            future.set_exception(exc)
+            raise
+        if result.outcome is Outcome.DEADLINE:
+            self._drop(key, future)
+        else:
+            with self._lock:
+                if self._entries.get(key, (0.0, None))[1] is future:
+                    self._entries[key] = (time.monotonic(), future)
+                    self._entries.move_to_end(key)
+        future.set_result(result)
+        return result
+
+    def _forget_old(self, now: float) -> None:
+        while self._entries:
+            key, (ended, _) = next(iter(self._entries.items()))
+            if ended == float("inf") or now - ended <= self.max_age:
+                return
+            del self._entries[key]
+
+    def _drop(self, key: tuple[object, ...], future: Future[ProbeResult]) -> None:
+        with self._lock:
+            if self._entries.get(key, (0.0, None))[1] is future:
+                del self._entries[key]
+
+
+def _wait(deadline: Deadline) -> float | None:
+    remaining = deadline.remaining()
+    return None if remaining == float("inf") else remaining + DEADLINE_GRACE_SECONDS
+
+
 def diagnose(
     request: CheckRequest,
     *,
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
     host_limiter: HostLimiter | None = None,
     credentials: object | None = None,
+    probe_cache: ProbeCache | None = None,
 ) -> Diagnosis:
     """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
 
     ``host_limiter`` (shared by the checks of a batch) caps simultaneous
     connections to one server address; None means no cap. ``credentials``
     (a ``Credentials`` or anything with ``user`` and ``password``, such as a
-    credential profile) overrides ``request.credentials``.
+    credential profile) overrides ``request.credentials``. ``probe_cache``
+    (shared by the checks of a batch) lets probes without a login be reused.
     """
     creds = as_credentials(credentials) or request.credentials
     if creds is not None and session_hook_factory is None:
@@ -124,6 +210,7 @@ def diagnose(
         deadline,
         session_hook_factory,
         host_limiter=host_limiter,
+        probe_cache=probe_cache,
     )
     sync = None
     if creds is not None and request.sync:
@@ -159,23 +246,26 @@ def run_probes(
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
     *,
     host_limiter: HostLimiter | None = None,
+    probe_cache: ProbeCache | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Probes all endpoints at once; results come back in the endpoints' order."""
     if not endpoints:
         return ()
+
+    def probe(endpoint: Endpoint) -> ProbeResult:
+        hook = session_hook_factory(endpoint) if session_hook_factory else None
+
+        def run() -> ProbeResult:
+            return probe_endpoint(
+                endpoint, lookup, settings, deadline, hook, host_limiter=host_limiter
+            )
+
+        if probe_cache is None or hook is not None:
+            return run()
+        return probe_cache.probe(endpoint, settings, deadline, run)
+
     pool = ThreadPoolExecutor(max_workers=len(endpoints), thread_name_prefix="probe")
-    futures = {
-        pool.submit(
-            probe_endpoint,
-            endpoint,
-            lookup,
-            settings,
-            deadline,
-            session_hook_factory(endpoint) if session_hook_factory else None,
-            host_limiter=host_limiter,
-        ): endpoint
-        for endpoint in endpoints
-    }
+    futures = {pool.submit(probe, endpoint): endpoint for endpoint in endpoints}
     pending = set(futures)
     while pending:
         done, pending = wait(

@@ -259,7 +259,9 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
 
     reset_logs(provider)
     counter = ConnectionCounter(monkeypatch)
+    # In this process and connecting for every domain, so the client-side count sees all.
     code = main(["batch", str(source), "--concurrency", "40", "--per-host", "2",
+                 "--processes", "1", "--no-share-probes",
                  "--timeout", "3", *provider.cli_options()])
     captured = capfdbinary.readouterr()
     out, err = captured.out.decode(), captured.err.decode()
@@ -288,6 +290,7 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
     assert set(counter.peak) == set(ADDRESSES)
     assert max(counter.peak.values()) == 2, counter.peak  # ...and the cap was reached.
     assert server_overlap(provider) <= 2
+    assert max(host.gauge.peak for host in provider.hosts) == 2
 
     # Malformed lines are reported with their numbers; summary and exit code.
     assert "line 103: unknown key 'frobnicate'" in err
@@ -307,12 +310,72 @@ def test_without_the_cap_connections_pile_up(
     reset_logs(provider)
     counter = ConnectionCounter(monkeypatch)
     code = main(["batch", str(source), "--concurrency", "30", "--per-host", "0",
+                 "--processes", "1", "--no-share-probes",
                  "--timeout", "3", "-q", *provider.cli_options()])
     assert len(capfdbinary.readouterr().out.splitlines()) == 90
     # Only the client-side count can prove overlap: the server log gives a lower
     # bound that may miss it (see server_overlap), so it is asserted in the cap test only.
     assert max(counter.peak.values()) > 2, counter.peak
     assert code == 2
+
+
+def reset_gauges(lab: Provider) -> None:
+    for host in lab.hosts:
+        host.gauge.reset_peak()
+
+
+def test_two_worker_processes_share_the_per_host_cap(provider, tmp_path, capfdbinary) -> None:
+    """Each of two workers gets one of the two connections per host: counted at the servers."""
+    source = write_list(tmp_path / "domains.txt", provider.domains[:120])
+    reset_gauges(provider)
+    code = main(["batch", str(source), "--concurrency", "40", "--per-host", "2",
+                 "--processes", "2", "--no-share-probes", "--timeout", "3", "-q",
+                 *provider.cli_options()])
+    records = [json.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
+    assert sorted(r["domain"] for r in records) == sorted(provider.domains[:120])
+    assert not any(e.get("shared") for r in records for e in r["endpoints"])
+    peaks = [host.gauge.peak for host in provider.hosts]
+    assert max(peaks) == 2, peaks  # reached, never passed
+    assert code == 2
+
+
+def test_two_worker_processes_without_a_cap_open_more(provider, tmp_path, capfdbinary) -> None:
+    """The twin: the server-side gauge does see more than two when nothing caps them."""
+    source = write_list(tmp_path / "domains.txt", provider.domains[:120])
+    reset_gauges(provider)
+    main(["batch", str(source), "--concurrency", "40", "--per-host", "0",
+          "--processes", "2", "--no-share-probes", "--timeout", "3", "-q",
+          *provider.cli_options()])
+    assert len(capfdbinary.readouterr().out.splitlines()) == 120
+    assert max(host.gauge.peak for host in provider.hosts) > 2
+
+
+def test_shared_probes_connect_once_per_endpoint_not_per_domain(
+    provider, tmp_path, capfdbinary
+) -> None:
+    on_host0 = provider.domains[0::3][:30]
+    source = write_list(tmp_path / "domains.txt", on_host0)
+    host0 = provider.hosts[0]
+    before = sum(server.connections_total for server in host0.servers.values())
+    code = main(["batch", str(source), "--concurrency", "10", "--processes", "1", "-q",
+                 *provider.cli_options()])
+    records = [json.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
+    made = sum(server.connections_total for server in host0.servers.values()) - before
+    assert made == 6  # one probe per port, however many domains name the host
+    assert code == 0 and len(records) == 30
+    endpoints = [e for r in records for e in r["endpoints"]]
+    assert sum(1 for e in endpoints if e.get("shared")) == len(endpoints) - 6
+    for record in records:
+        jsonschema.validate(record, REPORT_SCHEMA)
+        assert all(e["ok"] and e["sources"] == ["mx"] for e in record["endpoints"])
+
+    # The twin: --no-share-probes connects for every domain.
+    before = sum(server.connections_total for server in host0.servers.values())
+    main(["batch", str(source), "--concurrency", "10", "--processes", "1", "-q",
+          "--no-share-probes", *provider.cli_options()])
+    capfdbinary.readouterr()
+    made = sum(server.connections_total for server in host0.servers.values()) - before
+    assert made == 6 * 30
 
 
 def test_host_overrides_per_domain(provider, tmp_path, capfdbinary) -> None:

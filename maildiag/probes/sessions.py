@@ -225,7 +225,8 @@ class SmtpSession:
         self.parser = smtp.ReplyParser()
 
     def close(self) -> None:
-        self.conn.send(smtp.QUIT_COMMAND)
+        # RFC 5321 §4.1.1.10: the client SHOULD wait for the reply to QUIT.
+        self.run(smtp.QUIT_COMMAND)
 
 
 Session = ImapSession | Pop3Session | SmtpSession

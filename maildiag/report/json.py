@@ -91,6 +91,8 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
         plaintext_login_offered=result.plaintext_login_offered,
         tls=tls_json(result.tls) if result.tls else None,
     )
+    if result.shared:
+        data["shared"] = True
     if result.auth is not None:
         data["auth"] = {
             "status": result.auth.status,

@@ -179,6 +179,34 @@ class _Signal(enum.Enum):
 _Action = bytes | _Signal
 
 
+class ConnectionGauge:
+    """Connections open at once to a group of servers (all ports of one address).
+
+    A connection counts from its accept until the server has decided to end
+    it: a goodbye (BYE, +OK, 221) is counted off *before* it is sent, so the
+    count never includes a connection its client already considers closed.
+    That makes ``peak`` a count a client-side cap can be checked against.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.current -= 1
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak = self.current
+
+
 class _StartTls(enum.Enum):
     OFFER = "offer"
     ABSENT = "absent"
@@ -1595,6 +1623,7 @@ class FakeMailServer:
         messages: int = 3,
         idle_timeout: float = 60.0,
         mailbox: FakeMailbox | None = None,
+        gauge: ConnectionGauge | None = None,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1635,6 +1664,8 @@ class FakeMailServer:
         self._live: dict[int, socket.socket] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._received: list[ReceivedCommand] = []
+        self.gauge = gauge
+        self._gauged: set[int] = set()
         self._errors: list[BaseException] = []
         self._rng = random.Random(port)  # reproducible junk for GARBAGE/BINARY
         self.connections_total = 0
@@ -1853,6 +1884,9 @@ class FakeMailServer:
                 self.max_concurrent_connections, self.current_connections
             )
             self._live[conn_id] = conn
+            if self.gauge is not None:
+                self.gauge.enter()
+                self._gauged.add(conn_id)
             thread = threading.Thread(
                 target=self._serve,
                 args=(conn_id,),
@@ -1877,12 +1911,20 @@ class FakeMailServer:
             with self._lock:
                 self._errors.append(exc)
         finally:
+            self._ungauge(conn_id)
             with self._changed:
                 conn = self._live.pop(conn_id)
                 conn.close()
                 self._threads.pop(conn_id, None)
                 self.current_connections -= 1
                 self._changed.notify_all()
+
+    def _ungauge(self, conn_id: int) -> None:
+        with self._lock:
+            if conn_id in self._gauged:
+                self._gauged.discard(conn_id)
+                assert self.gauge is not None
+                self.gauge.leave()
 
     def _conn(self, conn_id: int) -> socket.socket:
         with self._lock:
@@ -1972,6 +2014,8 @@ class FakeMailServer:
 
     def _run_actions(self, conn_id: int, session: _Session, actions: list[_Action]) -> bool:
         """Carry out a session's actions; True when the connection is finished."""
+        if _Signal.CLOSE in actions:
+            self._ungauge(conn_id)  # the goodbye is on its way: no longer counted
         for action in actions:
             if isinstance(action, bytes):
                 self._send(conn_id, action)
@@ -2144,6 +2188,7 @@ class FakeMailHost:
             raise ValueError(f"unknown endpoint keys {sorted(unknown)}; use {list(ENDPOINTS)}")
         self.address = address
         self.hostname = hostname
+        self.gauge = ConnectionGauge()  # connections to this address, all ports
         self.servers: dict[str, FakeMailServer] = {}
         for key, (protocol, port, implicit_tls) in ENDPOINTS.items():
             behaviour = behaviours.get(key, Behaviour.HEALTHY)
@@ -2168,6 +2213,7 @@ class FakeMailHost:
                 messages=messages,
                 idle_timeout=idle_timeout,
                 mailbox=mailbox,
+                gauge=self.gauge,
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:

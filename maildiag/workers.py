@@ -1,0 +1,347 @@
+"""A batch spread over worker processes, so that it can use more than one core.
+
+Once the network is fast, a check is mostly CPU: TLS handshakes, certificate
+and DNS parsing. One Python process runs Python on one core at a time, so a
+batch in one process stops getting faster at one core's worth of checks,
+however high its concurrency. ``run_in_processes`` gives each of N worker
+processes a share of the concurrency, feeds them entries and yields their
+results as they arrive: the same contract as ``batch.run_batch``.
+
+The per-host cap stays a cap for the whole batch: it is divided between the
+workers (a cap of 2 and two workers: one connection each), so together they
+never open more than ``per_host`` connections to one address. That is also
+why there are never more workers than the cap allows.
+
+Workers ignore Ctrl-C; the parent decides when a batch stops and then ends
+them. A worker that dies takes only its unfinished domains with it: they
+get an UNKNOWN line, like any domain that could not be checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING
+
+from .batch import BadLine, BatchEntry, BatchResult, check_entry, failed_result
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from .runner import CheckRequest
+
+__all__ = ["run_in_processes", "split", "usable_cpus", "worker_count"]
+
+# How long a worker that was told to stop may take before it is killed.
+_STOP_GRACE_SECONDS = 2.0
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_count(requested: int | None, *, concurrency: int, per_host: int) -> int:
+    """``requested`` workers (None: one per usable CPU), as far as the shares allow.
+
+    Every worker needs at least one unit of concurrency and, when connections
+    per host are capped (``per_host`` > 0), at least one connection of the cap.
+    """
+    count = usable_cpus() if requested is None else requested
+    count = min(count, concurrency)
+    if per_host:
+        count = min(count, per_host)
+    return max(count, 1)
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` shares that differ by at most one and add up to it."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if n < extra else 0) for n in range(parts)]
+
+
+def run_in_processes(
+    items: Iterable[BatchEntry | BadLine],
+    template: CheckRequest,
+    *,
+    processes: int,
+    concurrency: int,
+    per_host: int,
+    share_probes: bool = True,
+    stop: threading.Event | None = None,
+) -> Generator[BatchResult | BadLine, None, None]:
+    """Checks the entries in ``processes`` workers; yields each result as it finishes.
+
+    ``concurrency`` and ``per_host`` (0: no cap) are totals for the whole
+    batch, divided between the workers. With ``share_probes`` each worker
+    reuses its probes without a login (``runner.ProbeCache``). ``BadLine`` items are passed
+    through in input order. Setting ``stop`` ends the batch without starting
+    another domain; the workers are ended, checks still running abandoned.
+    Close the iterator (or exhaust it) to end the workers.
+    """
+    if not 1 <= processes <= concurrency or (per_host and processes > per_host):
+        raise ValueError(f"{processes} processes cannot share concurrency {concurrency} "
+                         f"and {per_host} connections per host")
+    stop = stop or threading.Event()
+    caps = split(per_host, processes) if per_host else [0] * processes
+    inbox = _Inbox(items, stop)
+    workers: list[_Worker] = []
+    try:
+        with _sigint_ignored():  # inherited: a worker never sees Ctrl-C
+            for share, cap in zip(split(concurrency, processes), caps, strict=True):
+                workers.append(_Worker.start(template, share, cap, share_probes))
+        inbox.start()
+        yield from _dispatch(workers, inbox, stop)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.end()
+
+
+def _dispatch(
+    workers: list[_Worker], inbox: _Inbox, stop: threading.Event
+) -> Iterator[BatchResult | BadLine]:
+    by_pipe = {worker.results: worker for worker in workers}
+    while not stop.is_set():
+        for item in inbox.complaints():
+            yield item
+        for worker in sorted(workers, key=lambda w: len(w.pending)):
+            while worker.running and not worker.finishing and worker.has_room():
+                entry = inbox.next_entry()
+                if entry is None:
+                    break
+                worker.send(entry)
+        if inbox.exhausted:
+            for item in inbox.complaints():
+                yield item
+            for worker in workers:
+                worker.finish()
+        running = [worker.results for worker in workers if worker.running]
+        if not running:
+            yield from _orphans(inbox, stop)
+            return
+        for pipe in wait(running, timeout=0.1):
+            worker = by_pipe[pipe]  # type: ignore[index]
+            yield from worker.receive()
+
+
+def _orphans(inbox: _Inbox, stop: threading.Event) -> Iterator[BatchResult | BadLine]:
+    """What is left of the input when every worker has died: reported, not dropped."""
+    while not stop.is_set():
+        item = inbox.next_item(timeout=0.1)
+        if item is None:
+            if inbox.exhausted:
+                return
+            continue
+        if isinstance(item, BadLine):
+            yield item
+        else:
+            yield failed_result(item, "maildiag internal error: no worker process is left "
+                                      "to check it", "internal_error")
+
+
+class _Inbox:
+    """Reads the input in a thread, so a slow pipe never holds back finished results."""
+
+    def __init__(self, items: Iterable[BatchEntry | BadLine], stop: threading.Event) -> None:
+        self._source = iter(items)
+        self._stop = stop
+        # Bounded: the input is read only a little ahead of the workers.
+        self._queue: queue.Queue[BatchEntry | BadLine | None] = queue.Queue(maxsize=256)
+        self._complaints: list[BadLine] = []
+        self._thread = threading.Thread(target=self._read, name="batch-input", daemon=True)
+        self.exhausted = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(item):
+                    return
+        finally:
+            self._put(None)
+
+    def _put(self, item: BatchEntry | BadLine | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next_entry(self) -> BatchEntry | None:
+        """The next entry if one is ready (complaints met on the way are kept)."""
+        while True:
+            item = self.next_item()
+            if not isinstance(item, BadLine):
+                return item
+            self._complaints.append(item)
+
+    def next_item(self, timeout: float = 0.0) -> BatchEntry | BadLine | None:
+        """The next entry or complaint, waiting up to ``timeout``; None when none is ready."""
+        if self.exhausted:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:
+            self.exhausted = True
+        return item
+
+    def complaints(self) -> list[BadLine]:
+        found, self._complaints = self._complaints, []
+        return found
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    tasks: Connection  # entries to the worker; None: no more
+    results: Connection  # results from the worker; None: all sent
+    window: int  # entries handed over but not finished, at most
+    pending: dict[int, BatchEntry] = field(default_factory=dict)
+    running: bool = True
+    finishing: bool = False
+    _next_id: int = 0
+
+    @classmethod
+    def start(
+        cls, template: CheckRequest, concurrency: int, per_host: int, share_probes: bool
+    ) -> _Worker:
+        context = multiprocessing.get_context("spawn")  # no inherited threads, locks or buffers
+        task_reader, task_writer = context.Pipe(duplex=False)
+        result_reader, result_writer = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_work,
+            args=(task_reader, result_writer, template, concurrency, per_host, share_probes),
+            name="maildiag-batch-worker",
+            daemon=True,
+        )
+        process.start()
+        task_reader.close()
+        result_writer.close()  # so that a worker's death reads as end of file here
+        # A little more than it can run at once, so it never waits for the parent.
+        return cls(process, task_writer, result_reader, window=concurrency + concurrency // 4 + 1)
+
+    def has_room(self) -> bool:
+        return len(self.pending) < self.window
+
+    def send(self, entry: BatchEntry) -> None:
+        self._next_id += 1
+        self.pending[self._next_id] = entry
+        try:
+            self.tasks.send((self._next_id, entry))
+        except OSError:
+            pass  # it died: receive() reports its pending entries
+
+    def finish(self) -> None:
+        if self.running and not self.finishing:
+            self.finishing = True
+            try:
+                self.tasks.send(None)
+            except OSError:
+                pass
+
+    def receive(self) -> Iterator[BatchResult]:
+        try:
+            message = self.results.recv()
+        except (EOFError, OSError):
+            message = None
+            lost = list(self.pending.values())
+            self.pending.clear()
+            self.running = False
+            code = self.process.exitcode
+            how = f"exit status {code}" if code is not None else "no exit status yet"
+            for entry in lost:
+                yield failed_result(
+                    entry,
+                    f"maildiag internal error: the worker process checking it ended ({how})",
+                    "internal_error",
+                )
+            return
+        if message is None:
+            self.running = False
+            return
+        number, result = message
+        self.pending.pop(number, None)
+        yield result
+
+    def end(self) -> None:
+        """Ends the worker: at once if it still has work, else after it said goodbye."""
+        if self.running or self.pending:
+            self.process.terminate()
+        self.process.join(_STOP_GRACE_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.tasks.close()
+        self.results.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _work(
+    tasks: Connection,
+    results: Connection,
+    template: CheckRequest,
+    concurrency: int,
+    per_host: int,
+    share_probes: bool,
+) -> None:
+    """A worker process: checks what arrives on ``tasks``, answers on ``results``."""
+    from .limits import HostLimiter
+    from .runner import ProbeCache
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limiter = HostLimiter(per_host) if per_host else None
+    cache = ProbeCache() if share_probes else None
+    send_lock = threading.Lock()
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check")
+
+    def answer(number: int, future: Future[BatchResult]) -> None:
+        try:
+            with send_lock:
+                results.send((number, future.result()))
+        except OSError:
+            os._exit(0)  # the parent is gone
+
+    while True:
+        try:
+            message = tasks.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # the parent is gone: nobody is left to read results
+        if message is None:
+            break
+        number, entry = message
+        future = pool.submit(check_entry, entry, template, limiter, cache)
+        future.add_done_callback(functools.partial(answer, number))
+    pool.shutdown(wait=True)
+    with send_lock:
+        results.send(None)
+    # Probes a check gave up on may still wait for a socket timeout: leave them.
+    os._exit(0)
