@@ -50,10 +50,12 @@ REPORT_SCHEMA = json.loads((ROOT / "maildiag" / "schema" / "report.schema.json")
 def test_plain_domain_and_overrides() -> None:
     assert parse_line("kunde.test", 1) == BatchEntry(1, "kunde.test")
     entry = parse_line("  shop.test  imap=Mail.Provider.test smtp=smtp.provider.test  # x", 7)
-    assert entry == BatchEntry(7, "shop.test", {Protocol.IMAP: "mail.provider.test",
-                                                Protocol.SMTP: "smtp.provider.test"})
+    assert entry == BatchEntry(
+        7, "shop.test", {Protocol.IMAP: "mail.provider.test", Protocol.SMTP: "smtp.provider.test"}
+    )
     assert parse_line("müller.test pop3=pop.provider.test", 2) == BatchEntry(
-        2, "müller.test", {Protocol.POP3: "pop.provider.test"})
+        2, "müller.test", {Protocol.POP3: "pop.provider.test"}
+    )
 
 
 @pytest.mark.parametrize("text", ["", "   ", "# a comment", "   # indented comment"])
@@ -66,15 +68,18 @@ def test_a_hash_inside_a_word_is_not_a_comment() -> None:
     assert parse_line("a#b.test", 1) == BatchEntry(1, "a#b.test")
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("kunde.test imap", "after the domain only"),
-    ("kunde.test ftp=files.test", "unknown key 'ftp'"),
-    ("kunde.test imap=a.test imap=b.test", "given twice"),
-    ("kunde.test imap=bad..host", "empty label"),
-    ("kunde.test imap=", "empty"),
-    ("imap=mail.test", "must start with a domain"),
-    ("x" * 3000, "longer than"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("kunde.test imap", "after the domain only"),
+        ("kunde.test ftp=files.test", "unknown key 'ftp'"),
+        ("kunde.test imap=a.test imap=b.test", "given twice"),
+        ("kunde.test imap=bad..host", "empty label"),
+        ("kunde.test imap=", "empty"),
+        ("imap=mail.test", "must start with a domain"),
+        ("x" * 3000, "longer than"),
+    ],
+)
 def test_malformed_lines_say_why(text: str, reason: str) -> None:
     parsed = parse_line(text, 12)
     assert isinstance(parsed, BadLine)
@@ -82,8 +87,14 @@ def test_malformed_lines_say_why(text: str, reason: str) -> None:
 
 
 def test_reading_numbers_lines_and_survives_bad_bytes() -> None:
-    data = [b"\xef\xbb\xbfa.test\n", b"# comment\n", b"\xff\xfe.test\n", b"\n", b"b.test x\n",
-            b"c.test\r\n"]
+    data = [
+        b"\xef\xbb\xbfa.test\n",
+        b"# comment\n",
+        b"\xff\xfe.test\n",
+        b"\n",
+        b"b.test x\n",
+        b"c.test\r\n",
+    ]
     items = list(read_entries(data))
     assert items[0] == BatchEntry(1, "a.test")  # byte order mark removed
     assert isinstance(items[1], BadLine) and items[1].line == 3 and "UTF-8" in items[1].reason
@@ -108,12 +119,21 @@ def test_an_empty_batch_is_unknown() -> None:
 def test_error_lines_follow_the_report_schema() -> None:
     line = error_json("a@b.test", "is an email address", "invalid_domain")
     jsonschema.validate(line, REPORT_SCHEMA)
-    assert (line["status"], line["exit_code"], line["error_kind"]) == ("UNKNOWN", 3,
-                                                                       "invalid_domain")
+    assert (line["status"], line["exit_code"], line["error_kind"]) == (
+        "UNKNOWN",
+        3,
+        "invalid_domain",
+    )
 
 
-OFFLINE_OPTIONS = {"timeout": 1.0, "deadline": 2.0, "nameserver": "127.0.0.86:9",
-                   "cert_warning_days": 21.0, "cert_critical_days": 7.0, "no_autoconfig": True}
+OFFLINE_OPTIONS = {
+    "timeout": 1.0,
+    "deadline": 2.0,
+    "nameserver": "127.0.0.86:9",
+    "cert_warning_days": 21.0,
+    "cert_critical_days": 7.0,
+    "no_autoconfig": True,
+}
 
 
 def test_input_is_read_lazily_so_memory_stays_flat() -> None:
@@ -180,12 +200,15 @@ ADDRESSES = ["127.0.0.87", "127.0.0.88", "127.0.0.89"]
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory):
-    extra = {"broken.test": "SERVFAIL",
-             "dangling.test": {"@": {"MX": ["10 gone.provider.test."]}}}
+    extra = {"broken.test": "SERVFAIL", "dangling.test": {"@": {"MX": ["10 gone.provider.test."]}}}
     # Host 2 has no STARTTLS on submission: its domains are CRITICAL.
-    with Provider(tmp_path_factory.mktemp("provider"), ADDRESSES, domains=DOMAINS,
-                  extra_zones=extra,
-                  behaviours={2: {"submission": Behaviour.NO_STARTTLS}}) as lab:
+    with Provider(
+        tmp_path_factory.mktemp("provider"),
+        ADDRESSES,
+        domains=DOMAINS,
+        extra_zones=extra,
+        behaviours={2: {"submission": Behaviour.NO_STARTTLS}},
+    ) as lab:
         yield lab
 
 
@@ -237,8 +260,13 @@ def server_overlap(lab: Provider) -> int:
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """The real command in its own process, as a cron job would run it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "maildiag", *args], capture_output=True,
-                          env=env, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "maildiag", *args],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 def write_list(path: Path, lines: list[str]) -> Path:
@@ -250,8 +278,13 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
     provider, tmp_path, monkeypatch, capfdbinary
 ) -> None:
     domains = list(provider.domains)
-    special = ["nowhere.kunden.test", "broken.test", "dangling.test", "alice@kunden.test",
-               "bad_name!.test"]
+    special = [
+        "nowhere.kunden.test",
+        "broken.test",
+        "dangling.test",
+        "alice@kunden.test",
+        "bad_name!.test",
+    ]
     lines = ["# the customers of the test provider", ""]
     lines += domains[:100] + ["d0000.kunden.test frobnicate=1"] + domains[100:]
     lines += ["", *special, "d0001.kunden.test imap"]
@@ -260,9 +293,22 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
     reset_logs(provider)
     counter = ConnectionCounter(monkeypatch)
     # In this process and connecting for every domain, so the client-side count sees all.
-    code = main(["batch", str(source), "--concurrency", "40", "--per-host", "2",
-                 "--processes", "1", "--no-share-probes",
-                 "--timeout", "3", *provider.cli_options()])
+    code = main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "40",
+            "--per-host",
+            "2",
+            "--processes",
+            "1",
+            "--no-share-probes",
+            "--timeout",
+            "3",
+            *provider.cli_options(),
+        ]
+    )
     captured = capfdbinary.readouterr()
     out, err = captured.out.decode(), captured.err.decode()
 
@@ -302,16 +348,28 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
     assert code == 2
 
 
-def test_without_the_cap_connections_pile_up(
-    provider, tmp_path, monkeypatch, capfdbinary
-) -> None:
+def test_without_the_cap_connections_pile_up(provider, tmp_path, monkeypatch, capfdbinary) -> None:
     """The twin: --per-host 0 lets a busy batch open many connections to one address."""
     source = write_list(tmp_path / "domains.txt", provider.domains[:90])
     reset_logs(provider)
     counter = ConnectionCounter(monkeypatch)
-    code = main(["batch", str(source), "--concurrency", "30", "--per-host", "0",
-                 "--processes", "1", "--no-share-probes",
-                 "--timeout", "3", "-q", *provider.cli_options()])
+    code = main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "30",
+            "--per-host",
+            "0",
+            "--processes",
+            "1",
+            "--no-share-probes",
+            "--timeout",
+            "3",
+            "-q",
+            *provider.cli_options(),
+        ]
+    )
     assert len(capfdbinary.readouterr().out.splitlines()) == 90
     # Only the client-side count can prove overlap: the server log gives a lower
     # bound that may miss it (see server_overlap), so it is asserted in the cap test only.
@@ -328,9 +386,23 @@ def test_two_worker_processes_share_the_per_host_cap(provider, tmp_path, capfdbi
     """Each of two workers gets one of the two connections per host: counted at the servers."""
     source = write_list(tmp_path / "domains.txt", provider.domains[:120])
     reset_gauges(provider)
-    code = main(["batch", str(source), "--concurrency", "40", "--per-host", "2",
-                 "--processes", "2", "--no-share-probes", "--timeout", "3", "-q",
-                 *provider.cli_options()])
+    code = main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "40",
+            "--per-host",
+            "2",
+            "--processes",
+            "2",
+            "--no-share-probes",
+            "--timeout",
+            "3",
+            "-q",
+            *provider.cli_options(),
+        ]
+    )
     records = [json.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
     assert sorted(r["domain"] for r in records) == sorted(provider.domains[:120])
     assert not any(e.get("shared") for r in records for e in r["endpoints"])
@@ -343,9 +415,23 @@ def test_two_worker_processes_without_a_cap_open_more(provider, tmp_path, capfdb
     """The twin: the server-side gauge does see more than two when nothing caps them."""
     source = write_list(tmp_path / "domains.txt", provider.domains[:120])
     reset_gauges(provider)
-    main(["batch", str(source), "--concurrency", "40", "--per-host", "0",
-          "--processes", "2", "--no-share-probes", "--timeout", "3", "-q",
-          *provider.cli_options()])
+    main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "40",
+            "--per-host",
+            "0",
+            "--processes",
+            "2",
+            "--no-share-probes",
+            "--timeout",
+            "3",
+            "-q",
+            *provider.cli_options(),
+        ]
+    )
     assert len(capfdbinary.readouterr().out.splitlines()) == 120
     assert max(host.gauge.peak for host in provider.hosts) > 2
 
@@ -357,8 +443,18 @@ def test_shared_probes_connect_once_per_endpoint_not_per_domain(
     source = write_list(tmp_path / "domains.txt", on_host0)
     host0 = provider.hosts[0]
     before = sum(server.connections_total for server in host0.servers.values())
-    code = main(["batch", str(source), "--concurrency", "10", "--processes", "1", "-q",
-                 *provider.cli_options()])
+    code = main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "10",
+            "--processes",
+            "1",
+            "-q",
+            *provider.cli_options(),
+        ]
+    )
     records = [json.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
     made = sum(server.connections_total for server in host0.servers.values()) - before
     assert made == 6  # one probe per port, however many domains name the host
@@ -371,8 +467,19 @@ def test_shared_probes_connect_once_per_endpoint_not_per_domain(
 
     # The twin: --no-share-probes connects for every domain.
     before = sum(server.connections_total for server in host0.servers.values())
-    main(["batch", str(source), "--concurrency", "10", "--processes", "1", "-q",
-          "--no-share-probes", *provider.cli_options()])
+    main(
+        [
+            "batch",
+            str(source),
+            "--concurrency",
+            "10",
+            "--processes",
+            "1",
+            "-q",
+            "--no-share-probes",
+            *provider.cli_options(),
+        ]
+    )
     capfdbinary.readouterr()
     made = sum(server.connections_total for server in host0.servers.values()) - before
     assert made == 6 * 30
@@ -380,8 +487,7 @@ def test_shared_probes_connect_once_per_endpoint_not_per_domain(
 
 def test_host_overrides_per_domain(provider, tmp_path, capfdbinary) -> None:
     # d0002 lives on host 2 (no STARTTLS on submission); send its SMTP to host 0 instead.
-    source = write_list(tmp_path / "domains.txt",
-                        ["d0002.kunden.test smtp=mail0.provider.test"])
+    source = write_list(tmp_path / "domains.txt", ["d0002.kunden.test smtp=mail0.provider.test"])
     code = main(["batch", str(source), "-q", *provider.cli_options()])
     (record,) = [json.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
     smtp_hosts = {e["host"] for e in record["endpoints"] if e["protocol"] == "smtp"}
@@ -413,19 +519,41 @@ def test_missing_file_is_a_usage_error(capfd) -> None:
 def _batch_process(lab: Provider, source: Path, out: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "maildiag", "batch", str(source), "--concurrency", "4",
-         "--timeout", "20", "--deadline", "60", *lab.cli_options()],
-        stdout=out.open("wb"), stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "maildiag",
+            "batch",
+            str(source),
+            "--concurrency",
+            "4",
+            "--timeout",
+            "20",
+            "--deadline",
+            "60",
+            *lab.cli_options(),
+        ],
+        stdout=out.open("wb"),
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
     )
 
 
 @pytest.fixture(scope="module")
 def stalling(tmp_path_factory: pytest.TempPathFactory):
     """Host 1 accepts connections and never greets: its domains take until --timeout."""
-    with Provider(tmp_path_factory.mktemp("stalling"), ["127.0.0.86", "127.0.1.86"],
-                  domains=40, behaviours={1: dict.fromkeys(
-                      ("imap", "imaps", "pop3", "pop3s", "submission", "submissions"),
-                      Behaviour.NEVER_GREET)}) as lab:
+    with Provider(
+        tmp_path_factory.mktemp("stalling"),
+        ["127.0.0.86", "127.0.1.86"],
+        domains=40,
+        behaviours={
+            1: dict.fromkeys(
+                ("imap", "imaps", "pop3", "pop3s", "submission", "submissions"),
+                Behaviour.NEVER_GREET,
+            )
+        },
+    ) as lab:
         yield lab
 
 
