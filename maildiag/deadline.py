@@ -32,6 +32,11 @@ class Deadline:
     def expired(self) -> bool:
         return self.remaining() <= 0.0
 
+    def wait_timeout(self, grace: float = 0.0) -> float | None:
+        """How long to wait for another thread: what is left plus ``grace``; None if unlimited."""
+        left = self.remaining()
+        return None if left == float("inf") else left + grace
+
     def step_timeout(self, per_step: float) -> float:
         left = self.remaining()
         if left <= 0.0:

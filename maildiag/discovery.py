@@ -150,7 +150,7 @@ def discover(
         autoconfig_results: tuple[AutoconfigResult, ...] = ()
         if fetched is not None:
             try:
-                autoconfig_results = fetched.result(timeout=_wait(deadline))
+                autoconfig_results = fetched.result(timeout=deadline.wait_timeout(_GRACE))
             except concurrent.futures.TimeoutError:
                 autoconfig_results = (
                     AutoconfigResult(
@@ -299,11 +299,6 @@ def _addresses(resolver: Resolver, host: str, deadline: Deadline) -> list[str]:
     return resolver.addresses(host, deadline)
 
 
-def _wait(deadline: Deadline) -> float | None:
-    remaining = deadline.remaining()
-    return None if remaining == float("inf") else remaining + _GRACE
-
-
 def _result(
     future: concurrent.futures.Future[list[_T]],
     query: str,
@@ -316,7 +311,7 @@ def _result(
     _pop3._tcp record and no pop. host.
     """
     try:
-        return future.result(timeout=_wait(deadline)), None
+        return future.result(timeout=deadline.wait_timeout(_GRACE)), None
     except concurrent.futures.TimeoutError:
         error = DnsLookupError("timeout", "still unanswered when the run's deadline passed", query)
     except DnsLookupError as e:

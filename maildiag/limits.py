@@ -54,13 +54,12 @@ class HostLimiter:
             slot.waiting += 1
             try:
                 while slot.busy >= self.per_host:
-                    remaining = deadline.remaining()
-                    if remaining <= 0:
+                    if deadline.expired:
                         raise DeadlineExceeded(
                             f"the run's deadline passed while waiting for a free connection "
                             f"to {address} (at most {self.per_host} at a time)"
                         )
-                    slot.free.wait(None if remaining == float("inf") else remaining)
+                    slot.free.wait(deadline.wait_timeout())
             except BaseException:
                 slot.waiting -= 1
                 if slot.busy < self.per_host:

@@ -72,7 +72,7 @@ class AddressCache:
                 future.set_result(self._resolver.addresses(host, deadline))
             except BaseException as exc:  # handed to every waiter, raised below
                 future.set_exception(exc)
-        return future.result(timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS)
+        return future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
 
 
 class ProbeCache:
@@ -116,7 +116,7 @@ class ProbeCache:
                     break
                 future = entry[1]
             try:
-                result = future.result(timeout=_wait(deadline))
+                result = future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
             except TimeoutError:
                 return _stuck(endpoint)
             except Exception:  # noqa: BLE001 - the owner's failure; probe anew
@@ -151,11 +151,6 @@ class ProbeCache:
         with self._lock:
             if self._entries.get(key, (0.0, None))[1] is future:
                 del self._entries[key]
-
-
-def _wait(deadline: Deadline) -> float | None:
-    remaining = deadline.remaining()
-    return None if remaining == float("inf") else remaining + DEADLINE_GRACE_SECONDS
 
 
 def diagnose(
@@ -270,7 +265,7 @@ def run_probes(
     while pending:
         done, pending = wait(
             pending,
-            timeout=deadline.remaining() + DEADLINE_GRACE_SECONDS,
+            timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS),
             return_when=FIRST_COMPLETED,
         )
         if not done:

@@ -169,28 +169,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         yield provider
 
 
-def _template(lab: Provider, *extra: str):
-    return build_request("", **_options(lab, *extra))
-
-
-def _options(lab: Provider, *extra: str) -> dict[str, object]:
-    from maildiag.cli import cli
-
-    command = cli.commands["batch"]
-    context = command.make_context("batch", ["-", *lab.cli_options(), *extra])
-    params = dict(context.params)
-    for name in (
-        "source",
-        "output_format",
-        "concurrency",
-        "per_host",
-        "share_probes",
-        "processes",
-        "progress",
-        "quiet",
-    ):
-        params.pop(name)
-    return params
+def _template(lab: Provider, timeout: float = 5.0, deadline: float = 30.0) -> CheckRequest:
+    return build_request(
+        "",
+        timeout=timeout,
+        deadline=deadline,
+        nameserver=lab.dns.nameserver,
+        ca_file=str(lab.pki.ca_pem_path),
+        cert_warning_days=21.0,
+        cert_critical_days=7.0,
+        no_autoconfig=True,
+    )
 
 
 def test_workers_check_every_entry_and_keep_bad_lines_in_order(lab: Provider) -> None:
@@ -215,7 +204,7 @@ def test_a_worker_that_dies_leaves_unknown_lines_not_holes(lab: Provider) -> Non
 
     stalling = lab.domains[1::2][:8]  # on host 1: they wait for their --timeout
     entries = [BatchEntry(n, domain) for n, domain in enumerate(stalling, start=1)]
-    template = _template(lab, "--timeout", "20", "--deadline", "60")
+    template = _template(lab, timeout=20, deadline=60)
     results = run_in_processes(entries, template, processes=2, concurrency=8, per_host=2)
     killed = threading.Event()
 
@@ -245,7 +234,7 @@ def test_stop_ends_the_batch_and_its_workers_at_once(lab: Provider) -> None:
         target=lambda: collected.extend(
             run_in_processes(
                 stalling,
-                _template(lab, "--timeout", "20"),
+                _template(lab, timeout=20),
                 processes=2,
                 concurrency=4,
                 per_host=2,
