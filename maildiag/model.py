@@ -136,6 +136,10 @@ class CertificateInfo:
     self_issued: bool  # subject == issuer
     key_description: str  # "RSA 2048", "EC secp256r1", ...
     signature_algorithm: str
+    key_type: str = ""  # "RSA", "EC", "DSA", "Ed25519", "Ed448"; "" when unsupported
+    key_bits: int | None = None  # RSA/DSA modulus, EC curve size
+    signature_hash: str | None = None  # "sha256", "sha1", "md5"; None for Ed25519 or unknown
+    ca_issuers: tuple[str, ...] = ()  # AIA caIssuers URLs (RFC 5280 §4.2.2.1)
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,9 @@ class TlsFacts:
     hostname_matches: bool
     days_remaining: float | None  # of the leaf; negative when expired
     handshake_seconds: float
+    # The verdict INVALID is only due to a weak key or signature hash (see
+    # tls.weak_key / tls.weak_signature): reported by those findings instead.
+    rejected_as_weak: bool = False
 
     @property
     def leaf(self) -> CertificateInfo | None:
@@ -168,6 +175,9 @@ class AuthStatus(enum.StrEnum):
     TEMPORARY_FAILURE = "temporary_failure"  # [UNAVAILABLE], [SYS/TEMP], [IN-USE], 454
     ACCOUNT_DISABLED = "account_disabled"  # [CONTACTADMIN], [EXPIRED], [AUTHORIZATIONFAILED]
     FAILED = "failed"  # refused for another (permanent) reason
+    # Sent, but no verdict came back in time (or the server hung up): the
+    # password may have been judged wrong all the same, so nobody else tries it.
+    NO_ANSWER = "no_answer"
     SKIPPED = "skipped"  # not tried; ``detail`` says why
 
     def __str__(self) -> str:
@@ -184,7 +194,7 @@ class AuthResult:
     detail: str | None
     seconds: float | None = None
     # Why a login was not tried (status "skipped"): lockout, untrusted_certificate,
-    # plaintext, no_pilot_verdict.
+    # plaintext, no_pilot_verdict, foreign_host (autoconfig named another domain's server).
     skipped_because: str | None = None
 
 

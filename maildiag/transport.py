@@ -67,6 +67,7 @@ class Connection:
         self.timeout = timeout
         self.deadline = deadline
         self.bytes_received = 0
+        self.closed = False
 
     @classmethod
     def open(cls, address: str, port: int, *, timeout: float, deadline: Deadline) -> Connection:
@@ -106,7 +107,12 @@ class Connection:
     def _operation_end(self) -> float:
         return time.monotonic() + self.deadline.step_timeout(self.timeout)
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise PeerClosed("the connection was already given up")
+
     def send(self, data: bytes) -> None:
+        self._check_open()
         end = self._operation_end()
         view = memoryview(data)
         while view:
@@ -126,6 +132,7 @@ class Connection:
 
         The whole wait is bounded by the per-operation timeout and the deadline.
         """
+        self._check_open()
         end = self._operation_end()
         while True:
             item = parse()
@@ -209,6 +216,8 @@ class Connection:
         )
 
     def close(self) -> None:
+        """Closes the socket; later sends and reads raise ``PeerClosed`` at once."""
+        self.closed = True
         try:
             self._sock.close()
         except OSError:

@@ -68,8 +68,9 @@ def fake(pki, loopback_address):
     """start(...) runs a FakeMailHost for kunde.test and DNS for it; returns (host, dns)."""
     stack = ExitStack()
 
-    def start(behaviours=None, *, cert=None, quota=_DEFAULT_QUOTA, mailbox=None):
+    def start(behaviours=None, *, cert=None, quota=_DEFAULT_QUOTA, mailbox=None, **options):
         extra = {} if quota is _DEFAULT_QUOTA else {"quota": quota}
+        extra.update(options)
         host = stack.enter_context(
             FakeMailHost(
                 loopback_address,
@@ -144,6 +145,46 @@ def test_wrong_password_on_fakes_is_one_failed_login(fake, check):
     assert code == 2
     assert _statuses(report) == ["skipped"] * 5 + ["wrong_credentials"]
     assert sum(host[key].failed_logins for key in KEYS) == 1
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_login_without_an_answer_in_time_is_tried_nowhere_else(fake, check):
+    # Courier's authdaemon answers a wrong password only after ~5 s. With a
+    # shorter timeout the first login gets no verdict; the server counts a
+    # failure all the same, so no other endpoint may send the password.
+    host, dns = fake(login_failure_delay=4.0)
+    started = time.monotonic()
+    code, report = check(dns, "--timeout", "1.5", password="not-" + PASSWORD)
+    assert time.monotonic() - started < 4.0
+    assert _statuses(report) == ["no_answer"] + ["skipped"] * 5
+    assert sum(len(_logins_sent(host[key])) for key in KEYS) == 1
+    codes = _codes(report)
+    assert codes.count("AUTH_NO_ANSWER") == 1 and codes.count("AUTH_SKIPPED_LOCKOUT") == 5
+    for wrong in ("SERVER_STALLED", "AUTH_REFUSED", "IMAP_UNREACHABLE", "AUTH_FAILED"):
+        assert wrong not in codes
+    skipped = [a for a in _auth(report).values() if a["status"] == "skipped"]
+    assert all("got no answer in time" in a["detail"] for a in skipped)
+    assert code == 1
+    # The server still judges the password once, after its pause: one failure, not six.
+    assert _wait_for(lambda: sum(host[k].failed_logins for k in KEYS) == 1, 5.0)
+    assert sum(host[k].failed_logins for k in KEYS) == 1
+
+
+def test_a_slow_refusal_within_the_timeout_is_a_wrong_password(fake, check):
+    host, dns = fake(login_failure_delay=0.5)
+    code, report = check(dns, password="not-" + PASSWORD)
+    assert _statuses(report) == ["skipped"] * 5 + ["wrong_credentials"]
+    assert "AUTH_NO_ANSWER" not in _codes(report)
+    assert code == 2
+    assert sum(host[k].failed_logins for k in KEYS) == 1
 
 
 def test_temporary_failure_is_reported_and_hands_the_pilot_on(fake, check):
@@ -505,6 +546,19 @@ def test_login_gate_refusal_skips_and_other_failures_hand_over():
     gate.report(object(), "POP3", AuthResult(AuthStatus.WRONG_CREDENTIALS, "PLAIN", "-ERR"))
     assert gate.wait_turn(Deadline(5))[0] is Turn.SKIP
     assert gate.refusal is not None and gate.refusal.where == "POP3"
+
+
+def test_login_gate_stops_everyone_when_the_pilot_gets_no_answer():
+    for verdict in (None, AuthResult(AuthStatus.NO_ANSWER, "PLAIN", "no answer within 4 s")):
+        gate = LoginGate()
+        _, pilot = gate.wait_turn(Deadline(5))
+        results: list[Turn] = []
+        waiter = threading.Thread(target=lambda: results.append(gate.wait_turn(Deadline(5))[0]))
+        waiter.start()
+        gate.report(pilot, "IMAP mail:993", verdict)
+        waiter.join(2)
+        assert results == [Turn.SKIP]
+        assert gate.refusal is not None and gate.refusal.result.status == AuthStatus.NO_ANSWER
 
 
 def test_login_gate_gives_up_at_the_deadline():

@@ -30,6 +30,11 @@ from .sessions import ImapSession, Pop3Session, SessionRefused, SmtpSession
 # Statuses that say "these credentials do not work here": trying them on the
 # other endpoints would only add failed logins.
 CREDENTIAL_REFUSALS = frozenset({AuthStatus.WRONG_CREDENTIALS, AuthStatus.ACCOUNT_DISABLED})
+# Statuses after which no other endpoint of the run may try the password: the
+# refusals, and a login that got no verdict in time. Courier's authdaemon
+# answers a wrong password only after ~5 s; with a shorter timeout the server
+# has counted a failure we never saw, and the next pilot would add another.
+STOPS_FURTHER_LOGINS = CREDENTIAL_REFUSALS | {AuthStatus.NO_ANSWER}
 
 # RFC 5530 response codes, as answers to LOGIN/AUTHENTICATE.
 _IMAP_CODES = {
@@ -372,11 +377,12 @@ class LoginGate:
 
     The first probe to reach its login becomes the pilot; the others wait
     (their connection and TLS checks already done in parallel). A successful
-    login lets them all go; wrong credentials or a disabled account make them
-    skip; any other outcome (mechanism missing, temporary failure) hands the
-    pilot's role to the next waiter. A refusal reported at any time stops the
-    endpoints that have not tried yet: hosting servers count failed logins per
-    address (fail2ban), so one wrong password must cost one failure, not six.
+    login lets them all go; wrong credentials, a disabled account or a login
+    without an answer (None or NO_ANSWER) make them skip; any other outcome
+    (mechanism missing, temporary failure) hands the pilot's role to the next
+    waiter. A stop reported at any time stops the endpoints that have not
+    tried yet: hosting servers count failed logins per address (fail2ban), so
+    one wrong password must cost one failure, not six.
     """
 
     def __init__(self) -> None:
@@ -404,16 +410,14 @@ class LoginGate:
 
     def report(self, token: object, where: str, result: AuthResult | None) -> None:
         """The outcome of a login (None: it broke off without an answer)."""
+        if result is None:
+            result = AuthResult(AuthStatus.NO_ANSWER, None, "the login broke off")
         with self._cond:
             if self._pilot is token:
                 self._pilot = None
-            if result is not None and result.status == AuthStatus.OK:
+            if result.status == AuthStatus.OK:
                 self._success = True
-            elif (
-                result is not None
-                and result.status in CREDENTIAL_REFUSALS
-                and self._refusal is None
-            ):
+            elif result.status in STOPS_FURTHER_LOGINS and self._refusal is None:
                 self._refusal = Verdict(where, result)
             self._cond.notify_all()
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 from ..credentials_input import Credentials
+from ..deadline import DeadlineExceeded
 from ..model import (
     AuthResult,
     AuthStatus,
@@ -27,6 +28,7 @@ from ..model import (
 )
 from ..protocols import imap, pop3
 from ..protocols.lines import ProtocolError
+from ..transport import PeerClosed, ReadTimeout
 from . import auth
 from .endpoint import ProbeRecorder
 from .sessions import ImapSession, Pop3Session, Session, SmtpSession
@@ -58,12 +60,12 @@ class MailboxChecks:
         if turn is auth.Turn.SKIP:
             verdict = self.gate.refusal
             assert verdict is not None
+            if verdict.result.status == AuthStatus.NO_ANSWER:
+                why = f"the login on {verdict.where} got no answer in time"
+            else:
+                why = f"{verdict.where} already refused these credentials ({verdict.result.status})"
             rec.extras["auth"] = AuthResult(
-                AuthStatus.SKIPPED,
-                None,
-                f"not tried: {verdict.where} already refused these credentials "
-                f"({verdict.result.status})",
-                skipped_because="lockout",
+                AuthStatus.SKIPPED, None, f"not tried: {why}", skipped_because="lockout"
             )
             return
         if turn is auth.Turn.GIVE_UP:
@@ -76,14 +78,21 @@ class MailboxChecks:
             return
 
         result: AuthResult | None = None
+        mechanism = auth.mechanism_for(session_name(endpoint), capabilities)
         try:
             with rec.timing(Phase.AUTH):
                 result, after = _login(session, self.credentials, capabilities)
+        except (ReadTimeout, PeerClosed, DeadlineExceeded) as exc:
+            # The endpoint worked up to here; only the login has no verdict. The
+            # connection is given up (a goodbye would wait behind the answer).
+            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
+            rec.extras["auth"] = result
+            session.conn.close()
+            return
         except Exception as exc:
             # The probe classifies the broken connection; the login itself has no answer.
-            rec.extras["auth"] = AuthResult(
-                AuthStatus.FAILED, None, f"no answer to the login: {exc}"
-            )
+            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
+            rec.extras["auth"] = result
             raise
         finally:
             self.gate.report(token, endpoint.label, result)

@@ -176,7 +176,14 @@ class _Signal(enum.Enum):
     CLOSE = "close"  # send what came before, then close
 
 
-_Action = bytes | _Signal
+@dataclass(frozen=True)
+class _Pause:
+    """Wait this long before the next action (a server that answers slowly)."""
+
+    seconds: float
+
+
+_Action = bytes | _Signal | _Pause
 
 
 class ConnectionGauge:
@@ -224,6 +231,11 @@ class _SessionConfig:
     messages: int
     auth_fault: Behaviour | None = None  # AUTH_TEMPORARY_FAILURE or NO_LOGIN_MECHANISM
     mailbox: FakeMailbox | None = None  # shared INBOX: SMTP delivers, IMAP sees it
+    # Courier's authdaemon answers a failed login only after about 5 s.
+    login_failure_delay: float = 0.0
+    # The failure reply quotes the client's line back (some servers echo the
+    # AUTH PLAIN blob): the secret must never reach maildiag's output.
+    echo_failed_logins: bool = False
 
 
 @dataclass(frozen=True)
@@ -422,6 +434,8 @@ class _Session:
         self._hooks = hooks
         self._input = _LineBuffer(self.max_line)
         self._messages = _fake_messages(config.messages)
+        self._last_line = b""
+        self._login_failed = False
 
     # -- driving ----------------------------------------------------------
 
@@ -438,6 +452,9 @@ class _Session:
                 break
             if step is None:
                 break
+            if self._login_failed:
+                self._login_failed = False
+                step = self._failed_login_reply(step)
             out += step
             if step and isinstance(step[-1], _Signal):
                 if step[-1] is _Signal.CLOSE:
@@ -465,13 +482,28 @@ class _Session:
         raise NotImplementedError
 
     def _record(self, line: bytes) -> None:
+        self._last_line = line
         self._hooks.command(line, self.tls_active)
 
     def _check_login(self, user: str, password: str | None) -> bool:
         ok = password is not None and user in self.config.users
         ok = ok and self.config.users[user] == password
         self._hooks.login(user, ok)
+        self._login_failed = not ok
         return ok
+
+    def _failed_login_reply(self, step: list[_Action]) -> list[_Action]:
+        """The failure reply, delayed and/or quoting the client's last line, as configured."""
+        if self.config.echo_failed_logins:
+            for i in range(len(step) - 1, -1, -1):
+                reply = step[i]
+                if isinstance(reply, bytes) and reply.endswith(b"\r\n"):
+                    step = [*step[:i], reply[:-2] + b" (you sent: " + self._last_line + b")\r\n",
+                            *step[i + 1 :]]
+                    break
+        if self.config.login_failure_delay:
+            step = [_Pause(self.config.login_failure_delay), *step]
+        return step
 
     @property
     def _may_authenticate(self) -> bool:
@@ -1624,6 +1656,8 @@ class FakeMailServer:
         idle_timeout: float = 60.0,
         mailbox: FakeMailbox | None = None,
         gauge: ConnectionGauge | None = None,
+        login_failure_delay: float = 0.0,
+        echo_failed_logins: bool = False,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1650,6 +1684,8 @@ class FakeMailServer:
             messages=messages,
             auth_fault=behaviour if behaviour in _AUTH_FAULTS else None,
             mailbox=mailbox,
+            login_failure_delay=login_failure_delay,
+            echo_failed_logins=echo_failed_logins,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
@@ -2025,6 +2061,9 @@ class FakeMailServer:
                 session.injected_bytes = 0
                 self._handshake(conn_id)
                 session.tls_started()
+            elif isinstance(action, _Pause):
+                if self._stopping.wait(action.seconds):
+                    return True
             elif action is _Signal.STALL_TLS:
                 self._hold(conn_id)
                 return True
@@ -2180,6 +2219,8 @@ class FakeMailHost:
         messages: int = 3,
         idle_timeout: float = 60.0,
         mailbox: FakeMailbox | None = None,
+        login_failure_delay: float = 0.0,
+        echo_failed_logins: bool = False,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -2214,6 +2255,8 @@ class FakeMailHost:
                 idle_timeout=idle_timeout,
                 mailbox=mailbox,
                 gauge=self.gauge,
+                login_failure_delay=login_failure_delay,
+                echo_failed_logins=echo_failed_logins,
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:
