@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .findings import make_finding
+from .findings import CHAIN_INCOMPLETE_CLIENTS, make_finding
 from .model import (
     AuthStatus,
     Discovery,
@@ -28,6 +28,7 @@ from .model import (
     TlsFacts,
     TrustStatus,
 )
+from .tls import WEAK_SIGNATURE_HASHES, weak_key, weak_signature
 
 
 @dataclass(frozen=True)
@@ -283,12 +284,36 @@ def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -
         TrustStatus.INVALID: "TLS_CERT_INVALID",
         TrustStatus.NO_CERTIFICATE: "TLS_CERT_INVALID",
     }
-    if facts.trust in trust_codes:
+    # A chain refused only for its weak key or signature hash is reported by
+    # TLS_KEY_WEAK / TLS_SIGNATURE_WEAK below, which say what to replace.
+    if facts.trust in trust_codes and not facts.rejected_as_weak:
         days_ago = int(-(facts.days_remaining or 0))
+        code = trust_codes[facts.trust]
+        extra: dict[str, Any] = {}
+        if code == "TLS_CHAIN_INCOMPLETE":
+            # Without an AIA caIssuers URL (RFC 5280 §4.2.2.1) no client can
+            # fetch the missing intermediate: critical, not "some clients".
+            urls = leaf.ca_issuers if leaf is not None else ()
+            extra = {
+                "severity": Severity.WARNING if urls else Severity.CRITICAL,
+                "clients": CHAIN_INCOMPLETE_CLIENTS[bool(urls)].format(
+                    ca_issuers=", ".join(urls)
+                ),
+                "ca_issuers": list(urls),
+            }
+        yield make_finding(code, endpoint, detail=detail, days_ago=days_ago, **extra, **base)
+    yield from _weak_crypto_findings(endpoint, facts, base)
+    if leaf is not None and not leaf.sans:
+        # RFC 9525 §6.3: the CN is no identifier any more; TLS_HOSTNAME_MISMATCH
+        # would tell the customer to use the CN, which fails just the same.
         yield make_finding(
-            trust_codes[facts.trust], endpoint, detail=detail, days_ago=days_ago, **base
+            "TLS_CERT_NO_SAN",
+            endpoint,
+            hostname=facts.hostname,
+            common_name=leaf.common_name or "none",
+            **base,
         )
-    if not facts.hostname_matches and leaf is not None:
+    elif not facts.hostname_matches and leaf is not None:
         names = [n for n in leaf.sans] or ([leaf.common_name] if leaf.common_name else [])
         yield make_finding(
             "TLS_HOSTNAME_MISMATCH",
@@ -317,6 +342,38 @@ def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -
     if weak_bits or any(marker in facts.cipher.upper() for marker in WEAK_CIPHER_MARKERS):
         yield make_finding(
             "TLS_CIPHER_WEAK", endpoint, cipher=facts.cipher, bits=facts.cipher_bits, **base
+        )
+
+
+def _weak_crypto_findings(
+    endpoint: Endpoint, facts: TlsFacts, base: dict[str, Any]
+) -> Iterator[Finding]:
+    # Every certificate the server sent, except self-issued roots beyond the
+    # leaf: clients take roots from their own store, and a root's
+    # self-signature is never checked.
+    sent = [c for i, c in enumerate(facts.chain) if i == 0 or not c.self_issued]
+    keys = [c for c in sent if weak_key(c)]
+    if keys:
+        yield make_finding(
+            "TLS_KEY_WEAK",
+            endpoint,
+            weak_keys="; ".join(f"{c.subject}: {c.key_description}" for c in keys),
+            certificates=[c.subject for c in keys],
+            **base,
+        )
+    signatures = [c for c in sent if weak_signature(c) and not c.self_issued]
+    if signatures:
+        yield make_finding(
+            "TLS_SIGNATURE_WEAK",
+            endpoint,
+            weak_signatures="; ".join(
+                f"{'its certificate' if c is facts.chain[0] else 'the intermediate'} "
+                f"{c.subject} signed with {WEAK_SIGNATURE_HASHES[c.signature_hash or '']} "
+                f"({c.signature_algorithm})"
+                for c in signatures
+            ),
+            certificates=[c.subject for c in signatures],
+            **base,
         )
 
 

@@ -281,9 +281,7 @@ _SPECS = (
         _S.WARNING,
         "The server does not send the intermediate certificate",
         "{host}:{port} sends its certificate without the intermediate certificate(s) that "
-        "link it to a trusted root: {detail}. Some clients (Thunderbird, Android, iOS) refuse "
-        "it, while others that download missing intermediates work — so only some customers "
-        "complain.",
+        "link it to a trusted root: {detail}. {clients}",
         "Configure the full chain file on the server (Let's Encrypt: fullchain.pem, not cert.pem).",
     ),
     FindingSpec(
@@ -292,6 +290,42 @@ _SPECS = (
         "The certificate is invalid",
         "The certificate of {host}:{port} is not valid: {detail}.",
         "Install a correctly issued certificate for the server name.",
+    ),
+    FindingSpec(
+        "TLS_CERT_NO_SAN",
+        _S.CRITICAL,
+        "The certificate names its server only in the common name",
+        "The certificate of {host}:{port} ({subject}) has no subjectAltName; the server name "
+        "appears only as its common name ({common_name}). Current clients ignore the common "
+        "name (RFC 9525; Chrome, Thunderbird, Apple Mail since iOS 13 and macOS 10.15) and "
+        "refuse the certificate as not valid for '{hostname}'.",
+        "Have the certificate reissued with '{hostname}' (and every other name clients use) as "
+        "a subjectAltName DNS name. Public CAs always do this; for a self-made certificate add "
+        "'-addext \"subjectAltName = DNS:{hostname}\"' to the openssl req command.",
+    ),
+    FindingSpec(
+        "TLS_KEY_WEAK",
+        _S.CRITICAL,
+        "The certificate's key is too weak",
+        "{host}:{port} presents a certificate with a key that current clients refuse: "
+        "{weak_keys}. OpenSSL at its default security level (2, on Debian, Ubuntu and RHEL) "
+        "rejects RSA keys below 2048 bits and elliptic-curve keys below 224 bits, and DSA "
+        "keys are not supported by TLS 1.3 and current clients; the connection fails with a "
+        "certificate or handshake error.",
+        "Create a new key (RSA 2048 bits or more, or EC P-256) and have the certificate "
+        "reissued for it (certbot: --key-type ecdsa or --rsa-key-size 4096; openssl req "
+        "-newkey rsa:3072), then install it and reload the mail service.",
+    ),
+    FindingSpec(
+        "TLS_SIGNATURE_WEAK",
+        _S.CRITICAL,
+        "The certificate is signed with SHA-1 or MD5",
+        "{host}:{port} presents {weak_signatures}. Such signatures can be forged, and current "
+        "clients (OpenSSL at its default security level, Chrome, Firefox, Apple and Microsoft "
+        "since 2017) reject the certificate, so the connection fails with a certificate error.",
+        "Have the certificate reissued with a SHA-256 signature and install the new chain "
+        "(a public CA reissues for free; a private CA must sign with -sha256, and an "
+        "intermediate signed with SHA-1 must be replaced too).",
     ),
     FindingSpec(
         "TLS_PROTOCOL_OUTDATED",
@@ -556,6 +590,19 @@ class _LenientFormatter(string.Formatter):
             return super().format_field(value, format_spec)
         except (ValueError, TypeError):
             return str(value)
+
+# The {clients} sentence of TLS_CHAIN_INCOMPLETE: whether a client can repair
+# the chain depends on the leaf's Authority Information Access extension.
+CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
+    True: "The certificate names where its issuer can be downloaded ({ca_issuers}), so "
+    "clients that fetch missing intermediates (Windows and Outlook, Apple Mail) work, while "
+    "others (Thunderbird, Android, most mail libraries) refuse it — so only some customers "
+    "complain.",
+    False: "The certificate does not say where its issuer can be downloaded (it has no "
+    "Authority Information Access caIssuers URL), so no client can fetch the missing "
+    "certificate: clients refuse the connection unless they happen to have that "
+    "intermediate stored already.",
+}
 
 
 _FORMATTER = _LenientFormatter()

@@ -182,6 +182,7 @@ def _describe(cert: x509.Certificate, der: bytes) -> CertificateInfo:
     digest = hashlib.sha256(der).hexdigest().upper()
     serial = cert.serial_number
     common_names = _common_names(cert)
+    key_type, key_bits = _key_size(cert)
     return CertificateInfo(
         subject=_name_string(cert, "subject"),
         issuer=_name_string(cert, "issuer"),
@@ -195,6 +196,10 @@ def _describe(cert: x509.Certificate, der: bytes) -> CertificateInfo:
         self_issued=_self_issued(cert),
         key_description=_key_description(cert),
         signature_algorithm=_signature_algorithm(cert),
+        key_type=key_type,
+        key_bits=key_bits,
+        signature_hash=_signature_hash(cert),
+        ca_issuers=_ca_issuers(cert),
     )
 
 
@@ -276,6 +281,76 @@ def _key_description(cert: x509.Certificate) -> str:
     if isinstance(key, dsa.DSAPublicKey):
         return f"DSA {key.key_size}"
     return type(key).__name__
+
+
+def _key_size(cert: x509.Certificate) -> tuple[str, int | None]:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "", None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    return "", None
+
+
+def _signature_hash(cert: x509.Certificate) -> str | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # an OID cryptography does not know
+        return None
+    return algorithm.name if algorithm is not None else None
+
+
+def _ca_issuers(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return ()
+    return tuple(
+        str(d.access_location.value)
+        for d in aia
+        if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+        and isinstance(d.access_location, x509.UniformResourceIdentifier)
+    )
+
+
+# What current clients refuse, as OpenSSL's default security level 2 does
+# (Debian, Ubuntu, RHEL 9; SSL_CTX_set_security_level(3)): RSA and DSA keys
+# below 2048 bits and EC keys below 224 bits, and signatures with SHA-1 or
+# MD5 (Chrome, Firefox, Apple and Microsoft stopped accepting SHA-1 server
+# certificates in 2017). DSA is refused at any size: TLS 1.3 has no DSA
+# signatures and the major clients removed DSA support altogether.
+_MIN_KEY_BITS = {"RSA": 2048, "EC": 224}
+WEAK_SIGNATURE_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
+
+
+def weak_key(info: CertificateInfo) -> bool:
+    """Whether clients refuse the certificate's public key as too weak."""
+    if info.key_type == "DSA":
+        return True
+    minimum = _MIN_KEY_BITS.get(info.key_type)
+    return minimum is not None and info.key_bits is not None and info.key_bits < minimum
+
+
+def weak_signature(info: CertificateInfo) -> bool:
+    """Whether the certificate is signed with a hash clients refuse (SHA-1, MD5)."""
+    return info.signature_hash in WEAK_SIGNATURE_HASHES
 
 
 def _signature_algorithm(cert: x509.Certificate) -> str:
@@ -364,10 +439,14 @@ def _dns_name_matches(presented: str, reference: str) -> bool:
 def hostname_matches(cert: x509.Certificate | bytes, hostname: str) -> bool:
     """Whether the certificate names `hostname` (RFC 6125).
 
-    IP addresses are compared with iPAddress entries only. DNS names are
-    compared with dNSName entries, and with the subject's common name only
-    when the certificate has no dNSName at all (RFC 6125 §6.4.4). Unicode and
-    A-label spellings of a name are equivalent. Unparsable DER matches nothing.
+    IP addresses are compared with iPAddress entries only, DNS names with
+    dNSName entries only. The subject's common name is never a match, even
+    when the certificate has no subjectAltName: RFC 6125 §6.4.4 still allowed
+    that fallback, but RFC 9525 §6.3 removed it and current clients (Chrome
+    since 58, Firefox, Thunderbird, Apple's TLS since iOS 13 / macOS 10.15)
+    refuse such a certificate, so a match here would promise a connection
+    that fails. Unicode and A-label spellings of a name are equivalent.
+    Unparsable DER matches nothing.
     """
     with _quiet_cryptography():
         return _hostname_matches(cert, hostname)
@@ -390,8 +469,7 @@ def _hostname_matches(cert: x509.Certificate | bytes, hostname: str) -> bool:
     reference = _to_alabel(hostname)
     if reference is None or "*" in reference:  # a wildcard is never a host name
         return False
-    candidates = dns if dns else _common_names(cert)
-    return any(_dns_name_matches(candidate, reference) for candidate in candidates)
+    return any(_dns_name_matches(candidate, reference) for candidate in dns)
 
 
 # -- trust -------------------------------------------------------------------
@@ -510,10 +588,43 @@ def _chain_verifier(anchors: TrustAnchors, now: datetime) -> ClientVerifier:
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer`'s key made the signature on `cert`, whatever its hash.
+
+    cryptography refuses SHA-1 and MD5 in `verify_directly_issued_by`; those
+    are checked by hand, so that a certificate signed with SHA-1 is reported
+    as that, not as a signature that does not verify.
+    """
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
     try:
         cert.verify_directly_issued_by(issuer)
+    except (ValueError, UnsupportedAlgorithm):
+        # cryptography 46+ raises ValueError("Unsupported signature algorithm").
+        return _weakly_signed_by(cert, issuer)
+    except (TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _weakly_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+
+    try:
+        algorithm = cert.signature_hash_algorithm
+        if algorithm is None or algorithm.name not in WEAK_SIGNATURE_HASHES:
+            return False
+        if cert.issuer != issuer.subject:
+            return False
+        key = issuer.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
+        else:
+            return False
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
@@ -565,34 +676,45 @@ def _verification_message(exc: Exception) -> str:
     return f"the certificate chain does not verify: {message}"
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    trust: TrustStatus
+    detail: str | None = None
+    # INVALID only because of a weak key or signature hash in the path.
+    rejected_as_weak: bool = False
+
+
 def _judge(
     certs: list[x509.Certificate], leaf_der: bytes, anchors: TrustAnchors, now: datetime
-) -> tuple[TrustStatus, str | None]:
+) -> _Verdict:
     from cryptography.x509.verification import VerificationError
 
     leaf = certs[0]
     if now > leaf.not_valid_after_utc:
-        return TrustStatus.EXPIRED, _validity_problem(leaf, now, "the certificate")
+        return _Verdict(TrustStatus.EXPIRED, _validity_problem(leaf, now, "the certificate"))
     if now < leaf.not_valid_before_utc:
-        return TrustStatus.NOT_YET_VALID, _validity_problem(leaf, now, "the certificate")
+        return _Verdict(
+            TrustStatus.NOT_YET_VALID, _validity_problem(leaf, now, "the certificate")
+        )
     if leaf_der in anchors.ders:
         # Pinned: the user put this very certificate in the CA file.
-        return TrustStatus.TRUSTED, None
+        return _Verdict(TrustStatus.TRUSTED)
     if _self_issued(leaf) and _signed_by(leaf, leaf):
-        return TrustStatus.SELF_SIGNED, (
+        return _Verdict(
+            TrustStatus.SELF_SIGNED,
             f"the certificate {_quoted(leaf.subject)} is self-signed: no certificate "
-            "authority vouches for it"
+            "authority vouches for it",
         )
     try:
         _chain_verifier(anchors, now).verify(leaf, certs[1:])
     except (VerificationError, ValueError) as exc:
         return _explain_failure(certs, anchors, now, exc)
-    return TrustStatus.TRUSTED, None
+    return _Verdict(TrustStatus.TRUSTED)
 
 
 def _explain_failure(
     certs: list[x509.Certificate], anchors: TrustAnchors, now: datetime, exc: Exception
-) -> tuple[TrustStatus, str]:
+) -> _Verdict:
     # Follow the chain the server sent from the leaf up, by issuer name and
     # signature (servers may send certificates in any order, and extras).
     path = [certs[0]]
@@ -603,9 +725,10 @@ def _explain_failure(
             break
         signer = next((c for c in named if _signed_by(current, c)), None)
         if signer is None:
-            return TrustStatus.INVALID, (
+            return _Verdict(
+                TrustStatus.INVALID,
                 f"the signature on {_quoted(current.subject)} does not verify with the key "
-                f"of its issuer {_quoted(current.issuer)}"
+                f"of its issuer {_quoted(current.issuer)}",
             )
         path.append(signer)
     for intermediate in path[1:]:
@@ -613,32 +736,61 @@ def _explain_failure(
             intermediate, now, f"the intermediate certificate {_quoted(intermediate.subject)}"
         )
         if problem:
-            return TrustStatus.INVALID, problem
+            return _Verdict(TrustStatus.INVALID, problem)
 
     top = path[-1]
     trusted_names = {anchor.subject for anchor in anchors.certificates}
     if _self_issued(top):
         if top.subject in trusted_names:
-            return TrustStatus.INVALID, _verification_message(exc)
+            return _rejected(path, exc)
         if len(path) == 1:  # not SELF_SIGNED: its own key did not sign it
-            return TrustStatus.INVALID, (
+            return _Verdict(
+                TrustStatus.INVALID,
                 f"the certificate {_quoted(top.subject)} names itself as its issuer, "
-                "but its signature does not verify"
+                "but its signature does not verify",
             )
-        return TrustStatus.UNTRUSTED_ROOT, (
+        return _Verdict(
+            TrustStatus.UNTRUSTED_ROOT,
             f"the chain ends at {_quoted(top.subject)}, a root certificate authority that "
-            "is not trusted"
+            "is not trusted",
         )
     if top.issuer in trusted_names:
-        return TrustStatus.INVALID, _verification_message(exc)
+        return _rejected(path, exc)
     if len(path) == 1:
         detail = f"the server did not send the intermediate certificate {_quoted(top.issuer)}"
         if len(certs) > 1:
             detail += " (the other certificates it sent do not belong to this chain)"
-        return TrustStatus.INCOMPLETE_CHAIN, detail
-    return TrustStatus.UNTRUSTED_ROOT, (
-        f"issued by {_quoted(top.issuer)}, which is not a trusted certificate authority"
+        return _Verdict(TrustStatus.INCOMPLETE_CHAIN, detail)
+    return _Verdict(
+        TrustStatus.UNTRUSTED_ROOT,
+        f"issued by {_quoted(top.issuer)}, which is not a trusted certificate authority",
     )
+
+
+def _rejected(path: list[x509.Certificate], exc: Exception) -> _Verdict:
+    """The chain leads to a trusted root and still failed: name the weak link if any.
+
+    cryptography's verifier (like current clients) refuses SHA-1 and MD5
+    signatures and small keys along the path; its message ("Forbidden
+    signature algorithm") is not for people.
+    """
+    problems = []
+    for cert in path:
+        info = _describe(cert, b"")
+        if not info.self_issued and weak_signature(info):
+            hash_name = WEAK_SIGNATURE_HASHES[info.signature_hash or ""]
+            problems.append(
+                f"{_quoted(cert.subject)} is signed with {hash_name} "
+                f"({info.signature_algorithm}), which clients reject"
+            )
+        if weak_key(info):
+            problems.append(
+                f"the key of {_quoted(cert.subject)} ({info.key_description}) is too weak "
+                "for clients"
+            )
+    if problems:
+        return _Verdict(TrustStatus.INVALID, "; ".join(problems), rejected_as_weak=True)
+    return _Verdict(TrustStatus.INVALID, _verification_message(exc))
 
 
 def analyse(
@@ -786,5 +938,8 @@ def _analyse(
     if unparsable:
         problem = f"certificate #{unparsable[0] + 1} the server sent could not be parsed"
         return facts(TrustStatus.INVALID, problem, matches, days)
-    trust, detail = _judge(certs, chain_der[0], load_trust_anchors(ca_file), now)
-    return facts(trust, detail, matches, days)
+    verdict = _judge(certs, chain_der[0], load_trust_anchors(ca_file), now)
+    return replace(
+        facts(verdict.trust, verdict.detail, matches, days),
+        rejected_as_weak=verdict.rejected_as_weak,
+    )

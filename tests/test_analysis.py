@@ -285,6 +285,11 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         delivery_method="idle",
         flag=0.5,
         flag_method="idle",
+        # certificates clients refuse
+        clients="Some clients refuse it.",
+        common_name="h",
+        weak_keys="CN=x: RSA 1024",
+        weak_signatures="its certificate CN=x signed with SHA-1",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

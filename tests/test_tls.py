@@ -284,11 +284,13 @@ def test_ip_address_must_be_an_ip_san(pki: TestPKI) -> None:
     assert not hostname_matches(dns_spelling, "127.0.0.63")
 
 
-def test_common_name_is_used_when_there_is_no_dns_san(pki: TestPKI) -> None:
+def test_common_name_is_not_a_match_even_without_a_dns_san(pki: TestPKI) -> None:
+    # RFC 9525 §6.3 (and Chrome, Thunderbird, Apple): the CN is never checked,
+    # though RFC 6125 §6.4.4 still allowed it without a DNS-ID.
     facts = probe(
         pki.common_name_only("legacy.example.test"), "legacy.example.test", ca_file=pki.ca_pem_path
     )
-    assert facts.hostname_matches
+    assert not facts.hostname_matches
     assert facts.leaf is not None and facts.leaf.sans == ()
     assert facts.trust is TrustStatus.TRUSTED
 

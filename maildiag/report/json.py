@@ -52,7 +52,11 @@ def certificate_json(cert: CertificateInfo) -> dict[str, Any]:
         "fingerprint_sha256": cert.fingerprint_sha256,
         "self_issued": cert.self_issued,
         "key": cert.key_description,
+        "key_type": cert.key_type,
+        "key_bits": cert.key_bits,
         "signature_algorithm": cert.signature_algorithm,
+        "signature_hash": cert.signature_hash,
+        "ca_issuers": list(cert.ca_issuers),
     }
 
 

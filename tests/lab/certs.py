@@ -31,8 +31,8 @@ import idna
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 __all__ = ["ServerCert", "TestPKI", "legacy_tls_unsupported"]
 
@@ -85,6 +85,9 @@ class ServerCert:
     key_path: Path  # its private key (PEM)
     chain_path: Path  # what the server sends, leaf first (PEM)
     ca_path: Path  # the root that would make this chain trusted (PEM)
+    # A weak key or SHA-1/MD5 signature: OpenSSL's default security level
+    # refuses to load it, so the server context lowers it (clients decide).
+    weak: bool = False
 
     def server_context(
         self,
@@ -93,6 +96,8 @@ class ServerCert:
         maximum_version: ssl.TLSVersion | None = None,
     ) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if self.weak:
+            _allow_legacy_ciphers(context)
         context.load_cert_chain(self.chain_path, self.key_path)
         with warnings.catch_warnings():
             # Python deprecates TLS 1.0/1.1; the tests need servers that speak them.
@@ -135,6 +140,7 @@ class TestPKI:
         self.ca_pem_path = self.directory / "ca.pem"
         self.root.cert_pem.write_to_path(self.ca_pem_path)
         self._other: tuple[trustme.CA, trustme.CA, Path] | None = None
+        self._rsa: tuple[x509.Certificate, rsa.RSAPrivateKey, Path] | None = None
 
     # -- the twins ---------------------------------------------------------
 
@@ -237,6 +243,76 @@ class TestPKI:
             "forged", _names(hostnames), signer=ec.generate_private_key(ec.SECP256R1())
         )
 
+    def weak_key(self, hostnames: Hostnames, *, key: str = "rsa1024") -> ServerCert:
+        """A leaf with a key clients refuse: "rsa1024", "ec192" or "dsa2048"."""
+        private: _PrivateKey
+        if key.startswith("rsa"):
+            private = rsa.generate_private_key(public_exponent=65537, key_size=int(key[3:]))
+        elif key == "ec192":
+            private = ec.generate_private_key(ec.SECP192R1())
+        elif key == "dsa2048":
+            private = dsa.generate_private_key(key_size=2048)
+        else:
+            raise ValueError(f"unknown key kind {key!r}")
+        return self._custom(f"key-{key}", _names(hostnames), key=private, weak=True)
+
+    def missing_intermediate_with_aia(self, hostnames: Hostnames, url: str) -> ServerCert:
+        """Only the leaf is sent, but it names where its issuer can be fetched (AIA)."""
+        return self._custom("missing-intermediate-aia", _names(hostnames), aia=url, chain=False)
+
+    def weak_signature(
+        self, hostnames: Hostnames, *, digest: str = "sha1", where: str = "leaf"
+    ) -> ServerCert:
+        """A chain from an RSA root (its own `ca_path`) with a SHA-1 or MD5 signature.
+
+        `digest` "sha256" makes the healthy twin. `where` is "leaf" or
+        "intermediate": which certificate carries the weak signature.
+        cryptography no longer signs with SHA-1 or MD5, so the certificate is
+        built with SHA-256 and its signature replaced (PKCS #1 v1.5 RSA
+        signatures have the length of the modulus, so nothing else moves).
+        """
+        names = _names(hostnames)
+        root_cert, root_key, root_path = self._rsa_root()
+        inter_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        tag = trustme.random_text()[:6]
+        inter_name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORGANIZATION),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"RSA Intermediate {digest} {tag}"),
+            ]
+        )
+        now = _utcnow()
+        intermediate = (
+            x509.CertificateBuilder()
+            .subject_name(inter_name)
+            .issuer_name(root_cert.subject)
+            .public_key(inter_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(inter_key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False
+            )
+            .sign(root_key, hashes.SHA256())
+        )
+        if where == "intermediate":
+            intermediate = _resign_weak(intermediate, root_key, digest)
+        return self._custom(
+            f"signature-{digest}-{where}",
+            names,
+            key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            issuer=(intermediate, inter_key),
+            digest=digest if where == "leaf" else "sha256",
+            ca_pem=root_path.read_bytes(),
+            weak=digest != "sha256",
+        )
+
     def legacy_tls_unsupported(self) -> str | None:
         return legacy_tls_unsupported(self.good("legacy.test"))
 
@@ -276,13 +352,26 @@ class TestPKI:
         san: bool = True,
         usages: list[x509.ObjectIdentifier] | None = None,
         signer: ec.EllipticCurvePrivateKey | None = None,
+        key: _PrivateKey | None = None,
+        issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
+        digest: str = "sha256",
+        aia: str | None = None,
+        chain: bool = True,
+        ca_pem: bytes | None = None,
+        weak: bool = False,
     ) -> ServerCert:
-        issuer = x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes())
-        issuer_key = serialization.load_pem_private_key(
-            self.intermediate.private_key_pem.bytes(), password=None
-        )
-        assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
-        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+        if issuer is None:
+            issuer_cert = x509.load_pem_x509_certificate(self.intermediate.cert_pem.bytes())
+            loaded = serialization.load_pem_private_key(
+                self.intermediate.private_key_pem.bytes(), password=None
+            )
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            issuer_key = loaded
+        else:
+            issuer_cert, issuer_key = issuer
+        if key is None:
+            key = ec.generate_private_key(ec.SECP256R1())
         now = _utcnow()
         builder = (
             x509.CertificateBuilder()
@@ -294,7 +383,7 @@ class TestPKI:
                     ]
                 )
             )
-            .issuer_name(issuer.subject)
+            .issuer_name(issuer_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -312,9 +401,39 @@ class TestPKI:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
             )
+        if aia:
+            access = x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(aia)
+            )
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess([access]), critical=False
+            )
         cert = builder.sign(signer or issuer_key, hashes.SHA256())
-        pems = [cert.public_bytes(serialization.Encoding.PEM), self.intermediate.cert_pem.bytes()]
-        return self._write(kind, names, _key_pem(key), pems, self.root.cert_pem.bytes())
+        if digest != "sha256":
+            assert isinstance(issuer_key, rsa.RSAPrivateKey)
+            cert = _resign_weak(cert, issuer_key, digest)
+        pems = [cert.public_bytes(serialization.Encoding.PEM)]
+        if chain:
+            pems.append(issuer_cert.public_bytes(serialization.Encoding.PEM))
+        return self._write(
+            kind, names, _key_pem(key), pems, ca_pem or self.root.cert_pem.bytes(), weak=weak
+        )
+
+    def _rsa_root(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey, Path]:
+        """An RSA root CA (the lab's other roots are EC), written to its own file."""
+        if self._rsa is None:
+            ca = trustme.CA(
+                organization_name=_ORGANIZATION,
+                organization_unit_name=f"RSA Root CA {trustme.random_text()[:6]}",
+                key_type=trustme.KeyType.RSA,
+            )
+            cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+            key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            path = self.directory / "rsa-ca.pem"
+            ca.cert_pem.write_to_path(path)
+            self._rsa = (cert, key, path)
+        return self._rsa
 
     def _other_ca(self) -> tuple[trustme.CA, trustme.CA, Path]:
         if self._other is None:
@@ -333,7 +452,14 @@ class TestPKI:
         return self._other
 
     def _write(
-        self, kind: str, names: tuple[str, ...], key_pem: bytes, pems: list[bytes], ca_pem: bytes
+        self,
+        kind: str,
+        names: tuple[str, ...],
+        key_pem: bytes,
+        pems: list[bytes],
+        ca_pem: bytes,
+        *,
+        weak: bool = False,
     ) -> ServerCert:
         stem = f"{kind}-{next(self._counter):02d}"
         paths = {
@@ -352,10 +478,35 @@ class TestPKI:
             key_path=paths["key"],
             chain_path=paths["chain.pem"],
             ca_path=paths["ca.pem"],
+            weak=weak,
         )
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+_PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | dsa.DSAPrivateKey
+
+# sha256WithRSAEncryption and its weak siblings (RFC 8017 A.2.4): the same
+# arc, so the encoded OIDs have the same length.
+_RSA_SIGNATURE_OIDS = {
+    "sha256": bytes.fromhex("06092a864886f70d01010b"),
+    "sha1": bytes.fromhex("06092a864886f70d010105"),
+    "md5": bytes.fromhex("06092a864886f70d010104"),
+}
+_WEAK_HASHES = {"sha1": hashes.SHA1, "md5": hashes.MD5}
+
+
+def _resign_weak(cert: x509.Certificate, key: rsa.RSAPrivateKey, digest: str) -> x509.Certificate:
+    """`cert` (signed with SHA-256 by `key`) signed again with SHA-1 or MD5."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    # Twice: in the TBS part and in the outer signatureAlgorithm.
+    assert der.count(_RSA_SIGNATURE_OIDS["sha256"]) == 2
+    der = der.replace(_RSA_SIGNATURE_OIDS["sha256"], _RSA_SIGNATURE_OIDS[digest])
+    tbs = x509.load_der_x509_certificate(der).tbs_certificate_bytes
+    signature = key.sign(tbs, padding.PKCS1v15(), _WEAK_HASHES[digest]())
+    assert len(signature) == len(cert.signature) and der.count(cert.signature) == 1
+    return x509.load_der_x509_certificate(der.replace(cert.signature, signature))
+
+
+def _key_pem(key: _PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
