@@ -93,10 +93,15 @@ def analyse(
 
 
 def overall_status(discovery: Discovery, findings: Iterable[Finding]) -> Status:
-    """Monitoring-plugins status: the worst severity, UNKNOWN when nothing could be judged."""
+    """Monitoring-plugins status: the worst severity, UNKNOWN when nothing could be judged.
+
+    A domain that does not exist (NXDOMAIN) is an answer, not a failure to
+    judge: the mail of that domain is broken, so it is CRITICAL through its
+    finding's severity, as check_dns reports a missing name. UNKNOWN stays for
+    "could not find out" (DNS failed) and for bad input (the CLI's exit 3).
+    """
+    findings = tuple(findings)
     codes = {f.code for f in findings}
-    if "DOMAIN_NOT_FOUND" in codes and not discovery.endpoints:
-        return Status.UNKNOWN
     if "NO_MAIL_ENDPOINTS" in codes and discovery.problems:
         return Status.UNKNOWN
     worst = max((f.severity.rank for f in findings), default=0)

@@ -16,8 +16,9 @@ import click
 from . import __version__
 
 EXIT_CODES_HELP = (
-    "Exit status (monitoring-plugins convention): 0 OK, 1 WARNING, 2 CRITICAL, "
-    "3 UNKNOWN (the domain does not exist, DNS failed completely, or bad arguments)."
+    "Exit status (monitoring-plugins convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
+    "CRITICAL includes a domain that does not exist (DOMAIN_NOT_FOUND); UNKNOWN means "
+    "nothing could be judged: DNS failed completely, a malformed domain or bad arguments."
 )
 EXIT_UNKNOWN = 3
 
@@ -331,11 +332,7 @@ def check(domain: str, output_format: str, colour: str, verbose: bool, **options
     elif output_format == "nagios":
         from .report import nagios
 
-        thresholds = request.thresholds
-        click.echo(
-            nagios.render(diagnosis, thresholds.cert_warning_days, thresholds.cert_critical_days),
-            nl=False,
-        )
+        click.echo(nagios.render(diagnosis, thresholds=request.thresholds), nl=False)
     elif output_format == "junit":
         from .report import junit
 

@@ -26,6 +26,7 @@ from .model import Diagnosis, Endpoint, Outcome, ProbeResult
 from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
 from .probes.mailbox import MailboxChecks
 from .probes.sync import measure_sync
+from .quoting import MAX_QUOTED_CHARS, Sanitizer
 from .tls import load_trust_anchors
 
 # Past the deadline, give the probes this long to notice before declaring them stuck.
@@ -210,6 +211,10 @@ def diagnose(
     sync = None
     if creds is not None and request.sync:
         sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
+    # Server text is quoted by analysis: make it safe first (escaped, bounded,
+    # no secret), then check the finished diagnosis once more.
+    quoted = Sanitizer.for_credentials(creds, limit=MAX_QUOTED_CHARS)
+    discovery, results, sync = quoted(discovery), quoted(results), quoted(sync)
     findings = analyse(
         discovery,
         results,
@@ -219,7 +224,7 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
     )
-    return Diagnosis(
+    diagnosis = Diagnosis(
         domain=request.domain,
         domain_ascii=domain_ascii,
         started_at=started_at,
@@ -231,6 +236,7 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
     )
+    return Sanitizer.for_credentials(creds)(diagnosis)
 
 
 def run_probes(

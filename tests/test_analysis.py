@@ -206,7 +206,10 @@ def test_login_disabled_before_tls_is_not_plaintext_auth():
     assert "PLAINTEXT_AUTH_ALLOWED" not in codes(analyse(discovery(IMAP), [result]))
 
 
-def test_nonexistent_domain_is_unknown():
+def test_nonexistent_domain_is_critical():
+    # Monitoring-plugins guidelines: UNKNOWN is for "could not check" (bad
+    # arguments, a failed lookup); NXDOMAIN is a definite answer, and the
+    # domain's mail is down.
     empty = discovery(domain_exists=False, mx=())
     findings = analyse(empty, [])
     assert "DOMAIN_NOT_FOUND" in codes(findings)

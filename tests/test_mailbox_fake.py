@@ -548,17 +548,19 @@ def test_login_gate_refusal_skips_and_other_failures_hand_over():
     assert gate.refusal is not None and gate.refusal.where == "POP3"
 
 
-def test_login_gate_stops_everyone_when_the_pilot_gets_no_answer():
-    for verdict in (None, AuthResult(AuthStatus.NO_ANSWER, "PLAIN", "no answer within 4 s")):
-        gate = LoginGate()
-        _, pilot = gate.wait_turn(Deadline(5))
-        results: list[Turn] = []
-        waiter = threading.Thread(target=lambda: results.append(gate.wait_turn(Deadline(5))[0]))
-        waiter.start()
-        gate.report(pilot, "IMAP mail:993", verdict)
-        waiter.join(2)
-        assert results == [Turn.SKIP]
-        assert gate.refusal is not None and gate.refusal.result.status == AuthStatus.NO_ANSWER
+@pytest.mark.parametrize(
+    "verdict", [None, AuthResult(AuthStatus.NO_ANSWER, "PLAIN", "no answer within 4 s")]
+)
+def test_login_gate_stops_everyone_when_the_pilot_gets_no_answer(verdict):
+    gate = LoginGate()
+    _, pilot = gate.wait_turn(Deadline(5))
+    results: list[Turn] = []
+    waiter = threading.Thread(target=lambda: results.append(gate.wait_turn(Deadline(5))[0]))
+    waiter.start()
+    gate.report(pilot, "IMAP mail:993", verdict)
+    waiter.join(2)
+    assert results == [Turn.SKIP]
+    assert gate.refusal is not None and gate.refusal.result.status == AuthStatus.NO_ANSWER
 
 
 def test_login_gate_gives_up_at_the_deadline():
@@ -632,3 +634,66 @@ def test_a_normal_inbox_is_not(fake, pki):
     diagnosis = diagnose(dataclasses.replace(_sync_request(dns, pki), sync=False))
     assert "INBOX_LARGE" not in [f.code for f in diagnosis.findings]
     assert diagnosis.sync is None
+
+
+# -- servers that echo what the client sent --------------------------------------------
+
+
+def _secret_forms(user: str, password: str) -> list[str]:
+    import base64
+
+    raw = password.encode()
+    blobs = (raw, b"\0" + user.encode() + b"\0" + raw, user.encode() * 2 + raw)
+    return [password, *(base64.b64encode(b).decode() for b in blobs)]
+
+
+@pytest.mark.parametrize("path", LOGIN_PATHS)
+def test_an_echoed_login_never_shows_the_password_in_any_encoding(pki, loopback_address, path):
+    # Some servers quote the failed line back ("535 ... (you sent: AUTH PLAIN AGFsaWNl...)").
+    key, keep, _ = LOGIN_PATHS[path]
+    wrong = "Echo-Me-Not-99"
+    with FakeMailHost(loopback_address, pki.good([HOST]).server_context(), hostname=HOST,
+                      users={USER: PASSWORD}, echo_failed_logins=True) as host:
+        result = _login_with(host, key, keep, wrong)
+        echoed = [c for c in host[key].commands if b"you sent" not in c]
+    assert result.status != AuthStatus.OK
+    assert "you sent: " in (result.detail or "")  # the echo is there, only blotted out
+    for form in _secret_forms(USER, wrong):
+        assert form not in (result.detail or ""), form
+    assert echoed  # the server really received the secret
+
+
+def test_an_echoing_server_leaks_nothing_through_the_cli(fake, pki, capsys, monkeypatch):
+    host, dns = fake(echo_failed_logins=True)
+    wrong = "Echo-Me-Not-99"
+    monkeypatch.setenv("MAILDIAG_PASSWORD", wrong)
+    outputs = []
+    for fmt in ("json", "text", "nagios", "junit"):
+        main(["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
+              str(pki.ca_pem_path), "--timeout", "3", "--no-autoconfig", "--user", USER,
+              "--format", fmt])
+        outputs.append("".join(capsys.readouterr()))
+    report = json.loads(outputs[0])
+    assert any("you sent" in (e.get("auth") or {}).get("detail", "") for e in report["endpoints"])
+    for form in _secret_forms(USER, wrong):
+        for out in outputs:
+            assert form not in out
+
+
+def test_control_characters_in_a_greeting_never_reach_the_terminal(pki, loopback_address, capsys):
+    # A 554 greeting with ANSI escapes (the hostname is part of the fake's text).
+    evil = "mx\x1b[2J\x1b[31mHACKED\x1b[0m\u202e.kunde.test"
+    with FakeMailHost(loopback_address, pki.good([HOST]).server_context(), hostname=evil,
+                      behaviours=dict.fromkeys(KEYS, Behaviour.UNAVAILABLE)) as host:
+        args = ["check", "kunde.test", "--imap-host", host.address, "--pop3-host", host.address,
+                "--smtp-host", host.address, "--ca-file", str(pki.ca_pem_path), "--timeout",
+                "3", "--no-autoconfig", "--nameserver", "127.0.0.1:9"]
+        main([*args, "--format", "text", "--color", "never"])
+        text = "".join(capsys.readouterr())
+        main([*args, "--format", "json"])
+        raw_json = capsys.readouterr().out
+    assert "554" in text and "HACKED" in text  # quoted, but defused
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "\\x1b[2J" in text
+    report = json.loads(raw_json)
+    assert not any("\x1b" in json.dumps(v, ensure_ascii=False) for v in report["endpoints"])

@@ -24,7 +24,7 @@ from ..credentials_input import Credentials
 from ..deadline import Deadline
 from ..model import AuthResult, AuthStatus
 from ..protocols import imap, pop3, smtp
-from ..protocols.lines import sasl_encode
+from ..quoting import SecretScrubber
 from .sessions import ImapSession, Pop3Session, SessionRefused, SmtpSession
 
 # Statuses that say "these credentials do not work here": trying them on the
@@ -68,15 +68,11 @@ def _has(text: str, words: Iterable[str]) -> bool:
     return any(word in lowered for word in words)
 
 
-def _scrub(text: str | None, creds: Credentials, *extra: bytes) -> str | None:
-    """Server text with the password (and its base64 forms) blotted out, in case it echoes them."""
+def _scrub(text: str | None, creds: Credentials) -> str | None:
+    """Server text with the password, in every form we sent it, blotted out."""
     if not text:
         return text
-    secrets = [creds.password.reveal(), *(e.decode("ascii", "replace") for e in extra)]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
+    return SecretScrubber(creds.user, creds.password.reveal())(text)
 
 
 def _result(
@@ -85,12 +81,11 @@ def _result(
     detail: str | None,
     creds: Credentials,
     started: float,
-    *extra: bytes,
 ) -> AuthResult:
     return AuthResult(
         status=status,
         mechanism=mechanism,
-        detail=_scrub(detail, creds, *extra),
+        detail=_scrub(detail, creds),
         seconds=time.perf_counter() - started,
     )
 
@@ -229,7 +224,7 @@ def imap_login(
         _, answer = _imap_read_until(session, tag)
         if isinstance(answer, imap.Continuation):
             detail = "the server keeps asking for more authentication data"
-            return _result(AuthStatus.FAILED, shown, detail, creds, started, message), caps
+            return _result(AuthStatus.FAILED, shown, detail, creds, started), caps
     if isinstance(answer, imap.Tagged) and answer.ok:
         after = imap.capabilities_from([*untagged, answer])
         if after is None:
@@ -241,7 +236,7 @@ def imap_login(
     code = f"[{answer.code}] " if answer.code else ""
     label = answer.status if isinstance(answer, imap.Tagged) else answer.keyword
     detail = f"{label} {code}{answer.text}".strip()
-    return _result(_imap_status(answer), shown, detail, creds, started, message), caps
+    return _result(_imap_status(answer), shown, detail, creds, started), caps
 
 
 # --- POP3 -------------------------------------------------------------------------
@@ -272,10 +267,8 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
     if mechanism is None:
         detail = "CAPA announces neither USER nor SASL PLAIN"
         return _result(AuthStatus.MECHANISM_UNAVAILABLE, None, detail, creds, started)
-    message = b""
     try:
         if mechanism == "PLAIN":
-            message = pop3.auth_plain_response(user, password).rstrip(b"\r\n")
             try:
                 response = session.run(pop3.auth_plain_command(user, password))
             except ValueError:
@@ -286,7 +279,7 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
             if response.continuation:
                 session.run(pop3.AUTH_CANCEL)
                 detail = "the server keeps asking for more authentication data"
-                return _result(AuthStatus.FAILED, "PLAIN", detail, creds, started, message)
+                return _result(AuthStatus.FAILED, "PLAIN", detail, creds, started)
             shown = "PLAIN"
         else:
             shown = "USER/PASS"
@@ -299,7 +292,7 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
         return _result(AuthStatus.FAILED, mechanism, str(exc), creds, started)
     if response.ok and not response.continuation:
         return _result(AuthStatus.OK, shown, str(response), creds, started)
-    return _result(_pop3_status(response), shown, str(response), creds, started, message)
+    return _result(_pop3_status(response), shown, str(response), creds, started)
 
 
 # --- SMTP -------------------------------------------------------------------------
@@ -331,11 +324,8 @@ def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[
         return _result(AuthStatus.MECHANISM_UNAVAILABLE, None, detail, creds, started)
     try:
         if mechanism == "PLAIN":
-            command = smtp.auth_plain_command(user, password)
-            message = command[len(b"AUTH PLAIN ") :].rstrip(b"\r\n")
-            reply = session.run(command)
+            reply = session.run(smtp.auth_plain_command(user, password))
         else:
-            message = sasl_encode(password)
             reply = session.run(smtp.auth_login_command())
             if reply.code == 334:
                 reply = session.run(smtp.auth_login_response(user))
@@ -348,10 +338,10 @@ def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[
     if reply.code == 334:
         session.run(smtp.AUTH_CANCEL)
         detail = "the server keeps asking for more authentication data"
-        return _result(AuthStatus.FAILED, mechanism, detail, creds, started, message)
+        return _result(AuthStatus.FAILED, mechanism, detail, creds, started)
     if reply.code == 235:
         return _result(AuthStatus.OK, mechanism, str(reply), creds, started)
-    return _result(_smtp_status(reply), mechanism, str(reply), creds, started, message)
+    return _result(_smtp_status(reply), mechanism, str(reply), creds, started)
 
 
 # --- lockout safety -----------------------------------------------------------------
