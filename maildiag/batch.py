@@ -203,10 +203,11 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
 
 
 def _unknown_reason(diagnosis: Diagnosis) -> tuple[str, str]:
-    codes = {f.code for f in diagnosis.findings}
+    # A domain that does not exist is CRITICAL (a checked answer), never
+    # UNKNOWN, so the only "could not judge" left after a diagnosis is DNS.
     titles = [f.title for f in diagnosis.findings
               if f.endpoint is None and f.severity.rank >= Severity.WARNING.rank]
-    kind = "domain_not_found" if "DOMAIN_NOT_FOUND" in codes else "dns_failed"
+    kind = "dns_failed"
     unique = list(dict.fromkeys(titles))
     return "; ".join(unique) or "nothing could be checked", kind
 

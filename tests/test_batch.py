@@ -323,7 +323,12 @@ def test_200_domains_one_line_each_with_a_per_host_cap(
     host2 = {d for n, d in enumerate(domains) if n % 3 == 2}
     assert all(by_domain[d]["status"] == "OK" for d in domains if d not in host2)
     assert all(by_domain[d]["status"] == "CRITICAL" for d in host2)
-    assert by_domain["nowhere.kunden.test"]["error_kind"] == "domain_not_found"
+    # Behaviour change (issue #11): a domain that does not exist is CRITICAL, a checked
+    # answer with its DOMAIN_NOT_FOUND finding, not an UNKNOWN line with an error.
+    nowhere = by_domain["nowhere.kunden.test"]
+    assert (nowhere["status"], nowhere["exit_code"]) == ("CRITICAL", 2)
+    assert "DOMAIN_NOT_FOUND" in [f["code"] for f in nowhere["findings"]]
+    assert "error" not in nowhere and "error_kind" not in nowhere
     assert by_domain["broken.test"]["status"] == "UNKNOWN" and by_domain["broken.test"]["error"]
     assert by_domain["dangling.test"]["status"] == "CRITICAL"  # MX host without address
     for bad in ("alice@kunden.test", "bad_name!.test"):

@@ -165,10 +165,10 @@ def test_host_override_wins_over_discovery(lab, pki, capsys):
     assert all(e["sources"][0] == "option" for e in imap)
 
 
-def test_unknown_domain_is_unknown(lab, pki, capsys):
+def test_nonexistent_domain_is_critical(lab, pki, capsys):
     dns = lab()
     code, out, err = run_cli(capsys, "check", "nothere.kunde.test", *base_args(dns, pki))
-    assert code == 3
+    assert code == 2
     assert "DOMAIN_NOT_FOUND" in out
     assert "Traceback" not in out + err
 
@@ -262,6 +262,7 @@ def test_help_documents_the_exit_codes(capsys):
     assert code == 0
     text = " ".join(out.split())
     assert "0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN" in text
+    assert "CRITICAL includes a domain that does not exist (DOMAIN_NOT_FOUND)" in text
 
 
 def test_codes_lists_the_catalogue(capsys):

@@ -148,10 +148,11 @@ def test_probe_of_a_broken_domain_fails(exporter: Running) -> None:
     assert value(found, "maildiag_findings", severity="critical", code="STARTTLS_MISSING") == 1
 
 
-def test_a_missing_domain_is_unknown(exporter: Running) -> None:
+def test_a_missing_domain_is_critical(exporter: Running) -> None:
+    """Behaviour change (issue #11): NXDOMAIN is CRITICAL (2), not UNKNOWN."""
     found = samples(exporter.get("/probe?target=nothing.good.test", "10")[1])
     assert value(found, "maildiag_probe_success") == 0
-    assert value(found, "maildiag_status") == 3
+    assert value(found, "maildiag_status") == 2
     assert "maildiag_endpoint_up" not in found
 
 

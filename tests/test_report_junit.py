@@ -220,14 +220,17 @@ def test_problems_become_failures_and_skips(lab, capsys, schema) -> None:
     assert (suite.get("failures"), suite.get("skipped"), suite.get("errors")) == ("4", "2", "0")
 
 
-def test_missing_domain_is_an_error_not_a_failure(lab, capsys, schema) -> None:
+def test_missing_domain_is_a_failure(lab, capsys, schema) -> None:
+    """Behaviour change (issue #11): NXDOMAIN is CRITICAL (exit 2), a checked answer,
+    so a <failure>; <error> stays for what could not be judged."""
     code, text = run_check(capsys, "absent.good.test", *lab)
     root = read_report(text, schema)
-    assert code == 3
-    error = cases(root)["Domain absent.good.test (DNS and discovery)"].find("error")
-    assert error is not None
-    assert error.get("message") == "The domain does not exist in DNS"
-    assert root.get("skipped") == "6" and root.get("failures") == "0"
+    assert code == 2
+    failure = cases(root)["Domain absent.good.test (DNS and discovery)"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "The domain does not exist in DNS"
+    assert failure.get("type") == "critical"
+    assert root.get("skipped") == "6" and root.get("errors") == "0"
 
 
 def test_invalid_domain_still_gives_a_valid_report(lab, capsys, schema) -> None:

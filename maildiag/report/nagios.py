@@ -1,19 +1,33 @@
 """The diagnosis as a Nagios/Icinga plugin answer (monitoring-plugins guidelines).
 
-Shape, as in the plugin API's multi-line output::
+Shape::
 
-    MAILDIAG CRITICAL - kunde.test: TLS_CERT_EXPIRED; 5/6 endpoints ok | time=0.8s;;;0 ...
-    IMAP mail.kunde.test:993 (tls): ok, 41 ms, TLSv1.3, certificate 364 days
-    [CRITICAL] TLS_CERT_EXPIRED IMAP mail.kunde.test:143 (starttls): The certificate has expired
-    | imap_993_tls_connect=0.001s;;;0 imap_993_tls_cert_days=364.2;21:;7:;;
-    imap_143_starttls_connect=...
+    MAILDIAG CRITICAL - kunde.test: The certificate has expired on mail.kunde.test \
+      (IMAP 993, POP3 995) | time=0.8s;;;0 endpoints_ok=0;;;0;2 imap_993_tls_connect=...
+    [CRITICAL] TLS_CERT_EXPIRED IMAP mail.kunde.test:993 (tls): The certificate has expired
+    [CRITICAL] TLS_CERT_EXPIRED POP3 mail.kunde.test:995 (tls): The certificate has expired
+    Endpoints (0 of 2 without problems):
+    IMAP mail.kunde.test:993 (tls): CRITICAL, 41 ms, TLSv1.3, certificate EXPIRED
+    POP3 mail.kunde.test:995 (tls): CRITICAL, 38 ms, TLSv1.3, certificate EXPIRED
 
-The first line is the status and a summary; the long text follows; the
-perfdata of the endpoints comes after a second ``|`` so the first line stays
-short (the plugin API lets perfdata continue over the following lines).
+(The first line is one line; it is wrapped here.) Every perfdata item is on
+the first line, after its only ``|``. The plugin API would let perfdata
+continue after a ``|`` in the long text, but Icinga 2
+(``PluginUtility::ParseCheckOutput``) takes only the part after a ``|`` on
+each line and treats every other line as text, and pynag and several
+graphers read the first line only; the ``nagiosplugin`` library writes all
+perfdata on the first line for the same reason. Items are separated by one
+space: Icinga 2 splits at every space, so a second one would become part of
+the next label.
+
+The status line says in words what is wrong and where, worst first; the long
+text lists the problems grouped by severity (critical, warning, info), then
+one line per endpoint.
 
 Perfdata labels are stable across runs (protocol, port, security, metric),
-so graphs keep their history when a server's address changes.
+so graphs keep their history when a server's address changes; a second
+endpoint in the same slot (two host names on port 993) gets its host name
+appended instead of a duplicate label.
 """
 
 from __future__ import annotations
@@ -21,10 +35,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..model import Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
+from ..analysis import Thresholds
+from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity, Status
 
 PLUGIN = "MAILDIAG"
-# How many finding codes the status line names before it says "+N more".
+# How many problems the status line names before it says "+N more".
 SUMMARY_CODES = 3
 
 _NEEDS_QUOTES = re.compile(r"[\s='|]")
@@ -34,7 +49,10 @@ def perf_label(label: str) -> str:
     """A label in the perfdata grammar: quoted when it holds spaces, '=' or quotes.
 
     The guidelines escape a single quote inside a quoted label by doubling it.
+    (Icinga 2 cannot read a label with '=' even when quoted — it splits at the
+    first '=' — so maildiag's own labels never contain one.)
     """
+    label = label.strip()
     if _NEEDS_QUOTES.search(label):
         return "'" + label.replace("'", "''") + "'"
     return label
@@ -72,18 +90,44 @@ def _threshold_below(days: float) -> str:
     return perf_number(days) + ":"
 
 
+def _threshold_above(value: float) -> str:
+    # Nagios range "N" (= "0:N") alerts when the value rises above N.
+    return perf_number(value)
+
+
 def _clean(text: str) -> str:
     """Plugin output is line based and '|' starts perfdata: keep both out of texts."""
     return " ".join(text.replace("|", "/").split())
 
 
-def _endpoint_prefix(result: ProbeResult) -> str:
-    e = result.endpoint
-    return f"{e.protocol.value}_{e.port}_{e.security.value}"
+def _endpoint_prefix(endpoint: Endpoint) -> str:
+    return f"{endpoint.protocol.value}_{endpoint.port}_{endpoint.security.value}"
 
 
-def endpoint_perfdata(result: ProbeResult, warning_days: float, critical_days: float) -> list[str]:
-    prefix = _endpoint_prefix(result)
+def _prefixes(results: Sequence[ProbeResult]) -> list[str]:
+    """One label prefix per result, unique within the output."""
+    prefixes: list[str] = []
+    for result in results:
+        prefix = _endpoint_prefix(result.endpoint)
+        if prefix in prefixes:
+            # Word characters only, so no consumer needs to quote or re-split it.
+            prefix = f"{prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', result.endpoint.host)}"
+        while prefix in prefixes:
+            prefix += "_"
+        prefixes.append(prefix)
+    return prefixes
+
+
+def endpoint_perfdata(
+    result: ProbeResult,
+    warning_days: float,
+    critical_days: float,
+    *,
+    prefix: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[str]:
+    prefix = prefix or _endpoint_prefix(result.endpoint)
+    limits = thresholds or Thresholds()
     items = []
     timings = result.timings
     for metric, phase in (("connect", "connect"), ("tls", "tls")):
@@ -97,16 +141,27 @@ def endpoint_perfdata(result: ProbeResult, warning_days: float, critical_days: f
             warn=_threshold_below(warning_days), crit=_threshold_below(critical_days),
         ))
     if result.mailbox is not None:
+        warn_pct, crit_pct = limits.quota_warning_percent, limits.quota_critical_percent
         for quota in result.mailbox.quota:
             name = quota.name.lower()
             if quota.ratio is not None:
-                items.append(perf_item(f"{prefix}_quota_{name}", quota.ratio * 100, "%",
-                                       minimum=0, maximum=100))
+                items.append(perf_item(
+                    f"{prefix}_quota_{name}", quota.ratio * 100, "%",
+                    warn=_threshold_above(warn_pct), crit=_threshold_above(crit_pct),
+                    minimum=0, maximum=100))
             if name == "storage":
                 # RFC 9208 §5.1: STORAGE is counted in units of 1024 octets.
-                items.append(perf_item(f"{prefix}_quota_storage_used", quota.usage * 1024, "B",
-                                       minimum=0, maximum=quota.limit * 1024 or None))
+                limit = quota.limit * 1024
+                items.append(perf_item(
+                    f"{prefix}_quota_storage_used", quota.usage * 1024, "B",
+                    warn=_threshold_above(limit * warn_pct / 100) if limit else "",
+                    crit=_threshold_above(limit * crit_pct / 100) if limit else "",
+                    minimum=0, maximum=limit or None))
     return items
+
+
+def _bad(findings: Sequence[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity.rank >= Severity.WARNING.rank]
 
 
 def _days(result: ProbeResult) -> str:
@@ -118,25 +173,31 @@ def _days(result: ProbeResult) -> str:
     return f", certificate {int(tls.days_remaining)} days"
 
 
-def endpoint_line(result: ProbeResult) -> str:
+def endpoint_line(result: ProbeResult, findings: Sequence[Finding] = ()) -> str:
+    """One endpoint: "ok" only when it answered and no warning or critical finding
+    concerns it; otherwise the worst severity (a working connection with an expired
+    certificate is not ok)."""
     label = result.endpoint.label
     if result.outcome is Outcome.OK:
+        own = _bad([f for f in findings if f.endpoint == result.endpoint])
+        state = max(own, key=lambda f: f.severity.rank).severity.name if own else "ok"
         version = f", {result.tls.version}" if result.tls else ""
-        return _clean(f"{label}: ok, {result.total_seconds * 1000:.0f} ms{version}{_days(result)}")
+        return _clean(f"{label}: {state}, {result.total_seconds * 1000:.0f} ms"
+                      f"{version}{_days(result)}")
     detail = f" - {result.error}" if result.error else ""
     return _clean(f"{label}: {result.outcome.value.replace('_', ' ')}{detail}")
 
 
 def finding_lines(findings: Sequence[Finding]) -> list[str]:
-    """One line per non-ok finding; repeats of a code on the same endpoint share a line
-    (a broken name server fails a dozen lookups, which is one problem)."""
-    groups: dict[tuple[str, str, str], list[str]] = {}
-    for finding in findings:
+    """One line per non-ok finding, worst severity first; repeats of a code on the
+    same endpoint share a line (a broken name server fails a dozen lookups, which
+    is one problem)."""
+    groups: dict[tuple[Severity, str, str], list[str]] = {}
+    for finding in sorted(findings, key=lambda f: -f.severity.rank):
         if finding.severity is Severity.OK:
             continue
         where = f" {finding.endpoint.label}" if finding.endpoint else ""
-        key = (finding.severity.value.upper(), finding.code, where)
-        subjects = groups.setdefault(key, [])
+        subjects = groups.setdefault((finding.severity, finding.code, where), [])
         query = finding.details.get("query")
         if query:
             subjects.append(str(query))
@@ -148,53 +209,83 @@ def finding_lines(findings: Sequence[Finding]) -> list[str]:
             more = len(subjects) - SUMMARY_CODES
             about = " (" + ", ".join(subjects[:SUMMARY_CODES])
             about += f", +{more} more)" if more > 0 else ")"
-        lines.append(_clean(f"[{severity}] {code}{where}: {titles[code]}{about}"))
+        lines.append(_clean(f"[{severity.name}] {code}{where}: {titles[code]}{about}"))
     return lines
 
 
+def _where(findings: Sequence[Finding]) -> str:
+    """ "mail.kunde.test (IMAP 993, POP3 995)" for the endpoints of one problem."""
+    by_host: dict[str, list[str]] = {}
+    for finding in findings:
+        endpoint = finding.endpoint
+        if endpoint is None:
+            continue
+        slot = f"{endpoint.protocol.name} {endpoint.port}"
+        slots = by_host.setdefault(endpoint.host, [])
+        if slot not in slots:
+            slots.append(slot)
+    return " and ".join(f"{host} ({', '.join(slots)})" for host, slots in by_host.items())
+
+
+def _clean_count(diagnosis: Diagnosis) -> int:
+    """Endpoints that answered and that no warning or critical finding concerns."""
+    bad = {f.endpoint for f in _bad(diagnosis.findings)}
+    return sum(1 for r in diagnosis.results if r.outcome is Outcome.OK and r.endpoint not in bad)
+
+
 def _summary(diagnosis: Diagnosis) -> str:
-    bad = [f for f in diagnosis.findings if f.severity.rank >= Severity.WARNING.rank]
-    codes: list[str] = []
-    for finding in sorted(bad, key=lambda f: -f.severity.rank):
-        if finding.code not in codes:
-            codes.append(finding.code)
-    ok = sum(1 for r in diagnosis.results if r.outcome is Outcome.OK)
-    parts = []
-    if codes:
-        shown = ", ".join(codes[:SUMMARY_CODES])
-        more = len(codes) - SUMMARY_CODES
-        parts.append(shown + (f" (+{more} more)" if more > 0 else ""))
+    """The status line in words: the worst problems and where they are."""
+    problems: dict[str, list[Finding]] = {}
+    for finding in sorted(_bad(diagnosis.findings), key=lambda f: -f.severity.rank):
+        problems.setdefault(finding.code, []).append(finding)
+    if problems:
+        parts = []
+        for group in problems.values():
+            where = _where(group)
+            parts.append(group[0].title + (f": {where}" if where else ""))
+        shown = "; ".join(parts[:SUMMARY_CODES])
+        more = len(parts) - SUMMARY_CODES
+        if more > 0:
+            shown += f"; +{more} more problem{'s' if more > 1 else ''}"
+        return _clean(f"{diagnosis.domain}: {shown}")
     if diagnosis.results:
-        parts.append(f"{ok}/{len(diagnosis.results)} endpoints ok")
-    elif not codes:
-        parts.append("nothing to check")
-    return _clean(f"{diagnosis.domain}: " + "; ".join(parts))
+        ok = _clean_count(diagnosis)
+        return _clean(f"{diagnosis.domain}: {ok}/{len(diagnosis.results)} endpoints ok")
+    return _clean(f"{diagnosis.domain}: nothing to check")
 
 
-def render(diagnosis: Diagnosis, warning_days: float = 21.0, critical_days: float = 7.0) -> str:
-    """The plugin output; the process exit code is ``int(diagnosis.status)``."""
-    ok = sum(1 for r in diagnosis.results if r.outcome is Outcome.OK)
-    head_perf = [
-        perf_item("time", diagnosis.seconds, "s", minimum=0),
-        perf_item("endpoints_ok", ok, minimum=0, maximum=len(diagnosis.results)),
-    ]
-    lines = [
-        f"{PLUGIN} {diagnosis.status.name} - {_summary(diagnosis)} | " + " ".join(head_perf)
-    ]
-    lines += [endpoint_line(r) for r in diagnosis.results]
-    lines += finding_lines(diagnosis.findings)
+def render(
+    diagnosis: Diagnosis,
+    warning_days: float | None = None,
+    critical_days: float | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+) -> str:
+    """The plugin output; the process exit code is ``int(diagnosis.status)``.
+
+    ``thresholds`` (the check's own) set the perfdata's warn/crit fields;
+    ``warning_days``/``critical_days`` override its certificate days.
+    """
+    limits = thresholds or Thresholds()
+    warning_days = limits.cert_warning_days if warning_days is None else warning_days
+    critical_days = limits.cert_critical_days if critical_days is None else critical_days
+    results = diagnosis.results
+    ok = _clean_count(diagnosis)
     perf = [
-        item
-        for result in diagnosis.results
-        for item in endpoint_perfdata(result, warning_days, critical_days)
+        perf_item("time", diagnosis.seconds, "s", minimum=0),
+        perf_item("endpoints_ok", ok, minimum=0, maximum=len(results)),
     ]
-    if perf:
-        lines[-1] += " | " + perf[0]
-        lines += perf[1:]
+    for result, prefix in zip(results, _prefixes(results), strict=True):
+        perf += endpoint_perfdata(result, warning_days, critical_days, prefix=prefix,
+                                  thresholds=limits)
+    lines = [f"{PLUGIN} {diagnosis.status.name} - {_summary(diagnosis)} | " + " ".join(perf)]
+    lines += finding_lines(diagnosis.findings)
+    if results:
+        lines.append(f"Endpoints ({ok} of {len(results)} without problems):")
+        lines += [endpoint_line(r, diagnosis.findings) for r in results]
     return "\n".join(lines) + "\n"
 
 
 def render_error(message: str, status: Status = Status.UNKNOWN) -> str:
     """A plugin answer when no diagnosis could be made (a bad domain, bad options)."""
     return f"{PLUGIN} {status.name} - {_clean(message)}\n"
-
