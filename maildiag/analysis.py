@@ -60,6 +60,15 @@ SRV_SERVICES = {
     "_submission._tcp": "mail submission with STARTTLS",
     "_submissions._tcp": "mail submission over TLS",
 }
+# RFC 6186 §3 and RFC 8314 §5.1: the port each SRV service normally names.
+SRV_STANDARD_PORTS = {
+    "_imap._tcp": 143,
+    "_imaps._tcp": 993,
+    "_pop3._tcp": 110,
+    "_pop3s._tcp": 995,
+    "_submission._tcp": 587,
+    "_submissions._tcp": 465,
+}
 # Sources that mean "someone published this endpoint", as opposed to a guessed name.
 ANNOUNCED_SOURCE_PREFIXES = ("srv:", "autoconfig", "option")
 WEAK_CIPHER_MARKERS = ("RC4", "3DES", "DES-CBC", "NULL", "EXPORT", "MD5")
@@ -143,6 +152,16 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
     if discovery.domain_exists and not discovery.mx and not mx_failed:
         yield make_finding("MX_MISSING", domain=domain)
     for record in discovery.srv:
+        if record.invalid:
+            yield make_finding(
+                "SRV_INVALID",
+                service=record.service,
+                target=record.target,
+                domain=discovery.domain_ascii,
+                port=record.port,
+                standard_port=SRV_STANDARD_PORTS.get(record.service, "PORT"),
+                what=SRV_SERVICES.get(record.service, record.service),
+            )
         if record.not_offered:
             yield make_finding(
                 "SRV_NOT_OFFERED",

@@ -232,12 +232,18 @@ def _choose_endpoints(
 
         service = next(s for s, slot in SRV_SERVICES.items() if slot == (protocol, security))
         records = [r for r in srv if r.service == service]
-        offered = [r for r in records if not r.not_offered]
+        # A record with port 0 is unusable (SRV_INVALID): it is skipped as if
+        # absent, and the service falls back to autoconfig and the guesses.
+        offered = [r for r in records if not r.not_offered and not r.invalid]
         if offered:
             # RFC 2782: lowest priority first; among equals, the heaviest.
             best = min(offered, key=lambda r: (r.priority, -r.weight))
             candidates.append((best.target, port_override or best.port, f"srv:{service}"))
-        elif records and not (protocol in override_hosts or port_override):
+        elif (
+            any(r.not_offered for r in records)
+            and not any(r.invalid for r in records)
+            and not (protocol in override_hosts or port_override)
+        ):
             # RFC 6186 §3.4: a target of "." says the service is deliberately
             # not provided, so guessing a host for it would be wrong.
             continue
@@ -250,6 +256,12 @@ def _choose_endpoints(
             host = f"{prefix}.{domain_ascii}" if prefix else domain_ascii
             if host in resolved:
                 candidates.append((host, port_override or default_port, f"guess:{host}"))
+        # The host of an unusable record is still the provider's hint, on the
+        # standard port; after the usual names, which are known to resolve.
+        for record in records:
+            if record.invalid and not offered:
+                port = port_override or default_port
+                candidates.append((record.target, port, f"guess:{record.target}"))
         usable_mx = [m for m in mx if m.host not in ("", ".")]
         if usable_mx:
             candidates.append((usable_mx[0].host, port_override or default_port, "mx"))

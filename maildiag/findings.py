@@ -74,6 +74,18 @@ _SPECS = (
         "the server and port.",
     ),
     FindingSpec(
+        "SRV_INVALID",
+        _S.WARNING,
+        "An SRV record names port 0",
+        "The SRV record {service} points to {target} on port 0. Port 0 is not a service port "
+        "(RFC 6335), so clients that configure themselves from SRV records (RFC 6186) cannot "
+        "use it and fall back to guessing. maildiag ignored the record and probed the usual "
+        "names and ports for {what} instead.",
+        "Correct the record to the real port, for example '{service}.{domain}. IN SRV 0 1 "
+        "{standard_port} {target}.'; or, if {what} is not offered, use the target '.' "
+        "('0 0 0 .').",
+    ),
+    FindingSpec(
         "DISCOVERY_CONTRADICTION",
         _S.WARNING,
         "Published settings point to a dead endpoint",

@@ -301,6 +301,12 @@ class AutoconfigResult:
     servers: tuple[AutoconfigServer, ...] = ()
     error: str | None = None  # why this URL gave nothing
 
+    @property
+    def invalid(self) -> bool:
+        """A target with port 0: no service can listen there (RFC 6335 §6 reserves
+        port 0), so the record cannot be used (RFC 6186 §3.3 falls back as if absent)."""
+        return not self.not_offered and not 0 < self.port < 65536
+
 
 @dataclass(frozen=True)
 class DnsProblem:

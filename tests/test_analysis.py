@@ -293,6 +293,8 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         common_name="h",
         weak_keys="CN=x: RSA 1024",
         weak_signatures="its certificate CN=x signed with SHA-1",
+        target="mail.kunde.test",
+        standard_port=993,
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

@@ -81,6 +81,13 @@ ZONES = {
         "_imaps._tcp": {"SRV": ["0 1 993 mail.müller.test."]},
         "mail": {"A": [LOCAL]},
     },
+    # Port 0 (issue #11): unusable records; the usual names are used instead.
+    "srvzero.test": {
+        "_imaps._tcp": {"SRV": ["0 1 0 mail.srvzero.test."]},
+        "_submission._tcp": {"SRV": ["0 1 0 out.provider.test.", "10 1 2587 smtp.srvzero.test."]},
+        "_pop3s._tcp": {"SRV": ["0 1 0 pop.provider.test."]},
+        "mail": {"A": [LOCAL]},
+    },
     # Autoconfig over HTTPS (127.0.0.51:443) competing with SRV and guesses.
     "ac.test": {
         "autoconfig": {"A": ["127.0.0.51"]},
@@ -172,6 +179,40 @@ def test_srv_non_standard_port(resolver):
 def test_standard_port_when_srv_has_none(resolver):
     endpoint = slots(run("partial.test", resolver))[(SMTP, TLS)]
     assert (endpoint.host, endpoint.port) == ("mail.partial.test", 465)
+
+
+def test_srv_port_zero_is_not_probed_and_the_usual_port_is(resolver):
+    found = run("srvzero.test", resolver)
+    assert all(0 < e.port < 65536 for e in found.endpoints)
+    assert SrvRecord("_imaps._tcp", 0, 1, 0, "mail.srvzero.test") in found.srv
+    assert next(r for r in found.srv if r.service == "_imaps._tcp").invalid
+    by_slot = slots(found)
+    # The usual name on the standard port; the record's own target (the same
+    # host here) is merged in as a guess, never as "srv:".
+    assert by_slot[(IMAP, TLS)] == Endpoint(
+        IMAP, "mail.srvzero.test", 993, TLS, ("guess:mail.srvzero.test",)
+    )
+    # A valid record of lower preference beats the unusable one.
+    submission = by_slot[(SMTP, STARTTLS)]
+    assert (submission.host, submission.port, submission.sources) == (
+        "smtp.srvzero.test",
+        2587,
+        ("srv:_submission._tcp",),
+    )
+
+
+def test_srv_port_zero_target_is_the_last_guess_before_mx(resolver):
+    # Of the usual POP3 names only mail. resolves: it comes before the
+    # record's target; with no usual name at all, the target on 995 is used.
+    by_slot = slots(run("srvzero.test", resolver))
+    assert (by_slot[(POP3, TLS)].host, by_slot[(POP3, TLS)].port) == ("mail.srvzero.test", 995)
+    srv = (SrvRecord("_pop3s._tcp", 0, 1, 0, "pop.provider.test"),)
+    from maildiag.discovery import _choose_endpoints
+
+    chosen = _choose_endpoints("srvzero.test", Overrides(), {}, srv, (), set(), ())
+    assert [(e.protocol, e.security, e.host, e.port, e.sources) for e in chosen] == [
+        (POP3, TLS, "pop.provider.test", 995, ("guess:pop.provider.test",))
+    ]
 
 
 def test_srv_priority_then_weight(resolver):
