@@ -1,8 +1,10 @@
-"""`maildiag check --format junit`: valid against the shipped XSD, counts right.
+"""`maildiag check --format junit`: valid for the consumers' schemas, counts right.
 
-Reports are validated with xmlschema against ``fixtures/junit/junit.xsd``
-(the strict common subset of the Ant/Jenkins format) and read back with
-ElementTree, the way a CI server would.
+Every report is validated with xmlschema against ``fixtures/junit/junit.xsd``
+(our strict common subset of the Ant/Jenkins format) and against the Jenkins
+xUnit plugin's own ``fixtures/junit/junit-10.xsd`` (which rejects a report
+that does not validate), and read back with ElementTree and with junitparser,
+the way CI servers and their tooling read it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
+import junitparser
 import pytest
 import xmlschema
 
@@ -30,7 +33,9 @@ from tests.lab.certs import TestPKI
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import Behaviour, FakeMailHost
 
-XSD = Path(__file__).resolve().parent.parent / "fixtures" / "junit" / "junit.xsd"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "junit"
+XSD = FIXTURES / "junit.xsd"
+JENKINS_XSD = FIXTURES / "junit-10.xsd"  # jenkinsci/xunit-plugin, see its header
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,21 @@ def schema() -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema(XSD)
 
 
+@pytest.fixture(scope="module")
+def jenkins_schema() -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(JENKINS_XSD)
+
+
+def jenkins_names(classname: str) -> tuple[str, str]:
+    """(package, class) as Jenkins' JUnit model shows a classname: split at the
+    last dot, "(root)" for a classname without one."""
+    package, dot, name = classname.rpartition(".")
+    return (package if dot else "(root)"), name
+
+
 def check_counts(root: ET.Element) -> None:
     """What XSD 1.0 cannot say: every count attribute matches the elements."""
+    assert "skipped" not in root.attrib  # junit-10.xsd allows it on <testsuite> only
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     for suite in root.iter("testsuite"):
         cases = suite.findall("testcase")
@@ -52,14 +70,35 @@ def check_counts(root: ET.Element) -> None:
         for key, value in counted.items():
             assert int(suite.get(key, "-1")) == value, (suite.get("name"), key)
             totals[key] += value
-    for key, value in totals.items():
-        assert int(root.get(key, "-1")) == value, key
+    for key in ("tests", "failures", "errors"):
+        assert int(root.get(key, "-1")) == totals[key], key
+
+
+def check_with_junitparser(text: str) -> None:
+    """junitparser reads the same suites, cases and results as ElementTree."""
+    document = junitparser.JUnitXml.fromstring(text)
+    kinds = {"failures": junitparser.Failure, "errors": junitparser.Error,
+             "skipped": junitparser.Skipped}
+    for suite in document:
+        cases = list(suite)
+        assert suite.tests == len(cases)
+        for attribute, kind in kinds.items():
+            counted = sum(1 for c in cases if any(isinstance(r, kind) for r in c.result))
+            assert getattr(suite, attribute) == counted, (suite.name, attribute)
+        for case in cases:
+            assert case.name and case.classname
+            assert len(case.result) <= 1
+
+
+_JENKINS = xmlschema.XMLSchema(JENKINS_XSD)
 
 
 def read_report(text: str, schema: xmlschema.XMLSchema) -> ET.Element:
     schema.validate(text)
+    _JENKINS.validate(text)
     root = ET.fromstring(text)
     check_counts(root)
+    check_with_junitparser(text)
     return root
 
 
@@ -88,6 +127,20 @@ def test_schema_rejects_broken_reports(schema: xmlschema.XMLSchema, broken: str)
         schema.validate(broken)
 
 
+def test_jenkins_schema_accepts_a_minimal_report(jenkins_schema: xmlschema.XMLSchema) -> None:
+    jenkins_schema.validate(VALID)
+
+
+def test_jenkins_schema_rejects_skipped_on_testsuites(
+        jenkins_schema: xmlschema.XMLSchema, schema: xmlschema.XMLSchema) -> None:
+    """The bug of issue #11: every report had skipped="N" on <testsuites>."""
+    broken = VALID.replace("<testsuites>", '<testsuites skipped="0">')
+    with pytest.raises(xmlschema.XMLSchemaValidationError, match="skipped"):
+        jenkins_schema.validate(broken)
+    with pytest.raises(xmlschema.XMLSchemaValidationError):
+        schema.validate(broken)  # our subset says the same
+
+
 def test_count_check_notices_wrong_counts(schema: xmlschema.XMLSchema) -> None:
     wrong = VALID.replace('failures="1"', 'failures="0"')
     schema.validate(wrong)  # the schema cannot tell...
@@ -112,7 +165,7 @@ def test_control_characters_from_servers_are_replaced(schema: xmlschema.XMLSchem
                          greeting="\x07hello\ud800")
     root = read_report(junit.render(_diagnosis("kunde.test", result, status=Status.CRITICAL)),
                        schema)
-    out = root.find(".//testcase[@classname='maildiag.kunde.test.imap']/system-out")
+    out = root.find(".//testcase[@classname='maildiag.kunde_test.imap']/system-out")
     assert out is not None and "junk \ufffd\ufffd[31m" in (out.text or "")
 
 
@@ -121,6 +174,19 @@ def test_several_domains_make_several_suites(schema: xmlschema.XMLSchema) -> Non
     root = read_report(text, schema)
     assert [s.get("name") for s in root.findall("testsuite")] == ["a.test", "b.test"]
     assert root.get("tests") == "14"  # (1 domain case + 6 skipped slots) per domain
+
+
+def test_jenkins_shows_one_package_per_domain(schema: xmlschema.XMLSchema) -> None:
+    """Dots of the domain must not split Jenkins' package/class: kunde.example.de
+    was shown as class "de" of package "maildiag.kunde.example"."""
+    endpoint = Endpoint(Protocol.IMAP, "mail.kunde.example.de", 993, Security.TLS)
+    result = ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.01})
+    root = read_report(junit.render(_diagnosis("kunde.example.de", result)), schema)
+    names = {jenkins_names(case.get("classname", "")) for case in root.iter("testcase")}
+    assert {package for package, _ in names} == {"maildiag.kunde_example_de"}
+    assert {name for _, name in names} == {"discovery", "imap", "pop3", "smtp"}
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("package") == "maildiag.kunde_example_de"
 
 
 def test_error_report_for_an_invalid_domain(schema: xmlschema.XMLSchema) -> None:
@@ -182,11 +248,12 @@ def test_healthy_domain_passes_every_case(lab, capsys, schema) -> None:
             suite.get("skipped")) == ("7", "0", "0", "0")
     by_name = cases(root)
     imaps = by_name["IMAP mail.good.test:993 (tls)"]
-    assert imaps.get("classname") == "maildiag.good.test.imap"
+    assert imaps.get("classname") == "maildiag.good_test.imap"
     assert 0 < float(imaps.get("time", "0")) < 3
     assert by_name["SMTP mail.good.test:587 (starttls)"].get("classname") == (
-        "maildiag.good.test.smtp")
-    assert by_name["Domain good.test (DNS and discovery)"].get("classname") == "maildiag.good.test"
+        "maildiag.good_test.smtp")
+    assert by_name["Domain good.test (DNS and discovery)"].get("classname") == (
+        "maildiag.good_test.discovery")
     properties = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert properties["status"] == "OK"
 
@@ -230,7 +297,9 @@ def test_missing_domain_is_a_failure(lab, capsys, schema) -> None:
     assert failure is not None
     assert failure.get("message") == "The domain does not exist in DNS"
     assert failure.get("type") == "critical"
-    assert root.get("skipped") == "6" and root.get("errors") == "0"
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("skipped") == "6"
+    assert root.get("errors") == "0"
 
 
 def test_invalid_domain_still_gives_a_valid_report(lab, capsys, schema) -> None:
