@@ -17,6 +17,7 @@ venv: $(STAMP)
 
 lab-deps:
 	bash tests/lab/install-servers.sh
+	bash tests/lab/install-courier.sh
 
 test: venv lab-deps
 	$(PY) -m pytest

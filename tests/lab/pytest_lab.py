@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.lab.courier import CourierLab, running_courier
 from tests.lab.real import LabError, MailLab, running_lab
 
 
@@ -49,7 +50,25 @@ def mail_lab() -> Iterator[MailLab]:
         lab_context.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="session")
+def courier_lab() -> Iterator[CourierLab]:
+    """The real Courier IMAP/POP3 of tests/lab/courier.py, shared by the session.
+
+    Same rules as mail_lab: compare before/after log counts, users of one's own.
+    """
+    lab_context = running_courier()
+    try:
+        lab = lab_context.__enter__()
+    except (LabError, OSError) as e:
+        _unavailable(f"Courier: {e}")
+        raise  # not reached: _unavailable always raises
+    try:
+        yield lab
+    finally:
+        lab_context.__exit__(None, None, None)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "mail_lab" in getattr(item, "fixturenames", ()):
+        if {"mail_lab", "courier_lab"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
