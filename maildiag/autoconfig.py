@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import http.client
+import io
 import os
 import socket
 import ssl
+import time
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
 from urllib.parse import quote, urljoin, urlsplit
@@ -23,6 +25,13 @@ from maildiag import __version__
 from maildiag.deadline import Deadline, DeadlineExceeded
 from maildiag.dns import DnsLookupError, InvalidDomain, Resolver, to_ascii
 from maildiag.model import AutoconfigResult, AutoconfigServer, Protocol, Security
+from maildiag.transport import (
+    Connection,
+    PeerClosed,
+    ReadTimeout,
+    TlsHandshakeError,
+    TransportError,
+)
 
 __all__ = ["AutoconfigError", "autoconfig_urls", "fetch_autoconfig", "parse_autoconfig"]
 
@@ -247,25 +256,26 @@ def _request(
     except DnsLookupError as e:
         raise _FetchError(f"cannot resolve {host}: {e.kind} ({e.detail})") from None
     context = _context_for(ca_file)
-    sock = _connect(host, addresses, port, timeout, deadline)
+    # The mail probes' transport, for its handshake bounded as a whole: a
+    # blocking handshake's timeout applies per read, and a stalling server
+    # could hold it for many timeouts.
+    conn = Connection(
+        _connect(host, addresses, port, timeout, deadline), timeout=timeout, deadline=deadline
+    )
     try:
-        sock.settimeout(deadline.step_timeout(timeout))
         try:
-            tls = context.wrap_socket(sock, server_hostname=host)
-        except ssl.SSLCertVerificationError as e:
-            raise _FetchError(
-                f"TLS certificate of {host} not trusted: {e.verify_message or e.reason}"
-            ) from None
-        except ssl.SSLError as e:
-            raise _FetchError(f"TLS handshake with {host} failed: {e.reason or e}") from None
-        except TimeoutError:
-            raise _FetchError(f"TLS handshake with {host} timed out") from None
-        except OSError as e:
+            conn.start_tls(context, host)
+        except TlsHandshakeError as e:
+            cause = e.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                reason = cause.verify_message or cause.reason
+                raise _FetchError(f"TLS certificate of {host} not trusted: {reason}") from None
+            if e.stalled:
+                raise _FetchError(f"TLS handshake with {host} timed out") from None
             raise _FetchError(f"TLS handshake with {host} failed: {e}") from None
-        sock = tls
-        return _http_get(tls, host, port, target, timeout, deadline)
+        return _http_get(conn, host, port, target, timeout, deadline)
     finally:
-        sock.close()
+        conn.close()
 
 
 def _connect(
@@ -282,8 +292,53 @@ def _connect(
     raise _FetchError(f"cannot connect to {host} port {port} ({'; '.join(errors)})")
 
 
+class _BoundedReader(io.RawIOBase):
+    """The connection's bytes, but the whole answer must arrive by ``end``.
+
+    A per-read timeout alone lets a server that drips one byte a second hold
+    the run for as long as it likes; here every read gets only what is left.
+    """
+
+    def __init__(self, conn: Connection, end: float) -> None:
+        self._conn = conn
+        self._end = end
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._pending:
+            left = self._end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._conn.timeout = left  # what is left of the exchange's one step
+            chunks: list[bytes] = []
+            try:
+                self._conn.receive(lambda: chunks[0] if chunks else None, chunks.append)
+            except PeerClosed:
+                return 0
+            except ReadTimeout:
+                raise TimeoutError from None
+            self._pending = chunks[0]
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class _Source:
+    """What ``http.client.HTTPResponse`` reads from: it only calls ``makefile``."""
+
+    def __init__(self, reader: _BoundedReader) -> None:
+        self._reader = reader
+
+    def makefile(self, _mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._reader)
+
+
 def _http_get(
-    tls: ssl.SSLSocket, host: str, port: int, target: str, timeout: float, deadline: Deadline
+    conn: Connection, host: str, port: int, target: str, timeout: float, deadline: Deadline
 ) -> tuple[int, str | None, bytes]:
     if any(c.isspace() or ord(c) < 32 for c in target):
         raise _FetchError(f"refused a URL with spaces or control characters: {target!r}")
@@ -295,12 +350,13 @@ def _http_get(
         "Accept: application/xml, text/xml;q=0.9, */*;q=0.1\r\n"
         "Connection: close\r\n\r\n"
     )
-    # http.client only parses the answer here; the socket stays ours, so its
-    # timeout can be cut down before every read.
-    response = http.client.HTTPResponse(tls, method="GET")  # type: ignore[arg-type]
+    # One step for the whole exchange: headers and body together must arrive
+    # within the timeout (and the deadline). http.client only parses.
+    end = time.monotonic() + deadline.step_timeout(timeout)
+    source = _Source(_BoundedReader(conn, end))
+    response = http.client.HTTPResponse(source, method="GET")  # type: ignore[arg-type]
     try:
-        tls.settimeout(deadline.step_timeout(timeout))
-        tls.sendall(request.encode("ascii"))
+        conn.send(request.encode("ascii"))
         response.begin()
         if response.status in _REDIRECTS:
             return response.status, response.getheader("Location"), b""
@@ -311,18 +367,15 @@ def _http_get(
             raise _FetchError(f"the answer from {host} is larger than 1 MiB ({length} bytes)")
         body = bytearray()
         while True:
-            # Each read gets what is left of the step; a server dripping bytes
-            # cannot hold the run past its deadline.
-            tls.settimeout(deadline.step_timeout(timeout))
             chunk = response.read(65536)
             if not chunk:
                 return response.status, None, bytes(body)
             body += chunk
             if len(body) > MAX_BODY:
                 raise _FetchError(f"the answer from {host} is larger than 1 MiB")
-    except TimeoutError:
+    except (TimeoutError, ReadTimeout):
         raise _FetchError(f"{host} did not answer the HTTP request in time") from None
-    except (http.client.HTTPException, OSError, UnicodeError) as e:
+    except (http.client.HTTPException, OSError, UnicodeError, TransportError) as e:
         raise _FetchError(f"bad HTTP answer from {host}: {e or type(e).__name__}") from None
     finally:
         response.close()

@@ -37,6 +37,16 @@ class Deadline:
         left = self.remaining()
         return None if left == float("inf") else left + grace
 
+    def share(self, fraction: float) -> Deadline:
+        """A deadline for one part of the run: ``fraction`` of what is left now.
+
+        Discovery gets a share, so that a slow autoconfig server can never
+        leave the probes without time.
+        """
+        if self._end is None:
+            return Deadline(None)
+        return Deadline(self.remaining() * fraction)
+
     def step_timeout(self, per_step: float) -> float:
         left = self.remaining()
         if left <= 0.0:

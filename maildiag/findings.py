@@ -497,8 +497,7 @@ _SPECS = (
         "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
         "{limit}). Once it is full, the server rejects new mail: senders get a 'mailbox full' "
         "bounce (SMTP 552) and the customer does not learn that mail was lost.",
-        "Delete or archive old mail (large attachments first), empty Trash and Junk (deleted "
-        "mail counts until those folders are emptied), or have the provider raise the quota.",
+        "{advice} Or have the provider raise the quota.",
     ),
     FindingSpec(
         "QUOTA_FULL",
@@ -508,8 +507,7 @@ _SPECS = (
         "{limit}). The server now rejects or bounces new mail: senders get 'mailbox full' "
         "(SMTP 552 5.2.2, 'quota exceeded') and the messages never arrive. Sending can fail "
         "too, because the copy for the Sent folder cannot be saved.",
-        "Free space now: delete or archive old mail (large attachments first) and empty Trash "
-        "and Junk, or have the provider raise the quota. Ask important senders to send again.",
+        "{advice} Or have the provider raise the quota. Ask important senders to send again.",
     ),
     FindingSpec(
         "QUOTA_UNSUPPORTED",
@@ -603,6 +601,9 @@ class _LenientFormatter(string.Formatter):
         except (ValueError, TypeError):
             return str(value)
 
+
+_FORMATTER = _LenientFormatter()
+
 # The {clients} sentence of TLS_CHAIN_INCOMPLETE: whether a client can repair
 # the chain depends on the leaf's Authority Information Access extension.
 CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
@@ -616,8 +617,20 @@ CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
     "intermediate stored already.",
 }
 
-
-_FORMATTER = _LenientFormatter()
+# The {advice} of QUOTA_NEAR_LIMIT and QUOTA_FULL, per RFC 9208 §5 resource:
+# what frees a storage quota (size) does little for a message-count quota.
+QUOTA_ADVICE: Mapping[str, str] = {
+    "STORAGE": "Free space: delete or archive old mail, large attachments first, and empty "
+    "Trash and Junk (deleted mail counts until those folders are emptied).",
+    "MESSAGE": "The limit is on the number of messages, not their size: delete or archive "
+    "many small mails (old newsletters, notifications, automatic reports — sort by sender or "
+    "date and remove them in bulk) and empty Trash and Junk, which count too. Deleting a few "
+    "large mails does not help.",
+    "MAILBOX": "The limit is on the number of folders: delete or merge folders that are no "
+    "longer needed.",
+    "": "Delete or archive old mail and empty Trash and Junk (deleted mail counts until those "
+    "folders are emptied).",
+}
 
 
 def make_finding(

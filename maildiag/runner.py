@@ -31,6 +31,9 @@ from .tls import load_trust_anchors
 
 # Past the deadline, give the probes this long to notice before declaring them stuck.
 DEADLINE_GRACE_SECONDS = 0.5
+# Discovery (DNS, autoconfig over HTTPS) may use at most this share of the run,
+# so the probes always get the rest.
+DISCOVERY_SHARE = 0.5
 
 
 class BadRequest(ValueError):
@@ -191,7 +194,7 @@ def diagnose(
         domain_ascii,
         resolver,
         request.overrides,
-        deadline=deadline,
+        deadline=deadline.share(DISCOVERY_SHARE),
         autoconfig=request.autoconfig,
         ca_file=request.ca_file,
         timeout=request.timeout,

@@ -360,3 +360,21 @@ def test_expired_deadline_fetches_nothing(resolver, cert, ca_file):
         results = fetch(resolver, ca_file=ca_file, deadline=0.0)
     assert all(r.error for r in results)
     assert not web.requests
+
+
+@pytest.mark.parametrize("drip", [0.2])
+def test_a_server_dripping_its_answer_is_bounded_as_a_whole(resolver, cert, ca_file, drip):
+    # Each byte arrives well within the per-read timeout; only a bound on the
+    # whole exchange stops a slowloris answer.
+    with HttpsServer({ROUTE: Reply(body=CONFIG, drip=drip)}, cert, address=WEB):
+        started = time.monotonic()
+        results = fetch(resolver, ca_file=ca_file, timeout=1.0, deadline=10.0)
+        elapsed = time.monotonic() - started
+    assert "did not answer the HTTP request in time" in results[0].error
+    assert elapsed < 2.0 + 1.0  # one step per URL tried, not one per byte
+
+
+def test_a_dripping_answer_that_completes_in_time_is_read(resolver, cert, ca_file):
+    with HttpsServer({ROUTE: Reply(body=CONFIG, drip=0.0005)}, cert, address=WEB):
+        results = fetch(resolver, ca_file=ca_file, timeout=5.0, deadline=10.0)
+    assert results[0].servers

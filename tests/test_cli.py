@@ -16,6 +16,7 @@ import pytest
 from maildiag.cli import main
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import Behaviour, FakeMailHost
+from tests.lab.https_server import HttpsServer, Reply
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text())
 DNS_ADDRESS = "127.0.3.1"
@@ -277,3 +278,28 @@ def test_codes_lists_the_catalogue(capsys):
         "PLAINTEXT_AUTH_ALLOWED",
         "TLS_CERT_EXPIRED",
     } <= {e["code"] for e in entries}
+
+
+def test_a_dripping_autoconfig_server_leaves_the_probes_their_time(lab, pki, capsys):
+    # One byte every 0.3 s: each read is quick, the whole answer never comes.
+    web_address = "127.0.3.80"
+    dns = lab(extra_zone={"autoconfig": {"A": [web_address]}})
+    slow = Reply(body=b"<clientConfig/>" * 50, drip=0.3)
+    routes = {"autoconfig.kunde.test/mail/config-v1.1.xml": slow,
+              "kunde.test/.well-known/autoconfig/mail/config-v1.1.xml": slow}
+    cert = pki.intermediate.issue_cert("autoconfig.kunde.test", "kunde.test")
+    with HttpsServer(routes, cert, address=web_address):
+        started = time.monotonic()
+        code, out, err = run_cli(
+            capsys, "check", "kunde.test", "--format", "json", "--nameserver", dns.nameserver,
+            "--ca-file", str(pki.ca_pem_path), "--timeout", "30", "--deadline", "5",
+        )
+        elapsed = time.monotonic() - started
+    assert elapsed < 5.5, elapsed
+    report = json.loads(out)
+    outcomes = {e["port"]: e["outcome"] for e in report["endpoints"]}
+    assert {993, 587} <= set(outcomes) and set(outcomes.values()) == {"ok"}, outcomes
+    codes = [f["code"] for f in report["findings"]]
+    assert "HOST_UNRESOLVED" not in codes
+    assert all(r.get("error") for r in report["discovery"]["autoconfig"])
+    assert code == 0 and "Traceback" not in err

@@ -264,3 +264,27 @@ def test_certificate_for_another_host(slot, loopback_address, pki):
     assert result.tls is not None
     assert result.tls.hostname_matches is False
     assert result.tls.leaf.sans == ("web123.provider.test",)
+
+
+def test_a_name_not_resolved_before_the_deadline_is_not_a_dns_verdict():
+    from maildiag.dns import DnsLookupError
+
+    endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
+
+    def lookup_after_the_deadline(host, deadline):
+        raise DnsLookupError("timeout", "not asked: the run's deadline had already passed", host)
+
+    result = probe_endpoint(endpoint, lookup_after_the_deadline, ProbeSettings(), Deadline(0))
+    assert result.outcome is Outcome.DEADLINE
+
+    def waiting_for_another_probe(host, deadline):
+        raise TimeoutError  # AddressCache: another probe's lookup outlived the deadline
+
+    result = probe_endpoint(endpoint, waiting_for_another_probe, ProbeSettings(), Deadline(5))
+    assert result.outcome is Outcome.DEADLINE
+
+    def no_such_name(host, deadline):  # the twin: a real DNS verdict
+        raise DnsLookupError("nxdomain", "the name does not exist", host)
+
+    result = probe_endpoint(endpoint, no_such_name, ProbeSettings(), Deadline(5))
+    assert result.outcome is Outcome.UNRESOLVED

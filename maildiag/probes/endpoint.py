@@ -158,7 +158,12 @@ def _probe(
         else:
             try:
                 addresses = lookup(endpoint.host, deadline)
-            except DnsLookupError as exc:
+            except (DnsLookupError, TimeoutError) as exc:
+                # Time running out is not a DNS verdict: the name may resolve fine.
+                if deadline.expired or not isinstance(exc, DnsLookupError):
+                    return rec.result(
+                        Outcome.DEADLINE, f"{endpoint.host}: not resolved before the deadline"
+                    )
                 return rec.result(Outcome.UNRESOLVED, f"{endpoint.host}: {exc.detail}")
         if not addresses:
             return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no address")

@@ -33,6 +33,7 @@ class Reply:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    drip: float = 0.0  # seconds between single bytes of the whole answer (slowloris)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             reply = Reply(body=reply)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.drip:
+            self._drip(reply)
+            return
         self.send_response(reply.status)
         headers = {"Content-Type": "application/xml", "Content-Length": str(len(reply.body))}
         headers.update(reply.headers)
@@ -79,6 +83,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except OSError:
             pass  # the client stopped reading (e.g. the 1 MiB cap)
+        self.close_connection = True
+
+    def _drip(self, reply: Reply) -> None:
+        head = f"HTTP/1.1 {reply.status} OK\r\nContent-Type: application/xml\r\n"
+        head += f"Content-Length: {len(reply.body)}\r\nConnection: close\r\n\r\n"
+        try:
+            for byte in head.encode() + reply.body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(reply.drip)
+        except OSError:
+            pass  # the client gave up, as it should
         self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
