@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .findings import CHAIN_INCOMPLETE_CLIENTS, make_finding
+from .findings import CHAIN_INCOMPLETE_CLIENTS, QUOTA_ADVICE, make_finding
 from .model import (
     AuthStatus,
     Discovery,
@@ -543,6 +543,21 @@ def _quota_findings(
         return
     worst = max(limited, key=lambda q: q.usage / q.limit)
     percent = worst.usage / worst.limit * 100
+    # The advice follows every resource that is over the threshold being
+    # reported, worst first: a full MESSAGE quota wants many mails deleted,
+    # a full STORAGE quota large ones.
+    threshold = (
+        thresholds.quota_critical_percent
+        if percent >= thresholds.quota_critical_percent
+        else thresholds.quota_warning_percent
+    )
+    pressing = sorted(
+        (q for q in limited if q.usage / q.limit * 100 >= threshold),
+        key=lambda q: -q.usage / q.limit,
+    )
+    advice = " ".join(
+        dict.fromkeys(QUOTA_ADVICE.get(q.name.upper(), QUOTA_ADVICE[""]) for q in pressing)
+    )
     facts: dict[str, Any] = {
         "user": user,
         "resource": worst.name,
@@ -555,9 +570,9 @@ def _quota_findings(
         ],
     }
     if percent >= thresholds.quota_critical_percent:
-        yield make_finding("QUOTA_FULL", **facts)
+        yield make_finding("QUOTA_FULL", advice=advice, **facts)
     elif percent >= thresholds.quota_warning_percent:
-        yield make_finding("QUOTA_NEAR_LIMIT", **facts)
+        yield make_finding("QUOTA_NEAR_LIMIT", advice=advice, **facts)
     else:
         yield make_finding("QUOTA_OK", **facts)
 

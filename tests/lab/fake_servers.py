@@ -227,7 +227,9 @@ class _SessionConfig:
     users: Mapping[str, str]
     starttls: _StartTls
     plaintext_auth: bool
-    quota: tuple[int, int] | None  # (used KiB, limit KiB); None: no QUOTA support
+    # (used KiB, limit KiB) of STORAGE, or (resource, usage, limit) triples
+    # such as ("MESSAGE", 1000, 1000) (RFC 9208 §5); None: no QUOTA support.
+    quota: Quota
     messages: int
     auth_fault: Behaviour | None = None  # AUTH_TEMPORARY_FAILURE or NO_LOGIN_MECHANISM
     mailbox: FakeMailbox | None = None  # shared INBOX: SMTP delivers, IMAP sees it
@@ -557,6 +559,7 @@ _IMAP_ATOM_END = frozenset(b' ()"{')
 _IMAP_MAX_LITERAL = 64 * 1024
 _IMAP_UIDVALIDITY = 1700000000
 _QUOTA_ROOT = "User quota"
+Quota = tuple[int, int] | tuple[tuple[str, int, int], ...] | None
 _IMAP_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
@@ -930,11 +933,14 @@ class _ImapSession(_Session):
         ]
 
     def _quota_line(self) -> bytes:
-        assert self.config.quota is not None
-        used, limit = self.config.quota
-        return f'* QUOTA "{_QUOTA_ROOT}" (STORAGE {used} {limit})\r\n'.encode(
-            "utf-8", "surrogateescape"
-        )
+        quota = self.config.quota
+        assert quota is not None
+        triples = [item for item in quota if isinstance(item, tuple)]
+        if triples:
+            resources = " ".join(f"{name} {used} {limit}" for name, used, limit in triples)
+        else:
+            resources = "STORAGE {} {}".format(*quota)
+        return f'* QUOTA "{_QUOTA_ROOT}" ({resources})\r\n'.encode("utf-8", "surrogateescape")
 
     def _getquotaroot(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
         # RFC 9208 §4.3: no QUOTA capability means the command does not exist.
@@ -1651,7 +1657,7 @@ class FakeMailServer:
         delay: float = 0.0,
         users: Mapping[str, str] | None = None,
         hostname: str = "mail.example.test",
-        quota: tuple[int, int] | None = (51200, 1048576),
+        quota: Quota = (51200, 1048576),
         messages: int = 3,
         idle_timeout: float = 60.0,
         mailbox: FakeMailbox | None = None,
@@ -2215,7 +2221,7 @@ class FakeMailHost:
         users: Mapping[str, str] | None = None,
         ports: Mapping[str, int] | None = None,
         delay: float = 0.0,
-        quota: tuple[int, int] | None = (51200, 1048576),
+        quota: Quota = (51200, 1048576),
         messages: int = 3,
         idle_timeout: float = 60.0,
         mailbox: FakeMailbox | None = None,
