@@ -151,6 +151,22 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
     )
     if discovery.domain_exists and not discovery.mx and not mx_failed:
         yield make_finding("MX_MISSING", domain=domain)
+    for result in discovery.autoconfig:
+        foreign = [s.host for s in result.servers if s.host in discovery.foreign_hosts]
+        if foreign:
+            via = (
+                f" It was reached through a redirect to {result.final_url}."
+                if result.final_url
+                else ""
+            )
+            yield make_finding(
+                "AUTOCONFIG_FOREIGN_HOST",
+                domain=domain,
+                url=result.url,
+                final_url=result.final_url,
+                hosts=", ".join(dict.fromkeys(foreign)),
+                redirect=via,
+            )
     for record in discovery.srv:
         if record.invalid:
             yield make_finding(
@@ -443,10 +459,12 @@ _AUTH_CODES = {
     AuthStatus.MECHANISM_UNAVAILABLE: "AUTH_MECHANISM_UNAVAILABLE",
     AuthStatus.TEMPORARY_FAILURE: "AUTH_TEMPORARY_FAILURE",
     AuthStatus.FAILED: "AUTH_REFUSED",
+    AuthStatus.NO_ANSWER: "AUTH_NO_ANSWER",
 }
 _SKIP_CODES = {
     "untrusted_certificate": "AUTH_SKIPPED_UNTRUSTED",
     "plaintext": "AUTH_SKIPPED_PLAINTEXT",
+    "foreign_host": "AUTH_SKIPPED_FOREIGN_HOST",
 }
 
 

@@ -184,7 +184,7 @@ def _try_url(
     deadline: Deadline,
 ) -> AutoconfigResult:
     try:
-        body = _get(url, resolver, ca_file, timeout, deadline)
+        body, final_url = _get(url, resolver, ca_file, timeout, deadline)
         servers = parse_autoconfig(body, domain)
     except (_FetchError, AutoconfigError) as e:
         return AutoconfigResult(url=url, error=str(e))
@@ -192,7 +192,9 @@ def _try_url(
         return AutoconfigResult(url=url, error="stopped: the run's deadline passed")
     if not servers:
         return AutoconfigResult(url=url, error="the document lists no IMAP, POP3 or SMTP server")
-    return AutoconfigResult(url=url, servers=servers)
+    return AutoconfigResult(
+        url=url, servers=servers, final_url=final_url if final_url != url else None
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -216,7 +218,8 @@ def _context_for(ca_file: str | None) -> ssl.SSLContext:
 
 def _get(
     url: str, resolver: Resolver, ca_file: str | None, timeout: float, deadline: Deadline
-) -> bytes:
+) -> tuple[bytes, str]:
+    """The document's bytes and the URL it finally came from."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -238,7 +241,7 @@ def _get(
             continue
         if status != 200:
             raise _FetchError(f"HTTP {status} from {parts.hostname}")
-        return body
+        return body, url
     raise _FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from maildiag.autoconfig import autoconfig_urls, fetch_autoconfig
 from maildiag.deadline import Deadline
@@ -207,6 +208,7 @@ def discover(
         endpoints=endpoints,
         problems=tuple(problems),
         seconds=time.monotonic() - started,
+        foreign_hosts=foreign_autoconfig_hosts(domain_ascii, autoconfig_results, mx_list),
     )
 
 
@@ -272,6 +274,42 @@ def _choose_endpoints(
         sources = tuple(dict.fromkeys(s for h, p, s in candidates if (h, p) == (host, port)))
         endpoints.append(Endpoint(protocol, host, port, security, sources))
     return tuple(endpoints)
+
+
+def foreign_autoconfig_hosts(
+    domain_ascii: str, autoconfig: tuple[AutoconfigResult, ...], mx: tuple[MxRecord, ...]
+) -> tuple[str, ...]:
+    """Hosts named by autoconfig that the domain's own DNS does not vouch for.
+
+    Thunderbird asks the user before it uses a configuration that a redirect
+    brought from another domain; anyone who controls the web server of
+    autoconfig.<domain> (or a stale redirect) could otherwise send every
+    customer's password to their own server. A host counts as the domain's
+    when it is the domain or below it, or below the parent of one of its MX
+    hosts (mx1.provider.example vouches for imap.provider.example). Every
+    host of a document that came through a redirect to another domain is
+    foreign. Without a public-suffix list this errs towards "foreign", the
+    safe side: the password is only withheld, and --imap-host passes it.
+    """
+    own = {domain_ascii} | {_parent(m.host) for m in mx if m.host not in ("", ".")}
+
+    def inside(host: str) -> bool:
+        return any(host == d or host.endswith("." + d) for d in own if d)
+
+    foreign: dict[str, None] = {}
+    for result in autoconfig:
+        redirected = result.final_url is not None and not inside(
+            (urlsplit(result.final_url).hostname or "").lower()
+        )
+        for server in result.servers:
+            if redirected or not inside(server.host):
+                foreign[server.host] = None
+    return tuple(foreign)
+
+
+def _parent(host: str) -> str:
+    labels = host.split(".")
+    return ".".join(labels[1:]) if len(labels) > 2 else host
 
 
 def _guess_hosts(domain_ascii: str, skip: Collection[Protocol]) -> list[str]:

@@ -65,6 +65,18 @@ _SPECS = (
         "--pop3-host and --smtp-host; publish SRV records (RFC 6186) so clients can find them.",
     ),
     FindingSpec(
+        "AUTOCONFIG_FOREIGN_HOST",
+        _S.WARNING,
+        "Autoconfig names a server of another domain",
+        "The autoconfig document {url} names {hosts}, which belong(s) neither to {domain} nor "
+        "to the provider of its MX records.{redirect} Thunderbird asks the user before it "
+        "uses such settings: whoever controls that document receives every customer's "
+        "password. maildiag checked these servers but did not send the password there.",
+        "If the provider really runs the mail service on {hosts}, pass the server explicitly "
+        "(--imap-host, --pop3-host, --smtp-host) to check the login. Otherwise correct the "
+        "autoconfig document or the redirect on the web server of autoconfig.{domain}.",
+    ),
+    FindingSpec(
         "SRV_NOT_OFFERED",
         _S.INFO,
         "A service is declared as not offered",
@@ -462,6 +474,14 @@ _SPECS = (
         "an address after a few failed logins (fail2ban), so a refused password is tried only "
         "once per check.",
         "Fix the credentials (see the login finding above) and check again.",
+    ),
+    FindingSpec(
+        "AUTH_SKIPPED_FOREIGN_HOST",
+        _S.INFO,
+        "Login not tried: the server belongs to another domain",
+        "maildiag did not send the password to {host}:{port}: {reason}.",
+        "If this is the right server, check the login with --imap-host, --pop3-host or "
+        "--smtp-host {host}; see the autoconfig finding above.",
     ),
     FindingSpec(
         "AUTH_SKIPPED_UNTRUSTED",

@@ -300,12 +300,8 @@ class AutoconfigResult:
     url: str
     servers: tuple[AutoconfigServer, ...] = ()
     error: str | None = None  # why this URL gave nothing
-
-    @property
-    def invalid(self) -> bool:
-        """A target with port 0: no service can listen there (RFC 6335 §6 reserves
-        port 0), so the record cannot be used (RFC 6186 §3.3 falls back as if absent)."""
-        return not self.not_offered and not 0 < self.port < 65536
+    # Where the document came from when redirects led away from ``url``.
+    final_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +324,10 @@ class Discovery:
     endpoints: tuple[Endpoint, ...] = ()
     problems: tuple[DnsProblem, ...] = ()
     seconds: float = 0.0
+    # Hosts that only autoconfig names and that belong to neither the domain
+    # nor its MX provider (or came through a redirect to another domain):
+    # probed, but never given the password.
+    foreign_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

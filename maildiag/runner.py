@@ -174,11 +174,6 @@ def diagnose(
     (shared by the checks of a batch) lets probes without a login be reused.
     """
     creds = as_credentials(credentials) or request.credentials
-    if creds is not None and session_hook_factory is None:
-        # One MailboxChecks per run: its login gate must be shared by all probes.
-        session_hook_factory = MailboxChecks(
-            creds, allow_plaintext=request.allow_plaintext
-        ).hook_for
     started_at = datetime.now(UTC)
     started = time.monotonic()
     domain_ascii = to_ascii(request.domain)
@@ -201,6 +196,13 @@ def diagnose(
         email=request.email,
     )
     discovery = replace(discovery, domain=request.domain)
+    if creds is not None and session_hook_factory is None:
+        # One MailboxChecks per run: its login gate must be shared by all probes.
+        session_hook_factory = MailboxChecks(
+            creds,
+            allow_plaintext=request.allow_plaintext,
+            foreign_hosts=discovery.foreign_hosts,
+        ).hook_for
     settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
     results = run_probes(
         discovery.endpoints,

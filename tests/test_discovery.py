@@ -13,9 +13,17 @@ import pytest
 import trustme
 
 from maildiag.deadline import Deadline
-from maildiag.discovery import Overrides, discover
+from maildiag.discovery import Overrides, discover, foreign_autoconfig_hosts
 from maildiag.dns import InvalidDomain, Resolver
-from maildiag.model import Endpoint, MxRecord, Protocol, Security, SrvRecord
+from maildiag.model import (
+    AutoconfigResult,
+    AutoconfigServer,
+    Endpoint,
+    MxRecord,
+    Protocol,
+    Security,
+    SrvRecord,
+)
 from tests.lab.dns_server import DnsServer
 from tests.lab.https_server import HttpsServer
 
@@ -437,3 +445,33 @@ def test_autoconfig_failure_leaves_dns_results(resolver, autoconfig_web):
 
 def test_autoconfig_can_be_skipped(resolver, autoconfig_web):
     assert run("ac.test", resolver, autoconfig=False).autoconfig == ()
+
+
+# -- autoconfig that names another domain's servers ----------------------------------
+
+
+def _ac(*hosts: str, final_url: str | None = None) -> AutoconfigResult:
+    servers = tuple(AutoconfigServer(Protocol.IMAP, h, 993, Security.TLS) for h in hosts)
+    return AutoconfigResult("https://autoconfig.kunde.test/mail/config-v1.1.xml", servers,
+                            final_url=final_url)
+
+
+def test_autoconfig_hosts_of_the_domain_and_its_mx_provider_are_its_own():
+    mx = (MxRecord(10, "mx1.provider.test"),)
+    found = foreign_autoconfig_hosts(
+        "kunde.test", (_ac("imap.kunde.test", "kunde.test", "imap.provider.test"),), mx)
+    assert found == ()
+
+
+def test_autoconfig_hosts_elsewhere_are_foreign():
+    mx = (MxRecord(10, "mx1.provider.test"),)
+    found = foreign_autoconfig_hosts(
+        "kunde.test", (_ac("imap.kunde.test", "imap.elsewhere.test", "evilkunde.test"),), mx)
+    assert found == ("imap.elsewhere.test", "evilkunde.test")
+
+
+def test_a_redirect_to_another_domain_makes_every_host_of_the_document_foreign():
+    redirected = _ac("imap.kunde.test", final_url="https://autoconfig.elsewhere.test/x.xml")
+    assert foreign_autoconfig_hosts("kunde.test", (redirected,), ()) == ("imap.kunde.test",)
+    within = _ac("imap.kunde.test", final_url="https://kunde.test/.well-known/x.xml")
+    assert foreign_autoconfig_hosts("kunde.test", (within,), ()) == ()

@@ -39,6 +39,7 @@ from maildiag.probes.mailbox import MailboxChecks
 from maildiag.runner import CheckRequest, diagnose
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import Behaviour, FakeMailbox, FakeMailHost, FakeMailServer
+from tests.lab.https_server import HttpsServer
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text())
 DNS_ADDRESS = "127.0.4.2"
@@ -697,3 +698,59 @@ def test_control_characters_in_a_greeting_never_reach_the_terminal(pki, loopback
     assert "\\x1b[2J" in text
     report = json.loads(raw_json)
     assert not any("\x1b" in json.dumps(v, ensure_ascii=False) for v in report["endpoints"])
+
+
+# -- autoconfig naming another domain's server ---------------------------------------
+
+FOREIGN = "imap.elsewhere.test"
+AUTOCONFIG_WEB = "127.0.4.80"
+
+
+def _foreign_autoconfig() -> bytes:
+    return f"""<?xml version="1.0"?>
+<clientConfig version="1.1"><emailProvider id="kunde.test">
+  <incomingServer type="imap"><hostname>{FOREIGN}</hostname><port>993</port>
+    <socketType>SSL</socketType></incomingServer>
+</emailProvider></clientConfig>""".encode()
+
+
+@pytest.fixture
+def foreign_world(pki, loopback_address):
+    """kunde.test has only MX and an autoconfig document that names imap.elsewhere.test."""
+    host = FakeMailHost(loopback_address, pki.good([FOREIGN, HOST]).server_context(),
+                        hostname=FOREIGN, users={USER: PASSWORD})
+    zones = {
+        "kunde.test": {"@": {"MX": ["10 mx.kunde.test"]}, "mx": {"A": ["127.0.4.99"]},
+                       "autoconfig": {"A": [AUTOCONFIG_WEB]}},
+        "elsewhere.test": {"imap": {"A": [loopback_address]}},
+    }
+    cert = pki.intermediate.issue_cert("autoconfig.kunde.test")
+    routes = {"autoconfig.kunde.test/mail/config-v1.1.xml": _foreign_autoconfig()}
+    with host, DnsServer(zones, DNS_ADDRESS) as dns, HttpsServer(routes, cert,
+                                                                   address=AUTOCONFIG_WEB):
+        yield host, dns
+
+
+def test_a_server_only_foreign_autoconfig_names_never_gets_the_password(
+    foreign_world, pki, capsys, monkeypatch
+):
+    host, dns = foreign_world
+    monkeypatch.setenv("MAILDIAG_PASSWORD", PASSWORD)
+    args = ["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
+            str(pki.ca_pem_path), "--timeout", "3", "--user", USER, "--format", "json"]
+    main(args)
+    report = json.loads(capsys.readouterr().out)
+    jsonschema.validate(report, SCHEMA)
+    assert report["discovery"]["foreign_hosts"] == [FOREIGN]
+    imaps = next(e for e in report["endpoints"] if e["port"] == 993)
+    assert imaps["host"] == FOREIGN and imaps["outcome"] == "ok"  # probed all the same
+    assert imaps["auth"]["skipped_because"] == "foreign_host"
+    codes = _codes(report)
+    assert "AUTOCONFIG_FOREIGN_HOST" in codes and "AUTH_SKIPPED_FOREIGN_HOST" in codes
+    assert _logins_sent(host["imaps"]) == []
+    # The twin: named explicitly by the technician, the same server gets the login.
+    main([*args, "--imap-host", FOREIGN])
+    report = json.loads(capsys.readouterr().out)
+    imaps = next(e for e in report["endpoints"] if e["port"] == 993)
+    assert imaps["auth"]["status"] == "ok"
+    assert host["imaps"].successful_logins == 1

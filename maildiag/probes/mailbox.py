@@ -10,7 +10,7 @@ would reset \\Recent and may change flags), and POP3 uses STAT, never DELE.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
 
 from ..credentials_input import Credentials
@@ -37,9 +37,17 @@ from .sessions import ImapSession, Pop3Session, Session, SmtpSession
 class MailboxChecks:
     """Login and mailbox facts for every endpoint of one run."""
 
-    def __init__(self, credentials: Credentials, *, allow_plaintext: bool = False) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        allow_plaintext: bool = False,
+        foreign_hosts: Collection[str] = (),
+    ) -> None:
         self.credentials = credentials
         self.allow_plaintext = allow_plaintext
+        # Hosts only an autoconfig document from elsewhere vouches for.
+        self.foreign_hosts = frozenset(foreign_hosts)
         self.gate = auth.LoginGate()
 
     def hook_for(self, endpoint: Endpoint) -> Callable[[Session, ProbeRecorder], None]:
@@ -110,6 +118,14 @@ class MailboxChecks:
         capabilities: tuple[str, ...],
     ) -> AuthResult | None:
         """A result when the password must not (or cannot) be sent here; None to go on."""
+        if endpoint.host in self.foreign_hosts and set(endpoint.sources) <= {"autoconfig"}:
+            return AuthResult(
+                AuthStatus.SKIPPED,
+                None,
+                "not tried: only an autoconfig document that the domain's DNS does not vouch "
+                "for names this server (--imap-host/--pop3-host/--smtp-host to try it)",
+                skipped_because="foreign_host",
+            )
         if not encrypted:
             # Only reached on deliberately unencrypted endpoints (Security.PLAIN).
             if rec.plaintext_login_offered is False:

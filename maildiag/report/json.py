@@ -2,12 +2,17 @@
 
 The shape is described by ``maildiag/schema/report.schema.json``; bump
 ``SCHEMA_VERSION`` on any incompatible change.
+
+Version 2 (issue #11): ``endpoints[].ok`` is true only when no warning or
+critical finding concerns the endpoint (it was true for any completed
+dialogue, an expired certificate included); a domain that does not exist is
+``CRITICAL``/2 instead of ``UNKNOWN``/3; the schema closes every object.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +23,13 @@ from ..model import (
     Discovery,
     Endpoint,
     Finding,
+    Outcome,
     ProbeResult,
     Severity,
     TlsFacts,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _seconds(value: float | None) -> float | None:
@@ -76,12 +82,22 @@ def tls_json(facts: TlsFacts) -> dict[str, Any]:
     }
 
 
-def result_json(result: ProbeResult) -> dict[str, Any]:
+def endpoint_ok(result: ProbeResult, findings: Sequence[Finding]) -> bool:
+    """What a user means by "this endpoint is ok": it answered, and no warning or
+    critical finding concerns it (a completed dialogue with an expired
+    certificate is not ok)."""
+    return result.outcome is Outcome.OK and not any(
+        f.endpoint == result.endpoint and f.severity.rank >= Severity.WARNING.rank
+        for f in findings
+    )
+
+
+def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[str, Any]:
     data = endpoint_ref(result.endpoint)
     data.update(
         sources=list(result.endpoint.sources),
         outcome=result.outcome.value,
-        ok=result.outcome.value == "ok",
+        ok=endpoint_ok(result, findings),
         failed_phase=result.failed_phase.value if result.failed_phase else None,
         error=result.error,
         address=result.address,
@@ -167,6 +183,7 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
         "autoconfig": [
             {
                 "url": a.url,
+                "final_url": a.final_url,
                 "error": a.error,
                 "servers": [
                     {
@@ -180,6 +197,7 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
             }
             for a in discovery.autoconfig
         ],
+        "foreign_hosts": list(discovery.foreign_hosts),
         "problems": [
             {"query": p.query, "kind": p.kind, "detail": p.detail} for p in discovery.problems
         ],
@@ -203,7 +221,7 @@ def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
         "exit_code": int(diagnosis.status),
         "summary": counts,
         "discovery": discovery_json(diagnosis.discovery),
-        "endpoints": [result_json(r) for r in diagnosis.results],
+        "endpoints": [result_json(r, diagnosis.findings) for r in diagnosis.results],
         "findings": [finding_json(f) for f in diagnosis.findings],
         "sync": None
         if diagnosis.sync is None
