@@ -18,6 +18,7 @@ venv: $(STAMP)
 lab-deps:
 	bash tests/lab/install-servers.sh
 	bash tests/lab/install-courier.sh
+	bash tests/lab/install-exim.sh
 
 test: venv lab-deps
 	$(PY) -m pytest

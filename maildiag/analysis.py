@@ -26,7 +26,14 @@ from .model import (
     Status,
     SyncResult,
     TlsFacts,
+    TlsFailure,
     TrustStatus,
+)
+from .servers import (
+    identify_software,
+    implicit_tls_setting,
+    submission_auth_setting,
+    tls_min_version_setting,
 )
 from .tls import WEAK_SIGNATURE_HASHES, weak_key, weak_signature
 
@@ -223,9 +230,7 @@ def _endpoint_findings(
     elif outcome is Outcome.PROTOCOL_ERROR:
         found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
     elif outcome is Outcome.TLS_FAILED:
-        found.append(
-            make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "", **facts)
-        )
+        found.append(_tls_failed_finding(result, facts))
     elif outcome is Outcome.DEADLINE:
         found.append(
             make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline, **facts)
@@ -255,7 +260,21 @@ def _endpoint_findings(
         )
 
     if result.tls is not None:
-        found.extend(_tls_findings(endpoint, result.tls, thresholds))
+        found.extend(_tls_findings(endpoint, result.tls, thresholds, _software(result)))
+
+    if outcome is Outcome.OK and endpoint.protocol is Protocol.SMTP and not _offers_auth(result):
+        # Found without credentials: the EHLO inside TLS already says that no
+        # client can log in to send (Postfix smtpd_sasl_auth_enable = no, Exim
+        # without authenticators). Critical: for the customer, sending fails.
+        found.append(
+            make_finding(
+                "SUBMISSION_NO_AUTH",
+                endpoint,
+                where=" after TLS" if endpoint.security is not Security.PLAIN else "",
+                setting=submission_auth_setting(_software(result)),
+                **facts,
+            )
+        )
 
     if (
         _announced(endpoint)
@@ -275,6 +294,53 @@ def _endpoint_findings(
     if outcome is Outcome.OK and not any(f.severity.rank >= Severity.WARNING.rank for f in found):
         found.append(make_finding("ENDPOINT_OK", endpoint, **facts))
     yield from found
+
+
+def _software(result: ProbeResult) -> Any:
+    return identify_software(result.greeting, (*result.capabilities, *result.capabilities_tls))
+
+
+def _offers_auth(result: ProbeResult) -> bool:
+    # The EHLO inside TLS counts; a deliberately unencrypted endpoint has only the other.
+    caps = result.capabilities if result.endpoint.security is Security.PLAIN else (
+        result.capabilities_tls
+    )
+    # No EHLO keywords at all means no EHLO was recorded: nothing to judge.
+    if not caps:
+        return True
+    return any(c.upper() == "AUTH" or c.upper().startswith(("AUTH ", "AUTH=")) for c in caps)
+
+
+PLAINTEXT_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}
+TLS_NAMES = {Protocol.IMAP: "IMAPS", Protocol.POP3: "POP3S", Protocol.SMTP: "SMTPS"}
+STARTTLS_PORTS = {Protocol.IMAP: 143, Protocol.POP3: 110, Protocol.SMTP: 587}
+OUTDATED_ONLY = "a protocol older than TLS 1.0 (no version in common)"
+
+
+def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
+    endpoint = result.endpoint
+    protocol = endpoint.protocol
+    if result.tls_failure is TlsFailure.PLAINTEXT and endpoint.security is Security.TLS:
+        return make_finding(
+            "TLS_PORT_SPEAKS_PLAINTEXT",
+            endpoint,
+            greeting=result.greeting or result.error or "",
+            plain_name=PLAINTEXT_NAMES[protocol],
+            tls_name=f"{TLS_NAMES[protocol]} (implicit TLS)",
+            starttls_port=STARTTLS_PORTS[protocol],
+            tls_port=IMPLICIT_TLS_PORTS[protocol],
+            setting=implicit_tls_setting(_software(result), protocol),
+            **facts,
+        )
+    if result.tls_failure is TlsFailure.OUTDATED_PROTOCOL:
+        return make_finding(
+            "TLS_PROTOCOL_OUTDATED",
+            endpoint,
+            version=OUTDATED_ONLY,
+            setting=tls_min_version_setting(_software(result)),
+            **facts,
+        )
+    return make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "", **facts)
 
 
 def _login_names(result: ProbeResult) -> list[str]:
@@ -304,7 +370,9 @@ def _source_name(source: str) -> str:
     return source
 
 
-def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -> Iterator[Finding]:
+def _tls_findings(
+    endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds, software: Any = None
+) -> Iterator[Finding]:
     leaf = facts.leaf
     base: dict[str, Any] = {"what": _what(endpoint)}
     if leaf is not None:
@@ -377,7 +445,15 @@ def _tls_findings(endpoint: Endpoint, facts: TlsFacts, thresholds: Thresholds) -
         elif days <= thresholds.cert_warning_days:
             yield make_finding("TLS_CERT_EXPIRING", endpoint, days_left=int(days), **base)
     if facts.version in OUTDATED_TLS_VERSIONS:
-        yield make_finding("TLS_PROTOCOL_OUTDATED", endpoint, version=facts.version, **base)
+        # The probe offers up to TLS 1.3, so the version negotiated is the
+        # newest the server has: below 1.2, current clients cannot connect.
+        yield make_finding(
+            "TLS_PROTOCOL_OUTDATED",
+            endpoint,
+            version=facts.version,
+            setting=tls_min_version_setting(software),
+            **base,
+        )
     weak_bits = facts.cipher_bits is not None and facts.cipher_bits < 128
     if weak_bits or any(marker in facts.cipher.upper() for marker in WEAK_CIPHER_MARKERS):
         yield make_finding(

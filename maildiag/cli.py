@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 import click
 
@@ -316,7 +317,8 @@ def check(domain: str, output_format: str, colour: str, verbose: bool, **options
     from .dns import InvalidDomain
     from .runner import BadRequest, diagnose
 
-    request = build_request(domain, **options)
+    started = (click.get_current_context().obj or {}).get("started")
+    request = replace(build_request(domain, **options), started=started)
     try:
         diagnosis = diagnose(request)
     except (InvalidDomain, BadRequest) as exc:
@@ -567,13 +569,18 @@ def codes(output_format: str) -> None:
     click.echo(render(output_format), nl=False)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (usage errors are UNKNOWN, 3)."""
+def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> int:
+    """Entry point; returns the exit status (usage errors are UNKNOWN, 3).
+
+    ``started`` (a ``time.monotonic()`` reading) is when the process began,
+    so that ``check --deadline`` counts the start-up too.
+    """
     try:
         cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="maildiag",
             standalone_mode=False,
+            obj={"started": started},
         )
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0

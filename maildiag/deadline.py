@@ -16,8 +16,10 @@ class Deadline:
     cut down to what is left of the whole run, so no step can outlive the run.
     """
 
-    def __init__(self, seconds: float | None) -> None:
-        self._end = None if seconds is None else time.monotonic() + seconds
+    def __init__(self, seconds: float | None, *, start: float | None = None) -> None:
+        """``seconds`` from ``start`` (a ``time.monotonic()`` reading; default: now)."""
+        begin = time.monotonic() if start is None else start
+        self._end = None if seconds is None else begin + seconds
 
     @classmethod
     def unlimited(cls) -> Deadline:

@@ -248,6 +248,17 @@ _SPECS = (
         "clients for STARTTLS on it or fix the server.",
     ),
     FindingSpec(
+        "TLS_PORT_SPEAKS_PLAINTEXT",
+        _S.CRITICAL,
+        "This TLS port speaks plaintext",
+        "{host}:{port} is where clients expect {what} over implicit TLS (SSL/TLS from the "
+        "first byte, RFC 8314), but the server answered the TLS handshake in plaintext: "
+        '"{greeting}". This port speaks plaintext {plain_name}, not {tls_name}: clients set '
+        "to SSL/TLS here fail with a handshake error ('wrong version number').",
+        "Either set the mail client to STARTTLS on this port (or to port {starttls_port} with "
+        "STARTTLS), or make the server speak implicit TLS on port {tls_port}: {setting}.",
+    ),
+    FindingSpec(
         "TLS_HOSTNAME_MISMATCH",
         _S.CRITICAL,
         "The certificate is for another server name",
@@ -353,11 +364,13 @@ _SPECS = (
     ),
     FindingSpec(
         "TLS_PROTOCOL_OUTDATED",
-        _S.WARNING,
-        "An outdated TLS version was negotiated",
-        "{host}:{port} negotiated {version}. TLS versions below 1.2 are insecure and current "
-        "clients (Outlook, Apple Mail, Thunderbird) refuse them.",
-        "Enable TLS 1.2 and 1.3 on the server (Dovecot: ssl_min_protocol = TLSv1.2).",
+        _S.CRITICAL,
+        "The server speaks only an outdated TLS version",
+        "{host}:{port} offers nothing newer than {version}, although maildiag asks for TLS 1.3 "
+        "and accepts every version down to TLS 1.0. TLS versions below 1.2 are insecure and "
+        "current clients (Outlook, Apple Mail, Thunderbird, iOS) refuse them, so they cannot "
+        "connect at all.",
+        "Enable TLS 1.2 and 1.3 on the server and switch the old versions off: {setting}.",
     ),
     FindingSpec(
         "TLS_CIPHER_WEAK",
@@ -390,6 +403,17 @@ _SPECS = (
         "None of the POP3 endpoints (110 with STLS, 995 with TLS) works.",
         "If POP3 is meant to be offered, fix the POP3 findings above; otherwise clients should "
         "use IMAP, which keeps mail on the server for every device.",
+    ),
+    FindingSpec(
+        "SUBMISSION_NO_AUTH",
+        _S.CRITICAL,
+        "Nobody can log in to send mail here",
+        "{host}:{port} is a mail submission port, but its EHLO reply{where} offers no AUTH. "
+        "Mail clients cannot log in, so they cannot send through it: the server refuses to "
+        "relay mail for clients that are not logged in (RFC 6409 §4.3), and clients report "
+        "that the server does not support authentication. Only networks the server trusts "
+        "without a login (if any) can send here.",
+        "Enable SMTP authentication on the submission service, offered after TLS: {setting}.",
     ),
     FindingSpec(
         "SUBMISSION_UNREACHABLE",

@@ -88,6 +88,20 @@ class Outcome(enum.StrEnum):
         return self.value
 
 
+class TlsFailure(enum.StrEnum):
+    """Why a TLS handshake failed, where the client can tell more than "it failed"."""
+
+    # The server answered the ClientHello with plaintext (a greeting, a 421...):
+    # a plaintext service on a port clients expect to speak implicit TLS.
+    PLAINTEXT = "plaintext"
+    # No protocol version in common although the client accepts TLS 1.0 to
+    # 1.3: the server speaks only versions older than that (SSL 3.0).
+    OUTDATED_PROTOCOL = "outdated_protocol"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class TrustStatus(enum.StrEnum):
     TRUSTED = "trusted"
     EXPIRED = "expired"
@@ -247,6 +261,7 @@ class ProbeResult:
     starttls_offered: bool | None = None
     plaintext_login_offered: bool | None = None  # login allowed before TLS
     tls: TlsFacts | None = None
+    tls_failure: TlsFailure | None = None  # set when the handshake failed for a known reason
     auth: AuthResult | None = None
     mailbox: MailboxFacts | None = None
     # Taken from a probe of the same endpoint made for another domain of a

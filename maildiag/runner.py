@@ -55,6 +55,8 @@ class CheckRequest:
     credentials: Credentials | None = None
     sync: bool = False  # also measure sync latency (writes a test message)
     allow_plaintext: bool = False  # may send the password unencrypted
+    # When the run's clock started (time.monotonic()); None: when diagnose() is called.
+    started: float | None = None
 
 
 class AddressCache:
@@ -182,7 +184,7 @@ def diagnose(
         load_trust_anchors(request.ca_file)
     except (OSError, ValueError) as exc:
         raise BadRequest(f"cannot use the CA file {request.ca_file}: {exc}") from exc
-    deadline = Deadline(request.deadline)
+    deadline = Deadline(request.deadline, start=request.started)
     resolver = Resolver(request.nameserver, timeout=request.timeout)
 
     discovery = discover(

@@ -175,3 +175,73 @@ def cleartext_login_setting(software: Software | None, protocol: Protocol) -> st
         or _CLEARTEXT_LOGIN_SETTINGS.get((product, None))
         or GENERIC_CLEARTEXT_LOGIN_SETTINGS
     )
+
+
+# --- settings named in the fixes of other findings -------------------------------
+
+_TLS_MIN_VERSION_SETTINGS: dict[Product, str] = {
+    Product.POSTFIX: "Postfix: smtpd_tls_protocols = >=TLSv1.2 and "
+    "smtpd_tls_mandatory_protocols = >=TLSv1.2",
+    Product.DOVECOT: "Dovecot: ssl_min_protocol = TLSv1.2",
+    Product.EXIM: "Exim: tls_require_ciphers = NORMAL:-VERS-TLS1.0:-VERS-TLS1.1 (GnuTLS builds "
+    "such as Debian's) or openssl_options = +no_tlsv1 +no_tlsv1_1 (OpenSSL builds)",
+    Product.COURIER: "Courier: TLS_PROTOCOL=TLSv1.2+ in imapd-ssl, pop3d-ssl and esmtpd-ssl "
+    "(OpenSSL builds; GnuTLS builds: TLS_PRIORITY without VERS-TLS1.0/1.1)",
+}
+
+# RFC 8314 §3.3: implicit TLS from the first byte on 465, 993 and 995.
+_IMPLICIT_TLS_SETTINGS: dict[tuple[Product, Protocol | None], str] = {
+    (Product.EXIM, None): "Exim: tls_on_connect_ports = 465 (and 465 in daemon_smtp_ports)",
+    (Product.POSTFIX, None): "Postfix: a submissions service on 465 in master.cf with "
+    "-o smtpd_tls_wrappermode=yes",
+    (Product.DOVECOT, Protocol.IMAP): "Dovecot: ssl = yes in service imap-login "
+    "{ inet_listener imaps { port = 993 } }",
+    (Product.DOVECOT, Protocol.POP3): "Dovecot: ssl = yes in service pop3-login "
+    "{ inet_listener pop3s { port = 995 } }",
+    (Product.COURIER, Protocol.IMAP): "Courier: run imapd-ssl (SSLPORT=993 in "
+    "/etc/courier/imapd-ssl), not imapd, on 993",
+    (Product.COURIER, Protocol.POP3): "Courier: run pop3d-ssl (SSLPORT=995 in "
+    "/etc/courier/pop3d-ssl), not pop3d, on 995",
+}
+_IMPLICIT_TLS_SERVERS = {
+    Protocol.SMTP: (Product.EXIM, Product.POSTFIX),
+    Protocol.IMAP: (Product.DOVECOT, Product.COURIER),
+    Protocol.POP3: (Product.DOVECOT, Product.COURIER),
+}
+
+_SUBMISSION_AUTH_SETTINGS: dict[Product, str] = {
+    Product.POSTFIX: "Postfix: -o smtpd_sasl_auth_enable=yes -o smtpd_sasl_type=dovecot "
+    "-o smtpd_sasl_path=private/auth on the submission and submissions services in master.cf "
+    "(with Dovecot's auth service listening on that socket)",
+    Product.EXIM: "Exim: authenticators for PLAIN and LOGIN (driver = dovecot, or driver = "
+    "plaintext with a server_condition) and auth_advertise_hosts = "
+    "${if eq{$tls_in_cipher}{}{}{*}}",
+}
+
+
+def _named(settings: dict[Product, str], software: Software | None) -> str:
+    if software is not None and software.product in settings:
+        return settings[software.product]
+    return "; ".join(settings.values())
+
+
+def tls_min_version_setting(software: Software | None) -> str:
+    """The setting that switches TLS 1.0/1.1 off and 1.2+ on; every common one if unsure."""
+    return _named(_TLS_MIN_VERSION_SETTINGS, software)
+
+
+def submission_auth_setting(software: Software | None) -> str:
+    """The setting that offers SMTP AUTH on a submission service."""
+    return _named(_SUBMISSION_AUTH_SETTINGS, software)
+
+
+def implicit_tls_setting(software: Software | None, protocol: Protocol) -> str:
+    """The setting that makes the protocol's implicit-TLS port (465/993/995) speak TLS."""
+    if software is not None:
+        for key in ((software.product, protocol), (software.product, None)):
+            if key in _IMPLICIT_TLS_SETTINGS:
+                return _IMPLICIT_TLS_SETTINGS[key]
+    return "; ".join(
+        _IMPLICIT_TLS_SETTINGS.get((p, protocol)) or _IMPLICIT_TLS_SETTINGS[(p, None)]
+        for p in _IMPLICIT_TLS_SERVERS[protocol]
+    )

@@ -10,7 +10,6 @@ per second cannot stretch a read forever), and nothing outlives the run's
 from __future__ import annotations
 
 import errno
-import select
 import socket
 import ssl
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .deadline import Deadline, DeadlineExceeded
+from .model import TlsFailure
 
 T = TypeVar("T")
 
@@ -51,9 +51,25 @@ class PeerClosed(TransportError):
 class TlsHandshakeError(TransportError):
     """The TLS handshake failed (``stalled`` tells a timeout from an error)."""
 
-    def __init__(self, message: str, *, stalled: bool = False) -> None:
+    def __init__(
+        self, message: str, *, stalled: bool = False, reason: TlsFailure | None = None
+    ) -> None:
         super().__init__(message)
         self.stalled = stalled
+        self.reason = reason
+
+
+class PlaintextInsteadOfTls(TlsHandshakeError):
+    """The server answered the ClientHello in plaintext.
+
+    The connection is still usable as a plaintext one: what the server sent
+    is read again by the next ``receive``, so the protocol's own parser can
+    tell a greeting from a 421 or a BYE.
+    """
+
+
+class ReadLimitExceeded(TransportError):
+    """More bytes arrived than ``Connection.limit_reads`` allows, without a reply."""
 
 
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN}
@@ -68,6 +84,10 @@ class Connection:
         self.deadline = deadline
         self.bytes_received = 0
         self.closed = False
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = self._tls_out = ssl.MemoryBIO()
+        self._pending = b""  # plaintext read during a failed handshake, not yet parsed
+        self._read_limit: int | None = None
 
     @classmethod
     def open(cls, address: str, port: int, *, timeout: float, deadline: Deadline) -> Connection:
@@ -97,12 +117,13 @@ class Connection:
 
     @property
     def is_tls(self) -> bool:
-        return isinstance(self._sock, ssl.SSLSocket)
+        return self._tls is not None
 
     @property
-    def tls_socket(self) -> ssl.SSLSocket:
-        assert isinstance(self._sock, ssl.SSLSocket)
-        return self._sock
+    def tls_socket(self) -> ssl.SSLObject:
+        """The TLS layer (cipher, version, peer chain) once ``start_tls`` succeeded."""
+        assert self._tls is not None
+        return self._tls
 
     def _operation_end(self) -> float:
         return time.monotonic() + self.deadline.step_timeout(self.timeout)
@@ -111,21 +132,46 @@ class Connection:
         if self.closed:
             raise PeerClosed("the connection was already given up")
 
+    def limit_reads(self, max_bytes: int) -> None:
+        """From now on, receiving more than ``max_bytes`` raises ``ReadLimitExceeded``."""
+        self._read_limit = self.bytes_received + max_bytes
+
     def send(self, data: bytes) -> None:
         self._check_open()
         end = self._operation_end()
+        if self._tls is not None:
+            try:
+                # A memory BIO takes everything at once; the records go out below.
+                self._tls.write(data)
+            except ssl.SSLError as exc:
+                raise PeerClosed(f"TLS error while sending: {exc.reason or exc}") from exc
+            data = self._tls_out.read()
+        self._send_raw(data, end, "sending")
+
+    def _send_raw(self, data: bytes, end: float, what: str) -> None:
         view = memoryview(data)
         while view:
             self._sock.settimeout(max(0.001, end - time.monotonic()))
             try:
                 sent = self._sock.send(view)
             except TimeoutError as exc:
-                raise self._timeout_error("sending") from exc
+                raise self._timeout_error(what) from exc
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise PeerClosed("the server closed the connection") from exc
-            except ssl.SSLError as exc:
-                raise PeerClosed(f"TLS error while sending: {exc.reason or exc}") from exc
             view = view[sent:]
+
+    def _recv_raw(self, end: float, what: str) -> bytes:
+        """One chunk from the socket (b"" at EOF), waiting at most until ``end``."""
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise self._timeout_error(what)
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv(RECEIVE_CHUNK)
+        except TimeoutError as exc:
+            raise self._timeout_error(what) from exc
+        except ConnectionResetError as exc:
+            raise PeerClosed("the server reset the connection") from exc
 
     def receive(self, parse: Callable[[], T | None], feed: Callable[[bytes], None]) -> T:
         """Reads until ``parse()`` yields something, feeding every chunk to ``feed``.
@@ -138,22 +184,44 @@ class Connection:
             item = parse()
             if item is not None:
                 return item
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                raise self._timeout_error("waiting for the server")
-            self._sock.settimeout(remaining)
-            try:
-                data = self._sock.recv(RECEIVE_CHUNK)
-            except TimeoutError as exc:
-                raise self._timeout_error("waiting for the server") from exc
-            except ConnectionResetError as exc:
-                raise PeerClosed("the server reset the connection") from exc
-            except ssl.SSLError as exc:
-                raise PeerClosed(f"TLS error while reading: {exc.reason or exc}") from exc
-            if not data:
-                raise PeerClosed("the server closed the connection")
+            if self._read_limit is not None and self.bytes_received >= self._read_limit:
+                raise ReadLimitExceeded(
+                    f"no complete reply in the first {self._read_limit} bytes"
+                )
+            data = self._read_some(end)
             self.bytes_received += len(data)
             feed(data)
+
+    def _read_some(self, end: float) -> bytes:
+        what = "waiting for the server"
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        if self._tls is None:
+            data = self._recv_raw(end, what)
+            if not data:
+                raise PeerClosed("the server closed the connection")
+            return data
+        while True:
+            try:
+                data = self._tls.read(RECEIVE_CHUNK)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError as exc:
+                raise PeerClosed("the server closed the connection") from exc
+            except ssl.SSLError as exc:
+                raise PeerClosed(f"TLS error while reading: {exc.reason or exc}") from exc
+            else:
+                if not data:
+                    raise PeerClosed("the server closed the connection")
+                return data
+            # TLS 1.3 post-handshake messages may want an answer (KeyUpdate).
+            if self._tls_out.pending:
+                self._send_raw(self._tls_out.read(), end, what)
+            raw = self._recv_raw(end, what)
+            if not raw:
+                raise PeerClosed("the server closed the connection")
+            self._tls_in.write(raw)
 
     def _timeout_error(self, what: str) -> Exception:
         if self.deadline.expired:
@@ -161,41 +229,58 @@ class Connection:
         return ReadTimeout(f"no answer within {self.timeout:g} s while {what}")
 
     def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> float:
-        """Wraps the socket in TLS; returns the handshake's duration in seconds.
+        """Runs the TLS handshake; returns its duration in seconds.
 
-        The handshake runs non-blocking under one total time limit, because a
-        blocking handshake's timeout applies per read and a stalling peer
-        could otherwise hold it for many timeouts.
+        TLS runs over memory BIOs, so every byte the server sends passes
+        through here before OpenSSL sees it. That is what lets a plaintext
+        answer be told apart and kept intact: a plaintext service on an
+        implicit-TLS port greets (or says 421) instead of sending a
+        ServerHello, and OpenSSL, reading straight from the socket, would
+        consume the first five bytes of it as a record header and report only
+        "wrong version number". Peeking the socket first would race with the
+        server's greeting. The whole handshake is bounded by one time limit.
         """
         started = time.monotonic()
         end = self._operation_end()
-        raw = self._sock
+        self._check_open()
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         try:
-            tls = context.wrap_socket(
-                raw, server_hostname=server_hostname, do_handshake_on_connect=False
-            )
+            tls = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
         except (ssl.SSLError, ValueError) as exc:
             raise TlsHandshakeError(f"cannot start TLS: {exc}") from exc
-        self._sock = tls
-        tls.setblocking(False)
+        what = "waiting for the TLS handshake"
+        first = True
         try:
             while True:
                 try:
                     tls.do_handshake()
-                    break
+                    done = True
                 except ssl.SSLWantReadError:
-                    wait_read, wait_write = [tls], []
-                except ssl.SSLWantWriteError:
-                    wait_read, wait_write = [], [tls]
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    self._raise_stall()
-                ready = select.select(wait_read, wait_write, [], remaining)
-                if not any(ready):
-                    self._raise_stall()
+                    done = False
+                if outgoing.pending:
+                    self._send_raw(outgoing.read(), end, what)
+                if done:
+                    break
+                data = self._recv_raw(end, what)
+                if not data:
+                    raise TlsHandshakeError("the server closed the connection during the handshake")
+                if first and _looks_like_plaintext(data):
+                    # Kept for the protocol's parser: the next receive() reads it.
+                    self._pending = data
+                    raise PlaintextInsteadOfTls(
+                        "the server does not speak TLS on this port (it answered in plaintext)",
+                        reason=TlsFailure.PLAINTEXT,
+                    )
+                first = False
+                incoming.write(data)
         except ssl.SSLError as exc:
-            raise TlsHandshakeError(_describe_ssl_error(exc)) from exc
-        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise TlsHandshakeError(_describe_ssl_error(exc), reason=_ssl_failure(exc)) from exc
+        except ReadTimeout as exc:
+            raise TlsHandshakeError(
+                f"the server did not complete the TLS handshake within {self.timeout:g} s",
+                stalled=True,
+            ) from exc
+        except PeerClosed as exc:
             raise TlsHandshakeError(
                 "the server closed the connection during the handshake"
             ) from exc
@@ -203,17 +288,8 @@ class Connection:
             if isinstance(exc, DeadlineExceeded):
                 raise
             raise TlsHandshakeError(f"network error during the handshake: {exc}") from exc
-        finally:
-            tls.setblocking(True)
+        self._tls, self._tls_in, self._tls_out = tls, incoming, outgoing
         return time.monotonic() - started
-
-    def _raise_stall(self) -> None:
-        if self.deadline.expired:
-            raise DeadlineExceeded("the run's deadline passed during the TLS handshake")
-        raise TlsHandshakeError(
-            f"the server did not complete the TLS handshake within {self.timeout:g} s",
-            stalled=True,
-        )
 
     def close(self) -> None:
         """Closes the socket; later sends and reads raise ``PeerClosed`` at once."""
@@ -224,13 +300,35 @@ class Connection:
             pass
 
 
+def _looks_like_plaintext(data: bytes) -> bool:
+    # A TLS record starts with its content type, 0x14-0x18 (RFC 8446 §5.1),
+    # an SSLv2 one with a byte >= 0x80; SMTP, IMAP and POP3 greetings start
+    # with a printable ASCII character ("2", "4", "*", "+", "-").
+    return 0x20 <= data[0] <= 0x7E
+
+
+_NO_COMMON_VERSION = (
+    "UNSUPPORTED_PROTOCOL",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+)
+
+
+def _ssl_failure(exc: ssl.SSLError) -> TlsFailure | None:
+    # The probe's client accepts TLS 1.0 to 1.3 (see tls.client_context), so
+    # no version in common means the server offers only older ones.
+    if getattr(exc, "reason", None) in _NO_COMMON_VERSION:
+        return TlsFailure.OUTDATED_PROTOCOL
+    return None
+
+
 def _describe_ssl_error(exc: ssl.SSLError) -> str:
     reason = getattr(exc, "reason", None)
     if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
         return "the server closed the connection during the handshake"
     if reason == "WRONG_VERSION_NUMBER":
         return "the server does not speak TLS on this port (it answered in plaintext)"
-    if reason in ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "NO_PROTOCOLS_AVAILABLE"):
+    if reason in _NO_COMMON_VERSION:
         return "no TLS version in common with the server"
     if reason in ("SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER"):
         return "no cipher in common with the server (handshake failure alert)"

@@ -295,6 +295,12 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         weak_signatures="its certificate CN=x signed with SHA-1",
         target="mail.kunde.test",
         standard_port=993,
+        # a TLS port that speaks plaintext, submission without AUTH
+        greeting="* OK ready",
+        plain_name="IMAP",
+        tls_name="IMAPS (implicit TLS)",
+        starttls_port=143,
+        where=" after TLS",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

@@ -303,3 +303,18 @@ def test_a_dripping_autoconfig_server_leaves_the_probes_their_time(lab, pki, cap
     assert "HOST_UNRESOLVED" not in codes
     assert all(r.get("error") for r in report["discovery"]["autoconfig"])
     assert code == 0 and "Traceback" not in err
+
+
+def test_the_deadline_counts_from_the_start_of_the_process(lab, pki, capsys):
+    # The console script passes the moment it started; time spent importing
+    # click, dnspython and cryptography is part of --deadline.
+    silent = dict.fromkeys(("imap", "imaps", "pop3", "pop3s", "submission", "submissions"),
+                           Behaviour.NEVER_GREET)
+    dns = lab(behaviours=silent)
+    started = time.monotonic() - 1.5  # as if start-up had taken 1.5 s
+    code = main(["check", "kunde.test", "--format", "json", *base_args(dns, pki, "30"),
+                 "--deadline", "2.5"], started=started)
+    out = capsys.readouterr().out
+    assert time.monotonic() - started < 2.5 + 0.8
+    assert {e["outcome"] for e in json.loads(out)["endpoints"]} <= {"deadline"}
+    assert code == 1

@@ -228,7 +228,10 @@ def test_no_usable_mechanism_is_reported_without_sending_anything(fake, check):
         assert _logins_sent(host[key]) == [], key
     unavailable = [f for f in report["findings"] if f["code"] == "AUTH_MECHANISM_UNAVAILABLE"]
     assert len(unavailable) == 3 and {f["severity"] for f in unavailable} == {"warning"}
-    assert code == 1
+    # A submission port without AUTH is critical with or without --user: nobody can send there.
+    no_auth = [f["endpoint"]["port"] for f in report["findings"] if f["code"] == "SUBMISSION_NO_AUTH"]
+    assert no_auth == [465]
+    assert code == 2
 
 
 def test_untrusted_certificate_gets_no_password(fake, check, pki):

@@ -25,6 +25,7 @@ from ..model import (
     Protocol,
     Security,
     TlsFacts,
+    TlsFailure,
 )
 from ..protocols.lines import LineTooLong, ProtocolError
 from ..transport import (
@@ -32,6 +33,7 @@ from ..transport import (
     ConnectRefused,
     ConnectTimeout,
     PeerClosed,
+    PlaintextInsteadOfTls,
     ReadTimeout,
     TlsHandshakeError,
     TransportError,
@@ -198,6 +200,8 @@ def _connect_and_talk(
     try:
         return _dialogue(endpoint, conn, settings, rec, after_capabilities)
     except TlsHandshakeError as exc:
+        if exc.reason is not None:
+            rec.extras["tls_failure"] = exc.reason
         return rec.result(Outcome.STALLED if exc.stalled else Outcome.TLS_FAILED, str(exc))
     except ReadTimeout as exc:
         if rec.phase is Phase.GREETING:
@@ -230,12 +234,23 @@ def _dialogue(
     server_name = None if _is_ip_literal(endpoint.host) else endpoint.host
 
     if endpoint.security is Security.TLS:
-        with rec.timing(Phase.TLS):
-            _handshake(conn, server_name, endpoint, settings, rec)
+        try:
+            with rec.timing(Phase.TLS):
+                _handshake(conn, server_name, endpoint, settings, rec)
+        except PlaintextInsteadOfTls as exc:
+            return _plaintext_instead_of_tls(session, conn, rec, exc)
 
     with rec.timing(Phase.GREETING):
         greeting = session.greeting()
     rec.greeting = greeting.text
+    if greeting.kind is GreetingKind.PREAUTH:
+        # RFC 3501 §6.2.1: STARTTLS only in the not-authenticated state, so
+        # on a plaintext port this connection can never be encrypted; and a
+        # session nobody logged in to is no place for a password. Nothing
+        # else is sent but LOGOUT (the session hook, which logs in, is skipped).
+        rec.server_reply = greeting.text
+        _polite_close(session)
+        return rec.result(Outcome.PREAUTH, f"PREAUTH greeting: {greeting.text}")
     if greeting.kind is not GreetingKind.READY:
         rec.server_reply = greeting.text
         outcome = (
@@ -275,6 +290,45 @@ def _dialogue(
         after_capabilities(session, rec)
     _polite_close(session)
     return rec.result(Outcome.OK)
+
+
+# Enough for any greeting or refusal (Exim's 421 is 86 bytes); more without a
+# complete reply is not a mail server greeting in plaintext.
+PLAINTEXT_READ_LIMIT = 4096
+
+
+def _plaintext_instead_of_tls(
+    session: Session, conn: Connection, rec: ProbeRecorder, exc: PlaintextInsteadOfTls
+) -> ProbeResult:
+    """The server answered the ClientHello in plaintext: read it as this protocol's greeting.
+
+    A 421 / "* BYE" / "-ERR [SYS/TEMP]" is throttling (Exim refuses a
+    connection over smtp_accept_max_per_host before it starts TLS, even on
+    465), a refusal is a refusal, and a normal greeting means the port speaks
+    plaintext where clients expect implicit TLS. Bounded by the step's
+    timeout and PLAINTEXT_READ_LIMIT bytes.
+    """
+    conn.limit_reads(PLAINTEXT_READ_LIMIT)
+    try:
+        with rec.timing(Phase.GREETING):
+            greeting = session.greeting()
+    except (ProtocolError, TransportError) as unreadable:
+        rec.phase = Phase.TLS
+        rec.extras["tls_failure"] = TlsFailure.PLAINTEXT
+        return rec.result(
+            Outcome.TLS_FAILED, f"{exc}, but not with a greeting ({unreadable})"
+        )
+    rec.greeting = greeting.text
+    if greeting.kind is not GreetingKind.READY:
+        rec.server_reply = greeting.text
+        outcome = (
+            Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
+        )
+        return rec.result(outcome, f"before TLS: {greeting.text}")
+    _polite_close(session)
+    rec.phase = Phase.TLS
+    rec.extras["tls_failure"] = TlsFailure.PLAINTEXT
+    return rec.result(Outcome.TLS_FAILED, f"{exc}: {greeting.text}")
 
 
 def _handshake(

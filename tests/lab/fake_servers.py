@@ -136,6 +136,9 @@ class Behaviour(enum.StrEnum):
     # No login method at all, even inside TLS: IMAP LOGINDISABLED without
     # AUTH=PLAIN, POP3 CAPA without USER and SASL, SMTP EHLO without AUTH.
     NO_LOGIN_MECHANISM = "no_login_mechanism"
+    # THROTTLE's refusal, but on implicit-TLS ports in plaintext before any
+    # TLS, as Exim's daemon sends its smtp_accept_max_per_host 421 on 465.
+    THROTTLE_BEFORE_TLS = "throttle_before_tls"
 
     def __str__(self) -> str:
         return self.value
@@ -148,6 +151,7 @@ _NO_TLS_NEEDED = frozenset(
         Behaviour.CLOSE_IMMEDIATELY,
         Behaviour.TLS_STALL,
         Behaviour.PLAINTEXT_ON_TLS_PORT,
+        Behaviour.THROTTLE_BEFORE_TLS,
     }
 )
 
@@ -1994,7 +1998,10 @@ class FakeMailServer:
         if b is Behaviour.CLOSE_IMMEDIATELY:
             return
         tls = False
-        if self.implicit_tls and b is not Behaviour.PLAINTEXT_ON_TLS_PORT:
+        if self.implicit_tls and b not in (
+            Behaviour.PLAINTEXT_ON_TLS_PORT,
+            Behaviour.THROTTLE_BEFORE_TLS,
+        ):
             if b is Behaviour.TLS_STALL:
                 self._hold(conn_id)  # read the ClientHello and never answer it
                 return
@@ -2016,7 +2023,7 @@ class FakeMailServer:
                 self._send(conn_id, session.early_talker())
                 self._close_gently(conn_id)
                 return
-        if b is Behaviour.THROTTLE:
+        if b in (Behaviour.THROTTLE, Behaviour.THROTTLE_BEFORE_TLS):
             self._send(conn_id, session.throttled())
             self._close_gently(conn_id)
             return

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.lab.courier import CourierLab, running_courier
+from tests.lab.exim import EximLab, running_exim_lab
 from tests.lab.real import LabError, MailLab, running_lab
 
 
@@ -51,6 +52,25 @@ def mail_lab() -> Iterator[MailLab]:
 
 
 @pytest.fixture(scope="session")
+def exim_lab() -> Iterator[EximLab]:
+    """The real Exim submission servers of tests/lab/exim.py, shared by the session.
+
+    The throttled setup allows one connection at a time: hold one with
+    `exim_lab.held_connection(...)` only inside a test, never across tests.
+    """
+    lab_context = running_exim_lab()
+    try:
+        lab = lab_context.__enter__()
+    except (LabError, OSError) as e:
+        _unavailable(f"Exim: {e}")
+        raise  # not reached: _unavailable always raises
+    try:
+        yield lab
+    finally:
+        lab_context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
 def courier_lab() -> Iterator[CourierLab]:
     """The real Courier IMAP/POP3 of tests/lab/courier.py, shared by the session.
 
@@ -70,5 +90,5 @@ def courier_lab() -> Iterator[CourierLab]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"mail_lab", "courier_lab"} & set(getattr(item, "fixturenames", ())):
+        if {"mail_lab", "exim_lab", "courier_lab"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
