@@ -29,7 +29,9 @@ from .model import (
     TlsFailure,
     TrustStatus,
 )
+from .protocols import sasl
 from .servers import (
+    cleartext_login_setting,
     identify_software,
     implicit_tls_setting,
     submission_auth_setting,
@@ -231,20 +233,6 @@ def _endpoint_findings(
         found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
     elif outcome is Outcome.TLS_FAILED:
         found.append(_tls_failed_finding(result, facts))
-    elif outcome is Outcome.PREAUTH:
-        # Critical where clients expect STARTTLS (or nothing): the session is
-        # authenticated in plaintext and can never be encrypted. Inside
-        # implicit TLS it is encrypted, but still a mailbox without a login.
-        found.append(
-            make_finding(
-                "IMAP_PREAUTH",
-                endpoint,
-                severity=Severity.WARNING if endpoint.security is Security.TLS else None,
-                greeting=result.greeting or "",
-                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
-                **facts,
-            )
-        )
     elif outcome is Outcome.DEADLINE:
         found.append(
             make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline, **facts)
@@ -263,15 +251,7 @@ def _endpoint_findings(
         )
 
     if result.plaintext_login_offered and endpoint.security is not Security.TLS:
-        found.append(
-            make_finding(
-                "PLAINTEXT_AUTH_ALLOWED",
-                endpoint,
-                command=STARTTLS_COMMANDS[endpoint.protocol],
-                mechanisms=", ".join(_login_names(result)),
-                **facts,
-            )
-        )
+        found.extend(_cleartext_login_findings(result, facts))
 
     if result.tls is not None:
         found.extend(_tls_findings(endpoint, result.tls, thresholds, _software(result)))
@@ -355,6 +335,36 @@ def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
             **facts,
         )
     return make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "", **facts)
+
+
+def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Iterator[Finding]:
+    """PLAINTEXT_AUTH_ALLOWED only for logins that send the password itself.
+
+    CRAM-MD5, SCRAM-*, GSSAPI, OAuth tokens ... before TLS expose no password
+    (maildiag.protocols.sasl). POP3's USER capability is ambiguous (RFC 2449
+    §6.6: the command exists, not that it is accepted before STLS), and so is an
+    unknown mechanism: an info finding, and nothing sent to find out.
+    """
+    endpoint = result.endpoint
+    names = _login_names(result)
+    if not names and endpoint.protocol is Protocol.POP3 and not result.capabilities:
+        names = [sasl.POP3_USER_COMMAND]  # no CAPA (RFC 2449 is optional): USER/PASS presumed
+    exposing = [n for n in names if sasl.exposure(n) is sasl.Exposure.PASSWORD]
+    unclear = [n for n in names if sasl.exposure(n) is sasl.Exposure.UNCLEAR]
+    if not (exposing or unclear):
+        return
+    software = identify_software(
+        result.greeting, (*result.capabilities, *result.capabilities_tls)
+    )
+    yield make_finding(
+        "PLAINTEXT_AUTH_ALLOWED" if exposing else "PLAINTEXT_AUTH_UNCLEAR",
+        endpoint,
+        command=STARTTLS_COMMANDS[endpoint.protocol],
+        mechanisms=", ".join(exposing or unclear),
+        software=str(software.product) if software else None,
+        setting=cleartext_login_setting(software, endpoint.protocol),
+        **facts,
+    )
 
 
 def _login_names(result: ProbeResult) -> list[str]:

@@ -259,6 +259,7 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         command="STARTTLS",
         tls_port=993,
         mechanisms="PLAIN",
+        setting="Dovecot: disable_plaintext_auth = yes",
         hostname="h",
         valid_for="v",
         suggestion="'v'",

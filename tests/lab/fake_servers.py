@@ -133,17 +133,17 @@ class Behaviour(enum.StrEnum):
     # [UNAVAILABLE]", POP3 "-ERR [SYS/TEMP]", SMTP "454 4.7.0"; not counted
     # as failed logins.
     AUTH_TEMPORARY_FAILURE = "auth_temporary_failure"
+    # Healthy, but before TLS a challenge-response mechanism is announced
+    # that sends no password: IMAP "AUTH=CRAM-MD5 LOGINDISABLED", POP3 "SASL
+    # CRAM-MD5", SMTP "AUTH CRAM-MD5" (Exim with a CRAM-MD5 authenticator and
+    # auth_advertise_hosts = *). Using it before TLS is refused all the same.
+    CRAM_MD5_BEFORE_TLS = "cram_md5_before_tls"
     # No login method at all, even inside TLS: IMAP LOGINDISABLED without
     # AUTH=PLAIN, POP3 CAPA without USER and SASL, SMTP EHLO without AUTH.
     NO_LOGIN_MECHANISM = "no_login_mechanism"
     # THROTTLE's refusal, but on implicit-TLS ports in plaintext before any
     # TLS, as Exim's daemon sends its smtp_accept_max_per_host 421 on 465.
     THROTTLE_BEFORE_TLS = "throttle_before_tls"
-    # IMAP only (others stay healthy): "* PREAUTH ..." greeting (RFC 3501
-    # §7.1.4), the session is authenticated from the start; STARTTLS is then
-    # refused as "not valid after authentication", as Dovecot's imap does
-    # when run preauthenticated (from inetd or ssh) on a network port.
-    PREAUTH = "preauth"
 
     def __str__(self) -> str:
         return self.value
@@ -162,7 +162,9 @@ _NO_TLS_NEEDED = frozenset(
 
 
 # Behaviours that change only the login (the session is healthy otherwise).
-_AUTH_FAULTS = frozenset({Behaviour.AUTH_TEMPORARY_FAILURE, Behaviour.NO_LOGIN_MECHANISM})
+_AUTH_FAULTS = frozenset(
+    {Behaviour.AUTH_TEMPORARY_FAILURE, Behaviour.NO_LOGIN_MECHANISM, Behaviour.CRAM_MD5_BEFORE_TLS}
+)
 
 
 @dataclass(frozen=True)
@@ -523,6 +525,10 @@ class _Session:
         return self.tls_active or self.config.plaintext_auth
 
     @property
+    def _cram_md5_announced(self) -> bool:
+        return self.config.auth_fault is Behaviour.CRAM_MD5_BEFORE_TLS and not self.tls_active
+
+    @property
     def _auth_temporarily_down(self) -> bool:
         return self.config.auth_fault is Behaviour.AUTH_TEMPORARY_FAILURE
 
@@ -659,6 +665,8 @@ class _ImapSession(_Session):
                 caps.append("STARTTLS")
             # RFC 3501 §6.2.3: LOGINDISABLED when LOGIN is refused on this
             # (unencrypted) connection; RFC 2595 §3.2 same for AUTH=PLAIN.
+            if self._cram_md5_announced:
+                caps.append("AUTH=CRAM-MD5")
             caps.append("AUTH=PLAIN" if self._may_authenticate else "LOGINDISABLED")
         return " ".join(caps)
 
@@ -666,11 +674,6 @@ class _ImapSession(_Session):
         return f"* OK [CAPABILITY {self.capabilities()}] {self.config.hostname} ready.\r\n".encode(
             "utf-8", "surrogateescape"
         )
-
-    def preauth_greeting(self) -> bytes:
-        self.authenticated = True
-        line = f"* PREAUTH [CAPABILITY {self.capabilities()}] Logged in as alice.\r\n"
-        return line.encode("utf-8", "surrogateescape")
 
     def throttled(self) -> bytes:
         return b"* BYE Too many connections\r\n"
@@ -1228,6 +1231,8 @@ class _Pop3Session(_Session):
                 caps.append("STLS")
             if self._may_authenticate:
                 caps += ["USER", "SASL PLAIN"]
+            elif self._cram_md5_announced:
+                caps.append("SASL CRAM-MD5")
         caps.append("IMPLEMENTATION maildiag-fake")
         return caps
 
@@ -1451,6 +1456,8 @@ class _SmtpSession(_Session):
             keywords.append("STARTTLS")
         if self._may_authenticate and not self.authenticated:
             keywords.append("AUTH PLAIN LOGIN")
+        elif self._cram_md5_announced:
+            keywords.append("AUTH CRAM-MD5")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         return keywords
 
@@ -2054,8 +2061,6 @@ class FakeMailServer:
         if b is Behaviour.UNAVAILABLE:
             if self._run_actions(conn_id, session, session.unavailable()):
                 return
-        elif b is Behaviour.PREAUTH and isinstance(session, _ImapSession):
-            self._send(conn_id, session.preauth_greeting())
         else:
             self._send(conn_id, session.greeting())
         if b is Behaviour.CLOSE_AFTER_GREETING:
