@@ -233,6 +233,20 @@ def _endpoint_findings(
         found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
     elif outcome is Outcome.TLS_FAILED:
         found.append(_tls_failed_finding(result, facts))
+    elif outcome is Outcome.PREAUTH:
+        # Critical where clients expect STARTTLS (or nothing): the session is
+        # authenticated in plaintext and can never be encrypted. Inside
+        # implicit TLS it is encrypted, but still a mailbox without a login.
+        found.append(
+            make_finding(
+                "IMAP_PREAUTH",
+                endpoint,
+                severity=Severity.WARNING if endpoint.security is Security.TLS else None,
+                greeting=result.greeting or "",
+                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                **facts,
+            )
+        )
     elif outcome is Outcome.DEADLINE:
         found.append(
             make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline, **facts)

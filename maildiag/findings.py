@@ -221,6 +221,25 @@ _SPECS = (
         "enabled); the server log names the reason.",
     ),
     FindingSpec(
+        "IMAP_PREAUTH",
+        _S.CRITICAL,
+        "The IMAP server logs clients in before any password (PREAUTH)",
+        '{host}:{port} greeted with PREAUTH: "{greeting}". The session counts as logged in '
+        "from the first line, without user name or password, and STARTTLS is only allowed "
+        "before login (RFC 3501 §6.2.1), so on a plaintext port this connection can never be "
+        "encrypted: a client set to STARTTLS fails, one that carries on reads mail "
+        "unencrypted. A PREAUTH greeting is also how an attacker on the network path keeps "
+        "clients from encrypting (Poddebniak et al., 'Why TLS is better without STARTTLS', "
+        "USENIX Security 2021), so the client may be talking to an attacker's session. "
+        "maildiag sent no password there.",
+        "Make the server greet with '* OK' and require a login. PREAUTH is only for "
+        "connections authenticated by other means, such as an imapd started over ssh or from "
+        "a local pipe, which must not listen on a network port (check inetd/xinetd entries "
+        "and systemd socket units that start the imapd binary directly). If the server's log "
+        "shows no such session, something on the network path rewrites the greeting: use "
+        "port {tls_port} with SSL/TLS.",
+    ),
+    FindingSpec(
         "PLAINTEXT_AUTH_ALLOWED",
         _S.WARNING,
         "Login is allowed before encryption",

@@ -82,6 +82,9 @@ class Outcome(enum.StrEnum):
     STARTTLS_MISSING = "starttls_missing"  # plaintext port without a TLS upgrade
     STARTTLS_FAILED = "starttls_failed"  # STARTTLS offered, but the command was refused
     TLS_FAILED = "tls_failed"  # the TLS handshake failed or stalled
+    # IMAP "* PREAUTH" greeting (RFC 3501 §7.1.4): logged in before any
+    # credentials, so STARTTLS is impossible (RFC 3501 §6.2.1); not probed further.
+    PREAUTH = "preauth"
     DEADLINE = "deadline"  # the run's overall deadline ended the probe
 
     def __str__(self) -> str:
@@ -300,6 +303,12 @@ class SrvRecord:
     @property
     def not_offered(self) -> bool:
         return self.target in ("", ".")
+
+    @property
+    def invalid(self) -> bool:
+        """A target with port 0: no service can listen there (RFC 6335 §6 reserves
+        port 0), so the record cannot be used (RFC 6186 §3.3 falls back as if absent)."""
+        return not self.not_offered and not 0 < self.port < 65536
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- the fixtures imported below are the parameters of the tests
 """Issue #11 through the real CLI: SRV port 0, and bad option values.
 
 Each case next to its healthy twin; the lab (DNS + fake mail host) comes

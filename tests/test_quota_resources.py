@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- the fixtures imported below are the parameters of the tests
 """The quota advice follows the resource that is full (issue #11).
 
 RFC 9208 §5 defines STORAGE (KiB) and MESSAGE (a number of messages). A

@@ -23,6 +23,8 @@ class GreetingKind(enum.Enum):
     READY = "ready"
     REFUSED = "refused"  # permanent: BYE, -ERR, 554
     THROTTLED = "throttled"  # temporary: 421, [SYS/TEMP], BYE "too many connections"
+    # IMAP "* PREAUTH": already authenticated, before STARTTLS or any login.
+    PREAUTH = "preauth"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class ImapSession:
                 GreetingKind.THROTTLED if _temporary_text(greeting.text) else GreetingKind.REFUSED
             )
             return GreetingInfo(kind, greeting.text)
+        if greeting.status == "PREAUTH":
+            return GreetingInfo(GreetingKind.PREAUTH, greeting.text)
         return GreetingInfo(GreetingKind.READY, greeting.text)
 
     def capabilities(self) -> CapabilityInfo:

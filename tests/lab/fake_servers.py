@@ -144,6 +144,11 @@ class Behaviour(enum.StrEnum):
     # THROTTLE's refusal, but on implicit-TLS ports in plaintext before any
     # TLS, as Exim's daemon sends its smtp_accept_max_per_host 421 on 465.
     THROTTLE_BEFORE_TLS = "throttle_before_tls"
+    # IMAP only (others stay healthy): "* PREAUTH ..." greeting (RFC 3501
+    # §7.1.4), the session is authenticated from the start; STARTTLS is then
+    # refused as "not valid after authentication", as Dovecot's imap does
+    # when run preauthenticated (from inetd or ssh) on a network port.
+    PREAUTH = "preauth"
 
     def __str__(self) -> str:
         return self.value
@@ -674,6 +679,11 @@ class _ImapSession(_Session):
         return f"* OK [CAPABILITY {self.capabilities()}] {self.config.hostname} ready.\r\n".encode(
             "utf-8", "surrogateescape"
         )
+
+    def preauth_greeting(self) -> bytes:
+        self.authenticated = True
+        line = f"* PREAUTH [CAPABILITY {self.capabilities()}] Logged in as alice.\r\n"
+        return line.encode("utf-8", "surrogateescape")
 
     def throttled(self) -> bytes:
         return b"* BYE Too many connections\r\n"
@@ -2061,6 +2071,8 @@ class FakeMailServer:
         if b is Behaviour.UNAVAILABLE:
             if self._run_actions(conn_id, session, session.unavailable()):
                 return
+        elif b is Behaviour.PREAUTH and isinstance(session, _ImapSession):
+            self._send(conn_id, session.preauth_greeting())
         else:
             self._send(conn_id, session.greeting())
         if b is Behaviour.CLOSE_AFTER_GREETING:
