@@ -512,6 +512,18 @@ _SPECS = (
         "authentication backend (LDAP, SQL) and the server log.",
     ),
     FindingSpec(
+        "AUTH_NO_ANSWER",
+        _S.WARNING,
+        "The login got no answer in time",
+        "{host}:{port} did not answer the login of {user} ({reply}). Some servers answer a "
+        "wrong password only after a pause (Courier's authdaemon waits about 5 seconds), so the "
+        "server may well have counted a failed login. maildiag therefore did not try the "
+        "password on any other endpoint in this check.",
+        "Check again with a longer timeout per step (--timeout 15). If the login then fails, "
+        "check the password; if it still gets no answer, the provider has to check the "
+        "authentication backend (authdaemon, LDAP, SQL) and the server log.",
+    ),
+    FindingSpec(
         "AUTH_REFUSED",
         _S.WARNING,
         "The server refused the login",

@@ -156,8 +156,8 @@ class Sanitizer:
                 return value
             return type(value)(*items) if hasattr(value, "_fields") else items
         if isinstance(value, list):
-            items = [self._walk(v) for v in value]
-            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+            walked = [self._walk(v) for v in value]
+            return value if all(a is b for a, b in zip(walked, value, strict=True)) else walked
         if isinstance(value, dict):
             pairs = [(self._walk(k), self._walk(v)) for k, v in value.items()]
             if all(k is a and v is b for (k, v), (a, b) in zip(pairs, value.items(), strict=True)):

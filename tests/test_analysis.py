@@ -213,7 +213,8 @@ def test_nonexistent_domain_is_critical():
     empty = discovery(domain_exists=False, mx=())
     findings = analyse(empty, [])
     assert "DOMAIN_NOT_FOUND" in codes(findings)
-    assert overall_status(empty, findings) is Status.UNKNOWN
+    assert overall_status(empty, findings) is Status.CRITICAL
+    assert overall_status(empty, iter(findings)) is Status.CRITICAL  # any iterable
 
 
 def test_dns_failure_with_nothing_found_is_unknown_but_clean_nothing_is_critical():
@@ -302,6 +303,10 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         tls_name="IMAPS (implicit TLS)",
         starttls_port=143,
         where=" after TLS",
+        # autoconfig naming another domain's servers
+        url="https://autoconfig.kunde.test/mail/config-v1.1.xml",
+        hosts="imap.elsewhere.test",
+        redirect="",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)
