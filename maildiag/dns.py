@@ -233,6 +233,15 @@ def _parse_nameserver(text: str) -> _Nameserver:
     return _Nameserver(str(address), port)
 
 
+def parse_nameserver(text: str) -> str:
+    """``ADDR[:PORT]`` as ``address:port`` (``[v6]:port``); ValueError with a sentence.
+
+    Accepts 127.0.0.1, 127.0.0.1:5353, ::1 and [::1]:53; refuses host names,
+    ports outside 1-65535, an unclosed bracket and the empty string.
+    """
+    return str(_parse_nameserver(text))
+
+
 def _parse_port(text: str, port_text: str) -> int:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad nameserver {text!r}: {port_text!r} is not a port number")

@@ -8,6 +8,7 @@ share them.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -184,8 +185,16 @@ def diagnose(
         load_trust_anchors(request.ca_file)
     except (OSError, ValueError) as exc:
         raise BadRequest(f"cannot use the CA file {request.ca_file}: {exc}") from exc
+    # The CLI checks these while parsing; a library caller gets BadRequest too,
+    # not a traceback from deep inside, nor a nan timeout that fails every wait.
+    for name, seconds in (("timeout", request.timeout), ("deadline", request.deadline)):
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
+            raise BadRequest(f"the {name} must be a positive number of seconds, not {seconds!r}")
     deadline = Deadline(request.deadline, start=request.started)
-    resolver = Resolver(request.nameserver, timeout=request.timeout)
+    try:
+        resolver = Resolver(request.nameserver, timeout=request.timeout)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
     discovery = discover(
         domain_ascii,
