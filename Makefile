@@ -19,6 +19,7 @@ lab-deps:
 	bash tests/lab/install-servers.sh
 	bash tests/lab/install-courier.sh
 	bash tests/lab/install-exim.sh
+	bash tests/lab/install-tools.sh
 
 test: venv lab-deps
 	$(PY) -m pytest

@@ -45,7 +45,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .credentials import Profile
-from .model import Diagnosis, Outcome, ProbeResult, Status
+from .model import Diagnosis, Endpoint, Outcome, ProbeResult, Severity, Status, TrustStatus
 from .runner import CheckRequest
 
 __all__ = ["Exporter", "ProbeAnswer", "diagnosis_metrics", "parse_listen", "probe_succeeded"]
@@ -99,9 +99,12 @@ def default_check(request: CheckRequest, profile: Profile | None) -> Diagnosis:
 # The metrics of one probe
 
 
+def _labels_of(e: Endpoint) -> tuple[str, str, str, str]:
+    return (e.protocol.value, e.host, str(e.port), e.security.value)
+
+
 def _endpoint_labels(result: ProbeResult) -> list[str]:
-    e = result.endpoint
-    return [e.protocol.value, e.host, str(e.port), e.security.value]
+    return list(_labels_of(result.endpoint))
 
 
 def probe_succeeded(diagnosis: Diagnosis | None) -> bool:
@@ -143,6 +146,21 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
         "maildiag_tls_cert_expiry_timestamp_seconds",
         "When the endpoint's leaf certificate expires, as a Unix timestamp.",
         labels=ENDPOINT_LABELS)
+    # Like the blackbox exporter's probe_ssl_earliest_cert_expiry: an expired
+    # intermediate breaks the chain as surely as an expired leaf.
+    chain_expiry = GaugeMetricFamily(
+        "maildiag_tls_cert_chain_earliest_expiry_timestamp_seconds",
+        "When the first certificate of the chain the endpoint sent expires "
+        "(leaf or intermediate), as a Unix timestamp.",
+        labels=ENDPOINT_LABELS)
+    trusted = GaugeMetricFamily(
+        "maildiag_tls_cert_trusted",
+        "1 if the endpoint's certificate chain verified against the trusted roots.",
+        labels=ENDPOINT_LABELS)
+    hostname = GaugeMetricFamily(
+        "maildiag_tls_cert_hostname_match",
+        "1 if the endpoint's certificate is valid for the host name that was checked.",
+        labels=ENDPOINT_LABELS)
     version = GaugeMetricFamily(
         "maildiag_tls_version_info", "The TLS version negotiated with the endpoint.",
         labels=(*ENDPOINT_LABELS, "version"))
@@ -154,22 +172,36 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
         up.add_metric(labels, 1 if result.outcome is Outcome.OK else 0)
         for phase, phase_seconds in result.timings.items():
             phases.add_metric([*labels, phase], phase_seconds)
-        if result.tls is not None:
-            version.add_metric([*labels, result.tls.version], 1)
-            if result.tls.leaf is not None:
-                expiry.add_metric(labels, result.tls.leaf.not_after.timestamp())
+        tls = result.tls
+        if tls is not None:
+            version.add_metric([*labels, tls.version], 1)
+            if tls.leaf is not None:
+                expiry.add_metric(labels, tls.leaf.not_after.timestamp())
+                chain_expiry.add_metric(
+                    labels, min(cert.not_after.timestamp() for cert in tls.chain))
+                trusted.add_metric(labels, 1 if tls.trust is TrustStatus.TRUSTED else 0)
+                hostname.add_metric(labels, 1 if tls.hostname_matches else 0)
         if result.mailbox is not None:
             for resource in result.mailbox.quota:
                 if resource.ratio is not None:
                     quota.add_metric([*labels, resource.name.lower()], resource.ratio)
 
+    # Problems only (info, warning, critical): a series per success would make
+    # sum(maildiag_findings) count what works. Findings of the domain itself
+    # (DNS, discovery) have empty endpoint labels.
     findings = GaugeMetricFamily(
-        "maildiag_findings", "Number of findings per severity and code.",
-        labels=("severity", "code"))
-    counts = Counter((f.severity.value, f.code) for f in diagnosis.findings)
-    for (severity, code), count in sorted(counts.items()):
-        findings.add_metric([severity, code], count)
-    families = [discovery, up, phases, expiry, version, quota, findings]
+        "maildiag_findings",
+        "Number of findings that are not OK, per severity, code and endpoint.",
+        labels=("severity", "code", *ENDPOINT_LABELS))
+    counts = Counter(
+        (f.severity.value, f.code, *(_labels_of(f.endpoint) if f.endpoint else ("",) * 4))
+        for f in diagnosis.findings
+        if f.severity is not Severity.OK
+    )
+    for key, count in sorted(counts.items()):
+        findings.add_metric(list(key), count)
+    families = [discovery, up, phases, expiry, chain_expiry, trusted, hostname, version, quota,
+                findings]
     return [success, duration, status, *(f for f in families if f.samples)]
 
 

@@ -1,7 +1,8 @@
 """`maildiag serve`: the Prometheus exporter, over real HTTP, against fake mail servers.
 
-Answers are parsed with prometheus_client's own parser, so a malformed
-exposition fails the test the way it would fail a scrape.
+Answers are parsed with prometheus_client's own parser and checked with
+Prometheus' ``promtool check metrics``, so a malformed exposition fails the
+test the way it would fail a scrape.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maildiag.cli import build_request, main
 from maildiag.credentials import CredentialsError, Profile, load_profiles, profiles_from_env
-from maildiag.exporter import Exporter, parse_listen
-from maildiag.model import Diagnosis
+from maildiag.exporter import Exporter, diagnosis_metrics, parse_listen
+from maildiag.findings import make_finding
+from maildiag.model import (
+    CertificateInfo,
+    Diagnosis,
+    Discovery,
+    Endpoint,
+    Outcome,
+    ProbeResult,
+    Protocol,
+    Security,
+    Status,
+    TlsFacts,
+    TrustStatus,
+)
 from maildiag.runner import CheckRequest, diagnose
 from tests.lab.certs import TestPKI
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import Behaviour, FakeMailHost
+from tests.lab.promtool import check_metrics
 
 ALL_ENDPOINTS = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
 SLOW_GREETING = 1.0
@@ -40,13 +55,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         "bad": ("127.0.1.92", {"submission": Behaviour.NO_STARTTLS}),
         "mute": ("127.0.1.93", dict.fromkeys(ALL_ENDPOINTS, Behaviour.NEVER_GREET)),
         "slow": ("127.0.1.94", dict.fromkeys(ALL_ENDPOINTS, Behaviour.SLOW_GREETING)),
+        "wronghost": ("127.0.1.96", {}),
+        "selfsigned": ("127.0.1.97", {}),
+    }
+    certificates = {
+        "wronghost": pki.wrong_host("web123.provider.test"),
+        "selfsigned": pki.self_signed("mail.selfsigned.test"),
     }
     zones = {
         f"{name}.test": {"@": {"MX": [f"10 mail.{name}.test."]}, "mail": {"A": [address]}}
         for name, (address, _) in hosts.items()
     }
     servers = [
-        FakeMailHost(address, pki.good(f"mail.{name}.test").server_context(),
+        FakeMailHost(address,
+                     certificates.get(name, pki.good(f"mail.{name}.test")).server_context(),
                      hostname=f"mail.{name}.test", behaviours=behaviours, delay=SLOW_GREETING)
         for name, (address, behaviours) in hosts.items()
     ]
@@ -100,6 +122,8 @@ def exporter(lab: dict[str, object]) -> Iterator[Running]:
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every answer the tests read is also checked by Prometheus' own promtool."""
+    check_metrics(text)
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -113,6 +137,13 @@ def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str,
                 if all(sample_labels.get(k) == want for k, want in labels.items())]
     assert len(matching) == 1, (name, labels, found.get(name))
     return matching[0]
+
+
+def total(found: dict[str, list[tuple[dict[str, str], float]]], name: str,
+          **labels: str) -> float:
+    """The sum over every series that has these labels (findings are per endpoint)."""
+    return sum(v for sample_labels, v in found.get(name, [])
+               if all(sample_labels.get(k) == want for k, want in labels.items()))
 
 
 # -- /probe ------------------------------------------------------------------------
@@ -135,7 +166,13 @@ def test_probe_of_a_healthy_domain(exporter: Running) -> None:
     assert version_labels["version"].startswith("TLSv1.")
     expiry = value(found, "maildiag_tls_cert_expiry_timestamp_seconds", **endpoint)
     assert expiry > datetime.now().timestamp() + 21 * 86400
-    assert value(found, "maildiag_findings", severity="ok", code="ENDPOINT_OK") == 6
+    chain = value(found, "maildiag_tls_cert_chain_earliest_expiry_timestamp_seconds", **endpoint)
+    assert datetime.now().timestamp() < chain <= expiry
+    assert value(found, "maildiag_tls_cert_trusted", **endpoint) == 1
+    assert value(found, "maildiag_tls_cert_hostname_match", **endpoint) == 1
+    # Behaviour change (issue #11): successes are no findings series, so
+    # sum(maildiag_findings) counts problems only.
+    assert "maildiag_findings" not in found
 
 
 def test_probe_of_a_broken_domain_fails(exporter: Running) -> None:
@@ -146,6 +183,60 @@ def test_probe_of_a_broken_domain_fails(exporter: Running) -> None:
     assert value(found, "maildiag_status") == 2
     assert value(found, "maildiag_endpoint_up", protocol="smtp", port="587") == 0
     assert value(found, "maildiag_findings", severity="critical", code="STARTTLS_MISSING") == 1
+    # Findings carry the endpoint they concern.
+    assert value(found, "maildiag_findings", code="STARTTLS_MISSING", protocol="smtp",
+                 host="mail.bad.test", port="587", security="starttls") == 1
+    assert not [labels for labels, _ in found["maildiag_findings"]
+                if labels["severity"] == "ok"]
+
+
+def test_a_certificate_for_another_name_is_not_a_hostname_match(exporter: Running) -> None:
+    found = samples(exporter.get("/probe?target=wronghost.test", "10")[1])
+    endpoint = {"protocol": "imap", "port": "993"}
+    assert value(found, "maildiag_tls_cert_hostname_match", **endpoint) == 0
+    assert value(found, "maildiag_tls_cert_trusted", **endpoint) == 1  # the chain is fine
+    assert value(found, "maildiag_findings", code="TLS_HOSTNAME_MISMATCH", **endpoint) == 1
+
+
+def test_a_self_signed_certificate_is_not_trusted(exporter: Running) -> None:
+    found = samples(exporter.get("/probe?target=selfsigned.test", "10")[1])
+    endpoint = {"protocol": "imap", "port": "993"}
+    assert value(found, "maildiag_tls_cert_trusted", **endpoint) == 0
+    assert value(found, "maildiag_tls_cert_hostname_match", **endpoint) == 1
+    assert value(found, "maildiag_probe_success") == 0
+
+
+def _certificate(name: str, not_after: datetime) -> CertificateInfo:
+    return CertificateInfo(
+        subject=f"CN={name}", issuer="CN=issuer", common_name=name, sans=(name,),
+        not_before=datetime(2024, 1, 1, tzinfo=UTC), not_after=not_after, serial="1",
+        fingerprint_sha256="00", self_issued=False, key_description="EC secp256r1",
+        signature_algorithm="ecdsa-with-SHA256")
+
+
+def test_the_earliest_expiry_covers_the_whole_chain() -> None:
+    """An intermediate that expires before the leaf breaks the chain first
+    (as blackbox's probe_ssl_earliest_cert_expiry reports)."""
+    leaf_end = datetime(2026, 1, 1, tzinfo=UTC)
+    intermediate_end = datetime(2025, 3, 1, tzinfo=UTC)
+    endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
+    tls = TlsFacts(version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", cipher_bits=128,
+                   chain=(_certificate("mail.kunde.test", leaf_end),
+                          _certificate("Intermediate", intermediate_end)),
+                   trust=TrustStatus.TRUSTED, trust_detail=None, hostname="mail.kunde.test",
+                   hostname_matches=True, days_remaining=200.0, handshake_seconds=0.01)
+    result = ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.01}, tls=tls)
+    diagnosis = Diagnosis(
+        domain="kunde.test", domain_ascii="kunde.test",
+        started_at=datetime(2024, 5, 1, tzinfo=UTC), seconds=0.5,
+        discovery=Discovery("kunde.test", "kunde.test", True), results=(result,),
+        findings=(make_finding("ENDPOINT_OK", endpoint, outcome="ok"),), status=Status.OK)
+    families = {f.name: f for f in diagnosis_metrics(diagnosis, 0.5)}
+    (leaf,) = families["maildiag_tls_cert_expiry_timestamp_seconds"].samples
+    (chain,) = families["maildiag_tls_cert_chain_earliest_expiry_timestamp_seconds"].samples
+    assert leaf.value == leaf_end.timestamp()
+    assert chain.value == intermediate_end.timestamp()
+    assert "maildiag_findings" not in families  # ENDPOINT_OK is no series
 
 
 def test_a_missing_domain_is_critical(exporter: Running) -> None:
@@ -166,7 +257,7 @@ def test_check_bounded_by_the_scrape_timeout(exporter: Running) -> None:
     assert elapsed < 2.0
     found = samples(text)
     assert value(found, "maildiag_probe_success") == 0
-    assert value(found, "maildiag_findings", severity="warning", code="DEADLINE_EXCEEDED") >= 1
+    assert total(found, "maildiag_findings", severity="warning", code="DEADLINE_EXCEEDED") >= 1
 
 
 def test_with_enough_time_the_slow_server_succeeds(exporter: Running) -> None:
@@ -303,7 +394,7 @@ def test_a_profile_logs_in_and_reports_the_quota(lab: dict[str, object]) -> None
         # The twin: the wrong password fails the probe and says why.
         found = samples(running.get("/probe?target=good.test&profile=wrong", "10")[1])
         assert value(found, "maildiag_probe_success") == 0
-        assert value(found, "maildiag_findings", severity="critical", code="AUTH_FAILED") >= 1
+        assert total(found, "maildiag_findings", severity="critical", code="AUTH_FAILED") >= 1
         assert "maildiag_quota_usage_ratio" not in found
     finally:
         running.close()
