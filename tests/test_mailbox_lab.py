@@ -271,6 +271,23 @@ def test_carol_with_a_higher_critical_threshold_is_only_a_warning(mail_lab: Mail
     assert "QUOTA_NEAR_LIMIT" in _codes(report) and "QUOTA_FULL" not in _codes(report)
 
 
+def test_erin_with_a_full_message_count_quota_gets_the_message_advice(mail_lab: MailLab, check):
+    # Dovecot quota_rule *:storage=1024k:messages=3 with three messages: GETQUOTAROOT
+    # reports MESSAGE 3 3 next to a nearly empty STORAGE (RFC 9208 §5).
+    erin = mail_lab.erin
+    code, out, _ = check("--format", "json", user=erin.address, password=erin.password)
+    report = _json(out)
+    full = next(f for f in report["findings"] if f["code"] == "QUOTA_FULL")
+    assert code == 2
+    assert full["details"]["resource"] == "MESSAGE"
+    assert "3 messages of 3 messages" in full["explanation"]
+    assert "number of messages, not their size" in full["fix"]
+    assert "large attachments" not in full["fix"]
+    imap = next(e for e in report["endpoints"] if e["port"] == 993)
+    resources = {q["resource"] for q in imap["mailbox"]["quota"]}
+    assert resources == {"STORAGE", "MESSAGE"}
+
+
 # -- read-only by default, --sync writes and cleans up --------------------------------
 
 

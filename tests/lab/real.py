@@ -96,6 +96,9 @@ class LabUser:
     fill: float = 0.0
     disabled: bool = False
     disabled_reason: str = ""
+    # A MESSAGE quota (RFC 9208) besides the storage one: Dovecot's
+    # quota_rule "messages=" limit, reported as the MESSAGE resource.
+    message_limit: int | None = None
 
     @property
     def local_part(self) -> str:
@@ -113,6 +116,9 @@ def _users() -> dict[str, LabUser]:
         LabUser(f"bob@{DOMAIN}", "bob-Secret-2", fill=973 / 1024),
         LabUser(f"carol@{DOMAIN}", "carol-Secret-3", fill=1.0),
         LabUser(f"dave@{DOMAIN}", "dave-Secret-4", disabled=True, disabled_reason=DISABLED_REASON),
+        # Three seeded messages, a limit of three: the MESSAGE quota is full,
+        # the storage quota nearly empty.
+        LabUser(f"erin@{DOMAIN}", "erin-Secret-5", message_limit=3),
     ]
     return {u.address: u for u in users}
 
@@ -125,7 +131,8 @@ class MailLab:
     `expired`, `self_signed`, `wrong_host`, all in `hosts`; `dns` maps every
     name to its address so tests can answer DNS queries for them; `address`
     and `hostname` are the good host's. Users: `alice` (a few messages),
-    `bob` (95 % of quota), `carol` (100 %), `dave` (disabled), all in `users`
+    `bob` (95 % of quota), `carol` (100 %), `dave` (disabled), `erin` (message
+    count quota full, storage nearly empty), all in `users`
     by address, with passwords. `ca_pem_path` is the CA to trust (maildiag's
     --ca-file); `client_context()` is an SSLContext trusting it.
 
@@ -196,6 +203,7 @@ class MailLab:
         self.bob = self.users[f"bob@{DOMAIN}"]
         self.carol = self.users[f"carol@{DOMAIN}"]
         self.dave = self.users[f"dave@{DOMAIN}"]
+        self.erin = self.users[f"erin@{DOMAIN}"]
 
         self.ca = trustme.CA()
         self.intermediate = self.ca.create_child_ca()
@@ -426,7 +434,10 @@ class MailLab:
         lines = []
         for user in self.users.values():
             home = mail_root / user.local_part
-            extra = [f"userdb_quota_rule=*:storage={QUOTA_BYTES // 1024}k"]
+            rule = f"*:storage={QUOTA_BYTES // 1024}k"
+            if user.message_limit is not None:
+                rule += f":messages={user.message_limit}"
+            extra = [f"userdb_quota_rule={rule}"]
             if user.disabled:
                 # See import_environment in dovecot.conf.in for why %{env:}.
                 extra += ["nologin", "reason=%{env:MAILDIAG_LAB_DISABLED_REASON}"]
