@@ -11,8 +11,12 @@ come from tests/test_mailbox_fake.py.
 
 from __future__ import annotations
 
-from maildiag.model import Outcome
+from maildiag.analysis import analyse
+from maildiag.deadline import Deadline
+from maildiag.model import Discovery, Endpoint, Outcome, Protocol, Security, TlsFailure
+from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
 from tests.lab.fake_servers import Behaviour
+from tests.lab.faults import ScriptConn, ScriptedServer
 from tests.test_mailbox_fake import _logins_sent, check, fake  # noqa: F401 (fixtures)
 
 
@@ -65,3 +69,22 @@ def test_preauth_inside_tls_is_a_warning_and_gets_no_password(fake, check):
     assert _endpoint(report, 143)["auth"]["status"] == "ok"
     assert code == 1
 
+
+
+def test_plaintext_preauth_on_993_is_a_plaintext_port_not_a_refusal(loopback_address):
+    # No TLS at all on 993, and the plaintext greeting is a PREAUTH: the port
+    # speaks plaintext IMAP (TLS_PORT_SPEAKS_PLAINTEXT), it does not refuse.
+    def script(conn: ScriptConn) -> None:
+        conn.send(b"* PREAUTH [CAPABILITY IMAP4rev1] Logged in as alice\r\n")
+        conn.hold()
+
+    with ScriptedServer(loopback_address, 993, script) as server:
+        endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS, ("test",))
+        result = probe_endpoint(
+            endpoint, lambda _h, _d: [loopback_address], ProbeSettings(timeout=2), Deadline(10)
+        )
+    assert result.outcome is Outcome.TLS_FAILED
+    assert result.tls_failure is TlsFailure.PLAINTEXT
+    assert server.logins == 0
+    discovery = Discovery("kunde.test", "kunde.test", True, endpoints=(endpoint,))
+    assert "TLS_PORT_SPEAKS_PLAINTEXT" in {f.code for f in analyse(discovery, [result])}

@@ -319,7 +319,9 @@ def _plaintext_instead_of_tls(
             Outcome.TLS_FAILED, f"{exc}, but not with a greeting ({unreadable})"
         )
     rec.greeting = greeting.text
-    if greeting.kind is not GreetingKind.READY:
+    # A plaintext PREAUTH is a plaintext greeting like "* OK": the port speaks
+    # plaintext, which is what clients set to SSL/TLS trip over.
+    if greeting.kind not in (GreetingKind.READY, GreetingKind.PREAUTH):
         rec.server_reply = greeting.text
         outcome = (
             Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
