@@ -9,12 +9,13 @@ their timing and the classification of failures live in one place
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import cast
 
 from ..protocols import imap, pop3, smtp
 from ..protocols.lines import ProtocolError
-from ..transport import Connection
+from ..transport import Connection, ReadTimeout
 
 CLIENT_NAME = "maildiag.invalid"  # RFC 6761 .invalid: an EHLO name that claims nothing
 
@@ -83,10 +84,17 @@ class ImapSession:
         tag, line = self.commands.command(name, *args)
         self.conn.send(line)
         untagged: list[imap.Untagged] = []
+        # One step for the whole command: every untagged line would restart a
+        # per-read timeout, and a server can send them without end.
+        end = time.monotonic() + self.conn.deadline.step_timeout(self.conn.timeout)
         while True:
             response = self._next()
             if isinstance(response, imap.Tagged) and response.tag == tag:
                 return untagged, response
+            if time.monotonic() > end:
+                raise ReadTimeout(
+                    f"no answer to {name} within {self.conn.timeout:g} s, only untagged noise"
+                )
             if isinstance(response, imap.Untagged):
                 if response.keyword == "BYE":
                     raise SessionRefused(response.text, temporary=_temporary_text(response.text))
