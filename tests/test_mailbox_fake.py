@@ -229,7 +229,9 @@ def test_no_usable_mechanism_is_reported_without_sending_anything(fake, check):
     unavailable = [f for f in report["findings"] if f["code"] == "AUTH_MECHANISM_UNAVAILABLE"]
     assert len(unavailable) == 3 and {f["severity"] for f in unavailable} == {"warning"}
     # A submission port without AUTH is critical with or without --user: nobody can send there.
-    no_auth = [f["endpoint"]["port"] for f in report["findings"] if f["code"] == "SUBMISSION_NO_AUTH"]
+    no_auth = [
+        f["endpoint"]["port"] for f in report["findings"] if f["code"] == "SUBMISSION_NO_AUTH"
+    ]
     assert no_auth == [465]
     assert code == 2
 
