@@ -90,18 +90,15 @@ class MailboxChecks:
         try:
             with rec.timing(Phase.AUTH):
                 result, after = _login(session, self.credentials, capabilities)
-        except (ReadTimeout, PeerClosed, DeadlineExceeded) as exc:
+        except Exception as exc:
+            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
+            rec.extras["auth"] = result
+            if not isinstance(exc, (ReadTimeout, PeerClosed, DeadlineExceeded)):
+                raise  # the probe classifies the broken connection
             # The endpoint worked up to here; only the login has no verdict. The
             # connection is given up (a goodbye would wait behind the answer).
-            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
-            rec.extras["auth"] = result
             session.conn.close()
             return
-        except Exception as exc:
-            # The probe classifies the broken connection; the login itself has no answer.
-            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
-            rec.extras["auth"] = result
-            raise
         finally:
             self.gate.report(token, endpoint.label, result)
         rec.extras["auth"] = result
