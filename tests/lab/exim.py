@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
-import fcntl
 import grp
-import json
 import os
 import pwd
 import shutil
@@ -52,7 +49,8 @@ from pathlib import Path
 
 import trustme
 
-from .real import LabError, LabSlotBusy, _read_text, _terminate_group, _write
+from .real import _read_text, _terminate_group, _write
+from .slots import LabError, SlotLock, check_ports_free, first_free_slot, kill_leftovers
 
 EXIM_ROOT = (
     Path(
@@ -189,7 +187,9 @@ class EximLab:
         self.intermediate = self.ca.create_child_ca()
         self.root: Path | None = None
         self.start_seconds: float | None = None
-        self._lock_fd: int | None = None
+        self._slot_lock = SlotLock(
+            Path(f"/tmp/maildiag-exim-slot{self.slot}.lock"), f"Exim lab slot {self.slot}"
+        )
         self._daemons: dict[EximSetup, subprocess.Popen[bytes]] = {}
 
     def host(self, setup: EximSetup) -> EximHost:
@@ -233,7 +233,9 @@ class EximLab:
             exim_gid = grp.getgrnam(EXIM_USER).gr_gid
         except KeyError:
             raise LabError(f"no system user {EXIM_USER!r}; run tests/lab/install-exim.sh") from None
-        self._acquire_slot()
+        leftovers = self._slot_lock.acquire()
+        if leftovers:
+            kill_leftovers(leftovers, lambda exe: exe == str(EXIM), "/tmp/maildiag-exim")
         try:
             self._check_ports_free()
             self.root = Path(tempfile.mkdtemp(prefix=f"maildiag-exim{self.slot}-", dir="/tmp"))
@@ -261,7 +263,7 @@ class EximLab:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-        self._release_slot()
+        self._slot_lock.release()
         if errors:
             raise LabError("; ".join(errors))
 
@@ -367,56 +369,20 @@ class EximLab:
         finally:
             sock.close()
 
-    # -- slot lock and leftovers -----------------------------------------------
-
-    def _state_path(self) -> Path:
-        return Path(f"/tmp/maildiag-exim-slot{self.slot}.lock")
-
-    def _acquire_slot(self) -> None:
-        fd = os.open(self._state_path(), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LabSlotBusy(
-                f"Exim lab slot {self.slot} is in use by another test session"
-            ) from None
-        self._lock_fd = fd
-        with contextlib.suppress(ValueError, OSError):
-            raw = os.pread(fd, 65536, 0)
-            if raw:
-                _cleanup_leftovers(json.loads(raw))
+    # -- slot state and free ports -----------------------------------------------
 
     def _write_state(self) -> None:
-        if self._lock_fd is None:
-            return
         state = {
             "owner": os.getpid(),
             "root": str(self.root) if self.root else None,
             "pgids": [p.pid for p in self._daemons.values()],
         }
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, json.dumps(state).encode(), 0)
-
-    def _release_slot(self) -> None:
-        if self._lock_fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._lock_fd, 0)
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        self._slot_lock.write(state)
 
     def _check_ports_free(self) -> None:
-        for host in self.hosts.values():
-            for port in self.PORTS:
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        s.bind((host.address, port))
-                    except OSError as e:
-                        if e.errno != errno.EADDRINUSE:
-                            raise
-                        raise LabError(f"{host.address}:{port} is already in use") from None
+        check_ports_free(
+            (host.address, port) for host in self.hosts.values() for port in self.PORTS
+        )
 
 
 def _read_line(sock: socket.socket, limit: int = 4096) -> bytes:
@@ -429,41 +395,9 @@ def _read_line(sock: socket.socket, limit: int = 4096) -> bytes:
     return data
 
 
-def _cleanup_leftovers(state: dict[str, object]) -> None:
-    """Kill Exim daemons left behind by a lab whose test session was killed."""
-    listed = state.get("pgids")
-    pgids = {p for p in listed if isinstance(p, int)} if isinstance(listed, list) else set()
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pgrp = int((proc_dir / "stat").read_text().rpartition(")")[2].split()[2])
-            exe = os.readlink(proc_dir / "exe")
-            if pgrp in pgids and exe == str(EXIM):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-    root = state.get("root")
-    if isinstance(root, str) and root.startswith("/tmp/maildiag-exim"):
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def running_exim_lab() -> Iterator[EximLab]:
+def running_exim_lab() -> contextlib.AbstractContextManager[EximLab]:
     """A started Exim lab in the first free slot."""
-    last: LabSlotBusy | None = None
-    for slot in range(len(SLOT_FIRST_OCTET)):
-        lab = EximLab(slot)
-        try:
-            lab.start()
-        except LabSlotBusy as e:
-            last = e
-            continue
-        try:
-            yield lab
-        finally:
-            lab.stop()
-        return
-    assert last is not None
-    raise last
+    return first_free_slot(EximLab, range(len(SLOT_FIRST_OCTET)))
 
 
 def main() -> None:

@@ -19,11 +19,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
-import errno
-import fcntl
 import functools
 import ipaddress
-import json
 import math
 import os
 import pwd
@@ -36,7 +33,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -46,6 +42,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dh, ec
 from cryptography.x509.oid import NameOID
+
+from .slots import (
+    LabError,
+    SlotLock,
+    check_ports_free,
+    first_free_slot,
+    kill_leftovers,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "lab"
 
@@ -60,14 +64,6 @@ SLOT_FIRST_OCTET = (20, 24)
 MAIL_USER = "mail"
 QUOTA_BYTES = 1024 * 1024
 START_TIMEOUT = 20.0
-
-
-class LabError(RuntimeError):
-    """The lab could not be started, or a lab helper failed."""
-
-
-class LabSlotBusy(LabError):
-    """Another test session on this machine holds this lab slot."""
 
 
 class CertKind(enum.StrEnum):
@@ -210,7 +206,9 @@ class MailLab:
 
         self.root: Path | None = None
         self.start_seconds: float | None = None
-        self._lock_fd: int | None = None
+        self._slot_lock = SlotLock(
+            Path(f"/tmp/maildiag-lab-slot{self.slot}.lock"), f"lab slot {self.slot}"
+        )
         self._dovecot: subprocess.Popen[bytes] | None = None
         self._postfix_pid: int | None = None
         try:
@@ -289,7 +287,9 @@ class MailLab:
             )
         if os.geteuid() != 0:
             raise LabError("the lab needs root (Dovecot and Postfix switch users)")
-        self._acquire_slot()
+        leftovers = self._slot_lock.acquire()
+        if leftovers:
+            kill_leftovers(leftovers, _is_lab_server, "/tmp/maildiag-lab")
         try:
             self._check_ports_free()
             self.root = Path(tempfile.mkdtemp(prefix=f"maildiag-lab{self.slot}-", dir="/tmp"))
@@ -335,36 +335,13 @@ class MailLab:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-        self._release_slot()
+        self._slot_lock.release()
         if errors:
             raise LabError("; ".join(errors))
 
-    # -- slot lock and leftovers from killed runs -----------------------------
-
-    def _state_path(self) -> Path:
-        return Path(f"/tmp/maildiag-lab-slot{self.slot}.lock")
-
-    def _acquire_slot(self) -> None:
-        fd = os.open(self._state_path(), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LabSlotBusy(
-                f"lab slot {self.slot} is in use by another test session "
-                f"(lock {self._state_path()})"
-            ) from None
-        self._lock_fd = fd
-        # We hold the lock, so whoever wrote the state is gone; if it was killed
-        # before stopping its servers, they still hold the lab's ports.
-        with contextlib.suppress(ValueError, OSError):
-            raw = os.pread(fd, 65536, 0)
-            if raw:
-                _cleanup_leftovers(json.loads(raw))
+    # -- slot state and free ports -----------------------------------------------
 
     def _write_state(self) -> None:
-        if self._lock_fd is None:
-            return
         pgids = [self._dovecot.pid] if self._dovecot else []
         if self._postfix_pid:
             pgids.append(self._postfix_pid)
@@ -373,31 +350,14 @@ class MailLab:
             "root": str(self.root) if self.root else None,
             "pgids": pgids,
         }
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, json.dumps(state).encode(), 0)
-
-    def _release_slot(self) -> None:
-        if self._lock_fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._lock_fd, 0)
-        os.close(self._lock_fd)
-        self._lock_fd = None
+        self._slot_lock.write(state)
 
     def _check_ports_free(self) -> None:
-        for host in self.hosts:
-            for port in (*self.DOVECOT_PORTS, *self.POSTFIX_PORTS):
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        s.bind((host.address, port))
-                    except OSError as e:
-                        if e.errno != errno.EADDRINUSE:
-                            raise
-                        raise LabError(
-                            f"{host.address}:{port} is already in use; is a system "
-                            "Dovecot/Postfix listening on 0.0.0.0? (`ss -ltnp`)"
-                        ) from None
+        check_ports_free(
+            ((host.address, port) for host in self.hosts
+             for port in (*self.DOVECOT_PORTS, *self.POSTFIX_PORTS)),
+            "; is a system Dovecot/Postfix listening on 0.0.0.0? (`ss -ltnp`)",
+        )
 
     # -- certificates --------------------------------------------------------
 
@@ -914,42 +874,14 @@ def _alive(pid: int, proc: subprocess.Popen[bytes] | None) -> bool:
 _SERVER_EXE_PREFIXES = ("/usr/sbin/dovecot", "/usr/lib/dovecot/", "/usr/lib/postfix/")
 
 
-def _cleanup_leftovers(state: dict[str, object]) -> None:
-    """Kill servers left behind by a lab whose test session was killed."""
-    listed = state.get("pgids")
-    pgids = {p for p in listed if isinstance(p, int)} if isinstance(listed, list) else set()
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pgrp = int((proc_dir / "stat").read_text().rpartition(")")[2].split()[2])
-            exe = os.readlink(proc_dir / "exe")
-            if pgrp in pgids and exe.startswith(_SERVER_EXE_PREFIXES):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
-    root = state.get("root")
-    if isinstance(root, str) and root.startswith("/tmp/maildiag-lab"):
-        shutil.rmtree(root, ignore_errors=True)
+def _is_lab_server(exe: str) -> bool:
+    return exe.startswith(_SERVER_EXE_PREFIXES)
 
 
-@contextlib.contextmanager
-def running_lab(slot: int | None = None) -> Iterator[MailLab]:
+def running_lab(slot: int | None = None) -> contextlib.AbstractContextManager[MailLab]:
     """A started lab in the first free slot (or the given one)."""
     slots = [slot] if slot is not None else list(range(len(SLOT_FIRST_OCTET)))
-    last: LabSlotBusy | None = None
-    for candidate in slots:
-        lab = MailLab(candidate)
-        try:
-            lab.start()
-        except LabSlotBusy as e:
-            last = e
-            continue
-        try:
-            yield lab
-        finally:
-            lab.stop()
-        return
-    assert last is not None
-    raise last
+    return first_free_slot(MailLab, slots)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
