@@ -26,6 +26,7 @@ test: venv lab-deps
 
 lint: venv
 	$(VENV)/bin/ruff check maildiag tests
+	$(VENV)/bin/ruff format --check maildiag tests
 	$(VENV)/bin/mypy maildiag
 
 bench: venv lab-deps

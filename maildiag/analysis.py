@@ -310,8 +310,10 @@ def _software(result: ProbeResult) -> Any:
 
 def _offers_auth(result: ProbeResult) -> bool:
     # The EHLO inside TLS counts; a deliberately unencrypted endpoint has only the other.
-    caps = result.capabilities if result.endpoint.security is Security.PLAIN else (
-        result.capabilities_tls
+    caps = (
+        result.capabilities
+        if result.endpoint.security is Security.PLAIN
+        else (result.capabilities_tls)
     )
     # No EHLO keywords at all means no EHLO was recorded: nothing to judge.
     if not caps:
@@ -367,9 +369,7 @@ def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Ite
     unclear = [n for n in names if sasl.exposure(n) is sasl.Exposure.UNCLEAR]
     if not (exposing or unclear):
         return
-    software = identify_software(
-        result.greeting, (*result.capabilities, *result.capabilities_tls)
-    )
+    software = identify_software(result.greeting, (*result.capabilities, *result.capabilities_tls))
     yield make_finding(
         "PLAINTEXT_AUTH_ALLOWED" if exposing else "PLAINTEXT_AUTH_UNCLEAR",
         endpoint,
@@ -442,9 +442,7 @@ def _tls_findings(
             urls = leaf.ca_issuers if leaf is not None else ()
             extra = {
                 "severity": Severity.WARNING if urls else Severity.CRITICAL,
-                "clients": CHAIN_INCOMPLETE_CLIENTS[bool(urls)].format(
-                    ca_issuers=", ".join(urls)
-                ),
+                "clients": CHAIN_INCOMPLETE_CLIENTS[bool(urls)].format(ca_issuers=", ".join(urls)),
                 "ca_issuers": list(urls),
             }
         yield make_finding(code, endpoint, detail=detail, days_ago=days_ago, **extra, **base)
@@ -789,9 +787,7 @@ def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Itera
         sync.delivery_latency_s > thresholds.sync_delivery_slow_s
     ):
         problems = True
-        yield make_finding(
-            "SYNC_DELIVERY_SLOW", limit=thresholds.sync_delivery_slow_s, **facts
-        )
+        yield make_finding("SYNC_DELIVERY_SLOW", limit=thresholds.sync_delivery_slow_s, **facts)
     if sync.flag_sync_latency_s is not None and (
         sync.flag_sync_latency_s > thresholds.sync_flag_slow_s
     ):

@@ -125,8 +125,11 @@ def parse_line(text: str, number: int) -> BatchEntry | BadLine | None:
     for option in options:
         key, sep, value = option.partition("=")
         if not sep:
-            return BadLine(number, text, f"{option!r}: after the domain only "
-                                         "imap=HOST, pop3=HOST or smtp=HOST may follow")
+            return BadLine(
+                number,
+                text,
+                f"{option!r}: after the domain only imap=HOST, pop3=HOST or smtp=HOST may follow",
+            )
         protocol = HOST_KEYS.get(key.lower())
         if protocol is None:
             return BadLine(number, text, f"unknown key {key!r}; use {', '.join(HOST_KEYS)}")
@@ -192,8 +195,14 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
         "status": Status.UNKNOWN.name,
         "exit_code": int(Status.UNKNOWN),
         "summary": {severity.value: 0 for severity in Severity},
-        "discovery": {"domain_exists": False, "mx": [], "srv": [], "autoconfig": [],
-                      "problems": [], "duration_s": 0.0},
+        "discovery": {
+            "domain_exists": False,
+            "mx": [],
+            "srv": [],
+            "autoconfig": [],
+            "problems": [],
+            "duration_s": 0.0,
+        },
         "endpoints": [],
         "findings": [],
         "sync": None,
@@ -205,8 +214,11 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
 def _unknown_reason(diagnosis: Diagnosis) -> tuple[str, str]:
     # A domain that does not exist is CRITICAL (a checked answer), never
     # UNKNOWN, so the only "could not judge" left after a diagnosis is DNS.
-    titles = [f.title for f in diagnosis.findings
-              if f.endpoint is None and f.severity.rank >= Severity.WARNING.rank]
+    titles = [
+        f.title
+        for f in diagnosis.findings
+        if f.endpoint is None and f.severity.rank >= Severity.WARNING.rank
+    ]
     kind = "dns_failed"
     unique = list(dict.fromkeys(titles))
     return "; ".join(unique) or "nothing could be checked", kind
@@ -227,10 +239,13 @@ def check_entry(
     try:
         request = template
         if entry.hosts:
-            request = replace(template, overrides=Overrides(
-                hosts={**template.overrides.hosts, **entry.hosts},
-                ports=template.overrides.ports,
-            ))
+            request = replace(
+                template,
+                overrides=Overrides(
+                    hosts={**template.overrides.hosts, **entry.hosts},
+                    ports=template.overrides.ports,
+                ),
+            )
         request = replace(request, domain=entry.domain)
         diagnosis = diagnose(request, host_limiter=host_limiter, probe_cache=probe_cache)
     except InvalidDomain as exc:
@@ -243,15 +258,19 @@ def check_entry(
     if diagnosis.status is Status.UNKNOWN:
         error, kind = _unknown_reason(diagnosis)
         data.update(error=error, error_kind=kind)
-    codes = tuple(dict.fromkeys(
-        f.code for f in diagnosis.findings if f.severity.rank >= Severity.WARNING.rank))
+    codes = tuple(
+        dict.fromkeys(
+            f.code for f in diagnosis.findings if f.severity.rank >= Severity.WARNING.rank
+        )
+    )
     return BatchResult(entry, diagnosis.status, codes, _dumps(data), error)
 
 
 def failed_result(entry: BatchEntry, message: str, kind: str) -> BatchResult:
     """The UNKNOWN result of a domain that could not be checked (``kind`` as in ``error_json``)."""
-    return BatchResult(entry, Status.UNKNOWN, (), _dumps(error_json(entry.domain, message, kind)),
-                       message)
+    return BatchResult(
+        entry, Status.UNKNOWN, (), _dumps(error_json(entry.domain, message, kind)), message
+    )
 
 
 _DONE = object()
@@ -300,8 +319,9 @@ def run_batch(
         finally:
             _put(results, _DONE, stop)
 
-    workers = [threading.Thread(target=work, name=f"batch-{n}", daemon=True)
-               for n in range(concurrency)]
+    workers = [
+        threading.Thread(target=work, name=f"batch-{n}", daemon=True) for n in range(concurrency)
+    ]
     for worker in workers:
         worker.start()
     running = len(workers)
@@ -381,8 +401,10 @@ class Summary:
         parts = [head, "", tabulate(rows, headers=["Status", "Domains"], tablefmt="simple")]
         if self.codes:
             common = self.codes.most_common(top)
-            parts += ["", tabulate(common, headers=["Most common findings", "Domains"],
-                                   tablefmt="simple")]
+            parts += [
+                "",
+                tabulate(common, headers=["Most common findings", "Domains"], tablefmt="simple"),
+            ]
         return "\n".join(parts) + "\n"
 
 
@@ -411,8 +433,10 @@ class Progress:
             filled = int(self.WIDTH * min(self.done / self.total, 1.0))
             bar = "#" * filled + "-" * (self.WIDTH - filled)
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            line = (f"[{bar}] {self.done}/{self.total} {rate:.1f}/s "
-                    f"eta {int(eta) // 60}:{int(eta) % 60:02d}  {counts}")
+            line = (
+                f"[{bar}] {self.done}/{self.total} {rate:.1f}/s "
+                f"eta {int(eta) // 60}:{int(eta) % 60:02d}  {counts}"
+            )
         else:
             line = f"{self.done} domains {rate:.1f}/s  {counts}"
         self.stream.write("\r\x1b[K" + line)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import click
 
 from . import __version__
+
+_Command = Callable[..., object]
 
 EXIT_CODES_HELP = (
     "Exit status (monitoring-plugins convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
@@ -45,7 +47,7 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-class NameserverAddress(click.ParamType):
+class NameserverAddress(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """ADDR[:PORT] of a DNS server: 127.0.0.1, 127.0.0.1:5353, ::1, [::1]:53.
 
     Checked while parsing, so a bad value is a usage error (exit 3) for every
@@ -157,7 +159,7 @@ _CHECK_OPTIONS = [
 ]
 
 
-def check_options(command):  # type: ignore[no-untyped-def]
+def check_options(command: _Command) -> _Command:
     """The discovery, TLS and threshold options shared by check, batch and serve."""
     for option in reversed(_CHECK_OPTIONS):
         command = option(command)
@@ -207,7 +209,7 @@ _MAILBOX_OPTIONS = [
 ]
 
 
-def mailbox_options(command):  # type: ignore[no-untyped-def]
+def mailbox_options(command: _Command) -> _Command:
     """The login, quota and sync options (--user, ...); reusable by batch and serve."""
     for option in reversed(_MAILBOX_OPTIONS):
         command = option(command)
@@ -494,8 +496,13 @@ def batch(
     processes = workers.worker_count(processes, concurrency=concurrency, per_host=per_host)
     if processes > 1:
         results = workers.run_in_processes(
-            entries, template, processes=processes, concurrency=concurrency,
-            per_host=per_host, share_probes=share_probes, stop=stop,
+            entries,
+            template,
+            processes=processes,
+            concurrency=concurrency,
+            per_host=per_host,
+            share_probes=share_probes,
+            stop=stop,
         )
     else:
         results = batch_module.run_batch(

@@ -74,8 +74,10 @@ def load_profiles(
 
     unknown = set(data) - {"profiles"}
     if unknown:
-        raise CredentialsError(f"{file}: unknown table(s) {', '.join(sorted(unknown))}; "
-                               "profiles go under [profiles.NAME]")
+        raise CredentialsError(
+            f"{file}: unknown table(s) {', '.join(sorted(unknown))}; "
+            "profiles go under [profiles.NAME]"
+        )
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise CredentialsError(f"{file}: 'profiles' must be a table of [profiles.NAME] tables")

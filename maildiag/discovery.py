@@ -12,7 +12,7 @@ import ipaddress
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from maildiag.autoconfig import autoconfig_urls, fetch_autoconfig
@@ -341,7 +341,7 @@ def _target(name: object) -> str:
 # Running lookups
 
 
-def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> list:
+def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> list[Any]:
     return resolver.query(name, rdtype, deadline)
 
 

@@ -15,6 +15,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import dns.exception
@@ -292,7 +293,7 @@ class Resolver:
         """The nameservers asked, as "address:port"."""
         return tuple(str(s) for s in self._servers)
 
-    def query(self, name: str, rdtype: str, deadline: Deadline | None = None) -> list:
+    def query(self, name: str, rdtype: str, deadline: Deadline | None = None) -> list[Any]:
         """The rdata of *name*/*rdtype*; raises ``DnsLookupError``."""
         label = f"{name.rstrip('.')} {rdtype.upper()}"
         try:
@@ -444,7 +445,7 @@ class Resolver:
                 f"{server} truncated the UDP answer and TCP failed: {e or type(e).__name__}",
             ) from None
 
-    def _answer(self, response: dns.message.Message, label: str) -> list:
+    def _answer(self, response: dns.message.Message, label: str) -> list[Any]:
         if not isinstance(response, dns.message.QueryMessage):
             raise DnsLookupError("error", "the answer is not a query response", label)
         try:
@@ -486,7 +487,7 @@ def _receive(
         try:
             response = dns.message.from_wire(wire, raise_on_truncation=True)
         except dns.message.Truncated as truncated:
-            if request.is_response(truncated.message()):
+            if request.is_response(truncated.message()):  # type: ignore[no-untyped-call]
                 return _TRUNCATED
             continue
         except Exception:  # noqa: BLE001 - not a DNS message: keep listening

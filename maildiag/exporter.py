@@ -119,11 +119,14 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
     """The /probe answer as metric families; ``None`` means the check did not finish."""
     success = GaugeMetricFamily(
         "maildiag_probe_success",
-        "1 if the check finished in time and found nothing critical (status OK or WARNING).")
+        "1 if the check finished in time and found nothing critical (status OK or WARNING).",
+    )
     duration = GaugeMetricFamily(
-        "maildiag_probe_duration_seconds", "How long the check took, in seconds.")
+        "maildiag_probe_duration_seconds", "How long the check took, in seconds."
+    )
     status = GaugeMetricFamily(
-        "maildiag_status", "Overall status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.")
+        "maildiag_status", "Overall status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+    )
     duration.add_metric([], seconds)
     if diagnosis is None:
         success.add_metric([], 0)
@@ -134,39 +137,52 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
     status.add_metric([], int(diagnosis.status))
 
     discovery = GaugeMetricFamily(
-        "maildiag_discovery_duration_seconds", "Time spent on DNS and autoconfig discovery.")
+        "maildiag_discovery_duration_seconds", "Time spent on DNS and autoconfig discovery."
+    )
     discovery.add_metric([], diagnosis.discovery.seconds)
     up = GaugeMetricFamily(
-        "maildiag_endpoint_up", "1 if the endpoint completed the dialogue (TLS included).",
-        labels=ENDPOINT_LABELS)
+        "maildiag_endpoint_up",
+        "1 if the endpoint completed the dialogue (TLS included).",
+        labels=ENDPOINT_LABELS,
+    )
     phases = GaugeMetricFamily(
-        "maildiag_endpoint_phase_duration_seconds", "Duration of each phase of a probe.",
-        labels=(*ENDPOINT_LABELS, "phase"))
+        "maildiag_endpoint_phase_duration_seconds",
+        "Duration of each phase of a probe.",
+        labels=(*ENDPOINT_LABELS, "phase"),
+    )
     expiry = GaugeMetricFamily(
         "maildiag_tls_cert_expiry_timestamp_seconds",
         "When the endpoint's leaf certificate expires, as a Unix timestamp.",
-        labels=ENDPOINT_LABELS)
+        labels=ENDPOINT_LABELS,
+    )
     # Like the blackbox exporter's probe_ssl_earliest_cert_expiry: an expired
     # intermediate breaks the chain as surely as an expired leaf.
     chain_expiry = GaugeMetricFamily(
         "maildiag_tls_cert_chain_earliest_expiry_timestamp_seconds",
         "When the first certificate of the chain the endpoint sent expires "
         "(leaf or intermediate), as a Unix timestamp.",
-        labels=ENDPOINT_LABELS)
+        labels=ENDPOINT_LABELS,
+    )
     trusted = GaugeMetricFamily(
         "maildiag_tls_cert_trusted",
         "1 if the endpoint's certificate chain verified against the trusted roots.",
-        labels=ENDPOINT_LABELS)
+        labels=ENDPOINT_LABELS,
+    )
     hostname = GaugeMetricFamily(
         "maildiag_tls_cert_hostname_match",
         "1 if the endpoint's certificate is valid for the host name that was checked.",
-        labels=ENDPOINT_LABELS)
+        labels=ENDPOINT_LABELS,
+    )
     version = GaugeMetricFamily(
-        "maildiag_tls_version_info", "The TLS version negotiated with the endpoint.",
-        labels=(*ENDPOINT_LABELS, "version"))
+        "maildiag_tls_version_info",
+        "The TLS version negotiated with the endpoint.",
+        labels=(*ENDPOINT_LABELS, "version"),
+    )
     quota = GaugeMetricFamily(
-        "maildiag_quota_usage_ratio", "Mailbox quota usage (0 to 1) per quota resource.",
-        labels=(*ENDPOINT_LABELS, "resource"))
+        "maildiag_quota_usage_ratio",
+        "Mailbox quota usage (0 to 1) per quota resource.",
+        labels=(*ENDPOINT_LABELS, "resource"),
+    )
     for result in diagnosis.results:
         labels = _endpoint_labels(result)
         up.add_metric(labels, 1 if result.outcome is Outcome.OK else 0)
@@ -178,7 +194,8 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
             if tls.leaf is not None:
                 expiry.add_metric(labels, tls.leaf.not_after.timestamp())
                 chain_expiry.add_metric(
-                    labels, min(cert.not_after.timestamp() for cert in tls.chain))
+                    labels, min(cert.not_after.timestamp() for cert in tls.chain)
+                )
                 trusted.add_metric(labels, 1 if tls.trust is TrustStatus.TRUSTED else 0)
                 hostname.add_metric(labels, 1 if tls.hostname_matches else 0)
         if result.mailbox is not None:
@@ -192,7 +209,8 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
     findings = GaugeMetricFamily(
         "maildiag_findings",
         "Number of findings that are not OK, per severity, code and endpoint.",
-        labels=("severity", "code", *ENDPOINT_LABELS))
+        labels=("severity", "code", *ENDPOINT_LABELS),
+    )
     counts = Counter(
         (f.severity.value, f.code, *(_labels_of(f.endpoint) if f.endpoint else ("",) * 4))
         for f in diagnosis.findings
@@ -200,8 +218,18 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
     )
     for key, count in sorted(counts.items()):
         findings.add_metric(list(key), count)
-    families = [discovery, up, phases, expiry, chain_expiry, trusted, hostname, version, quota,
-                findings]
+    families = [
+        discovery,
+        up,
+        phases,
+        expiry,
+        chain_expiry,
+        trusted,
+        hostname,
+        version,
+        quota,
+        findings,
+    ]
     return [success, duration, status, *(f for f in families if f.samples)]
 
 
@@ -243,19 +271,34 @@ class Exporter:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.probes = CounterMetric(
-            "maildiag_exporter_probes", "Probes answered, by result.", ["result"],
-            registry=self.registry)
+            "maildiag_exporter_probes",
+            "Probes answered, by result.",
+            ["result"],
+            registry=self.registry,
+        )
         self.errors = CounterMetric(
-            "maildiag_exporter_probe_errors", "Probe requests that failed, by reason.",
-            ["reason"], registry=self.registry)
+            "maildiag_exporter_probe_errors",
+            "Probe requests that failed, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.durations = Histogram(
-            "maildiag_exporter_probe_duration_seconds", "Time to answer a /probe request.",
-            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120), registry=self.registry)
+            "maildiag_exporter_probe_duration_seconds",
+            "Time to answer a /probe request.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120),
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
-            "maildiag_exporter_probes_in_flight", "Probes running right now.",
-            registry=self.registry)
-        build = Gauge("maildiag_exporter_build_info", "The maildiag version.", ["version"],
-                      registry=self.registry)
+            "maildiag_exporter_probes_in_flight",
+            "Probes running right now.",
+            registry=self.registry,
+        )
+        build = Gauge(
+            "maildiag_exporter_build_info",
+            "The maildiag version.",
+            ["version"],
+            registry=self.registry,
+        )
         build.labels(__version__).set(1)
         for result in ("success", "failure", "timeout"):
             self.probes.labels(result)
@@ -264,26 +307,29 @@ class Exporter:
 
     # -- /probe ---------------------------------------------------------------
 
-    def request_for(self, query: str, scrape_timeout: str | None) -> tuple[CheckRequest,
-                                                                            Profile | None,
-                                                                            float]:
+    def request_for(
+        self, query: str, scrape_timeout: str | None
+    ) -> tuple[CheckRequest, Profile | None, float]:
         """The check to run, its profile and the seconds within which to answer."""
         from .dns import InvalidDomain, to_ascii
 
         try:
-            params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query),
-                              max_num_fields=16)
+            params = parse_qs(
+                query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=16
+            )
         except ValueError as exc:
             raise BadProbeRequest(f"malformed query string: {exc}") from None
         for secret in ("password", "pass", "user", "username"):
             if secret in params:
                 raise BadProbeRequest(
                     "credentials are never taken from the URL; put them in a profile "
-                    "(--credentials FILE or MAILDIAG_PROFILE_* variables) and use profile=NAME")
+                    "(--credentials FILE or MAILDIAG_PROFILE_* variables) and use profile=NAME"
+                )
         unknown = sorted(set(params) - set(QUERY_PARAMETERS))
         if unknown:
-            raise BadProbeRequest(f"unknown parameter(s): {', '.join(unknown)}; "
-                                  f"use {' and '.join(QUERY_PARAMETERS)}")
+            raise BadProbeRequest(
+                f"unknown parameter(s): {', '.join(unknown)}; use {' and '.join(QUERY_PARAMETERS)}"
+            )
         for name, values in params.items():
             if len(values) > 1:
                 raise BadProbeRequest(f"parameter {name!r} given more than once")
@@ -306,8 +352,12 @@ class Exporter:
         budget = self._budget(scrape_timeout)
         # A check may overrun its deadline by the runner's grace periods.
         deadline = min(self.template.deadline, max(budget - CHECK_SLACK, budget / 2))
-        request = replace(self.template, domain=target, deadline=deadline,
-                          timeout=min(self.template.timeout, deadline))
+        request = replace(
+            self.template,
+            domain=target,
+            deadline=deadline,
+            timeout=min(self.template.timeout, deadline),
+        )
         return request, profile, budget
 
     def _budget(self, header: str | None) -> float:
@@ -318,10 +368,12 @@ class Exporter:
             seconds = float(header)
         except ValueError:
             raise BadProbeRequest(
-                f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header!r}") from None
+                f"X-Prometheus-Scrape-Timeout-Seconds is not a number: {header!r}"
+            ) from None
         if not math.isfinite(seconds) or seconds <= 0:
             raise BadProbeRequest(
-                f"X-Prometheus-Scrape-Timeout-Seconds must be positive: {header!r}")
+                f"X-Prometheus-Scrape-Timeout-Seconds must be positive: {header!r}"
+            )
         return max(seconds - SCRAPE_MARGIN, 0.1)
 
     def probe(self, query: str, scrape_timeout: str | None = None) -> ProbeAnswer:
@@ -346,8 +398,9 @@ class Exporter:
         body = _exposition(diagnosis_metrics(diagnosis, seconds))
         return ProbeAnswer(200, body, CONTENT_TYPE_LATEST)
 
-    def _run(self, request: CheckRequest, profile: Profile | None,
-             budget: float) -> Diagnosis | None:
+    def _run(
+        self, request: CheckRequest, profile: Profile | None, budget: float
+    ) -> Diagnosis | None:
         """The check in its own thread, so the answer goes out on time even if it hangs."""
         outcome: list[Diagnosis | None] = []
         finished = threading.Event()
@@ -365,8 +418,10 @@ class Exporter:
         threading.Thread(target=work, name=f"probe-{request.domain}", daemon=True).start()
         if not finished.wait(budget):
             self.errors.labels("timeout").inc()
-            self.log(f"maildiag exporter: check of {request.domain} did not finish within "
-                     f"{budget:.1f} s; answered probe_success 0")
+            self.log(
+                f"maildiag exporter: check of {request.domain} did not finish within "
+                f"{budget:.1f} s; answered probe_success 0"
+            )
             return None
         return outcome[0]
 
@@ -408,20 +463,26 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/probe":
             answer = self.exporter.probe(
-                url.query, self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+                url.query, self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+            )
         elif url.path == "/metrics":
             answer = self.exporter.metrics()
         elif url.path == "/":
             page = _INDEX.format(version=html.escape(__version__))
             answer = ProbeAnswer(200, page.encode(), "text/html; charset=utf-8")
         else:
-            answer = ProbeAnswer(404, b"not found; try /probe?target=DOMAIN or /metrics\n",
-                                 "text/plain; charset=utf-8")
+            answer = ProbeAnswer(
+                404,
+                b"not found; try /probe?target=DOMAIN or /metrics\n",
+                "text/plain; charset=utf-8",
+            )
         self._send(answer)
 
     def do_POST(self) -> None:  # noqa: N802
-        self._send(ProbeAnswer(HTTPStatus.METHOD_NOT_ALLOWED, b"use GET\n",
-                               "text/plain; charset=utf-8"), allow="GET")
+        self._send(
+            ProbeAnswer(HTTPStatus.METHOD_NOT_ALLOWED, b"use GET\n", "text/plain; charset=utf-8"),
+            allow="GET",
+        )
 
     def _send(self, answer: ProbeAnswer, allow: str | None = None) -> None:
         try:

@@ -488,8 +488,7 @@ _SPECS = (
         "{host}:{port} does not accept a password before the connection is encrypted "
         "({command}), so a misconfigured client cannot send it in clear text. That is how it "
         "should be; maildiag did not send the password there.",
-        "Nothing to do. Clients must use {command} on port {port} or SSL/TLS on port "
-        "{tls_port}.",
+        "Nothing to do. Clients must use {command} on port {port} or SSL/TLS on port {tls_port}.",
     ),
     FindingSpec(
         "AUTH_MECHANISM_UNAVAILABLE",
@@ -527,7 +526,7 @@ _SPECS = (
         "AUTH_REFUSED",
         _S.WARNING,
         "The server refused the login",
-        '{host}:{port} refused the login of {user} for a reason other than the password: '
+        "{host}:{port} refused the login of {user} for a reason other than the password: "
         '"{reply}".',
         "Look up the server's answer in its documentation or log; the provider can tell what "
         "it means for this account.",
@@ -572,8 +571,7 @@ _SPECS = (
         "QUOTA_OK",
         _S.OK,
         "The mailbox has room",
-        "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
-        "{limit}).",
+        "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of {limit}).",
         "Nothing to do.",
     ),
     FindingSpec(

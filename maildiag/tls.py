@@ -693,9 +693,7 @@ def _judge(
     if now > leaf.not_valid_after_utc:
         return _Verdict(TrustStatus.EXPIRED, _validity_problem(leaf, now, "the certificate"))
     if now < leaf.not_valid_before_utc:
-        return _Verdict(
-            TrustStatus.NOT_YET_VALID, _validity_problem(leaf, now, "the certificate")
-        )
+        return _Verdict(TrustStatus.NOT_YET_VALID, _validity_problem(leaf, now, "the certificate"))
     if leaf_der in anchors.ders:
         # Pinned: the user put this very certificate in the CA file.
         return _Verdict(TrustStatus.TRUSTED)

@@ -185,9 +185,7 @@ class Connection:
             if item is not None:
                 return item
             if self._read_limit is not None and self.bytes_received >= self._read_limit:
-                raise ReadLimitExceeded(
-                    f"no complete reply in the first {self._read_limit} bytes"
-                )
+                raise ReadLimitExceeded(f"no complete reply in the first {self._read_limit} bytes")
             data = self._read_some(end)
             self.bytes_received += len(data)
             feed(data)
@@ -323,7 +321,7 @@ def _ssl_failure(exc: ssl.SSLError) -> TlsFailure | None:
 
 
 def _describe_ssl_error(exc: ssl.SSLError) -> str:
-    reason = getattr(exc, "reason", None)
+    reason: str | None = getattr(exc, "reason", None)
     if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
         return "the server closed the connection during the handshake"
     if reason == "WRONG_VERSION_NUMBER":

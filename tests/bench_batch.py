@@ -62,10 +62,24 @@ def _batch(lab: Provider, directory: Path, size: int, *options: str) -> Run:
     with output.open("wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "maildiag", "batch", str(source),
-             "--concurrency", str(CONCURRENCY), "--no-progress", "-q", *options,
-             *lab.cli_options()],
-            stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "maildiag",
+                "batch",
+                str(source),
+                "--concurrency",
+                str(CONCURRENCY),
+                "--no-progress",
+                "-q",
+                *options,
+                *lab.cli_options(),
+            ],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+        )
         peak_rss = peak_pss = 0
         while process.poll() is None:
             rss, pss = _tree_memory_kb(process.pid)
@@ -74,8 +88,9 @@ def _batch(lab: Provider, directory: Path, size: int, *options: str) -> Run:
         seconds = time.perf_counter() - started
     lines = output.read_bytes().splitlines()
     statuses = Counter(json.loads(line)["status"] for line in lines)
-    return Run(size, seconds, peak_rss / 1024, peak_pss / 1024, len(lines), statuses,
-               process.returncode)
+    return Run(
+        size, seconds, peak_rss / 1024, peak_pss / 1024, len(lines), statuses, process.returncode
+    )
 
 
 def _tree_memory_kb(pid: int) -> tuple[int, int]:
@@ -110,8 +125,11 @@ MODES = {
 
 
 def run(report: Report) -> None:
-    print(f"(batch) {', '.join(map(str, SIZES))} domains on {len(HOSTS)} servers, "
-          f"--concurrency {CONCURRENCY}, --per-host 2", flush=True)
+    print(
+        f"(batch) {', '.join(map(str, SIZES))} domains on {len(HOSTS)} servers, "
+        f"--concurrency {CONCURRENCY}, --per-host 2",
+        flush=True,
+    )
     results: dict[str, list[Run]] = {}
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
@@ -128,20 +146,32 @@ def _report_mode(report: Report, mode: str, runs: list[Run]) -> None:
     for result in runs:
         complete = "all" if result.lines == result.domains else f"ONLY {result.lines}"
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items()))
-        report(f"{result.domains} domains: wall time", f"{result.seconds:.1f} s "
-               f"({result.domains / result.seconds:.0f} domains/s)")
-        report(f"{result.domains} domains: peak memory, batch and workers",
-               f"PSS {result.peak_pss_mb:.0f} MB (RSS summed {result.peak_rss_mb:.0f} MB)")
-        report(f"{result.domains} domains: result lines", f"{complete} ({statuses}); "
-               f"exit {result.exit_code}")
+        report(
+            f"{result.domains} domains: wall time",
+            f"{result.seconds:.1f} s ({result.domains / result.seconds:.0f} domains/s)",
+        )
+        report(
+            f"{result.domains} domains: peak memory, batch and workers",
+            f"PSS {result.peak_pss_mb:.0f} MB (RSS summed {result.peak_rss_mb:.0f} MB)",
+        )
+        report(
+            f"{result.domains} domains: result lines",
+            f"{complete} ({statuses}); exit {result.exit_code}",
+        )
     small, large = runs[0], runs[-1]
     size_ratio = large.domains / small.domains
-    report("1,000 domains (goal <= 30 s, <= 150 MB)",
-           f"{large.seconds:.1f} s, PSS {large.peak_pss_mb:.0f} MB")
-    report(f"time growth for {size_ratio:.0f}x the domains (linear: {size_ratio:.0f}x)",
-           f"{large.seconds / small.seconds:.1f}x")
-    report(f"memory growth for {size_ratio:.0f}x the domains (flat: 1.0x)",
-           f"{large.peak_pss_mb / small.peak_pss_mb:.2f}x")
+    report(
+        "1,000 domains (goal <= 30 s, <= 150 MB)",
+        f"{large.seconds:.1f} s, PSS {large.peak_pss_mb:.0f} MB",
+    )
+    report(
+        f"time growth for {size_ratio:.0f}x the domains (linear: {size_ratio:.0f}x)",
+        f"{large.seconds / small.seconds:.1f}x",
+    )
+    report(
+        f"memory growth for {size_ratio:.0f}x the domains (flat: 1.0x)",
+        f"{large.peak_pss_mb / small.peak_pss_mb:.2f}x",
+    )
 
 
 def _print(label: str, value: str) -> None:

@@ -42,9 +42,14 @@ def _zone(lab: MailLab) -> dict:
     zone: dict = {"@": {"MX": [f"10 {target}"]}}
     for name, address in lab.dns.items():
         zone[name.removesuffix(f".{lab.domain}")] = {"A": [address]}
-    for service, port in (("_imap._tcp", 143), ("_imaps._tcp", 993), ("_pop3._tcp", 110),
-                          ("_pop3s._tcp", 995), ("_submission._tcp", 587),
-                          ("_submissions._tcp", 465)):
+    for service, port in (
+        ("_imap._tcp", 143),
+        ("_imaps._tcp", 993),
+        ("_pop3._tcp", 110),
+        ("_pop3s._tcp", 995),
+        ("_submission._tcp", 587),
+        ("_submissions._tcp", 465),
+    ):
         zone[service] = {"SRV": [f"0 1 {port} {target}"]}
     return {lab.domain: zone}
 
@@ -78,15 +83,15 @@ def _check(args: list[str], password: str | None) -> tuple[float, dict]:
 
 def _phase_sum(report: dict, phases: tuple[str, ...]) -> tuple[float, float]:
     """(sum over endpoints, slowest endpoint) of the given phases, in seconds."""
-    per_endpoint = [
-        sum(e["timings"].get(p, 0.0) for p in phases) for e in report["endpoints"]
-    ]
+    per_endpoint = [sum(e["timings"].get(p, 0.0) for p in phases) for e in report["endpoints"]]
     return sum(per_endpoint), max(per_endpoint, default=0.0)
 
 
 def run(report: Report) -> None:
-    print("(mailbox) full check of the lab domain with vs. without --user "
-          "(real Dovecot + Postfix)", flush=True)
+    print(
+        "(mailbox) full check of the lab domain with vs. without --user (real Dovecot + Postfix)",
+        flush=True,
+    )
     try:
         lab_context = running_lab()
         lab = lab_context.__enter__()
@@ -101,8 +106,19 @@ def run(report: Report) -> None:
 
 
 def _bench(lab: MailLab, dns: DnsServer, report: Report) -> None:
-    base = ["check", lab.domain, "--nameserver", dns.nameserver, "--ca-file",
-            str(lab.ca_pem_path), "--no-autoconfig", "--format", "json", "--timeout", "5"]
+    base = [
+        "check",
+        lab.domain,
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(lab.ca_pem_path),
+        "--no-autoconfig",
+        "--format",
+        "json",
+        "--timeout",
+        "5",
+    ]
     with_user = [*base, "--user", lab.alice.address]
     _check(base, None)  # warm up: imports, Dovecot's auth and login processes
     _check(with_user, lab.alice.password)
@@ -130,20 +146,29 @@ def _bench(lab: MailLab, dns: DnsServer, report: Report) -> None:
     extra = login - plain
     report("endpoints checked", str(endpoints))
     report(f"check without credentials (median of {ROUNDS})", f"{plain * 1000:.0f} ms")
-    report(f"check with --user: login + quota everywhere (median of {ROUNDS})",
-           f"{login * 1000:.0f} ms")
-    report("extra wall time for the mailbox checks", f"{extra * 1000:+.0f} ms "
-           f"({login / plain:.2f}x)")
+    report(
+        f"check with --user: login + quota everywhere (median of {ROUNDS})",
+        f"{login * 1000:.0f} ms",
+    )
+    report(
+        "extra wall time for the mailbox checks", f"{extra * 1000:+.0f} ms ({login / plain:.2f}x)"
+    )
     report("extra round trips (logins, GETQUOTAROOT+STATUS, STAT)", str(round_trips))
-    report("login time, summed over endpoints (median)",
-           f"{statistics.median(auth_sums) * 1000:.1f} ms")
-    report("quota + INBOX queries, summed over endpoints (median)",
-           f"{statistics.median(mailbox_sums) * 1000:.1f} ms")
+    report(
+        "login time, summed over endpoints (median)",
+        f"{statistics.median(auth_sums) * 1000:.1f} ms",
+    )
+    report(
+        "quota + INBOX queries, summed over endpoints (median)",
+        f"{statistics.median(mailbox_sums) * 1000:.1f} ms",
+    )
     report("slowest single login (median)", f"{statistics.median(slowest_auth) * 1000:.1f} ms")
     per_trip = (statistics.median(auth_sums) + statistics.median(mailbox_sums)) / round_trips
     report("server time per extra round trip", f"{per_trip * 1000:.2f} ms")
-    report("extra wall time / extra round trips (runs in parallel)",
-           f"{extra / round_trips * 1000:.2f} ms")
+    report(
+        "extra wall time / extra round trips (runs in parallel)",
+        f"{extra / round_trips * 1000:.2f} ms",
+    )
 
     delivery, flag = [], []
     for _ in range(SYNC_ROUNDS):
@@ -154,10 +179,14 @@ def _bench(lab: MailLab, dns: DnsServer, report: Report) -> None:
         delivery.append(sync["delivery_latency_s"])
         flag.append(sync["flag_sync_latency_s"])
     method = result["sync"]["delivery_method"]
-    report(f"--sync: delivery, submission to INBOX ({method}, median)",
-           f"{statistics.median(delivery) * 1000:.0f} ms")
-    report(f"--sync: flag seen by a 2nd session ({method}, median)",
-           f"{statistics.median(flag) * 1000:.0f} ms")
+    report(
+        f"--sync: delivery, submission to INBOX ({method}, median)",
+        f"{statistics.median(delivery) * 1000:.0f} ms",
+    )
+    report(
+        f"--sync: flag seen by a 2nd session ({method}, median)",
+        f"{statistics.median(flag) * 1000:.0f} ms",
+    )
 
 
 def _report(label: str, value: str) -> None:

@@ -285,14 +285,27 @@ def test_a_dripping_autoconfig_server_leaves_the_probes_their_time(lab, pki, cap
     web_address = "127.0.3.80"
     dns = lab(extra_zone={"autoconfig": {"A": [web_address]}})
     slow = Reply(body=b"<clientConfig/>" * 50, drip=0.3)
-    routes = {"autoconfig.kunde.test/mail/config-v1.1.xml": slow,
-              "kunde.test/.well-known/autoconfig/mail/config-v1.1.xml": slow}
+    routes = {
+        "autoconfig.kunde.test/mail/config-v1.1.xml": slow,
+        "kunde.test/.well-known/autoconfig/mail/config-v1.1.xml": slow,
+    }
     cert = pki.intermediate.issue_cert("autoconfig.kunde.test", "kunde.test")
     with HttpsServer(routes, cert, address=web_address):
         started = time.monotonic()
         code, out, err = run_cli(
-            capsys, "check", "kunde.test", "--format", "json", "--nameserver", dns.nameserver,
-            "--ca-file", str(pki.ca_pem_path), "--timeout", "30", "--deadline", "5",
+            capsys,
+            "check",
+            "kunde.test",
+            "--format",
+            "json",
+            "--nameserver",
+            dns.nameserver,
+            "--ca-file",
+            str(pki.ca_pem_path),
+            "--timeout",
+            "30",
+            "--deadline",
+            "5",
         )
         elapsed = time.monotonic() - started
     assert elapsed < 5.5, elapsed
@@ -308,12 +321,23 @@ def test_a_dripping_autoconfig_server_leaves_the_probes_their_time(lab, pki, cap
 def test_the_deadline_counts_from_the_start_of_the_process(lab, pki, capsys):
     # The console script passes the moment it started; time spent importing
     # click, dnspython and cryptography is part of --deadline.
-    silent = dict.fromkeys(("imap", "imaps", "pop3", "pop3s", "submission", "submissions"),
-                           Behaviour.NEVER_GREET)
+    silent = dict.fromkeys(
+        ("imap", "imaps", "pop3", "pop3s", "submission", "submissions"), Behaviour.NEVER_GREET
+    )
     dns = lab(behaviours=silent)
     started = time.monotonic() - 1.5  # as if start-up had taken 1.5 s
-    code = main(["check", "kunde.test", "--format", "json", *base_args(dns, pki, "30"),
-                 "--deadline", "2.5"], started=started)
+    code = main(
+        [
+            "check",
+            "kunde.test",
+            "--format",
+            "json",
+            *base_args(dns, pki, "30"),
+            "--deadline",
+            "2.5",
+        ],
+        started=started,
+    )
     out = capsys.readouterr().out
     assert time.monotonic() - started < 2.5 + 0.8
     assert {e["outcome"] for e in json.loads(out)["endpoints"]} <= {"deadline"}

@@ -118,8 +118,9 @@ ZONE = {"kunde.test": {"@": {"MX": ["10 mail"]}, "mail": {"TXT": ['"no address"'
 @pytest.mark.parametrize("address", ["127.0.5.53", "::1"])
 def test_good_nameserver_with_a_port_is_asked(capsys, address):
     with DnsServer(ZONE, address) as dns:
-        code = main(["check", "kunde.test", "--nameserver", dns.nameserver, *QUICK,
-                     "--format", "json"])
+        code = main(
+            ["check", "kunde.test", "--nameserver", dns.nameserver, *QUICK, "--format", "json"]
+        )
         out, err = capsys.readouterr()
         assert "Traceback" not in err
         report = json.loads(out)

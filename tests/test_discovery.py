@@ -452,21 +452,24 @@ def test_autoconfig_can_be_skipped(resolver, autoconfig_web):
 
 def _ac(*hosts: str, final_url: str | None = None) -> AutoconfigResult:
     servers = tuple(AutoconfigServer(Protocol.IMAP, h, 993, Security.TLS) for h in hosts)
-    return AutoconfigResult("https://autoconfig.kunde.test/mail/config-v1.1.xml", servers,
-                            final_url=final_url)
+    return AutoconfigResult(
+        "https://autoconfig.kunde.test/mail/config-v1.1.xml", servers, final_url=final_url
+    )
 
 
 def test_autoconfig_hosts_of_the_domain_and_its_mx_provider_are_its_own():
     mx = (MxRecord(10, "mx1.provider.test"),)
     found = foreign_autoconfig_hosts(
-        "kunde.test", (_ac("imap.kunde.test", "kunde.test", "imap.provider.test"),), mx)
+        "kunde.test", (_ac("imap.kunde.test", "kunde.test", "imap.provider.test"),), mx
+    )
     assert found == ()
 
 
 def test_autoconfig_hosts_elsewhere_are_foreign():
     mx = (MxRecord(10, "mx1.provider.test"),)
     found = foreign_autoconfig_hosts(
-        "kunde.test", (_ac("imap.kunde.test", "imap.elsewhere.test", "evilkunde.test"),), mx)
+        "kunde.test", (_ac("imap.kunde.test", "imap.elsewhere.test", "evilkunde.test"),), mx
+    )
     assert found == ("imap.elsewhere.test", "evilkunde.test")
 
 

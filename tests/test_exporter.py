@@ -67,9 +67,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
         for name, (address, _) in hosts.items()
     }
     servers = [
-        FakeMailHost(address,
-                     certificates.get(name, pki.good(f"mail.{name}.test")).server_context(),
-                     hostname=f"mail.{name}.test", behaviours=behaviours, delay=SLOW_GREETING)
+        FakeMailHost(
+            address,
+            certificates.get(name, pki.good(f"mail.{name}.test")).server_context(),
+            hostname=f"mail.{name}.test",
+            behaviours=behaviours,
+            delay=SLOW_GREETING,
+        )
         for name, (address, behaviours) in hosts.items()
     ]
     with DnsServer(zones, "127.0.1.91") as dns:
@@ -83,9 +87,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
 
 
 def template(lab: dict[str, object], **changes: object) -> CheckRequest:
-    options = {"timeout": 10.0, "deadline": 30.0, "nameserver": lab["nameserver"],
-               "ca_file": lab["ca_file"], "cert_warning_days": 21.0,
-               "cert_critical_days": 7.0, "no_autoconfig": True, **changes}
+    options = {
+        "timeout": 10.0,
+        "deadline": 30.0,
+        "nameserver": lab["nameserver"],
+        "ca_file": lab["ca_file"],
+        "cert_warning_days": 21.0,
+        "cert_critical_days": 7.0,
+        "no_autoconfig": True,
+        **changes,
+    }
     return build_request("", **options)
 
 
@@ -97,8 +108,9 @@ class Running:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def get(self, path: str, timeout_header: str | None = None,
-            client_timeout: float = 30) -> tuple[int, str]:
+    def get(
+        self, path: str, timeout_header: str | None = None, client_timeout: float = 30
+    ) -> tuple[int, str]:
         headers = {}
         if timeout_header is not None:
             headers["X-Prometheus-Scrape-Timeout-Seconds"] = timeout_header
@@ -131,19 +143,23 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return found
 
 
-def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
-    matching = [v for sample_labels, v in found[name]
-                if all(sample_labels.get(k) == want for k, want in labels.items())]
+def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    matching = [
+        v
+        for sample_labels, v in found[name]
+        if all(sample_labels.get(k) == want for k, want in labels.items())
+    ]
     assert len(matching) == 1, (name, labels, found.get(name))
     return matching[0]
 
 
-def total(found: dict[str, list[tuple[dict[str, str], float]]], name: str,
-          **labels: str) -> float:
+def total(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
     """The sum over every series that has these labels (findings are per endpoint)."""
-    return sum(v for sample_labels, v in found.get(name, [])
-               if all(sample_labels.get(k) == want for k, want in labels.items()))
+    return sum(
+        v
+        for sample_labels, v in found.get(name, [])
+        if all(sample_labels.get(k) == want for k, want in labels.items())
+    )
 
 
 # -- /probe ------------------------------------------------------------------------
@@ -159,8 +175,7 @@ def test_probe_of_a_healthy_domain(exporter: Running) -> None:
     endpoint = {"protocol": "imap", "host": "mail.good.test", "port": "993", "security": "tls"}
     assert len(found["maildiag_endpoint_up"]) == 6
     assert value(found, "maildiag_endpoint_up", **endpoint) == 1
-    assert value(found, "maildiag_endpoint_phase_duration_seconds", **endpoint,
-                 phase="tls") > 0
+    assert value(found, "maildiag_endpoint_phase_duration_seconds", **endpoint, phase="tls") > 0
     assert value(found, "maildiag_tls_version_info", **endpoint) == 1
     (version_labels, _), *_ = found["maildiag_tls_version_info"]
     assert version_labels["version"].startswith("TLSv1.")
@@ -184,10 +199,19 @@ def test_probe_of_a_broken_domain_fails(exporter: Running) -> None:
     assert value(found, "maildiag_endpoint_up", protocol="smtp", port="587") == 0
     assert value(found, "maildiag_findings", severity="critical", code="STARTTLS_MISSING") == 1
     # Findings carry the endpoint they concern.
-    assert value(found, "maildiag_findings", code="STARTTLS_MISSING", protocol="smtp",
-                 host="mail.bad.test", port="587", security="starttls") == 1
-    assert not [labels for labels, _ in found["maildiag_findings"]
-                if labels["severity"] == "ok"]
+    assert (
+        value(
+            found,
+            "maildiag_findings",
+            code="STARTTLS_MISSING",
+            protocol="smtp",
+            host="mail.bad.test",
+            port="587",
+            security="starttls",
+        )
+        == 1
+    )
+    assert not [labels for labels, _ in found["maildiag_findings"] if labels["severity"] == "ok"]
 
 
 def test_a_certificate_for_another_name_is_not_a_hostname_match(exporter: Running) -> None:
@@ -208,10 +232,18 @@ def test_a_self_signed_certificate_is_not_trusted(exporter: Running) -> None:
 
 def _certificate(name: str, not_after: datetime) -> CertificateInfo:
     return CertificateInfo(
-        subject=f"CN={name}", issuer="CN=issuer", common_name=name, sans=(name,),
-        not_before=datetime(2024, 1, 1, tzinfo=UTC), not_after=not_after, serial="1",
-        fingerprint_sha256="00", self_issued=False, key_description="EC secp256r1",
-        signature_algorithm="ecdsa-with-SHA256")
+        subject=f"CN={name}",
+        issuer="CN=issuer",
+        common_name=name,
+        sans=(name,),
+        not_before=datetime(2024, 1, 1, tzinfo=UTC),
+        not_after=not_after,
+        serial="1",
+        fingerprint_sha256="00",
+        self_issued=False,
+        key_description="EC secp256r1",
+        signature_algorithm="ecdsa-with-SHA256",
+    )
 
 
 def test_the_earliest_expiry_covers_the_whole_chain() -> None:
@@ -220,17 +252,32 @@ def test_the_earliest_expiry_covers_the_whole_chain() -> None:
     leaf_end = datetime(2026, 1, 1, tzinfo=UTC)
     intermediate_end = datetime(2025, 3, 1, tzinfo=UTC)
     endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
-    tls = TlsFacts(version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", cipher_bits=128,
-                   chain=(_certificate("mail.kunde.test", leaf_end),
-                          _certificate("Intermediate", intermediate_end)),
-                   trust=TrustStatus.TRUSTED, trust_detail=None, hostname="mail.kunde.test",
-                   hostname_matches=True, days_remaining=200.0, handshake_seconds=0.01)
+    tls = TlsFacts(
+        version="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        cipher_bits=128,
+        chain=(
+            _certificate("mail.kunde.test", leaf_end),
+            _certificate("Intermediate", intermediate_end),
+        ),
+        trust=TrustStatus.TRUSTED,
+        trust_detail=None,
+        hostname="mail.kunde.test",
+        hostname_matches=True,
+        days_remaining=200.0,
+        handshake_seconds=0.01,
+    )
     result = ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.01}, tls=tls)
     diagnosis = Diagnosis(
-        domain="kunde.test", domain_ascii="kunde.test",
-        started_at=datetime(2024, 5, 1, tzinfo=UTC), seconds=0.5,
-        discovery=Discovery("kunde.test", "kunde.test", True), results=(result,),
-        findings=(make_finding("ENDPOINT_OK", endpoint, outcome="ok"),), status=Status.OK)
+        domain="kunde.test",
+        domain_ascii="kunde.test",
+        started_at=datetime(2024, 5, 1, tzinfo=UTC),
+        seconds=0.5,
+        discovery=Discovery("kunde.test", "kunde.test", True),
+        results=(result,),
+        findings=(make_finding("ENDPOINT_OK", endpoint, outcome="ok"),),
+        status=Status.OK,
+    )
     families = {f.name: f for f in diagnosis_metrics(diagnosis, 0.5)}
     (leaf,) = families["maildiag_tls_cert_expiry_timestamp_seconds"].samples
     (chain,) = families["maildiag_tls_cert_chain_earliest_expiry_timestamp_seconds"].samples
@@ -264,8 +311,16 @@ def test_with_enough_time_the_slow_server_succeeds(exporter: Running) -> None:
     """The twin: the same kind of wait inside a generous scrape timeout is a success."""
     found = samples(exporter.get("/probe?target=slow.test", "10")[1])
     assert value(found, "maildiag_probe_success") == 1
-    assert value(found, "maildiag_endpoint_phase_duration_seconds", protocol="imap",
-                 port="993", phase="greeting") >= SLOW_GREETING * 0.9
+    assert (
+        value(
+            found,
+            "maildiag_endpoint_phase_duration_seconds",
+            protocol="imap",
+            port="993",
+            phase="greeting",
+        )
+        >= SLOW_GREETING * 0.9
+    )
 
 
 def test_a_hung_check_still_answers_in_time(lab: dict[str, object]) -> None:
@@ -317,8 +372,7 @@ def test_concurrent_scrapes_run_concurrently(exporter: Running) -> None:
     """Six scrapes of a server that takes a second to greet: together ≈ 1 s, not 6 s."""
     started = time.monotonic()
     with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: exporter.get("/probe?target=slow.test", "10"),
-                                range(6)))
+        answers = list(pool.map(lambda _: exporter.get("/probe?target=slow.test", "10"), range(6)))
     elapsed = time.monotonic() - started
     assert all(status == 200 for status, _ in answers)
     assert all(value(samples(text), "maildiag_probe_success") == 1 for _, text in answers)
@@ -328,17 +382,20 @@ def test_concurrent_scrapes_run_concurrently(exporter: Running) -> None:
     assert value(own, "maildiag_exporter_probes_in_flight") == 0
 
 
-@pytest.mark.parametrize(("query", "reason"), [
-    ("", "target parameter is missing"),
-    ("?target=", "target parameter is missing"),
-    ("?target=alice@good.test", "email address"),
-    ("?target=good.test:993", "invalid target"),
-    ("?target=good.test&target=bad.test", "more than once"),
-    ("?target=good.test&module=imap", "unknown parameter"),
-    ("?target=good.test&password=secret", "never taken from the URL"),
-    ("?target=good.test&profile=nobody", "unknown credential profile"),
-    ("?target=good.test&&x", "malformed query"),
-])
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("", "target parameter is missing"),
+        ("?target=", "target parameter is missing"),
+        ("?target=alice@good.test", "email address"),
+        ("?target=good.test:993", "invalid target"),
+        ("?target=good.test&target=bad.test", "more than once"),
+        ("?target=good.test&module=imap", "unknown parameter"),
+        ("?target=good.test&password=secret", "never taken from the URL"),
+        ("?target=good.test&profile=nobody", "unknown credential profile"),
+        ("?target=good.test&&x", "malformed query"),
+    ],
+)
 def test_bad_requests_get_400_with_a_reason(exporter: Running, query: str, reason: str) -> None:
     status, text = exporter.get("/probe" + query, "10")
     assert status == 400
@@ -382,14 +439,17 @@ def test_a_profile_is_chosen_by_name_and_reaches_the_check(lab: dict[str, object
 
 
 def test_a_profile_logs_in_and_reports_the_quota(lab: dict[str, object]) -> None:
-    profiles = {"kunde": Profile("alice@example.test", "wonderland"),
-                "wrong": Profile("alice@example.test", "not-the-password")}
+    profiles = {
+        "kunde": Profile("alice@example.test", "wonderland"),
+        "wrong": Profile("alice@example.test", "not-the-password"),
+    }
     running = Running(Exporter(template(lab), profiles))
     try:
         found = samples(running.get("/probe?target=good.test&profile=kunde", "10")[1])
         assert value(found, "maildiag_probe_success") == 1
-        ratio = value(found, "maildiag_quota_usage_ratio", protocol="imap", port="993",
-                      resource="storage")
+        ratio = value(
+            found, "maildiag_quota_usage_ratio", protocol="imap", port="993", resource="storage"
+        )
         assert 0 < ratio < 1
         # The twin: the wrong password fails the probe and says why.
         found = samples(running.get("/probe?target=good.test&profile=wrong", "10")[1])
@@ -407,7 +467,9 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
 
 
 def test_profiles_load_from_a_private_file(tmp_path: Path) -> None:
-    path = write_private(tmp_path / "credentials.toml", """
+    path = write_private(
+        tmp_path / "credentials.toml",
+        """
 [profiles.kunde]
 user = "alice@kunde.test"
 password = "s3cret"
@@ -415,30 +477,37 @@ password = "s3cret"
 [profiles.shop]
 user = "info@shop.test"
 password_env = "SHOP_PASSWORD"
-""")
+""",
+    )
     profiles = load_profiles(path, environ={"SHOP_PASSWORD": "from-env"})
-    assert profiles == {"kunde": Profile("alice@kunde.test", "s3cret"),
-                        "shop": Profile("info@shop.test", "from-env")}
+    assert profiles == {
+        "kunde": Profile("alice@kunde.test", "s3cret"),
+        "shop": Profile("info@shop.test", "from-env"),
+    }
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
 def test_a_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
-    path = write_private(tmp_path / "credentials.toml",
-                         '[profiles.a]\nuser = "u"\npassword = "p"\n', mode)
+    path = write_private(
+        tmp_path / "credentials.toml", '[profiles.a]\nuser = "u"\npassword = "p"\n', mode
+    )
     with pytest.raises(CredentialsError, match=f"mode {mode:04o}.*chmod 600"):
         load_profiles(path)
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ('[profiles.a]\nuser = "u"\n', "exactly one of 'password' and 'password_env'"),
-    ('[profiles.a]\nuser = "u"\npassword = "p"\npassword_env = "X"\n', "exactly one"),
-    ('[profiles.a]\nuser = "u"\npassword_env = "UNSET_VARIABLE_X"\n', "is not set"),
-    ('[profiles.a]\nuser = ""\npassword = "p"\n', "non-empty string"),
-    ('[profiles.a]\nuser = "u"\npassword = "p"\nport = 1\n', "unknown key"),
-    ('[profiles."a b"]\nuser = "u"\npassword = "p"\n', "a name may hold"),
-    ('[other]\nx = 1\n', "unknown table"),
-    ('[profiles.a\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('[profiles.a]\nuser = "u"\n', "exactly one of 'password' and 'password_env'"),
+        ('[profiles.a]\nuser = "u"\npassword = "p"\npassword_env = "X"\n', "exactly one"),
+        ('[profiles.a]\nuser = "u"\npassword_env = "UNSET_VARIABLE_X"\n', "is not set"),
+        ('[profiles.a]\nuser = ""\npassword = "p"\n', "non-empty string"),
+        ('[profiles.a]\nuser = "u"\npassword = "p"\nport = 1\n', "unknown key"),
+        ('[profiles."a b"]\nuser = "u"\npassword = "p"\n', "a name may hold"),
+        ("[other]\nx = 1\n", "unknown table"),
+        ("[profiles.a\n", "not valid TOML"),
+    ],
+)
 def test_bad_credential_files_say_why(tmp_path: Path, text: str, reason: str) -> None:
     path = write_private(tmp_path / "credentials.toml", text)
     with pytest.raises(CredentialsError, match=reason):
@@ -451,8 +520,11 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_profiles_from_the_environment() -> None:
-    environ = {"MAILDIAG_PROFILE_MY_SHOP_USER": "info@shop.test",
-               "MAILDIAG_PROFILE_MY_SHOP_PASSWORD": "pw", "UNRELATED": "x"}
+    environ = {
+        "MAILDIAG_PROFILE_MY_SHOP_USER": "info@shop.test",
+        "MAILDIAG_PROFILE_MY_SHOP_PASSWORD": "pw",
+        "UNRELATED": "x",
+    }
     assert profiles_from_env(environ) == {"my_shop": Profile("info@shop.test", "pw")}
     with pytest.raises(CredentialsError, match="MAILDIAG_PROFILE_HALF_PASSWORD is not set"):
         profiles_from_env({"MAILDIAG_PROFILE_HALF_USER": "u"})
@@ -464,8 +536,9 @@ def test_profiles_from_the_environment() -> None:
 def test_serve_refuses_a_readable_credential_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_private(tmp_path / "credentials.toml",
-                         '[profiles.a]\nuser = "u"\npassword = "p"\n', 0o644)
+    path = write_private(
+        tmp_path / "credentials.toml", '[profiles.a]\nuser = "u"\npassword = "p"\n', 0o644
+    )
     assert main(["serve", "--listen", "127.0.1.95:0", "--credentials", str(path)]) == 3
     assert "chmod 600" in capsys.readouterr().err
 
@@ -477,14 +550,30 @@ def test_serve_answers_scrapes_until_stopped(lab: dict[str, object], tmp_path: P
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-           "MAILDIAG_PROFILE_KUNDE_USER": "alice@example.test",
-           "MAILDIAG_PROFILE_KUNDE_PASSWORD": "wonderland"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "MAILDIAG_PROFILE_KUNDE_USER": "alice@example.test",
+        "MAILDIAG_PROFILE_KUNDE_PASSWORD": "wonderland",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "maildiag", "serve", "--listen", "127.0.1.96:0",
-         "--nameserver", str(lab["nameserver"]), "--ca-file", str(lab["ca_file"]),
-         "--no-autoconfig"],
-        stderr=subprocess.PIPE, env=env, text=True)
+        [
+            sys.executable,
+            "-m",
+            "maildiag",
+            "serve",
+            "--listen",
+            "127.0.1.96:0",
+            "--nameserver",
+            str(lab["nameserver"]),
+            "--ca-file",
+            str(lab["ca_file"]),
+            "--no-autoconfig",
+        ],
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         assert process.stderr is not None
         banner = process.stderr.readline()
@@ -506,12 +595,15 @@ def test_serve_rejects_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) 
     assert "ADDR:PORT" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1:9137", ("127.0.0.1", 9137)),
-    ("[::1]:9137", ("::1", 9137)),
-    (":9137", ("", 9137)),
-    ("127.0.0.1:0", ("127.0.0.1", 0)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9137", ("127.0.0.1", 9137)),
+        ("[::1]:9137", ("::1", 9137)),
+        (":9137", ("", 9137)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
 def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
@@ -526,7 +618,6 @@ def test_importing_the_cli_does_not_load_prometheus_client() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, maildiag.cli; "
-            "sys.exit(1 if 'prometheus_client' in sys.modules else 0)")
+    code = "import sys, maildiag.cli; sys.exit(1 if 'prometheus_client' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

@@ -94,9 +94,24 @@ def fake(pki, loopback_address):
 def check(pki, capsys, monkeypatch):
     def run(dns, *args: str, password: str = PASSWORD):
         monkeypatch.setenv("MAILDIAG_PASSWORD", password)
-        code = main(["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
-                     str(pki.ca_pem_path), "--timeout", "3", "--no-autoconfig", "--format",
-                     "json", "--user", USER, *args])
+        code = main(
+            [
+                "check",
+                "kunde.test",
+                "--nameserver",
+                dns.nameserver,
+                "--ca-file",
+                str(pki.ca_pem_path),
+                "--timeout",
+                "3",
+                "--no-autoconfig",
+                "--format",
+                "json",
+                "--user",
+                USER,
+                *args,
+            ]
+        )
         out, err = capsys.readouterr()
         assert password not in out + err
         report = json.loads(out)
@@ -131,8 +146,14 @@ def test_healthy_servers_log_in_with_the_announced_mechanisms(fake, check):
     code, report = check(dns)
     assert code == 0
     mechanisms = {port: a["mechanism"] for port, a in _auth(report).items()}
-    assert mechanisms == {143: "PLAIN (SASL-IR)", 993: "PLAIN (SASL-IR)", 110: "PLAIN",
-                          995: "PLAIN", 587: "PLAIN", 465: "PLAIN"}
+    assert mechanisms == {
+        143: "PLAIN (SASL-IR)",
+        993: "PLAIN (SASL-IR)",
+        110: "PLAIN",
+        995: "PLAIN",
+        587: "PLAIN",
+        465: "PLAIN",
+    }
     # The password never travels before TLS: nothing about logins in plaintext.
     for key in KEYS:
         plain = host[key].plaintext_commands
@@ -204,8 +225,9 @@ def test_temporary_failure_is_reported_and_hands_the_pilot_on(fake, check):
 
 
 def test_temporary_failure_then_a_wrong_password_still_costs_one_failure(fake, check):
-    host, dns = fake({"imaps": Behaviour.AUTH_TEMPORARY_FAILURE,
-                      "pop3s": Behaviour.AUTH_TEMPORARY_FAILURE})
+    host, dns = fake(
+        {"imaps": Behaviour.AUTH_TEMPORARY_FAILURE, "pop3s": Behaviour.AUTH_TEMPORARY_FAILURE}
+    )
     code, report = check(dns, password="Bad-Pass-42")
     assert code == 2
     statuses = _statuses(report)
@@ -215,9 +237,13 @@ def test_temporary_failure_then_a_wrong_password_still_costs_one_failure(fake, c
 
 
 def test_no_usable_mechanism_is_reported_without_sending_anything(fake, check):
-    host, dns = fake({"imaps": Behaviour.NO_LOGIN_MECHANISM,
-                      "pop3s": Behaviour.NO_LOGIN_MECHANISM,
-                      "submissions": Behaviour.NO_LOGIN_MECHANISM})
+    host, dns = fake(
+        {
+            "imaps": Behaviour.NO_LOGIN_MECHANISM,
+            "pop3s": Behaviour.NO_LOGIN_MECHANISM,
+            "submissions": Behaviour.NO_LOGIN_MECHANISM,
+        }
+    )
     code, report = check(dns)
     by_port = _auth(report)
     for port in (993, 995, 465):
@@ -418,8 +444,13 @@ def test_sync_without_a_working_submission_is_not_measured(fake, check):
 def _probe_plain(server: FakeMailServer, *, allow_plaintext: bool):
     endpoint = Endpoint(Protocol.IMAP, server.address, server.port, Security.PLAIN)
     checks = MailboxChecks(Credentials(USER, Secret(PASSWORD)), allow_plaintext=allow_plaintext)
-    return probe_endpoint(endpoint, lambda _h, _d: [server.address], ProbeSettings(timeout=3),
-                          Deadline(10), checks.hook_for(endpoint))
+    return probe_endpoint(
+        endpoint,
+        lambda _h, _d: [server.address],
+        ProbeSettings(timeout=3),
+        Deadline(10),
+        checks.hook_for(endpoint),
+    )
 
 
 @pytest.fixture
@@ -427,8 +458,14 @@ def plain_imap(loopback_address):
     servers = []
 
     def start(behaviour):
-        server = FakeMailServer("imap", loopback_address, 0, implicit_tls=False,
-                                behaviour=behaviour, users={USER: PASSWORD}).start()
+        server = FakeMailServer(
+            "imap",
+            loopback_address,
+            0,
+            implicit_tls=False,
+            behaviour=behaviour,
+            users={USER: PASSWORD},
+        ).start()
         servers.append(server)
         return server
 
@@ -466,8 +503,15 @@ def test_a_server_refusing_plaintext_login_is_good_and_gets_nothing(plain_imap):
 def test_secret_never_shows_itself():
     secret = Secret("hunter2-Top")
     creds = Credentials("alice", secret)
-    shown = [repr(secret), str(secret), f"{secret}", f"{secret!r}", repr(creds), str(creds),
-             repr(CheckRequest("kunde.test", credentials=creds))]
+    shown = [
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        repr(creds),
+        str(creds),
+        repr(CheckRequest("kunde.test", credentials=creds)),
+    ]
     assert not [text for text in shown if "hunter2" in text]
     assert secret.reveal() == "hunter2-Top"
     with pytest.raises(TypeError):
@@ -510,13 +554,22 @@ def test_password_sources_in_order(tmp_path):
 
     env = {"MAILDIAG_PASSWORD": "from-env"}
     resolve = resolve_password
-    assert resolve("u", password_file=path, environ=env, interactive=True,
-                   prompt=no_prompt).reveal() == "from-file"
-    assert resolve("u", password_file=None, environ=env, interactive=False,
-                   prompt=no_prompt).reveal() == "from-env"
+    assert (
+        resolve("u", password_file=path, environ=env, interactive=True, prompt=no_prompt).reveal()
+        == "from-file"
+    )
+    assert (
+        resolve("u", password_file=None, environ=env, interactive=False, prompt=no_prompt).reveal()
+        == "from-env"
+    )
     asked = []
-    secret = resolve("u", password_file=None, environ={}, interactive=True,
-                     prompt=lambda text: asked.append(text) or "typed")
+    secret = resolve(
+        "u",
+        password_file=None,
+        environ={},
+        interactive=True,
+        prompt=lambda text: asked.append(text) or "typed",
+    )
     assert secret.reveal() == "typed" and asked == ["Password for u"]
     with pytest.raises(CredentialsInputError, match="MAILDIAG_PASSWORD"):
         resolve("u", password_file=None, environ={}, interactive=False, prompt=no_prompt)
@@ -602,8 +655,9 @@ def _login_with(host: FakeMailHost, key: str, keep, password: str) -> AuthResult
             caps += ("AUTH LOGIN",)
         found.append(_login(session, Credentials(USER, Secret(password)), caps)[0])
 
-    result = probe_endpoint(endpoint, lambda _h, _d: [server.address], ProbeSettings(timeout=3),
-                            Deadline(10), hook)
+    result = probe_endpoint(
+        endpoint, lambda _h, _d: [server.address], ProbeSettings(timeout=3), Deadline(10), hook
+    )
     assert result.outcome is Outcome.OK, result.error
     return found[0]
 
@@ -658,8 +712,13 @@ def test_an_echoed_login_never_shows_the_password_in_any_encoding(pki, loopback_
     # Some servers quote the failed line back ("535 ... (you sent: AUTH PLAIN AGFsaWNl...)").
     key, keep, _ = LOGIN_PATHS[path]
     wrong = "Echo-Me-Not-99"
-    with FakeMailHost(loopback_address, pki.good([HOST]).server_context(), hostname=HOST,
-                      users={USER: PASSWORD}, echo_failed_logins=True) as host:
+    with FakeMailHost(
+        loopback_address,
+        pki.good([HOST]).server_context(),
+        hostname=HOST,
+        users={USER: PASSWORD},
+        echo_failed_logins=True,
+    ) as host:
         result = _login_with(host, key, keep, wrong)
         echoed = [c for c in host[key].commands if b"you sent" not in c]
     assert result.status != AuthStatus.OK
@@ -675,9 +734,23 @@ def test_an_echoing_server_leaks_nothing_through_the_cli(fake, pki, capsys, monk
     monkeypatch.setenv("MAILDIAG_PASSWORD", wrong)
     outputs = []
     for fmt in ("json", "text", "nagios", "junit"):
-        main(["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
-              str(pki.ca_pem_path), "--timeout", "3", "--no-autoconfig", "--user", USER,
-              "--format", fmt])
+        main(
+            [
+                "check",
+                "kunde.test",
+                "--nameserver",
+                dns.nameserver,
+                "--ca-file",
+                str(pki.ca_pem_path),
+                "--timeout",
+                "3",
+                "--no-autoconfig",
+                "--user",
+                USER,
+                "--format",
+                fmt,
+            ]
+        )
         outputs.append("".join(capsys.readouterr()))
     report = json.loads(outputs[0])
     assert any("you sent" in (e.get("auth") or {}).get("detail", "") for e in report["endpoints"])
@@ -689,11 +762,29 @@ def test_an_echoing_server_leaks_nothing_through_the_cli(fake, pki, capsys, monk
 def test_control_characters_in_a_greeting_never_reach_the_terminal(pki, loopback_address, capsys):
     # A 554 greeting with ANSI escapes (the hostname is part of the fake's text).
     evil = "mx\x1b[2J\x1b[31mHACKED\x1b[0m\u202e.kunde.test"
-    with FakeMailHost(loopback_address, pki.good([HOST]).server_context(), hostname=evil,
-                      behaviours=dict.fromkeys(KEYS, Behaviour.UNAVAILABLE)) as host:
-        args = ["check", "kunde.test", "--imap-host", host.address, "--pop3-host", host.address,
-                "--smtp-host", host.address, "--ca-file", str(pki.ca_pem_path), "--timeout",
-                "3", "--no-autoconfig", "--nameserver", "127.0.0.1:9"]
+    with FakeMailHost(
+        loopback_address,
+        pki.good([HOST]).server_context(),
+        hostname=evil,
+        behaviours=dict.fromkeys(KEYS, Behaviour.UNAVAILABLE),
+    ) as host:
+        args = [
+            "check",
+            "kunde.test",
+            "--imap-host",
+            host.address,
+            "--pop3-host",
+            host.address,
+            "--smtp-host",
+            host.address,
+            "--ca-file",
+            str(pki.ca_pem_path),
+            "--timeout",
+            "3",
+            "--no-autoconfig",
+            "--nameserver",
+            "127.0.0.1:9",
+        ]
         main([*args, "--format", "text", "--color", "never"])
         text = "".join(capsys.readouterr())
         main([*args, "--format", "json"])
@@ -722,17 +813,27 @@ def _foreign_autoconfig() -> bytes:
 @pytest.fixture
 def foreign_world(pki, loopback_address):
     """kunde.test has only MX and an autoconfig document that names imap.elsewhere.test."""
-    host = FakeMailHost(loopback_address, pki.good([FOREIGN, HOST]).server_context(),
-                        hostname=FOREIGN, users={USER: PASSWORD})
+    host = FakeMailHost(
+        loopback_address,
+        pki.good([FOREIGN, HOST]).server_context(),
+        hostname=FOREIGN,
+        users={USER: PASSWORD},
+    )
     zones = {
-        "kunde.test": {"@": {"MX": ["10 mx.kunde.test"]}, "mx": {"A": ["127.0.4.99"]},
-                       "autoconfig": {"A": [AUTOCONFIG_WEB]}},
+        "kunde.test": {
+            "@": {"MX": ["10 mx.kunde.test"]},
+            "mx": {"A": ["127.0.4.99"]},
+            "autoconfig": {"A": [AUTOCONFIG_WEB]},
+        },
         "elsewhere.test": {"imap": {"A": [loopback_address]}},
     }
     cert = pki.intermediate.issue_cert("autoconfig.kunde.test")
     routes = {"autoconfig.kunde.test/mail/config-v1.1.xml": _foreign_autoconfig()}
-    with host, DnsServer(zones, DNS_ADDRESS) as dns, HttpsServer(routes, cert,
-                                                                   address=AUTOCONFIG_WEB):
+    with (
+        host,
+        DnsServer(zones, DNS_ADDRESS) as dns,
+        HttpsServer(routes, cert, address=AUTOCONFIG_WEB),
+    ):
         yield host, dns
 
 
@@ -741,8 +842,20 @@ def test_a_server_only_foreign_autoconfig_names_never_gets_the_password(
 ):
     host, dns = foreign_world
     monkeypatch.setenv("MAILDIAG_PASSWORD", PASSWORD)
-    args = ["check", "kunde.test", "--nameserver", dns.nameserver, "--ca-file",
-            str(pki.ca_pem_path), "--timeout", "3", "--user", USER, "--format", "json"]
+    args = [
+        "check",
+        "kunde.test",
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(pki.ca_pem_path),
+        "--timeout",
+        "3",
+        "--user",
+        USER,
+        "--format",
+        "json",
+    ]
     main(args)
     report = json.loads(capsys.readouterr().out)
     jsonschema.validate(report, SCHEMA)

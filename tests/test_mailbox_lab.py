@@ -66,14 +66,25 @@ def dns(mail_lab: MailLab):
 def check(mail_lab: MailLab, dns: DnsServer, capsys, monkeypatch):
     """Runs `maildiag check DOMAIN --user USER ...` with the password in MAILDIAG_PASSWORD."""
 
-    def run(*args: str, user: str | None = None, password: str | None = None,
-            domain: str = "lab.test"):
+    def run(
+        *args: str, user: str | None = None, password: str | None = None, domain: str = "lab.test"
+    ):
         if password is None:
             monkeypatch.delenv("MAILDIAG_PASSWORD", raising=False)
         else:
             monkeypatch.setenv("MAILDIAG_PASSWORD", password)
-        argv = ["check", domain, "--nameserver", dns.nameserver, "--ca-file",
-                str(mail_lab.ca_pem_path), "--no-autoconfig", "--timeout", "5", *args]
+        argv = [
+            "check",
+            domain,
+            "--nameserver",
+            dns.nameserver,
+            "--ca-file",
+            str(mail_lab.ca_pem_path),
+            "--no-autoconfig",
+            "--timeout",
+            "5",
+            *args,
+        ]
         if user is not None:
             argv += ["--user", user]
         code = main(argv)
@@ -139,8 +150,13 @@ def test_without_user_there_is_no_login_at_all(mail_lab: MailLab, check):
 @pytest.mark.parametrize("protocol", ["imap", "pop3", "smtp"])
 def test_login_works_per_protocol(mail_lab: MailLab, check, protocol):
     alice = mail_lab.alice
-    code, out, _ = check("--format", "json", user=alice.address, password=alice.password,
-                         domain=f"{protocol}-only.test")
+    code, out, _ = check(
+        "--format",
+        "json",
+        user=alice.address,
+        password=alice.password,
+        domain=f"{protocol}-only.test",
+    )
     report = _json(out)
     assert {e["protocol"] for e in report["endpoints"]} == {protocol}
     assert set(_auth(report).values()) == {"ok"}, report["endpoints"]
@@ -151,8 +167,13 @@ def test_login_works_per_protocol(mail_lab: MailLab, check, protocol):
 def test_wrong_password_per_protocol_is_auth_failed_once(mail_lab: MailLab, check, protocol):
     alice = mail_lab.alice
     before = mail_lab.failed_logins(alice.address)
-    code, out, _ = check("--format", "json", user=alice.address, password="not-the-password",
-                         domain=f"{protocol}-only.test")
+    code, out, _ = check(
+        "--format",
+        "json",
+        user=alice.address,
+        password="not-the-password",
+        domain=f"{protocol}-only.test",
+    )
     report = _json(out)
     assert code == 2
     statuses = sorted(_auth(report).values())
@@ -176,8 +197,13 @@ def test_wrong_password_per_protocol_is_auth_failed_once(mail_lab: MailLab, chec
 def test_disabled_account_per_protocol(mail_lab: MailLab, check, protocol, expected):
     dave = mail_lab.dave
     before = mail_lab.failed_logins(dave.address)
-    code, out, _ = check("--format", "json", user=dave.address, password=dave.password,
-                         domain=f"{protocol}-only.test")
+    code, out, _ = check(
+        "--format",
+        "json",
+        user=dave.address,
+        password=dave.password,
+        domain=f"{protocol}-only.test",
+    )
     report = _json(out)
     assert expected in _auth(report).values()
     if expected == "account_disabled":
@@ -244,8 +270,9 @@ def test_bob_at_95_percent_is_a_quota_warning(mail_lab: MailLab, check):
 
 def test_bob_below_a_higher_warning_threshold_is_fine(mail_lab: MailLab, check):
     bob = mail_lab.bob
-    code, out, _ = check("--format", "json", "--quota-warning", "96", user=bob.address,
-                         password=bob.password)
+    code, out, _ = check(
+        "--format", "json", "--quota-warning", "96", user=bob.address, password=bob.password
+    )
     report = _json(out)
     assert code == 0
     assert "QUOTA_NEAR_LIMIT" not in _codes(report) and "QUOTA_OK" in _codes(report)
@@ -264,8 +291,9 @@ def test_carol_at_100_percent_is_quota_full_with_the_bounce_explained(mail_lab: 
 
 def test_carol_with_a_higher_critical_threshold_is_only_a_warning(mail_lab: MailLab, check):
     carol = mail_lab.carol
-    code, out, _ = check("--format", "json", "--quota-critical", "101", user=carol.address,
-                         password=carol.password)
+    code, out, _ = check(
+        "--format", "json", "--quota-critical", "101", user=carol.address, password=carol.password
+    )
     report = _json(out)
     assert code == 1
     assert "QUOTA_NEAR_LIMIT" in _codes(report) and "QUOTA_FULL" not in _codes(report)
@@ -303,8 +331,7 @@ def test_a_default_run_leaves_the_mailbox_exactly_as_it_was(mail_lab: MailLab, c
 def test_sync_measures_both_latencies_and_removes_its_message(mail_lab: MailLab, check):
     alice = mail_lab.alice
     before = mail_lab.inbox_state(alice.address)
-    code, out, _ = check("--format", "json", "--sync", user=alice.address,
-                         password=alice.password)
+    code, out, _ = check("--format", "json", "--sync", user=alice.address, password=alice.password)
     report = _json(out)
     sync = report["sync"]
     assert sync["error"] is None, sync
@@ -354,12 +381,18 @@ def test_sync_needs_a_user(check):
 def test_the_password_appears_in_no_output(mail_lab: MailLab, check, output):
     alice = mail_lab.alice
     for password in (alice.password, "Wrong-" + alice.password):
-        code, out, err = check("--format", output, "-v" if output == "text" else "--no-autoconfig",
-                               user=alice.address, password=password)
+        code, out, err = check(
+            "--format",
+            output,
+            "-v" if output == "text" else "--no-autoconfig",
+            user=alice.address,
+            password=password,
+        )
         assert code in (0, 2)
         assert password not in out + err
-    code, out, err = check("--format", output, "--sync", user=alice.address,
-                           password=alice.password)
+    code, out, err = check(
+        "--format", output, "--sync", user=alice.address, password=alice.password
+    )
     assert alice.password not in out + err
 
 
@@ -378,8 +411,9 @@ def test_private_password_file_is_used(mail_lab: MailLab, check, tmp_path):
     secret.write_text(mail_lab.alice.password + "\n")
     secret.chmod(0o600)
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
-    code, out, err = check("--format", "json", "--password-file", str(secret),
-                           user=mail_lab.alice.address)
+    code, out, err = check(
+        "--format", "json", "--password-file", str(secret), user=mail_lab.alice.address
+    )
     assert code == 0, err
     assert set(_auth(_json(out)).values()) == {"ok"}
 

@@ -70,7 +70,6 @@ def test_preauth_inside_tls_is_a_warning_and_gets_no_password(fake, check):
     assert code == 1
 
 
-
 def test_plaintext_preauth_on_993_is_a_plaintext_port_not_a_refusal(loopback_address):
     # No TLS at all on 993, and the plaintext greeting is a PREAUTH: the port
     # speaks plaintext IMAP (TLS_PORT_SPEAKS_PLAINTEXT), it does not refuse.

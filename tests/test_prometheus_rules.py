@@ -60,10 +60,13 @@ def test_the_previous_rules_had_the_bugs_of_issue_11() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("old", "new"), [
-    (") > 0 < 14 * 86400", ") < 14 * 86400"),  # the expired certificate would "expire soon"
-    ("max_over_time(maildiag_probe_success[15m]) == 0", "maildiag_probe_success == 0"),
-])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (") > 0 < 14 * 86400", ") < 14 * 86400"),  # the expired certificate would "expire soon"
+        ("max_over_time(maildiag_probe_success[15m]) == 0", "maildiag_probe_success == 0"),
+    ],
+)
 def test_the_unit_tests_catch_a_regression(tmp_path: Path, old: str, new: str) -> None:
     text = RULES.read_text()
     assert old in text
@@ -76,20 +79,41 @@ def test_the_unit_tests_catch_a_regression(tmp_path: Path, old: str, new: str) -
 def _diagnosis_with_tls() -> Diagnosis:
     now = datetime(2024, 5, 1, tzinfo=UTC)
     cert = CertificateInfo(
-        subject="CN=mail.kunde.test", issuer="CN=ca", common_name="mail.kunde.test",
-        sans=("mail.kunde.test",), not_before=now - timedelta(days=30),
-        not_after=now + timedelta(days=60), serial="1", fingerprint_sha256="00",
-        self_issued=False, key_description="EC secp256r1", signature_algorithm="ecdsa")
-    tls = TlsFacts(version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", cipher_bits=128,
-                   chain=(cert,), trust=TrustStatus.TRUSTED, trust_detail=None,
-                   hostname="mail.kunde.test", hostname_matches=True, days_remaining=60.0,
-                   handshake_seconds=0.01)
+        subject="CN=mail.kunde.test",
+        issuer="CN=ca",
+        common_name="mail.kunde.test",
+        sans=("mail.kunde.test",),
+        not_before=now - timedelta(days=30),
+        not_after=now + timedelta(days=60),
+        serial="1",
+        fingerprint_sha256="00",
+        self_issued=False,
+        key_description="EC secp256r1",
+        signature_algorithm="ecdsa",
+    )
+    tls = TlsFacts(
+        version="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        cipher_bits=128,
+        chain=(cert,),
+        trust=TrustStatus.TRUSTED,
+        trust_detail=None,
+        hostname="mail.kunde.test",
+        hostname_matches=True,
+        days_remaining=60.0,
+        handshake_seconds=0.01,
+    )
     endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
     return Diagnosis(
-        domain="kunde.test", domain_ascii="kunde.test", started_at=now, seconds=0.5,
+        domain="kunde.test",
+        domain_ascii="kunde.test",
+        started_at=now,
+        seconds=0.5,
         discovery=Discovery("kunde.test", "kunde.test", True),
         results=(ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.01}, tls=tls),),
-        findings=(make_finding("MX_MISSING", domain="kunde.test"),), status=Status.WARNING)
+        findings=(make_finding("MX_MISSING", domain="kunde.test"),),
+        status=Status.WARNING,
+    )
 
 
 def test_every_metric_the_rules_use_is_exported() -> None:

@@ -9,7 +9,7 @@ from maildiag.credentials_input import Credentials, Secret
 from maildiag.model import Endpoint, Outcome, ProbeResult, Protocol, Security
 from maildiag.quoting import REDACTED, Sanitizer, SecretScrubber, bound, escape_controls
 
-USER, PASSWORD = "info@kunde.test", "pa\"ss\\Wort-42"
+USER, PASSWORD = "info@kunde.test", 'pa"ss\\Wort-42'
 
 
 def test_control_characters_are_escaped_and_plain_text_kept():
@@ -49,8 +49,13 @@ def test_ordinary_base64_and_words_survive_the_scrubber():
 
 def test_sanitizer_walks_results_and_keeps_enums_and_identity():
     endpoint = Endpoint(Protocol.SMTP, "mail.kunde.test", 465, Security.TLS)
-    result = ProbeResult(endpoint, Outcome.UNAVAILABLE, error="554 \x1b[2J" + "x" * 5000,
-                         greeting="220 fine", capabilities=("AUTH PLAIN", f"X-ECHO {PASSWORD}"))
+    result = ProbeResult(
+        endpoint,
+        Outcome.UNAVAILABLE,
+        error="554 \x1b[2J" + "x" * 5000,
+        greeting="220 fine",
+        capabilities=("AUTH PLAIN", f"X-ECHO {PASSWORD}"),
+    )
     creds = Credentials(USER, Secret(PASSWORD))
     cleaned = Sanitizer.for_credentials(creds, limit=1000)((result,))[0]
     assert cleaned.endpoint is endpoint and cleaned.outcome is Outcome.UNAVAILABLE

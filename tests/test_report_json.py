@@ -49,18 +49,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         for name, address in ADDRESS.items()
     }
     hosts = [
-        FakeMailHost(ADDRESS["good"], pki.good("mail.good.test").server_context(),
-                     hostname="mail.good.test"),
-        FakeMailHost(ADDRESS["expired"],
-                     pki.expired("mail.expired.test", days_ago=30).server_context(),
-                     hostname="mail.expired.test"),
+        FakeMailHost(
+            ADDRESS["good"], pki.good("mail.good.test").server_context(), hostname="mail.good.test"
+        ),
+        FakeMailHost(
+            ADDRESS["expired"],
+            pki.expired("mail.expired.test", days_ago=30).server_context(),
+            hostname="mail.expired.test",
+        ),
     ]
     with DnsServer(zones, "127.0.2.83") as dns:
         for host in hosts:
             host.start()
         try:
-            yield ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path),
-                   "--no-autoconfig", "--timeout", "3"]
+            yield [
+                "--nameserver",
+                dns.nameserver,
+                "--ca-file",
+                str(pki.ca_pem_path),
+                "--no-autoconfig",
+                "--timeout",
+                "3",
+            ]
         finally:
             for host in hosts:
                 host.stop()
@@ -96,9 +106,11 @@ def test_enums_match_the_model() -> None:
     assert set(fields["failed_phase"]["enum"]) == {None} | {p.value for p in Phase}
     assert set(fields["timings"]["propertyNames"]["enum"]) == {p.value for p in Phase}
     assert set(defs["endpoint_ref"]["properties"]["protocol"]["enum"]) == {
-        p.value for p in Protocol}
+        p.value for p in Protocol
+    }
     assert set(defs["endpoint_ref"]["properties"]["security"]["enum"]) == {
-        s.value for s in Security}
+        s.value for s in Security
+    }
     assert set(defs["tls"]["properties"]["trust"]["enum"]) == {t.value for t in TrustStatus}
     assert set(defs["auth"]["properties"]["status"]["enum"]) == {a.value for a in AuthStatus}
     assert defs["report"]["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
@@ -155,6 +167,7 @@ def test_batch_error_lines_are_valid() -> None:
 
 def _set(path: str, value: Any) -> Callable[[dict], None]:
     """A mutation: set the value at a dotted path ("endpoints.0.port")."""
+
     def mutate(document: dict) -> None:
         *parents, last = path.split(".")
         target: Any = document
@@ -164,6 +177,7 @@ def _set(path: str, value: Any) -> Callable[[dict], None]:
             target[int(last)] = value
         else:
             target[last] = value
+
     return mutate
 
 
@@ -174,6 +188,7 @@ def _delete(path: str) -> Callable[[dict], None]:
         for key in parents:
             target = target[int(key)] if isinstance(target, list) else target[key]
         del target[last]
+
     return mutate
 
 
@@ -222,12 +237,15 @@ def test_schema_rejects(change: str, reports: dict[str, dict]) -> None:
     assert errors(document), f"accepted: {change}"
 
 
-@pytest.mark.parametrize(("change", "mutation"), [
-    ("status OK on an error line", lambda d: d.update(status="OK", exit_code=0)),
-    ("an undocumented error kind", lambda d: d.update(error_kind="domain_not_found")),
-    ("error without error_kind", lambda d: d.pop("error_kind")),
-    ("an empty error", lambda d: d.update(error="")),
-])
+@pytest.mark.parametrize(
+    ("change", "mutation"),
+    [
+        ("status OK on an error line", lambda d: d.update(status="OK", exit_code=0)),
+        ("an undocumented error kind", lambda d: d.update(error_kind="domain_not_found")),
+        ("error without error_kind", lambda d: d.pop("error_kind")),
+        ("an empty error", lambda d: d.update(error="")),
+    ],
+)
 def test_schema_rejects_bad_error_lines(change: str, mutation: Callable[[dict], None]) -> None:
     line = error_json("a@b.test", "is an email address", "invalid_domain")
     assert not errors(line)

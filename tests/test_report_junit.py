@@ -77,8 +77,11 @@ def check_counts(root: ET.Element) -> None:
 def check_with_junitparser(text: str) -> None:
     """junitparser reads the same suites, cases and results as ElementTree."""
     document = junitparser.JUnitXml.fromstring(text)
-    kinds = {"failures": junitparser.Failure, "errors": junitparser.Error,
-             "skipped": junitparser.Skipped}
+    kinds = {
+        "failures": junitparser.Failure,
+        "errors": junitparser.Error,
+        "skipped": junitparser.Skipped,
+    }
     for suite in document:
         cases = list(suite)
         assert suite.tests == len(cases)
@@ -113,15 +116,18 @@ def test_schema_accepts_a_minimal_report(schema: xmlschema.XMLSchema) -> None:
     schema.validate(VALID)
 
 
-@pytest.mark.parametrize("broken", [
-    VALID.replace(' name="n"', ""),  # a test case needs a name
-    VALID.replace('type="critical" ', ""),  # a failure needs a type
-    VALID.replace("</failure>", "</failure><failure type='x'>again</failure>"),  # only one
-    VALID.replace('time="0.5"', 'time="-1"'),  # no negative durations
-    VALID.replace('tests="1"', 'tests="one"'),
-    VALID.replace("<testsuite ", "<testsuite timestamp='2024-05-01T12:00:00Z' "),  # no zone
-    VALID.replace("<failure", "<system-out>x</system-out><failure"),  # order matters
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        VALID.replace(' name="n"', ""),  # a test case needs a name
+        VALID.replace('type="critical" ', ""),  # a failure needs a type
+        VALID.replace("</failure>", "</failure><failure type='x'>again</failure>"),  # only one
+        VALID.replace('time="0.5"', 'time="-1"'),  # no negative durations
+        VALID.replace('tests="1"', 'tests="one"'),
+        VALID.replace("<testsuite ", "<testsuite timestamp='2024-05-01T12:00:00Z' "),  # no zone
+        VALID.replace("<failure", "<system-out>x</system-out><failure"),  # order matters
+    ],
+)
 def test_schema_rejects_broken_reports(schema: xmlschema.XMLSchema, broken: str) -> None:
     with pytest.raises(xmlschema.XMLSchemaValidationError):
         schema.validate(broken)
@@ -132,7 +138,8 @@ def test_jenkins_schema_accepts_a_minimal_report(jenkins_schema: xmlschema.XMLSc
 
 
 def test_jenkins_schema_rejects_skipped_on_testsuites(
-        jenkins_schema: xmlschema.XMLSchema, schema: xmlschema.XMLSchema) -> None:
+    jenkins_schema: xmlschema.XMLSchema, schema: xmlschema.XMLSchema
+) -> None:
     """The bug of issue #11: every report had skipped="N" on <testsuites>."""
     broken = VALID.replace("<testsuites>", '<testsuites skipped="0">')
     with pytest.raises(xmlschema.XMLSchemaValidationError, match="skipped"):
@@ -153,18 +160,25 @@ def test_count_check_notices_wrong_counts(schema: xmlschema.XMLSchema) -> None:
 
 def _diagnosis(domain: str, *results: ProbeResult, status: Status = Status.OK) -> Diagnosis:
     return Diagnosis(
-        domain=domain, domain_ascii=domain, started_at=datetime(2024, 5, 1, tzinfo=UTC),
-        seconds=0.25, discovery=Discovery(domain, domain, True), results=results, findings=(),
+        domain=domain,
+        domain_ascii=domain,
+        started_at=datetime(2024, 5, 1, tzinfo=UTC),
+        seconds=0.25,
+        discovery=Discovery(domain, domain, True),
+        results=results,
+        findings=(),
         status=status,
     )
 
 
 def test_control_characters_from_servers_are_replaced(schema: xmlschema.XMLSchema) -> None:
     endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 143, Security.STARTTLS)
-    result = ProbeResult(endpoint, Outcome.PROTOCOL_ERROR, error="junk \x00\x1b[31m\x7f",
-                         greeting="\x07hello\ud800")
-    root = read_report(junit.render(_diagnosis("kunde.test", result, status=Status.CRITICAL)),
-                       schema)
+    result = ProbeResult(
+        endpoint, Outcome.PROTOCOL_ERROR, error="junk \x00\x1b[31m\x7f", greeting="\x07hello\ud800"
+    )
+    root = read_report(
+        junit.render(_diagnosis("kunde.test", result, status=Status.CRITICAL)), schema
+    )
     out = root.find(".//testcase[@classname='maildiag.kunde_test.imap']/system-out")
     assert out is not None and "junk \ufffd\ufffd[31m" in (out.text or "")
 
@@ -211,19 +225,29 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         },
     }
     hosts = [
-        FakeMailHost("127.0.0.84", pki.good("mail.good.test").server_context(),
-                     hostname="mail.good.test"),
-        FakeMailHost("127.0.0.85", pki.expiring_in(10, "mail.mixed.test").server_context(),
-                     hostname="mail.mixed.test",
-                     behaviours={"submission": Behaviour.NO_STARTTLS, "pop3s": None,
-                                 "pop3": None}),
+        FakeMailHost(
+            "127.0.0.84", pki.good("mail.good.test").server_context(), hostname="mail.good.test"
+        ),
+        FakeMailHost(
+            "127.0.0.85",
+            pki.expiring_in(10, "mail.mixed.test").server_context(),
+            hostname="mail.mixed.test",
+            behaviours={"submission": Behaviour.NO_STARTTLS, "pop3s": None, "pop3": None},
+        ),
     ]
     with DnsServer(zones, "127.0.0.84") as dns:
         for host in hosts:
             host.start()
         try:
-            yield ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path),
-                   "--no-autoconfig", "--timeout", "3"]
+            yield [
+                "--nameserver",
+                dns.nameserver,
+                "--ca-file",
+                str(pki.ca_pem_path),
+                "--no-autoconfig",
+                "--timeout",
+                "3",
+            ]
         finally:
             for host in hosts:
                 host.stop()
@@ -244,16 +268,22 @@ def test_healthy_domain_passes_every_case(lab, capsys, schema) -> None:
     assert code == 0
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "good.test"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
-            suite.get("skipped")) == ("7", "0", "0", "0")
+    assert (
+        suite.get("tests"),
+        suite.get("failures"),
+        suite.get("errors"),
+        suite.get("skipped"),
+    ) == ("7", "0", "0", "0")
     by_name = cases(root)
     imaps = by_name["IMAP mail.good.test:993 (tls)"]
     assert imaps.get("classname") == "maildiag.good_test.imap"
     assert 0 < float(imaps.get("time", "0")) < 3
     assert by_name["SMTP mail.good.test:587 (starttls)"].get("classname") == (
-        "maildiag.good_test.smtp")
+        "maildiag.good_test.smtp"
+    )
     assert by_name["Domain good.test (DNS and discovery)"].get("classname") == (
-        "maildiag.good_test.discovery")
+        "maildiag.good_test.discovery"
+    )
     properties = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert properties["status"] == "OK"
 
@@ -274,7 +304,9 @@ def test_problems_become_failures_and_skips(lab, capsys, schema) -> None:
     expiring = by_name["IMAP mail.mixed.test:993 (tls)"].find("failure")
     assert expiring is not None
     assert (expiring.get("type"), expiring.get("message")) == (
-        "warning", "The certificate expires soon")
+        "warning",
+        "The certificate expires soon",
+    )
 
     # STLS declared not offered by SRV; POP3 over TLS guessed, but nothing listens.
     declined = by_name["POP3 (starttls)"].find("skipped")

@@ -110,9 +110,16 @@ def parse_plugin_output(output: str) -> tuple[str, list[str], dict[str, dict[str
 
 _ICINGA_NUMBER_CHARS = set("+-0123456789.e")
 _ICINGA_UNITS = {  # lower-cased unit -> (factor to the base unit, Icinga's unit name)
-    "": (1.0, ""), "s": (1.0, "seconds"), "ms": (1e-3, "seconds"), "us": (1e-6, "seconds"),
-    "b": (1.0, "bytes"), "kb": (1024.0, "bytes"), "mb": (1024.0**2, "bytes"),
-    "gb": (1024.0**3, "bytes"), "tb": (1024.0**4, "bytes"), "%": (1.0, "percent"),
+    "": (1.0, ""),
+    "s": (1.0, "seconds"),
+    "ms": (1e-3, "seconds"),
+    "us": (1e-6, "seconds"),
+    "b": (1.0, "bytes"),
+    "kb": (1024.0, "bytes"),
+    "mb": (1024.0**2, "bytes"),
+    "gb": (1024.0**3, "bytes"),
+    "tb": (1024.0**4, "bytes"),
+    "%": (1.0, "percent"),
     "c": (1.0, ""),
 }
 
@@ -141,7 +148,7 @@ def icinga2_check_output(output: str) -> tuple[str, str]:
             text += line[:delim]
             if perfdata:
                 perfdata += " "
-            perfdata += line[delim + 1:]
+            perfdata += line[delim + 1 :]
         else:
             text += line
     return text, perfdata.strip()
@@ -159,7 +166,7 @@ def icinga2_split_perfdata(perfdata: str) -> list[tuple[str, str]]:
         spq = perfdata.find(" ", eqp)
         if spq < 0:
             spq = len(perfdata)
-        items.append((label, perfdata[eqp + 1:spq]))
+        items.append((label, perfdata[eqp + 1 : spq]))
         begin = spq + 1
     return items
 
@@ -175,7 +182,7 @@ def icinga2_value(label: str, text: str) -> IcingaValue:
     end = next((i for i, ch in enumerate(text) if ch not in _ICINGA_NUMBER_CHARS), len(text))
     tokens = text.split(";")
     value = float(text[:end])  # ValueError for "U" or an empty value, as Convert::ToDouble
-    unit = text[end:len(tokens[0])].lower()
+    unit = text[end : len(tokens[0])].lower()
     if unit not in _ICINGA_UNITS:
         raise ValueError(f"Invalid performance data unit: {unit}")
     factor, name = _ICINGA_UNITS[unit]
@@ -206,7 +213,8 @@ def read_output(output: str) -> tuple[str, list[str], dict[str, dict[str, str]]]
     for label, item in perf.items():
         got = icinga[label]
         assert got.value == pytest.approx(
-            float(item["value"]) * _ICINGA_UNITS[item.get("uom", "").lower()][0])
+            float(item["value"]) * _ICINGA_UNITS[item.get("uom", "").lower()][0]
+        )
         for field in ("min", "max"):
             if field in item:
                 assert getattr(got, field) is not None, (label, field)
@@ -215,8 +223,14 @@ def read_output(output: str) -> tuple[str, list[str], dict[str, dict[str, str]]]
             assert (getattr(got, field) is not None) == plain, (label, field)
         # nagiosplugin would write exactly this item, and reads its thresholds.
         reference = nagiosplugin.Performance(
-            label, item["value"], item.get("uom", ""), item.get("warn", ""),
-            item.get("crit", ""), item.get("min", ""), item.get("max", ""))
+            label,
+            item["value"],
+            item.get("uom", ""),
+            item.get("warn", ""),
+            item.get("crit", ""),
+            item.get("min", ""),
+            item.get("max", ""),
+        )
         assert str(reference) == item["raw"]
         for field in ("warn", "crit"):
             if item.get(field):
@@ -230,7 +244,13 @@ def read_output(output: str) -> tuple[str, list[str], dict[str, dict[str, str]]]
 def test_grammar_accepts_the_guidelines_examples() -> None:
     _, _, perf = parse_plugin_output("X OK - fine | time=0.01s;1;2;0 'a b'=5%;;;0;100 c=U")
     assert {k: v for k, v in perf["time"].items() if k != "raw"} == {
-        "label": "time", "value": "0.01", "uom": "s", "warn": "1", "crit": "2", "min": "0"}
+        "label": "time",
+        "value": "0.01",
+        "uom": "s",
+        "warn": "1",
+        "crit": "2",
+        "min": "0",
+    }
     assert perf["a b"]["uom"] == "%"
     assert perf["c"]["value"] == "U"
 
@@ -254,15 +274,20 @@ def test_icinga_reader_follows_icinga_rules() -> None:
 
 # Recorded from maildiag 0.x before issue #11: perfdata continued over the lines
 # after a second '|' in the long text, as the plugin API allows.
-CONTINUED_PERFDATA = "\n".join([
-    "MAILDIAG OK - kunde.test: 2/2 endpoints ok | time=0.5s;;;0 endpoints_ok=2;;;0;2",
-    "IMAP mail.kunde.test:143 (starttls): ok, 20 ms, TLSv1.3, certificate 364 days",
-    "IMAP mail.kunde.test:993 (tls): ok, 10 ms, TLSv1.3, certificate 364 days"
-    " | imap_143_starttls_connect=0.01s;;;0",
-    "imap_143_starttls_time=0.02s;;;0",
-    "imap_993_tls_connect=0.01s;;;0",
-    "imap_993_tls_time=0.01s;;;0",
-]) + "\n"
+CONTINUED_PERFDATA = (
+    "\n".join(
+        [
+            "MAILDIAG OK - kunde.test: 2/2 endpoints ok | time=0.5s;;;0 endpoints_ok=2;;;0;2",
+            "IMAP mail.kunde.test:143 (starttls): ok, 20 ms, TLSv1.3, certificate 364 days",
+            "IMAP mail.kunde.test:993 (tls): ok, 10 ms, TLSv1.3, certificate 364 days"
+            " | imap_143_starttls_connect=0.01s;;;0",
+            "imap_143_starttls_time=0.02s;;;0",
+            "imap_993_tls_connect=0.01s;;;0",
+            "imap_993_tls_time=0.01s;;;0",
+        ]
+    )
+    + "\n"
+)
 
 
 def test_continued_perfdata_is_lost_in_icinga() -> None:
@@ -284,7 +309,8 @@ def test_labels_are_quoted_only_when_needed() -> None:
     assert nagios.perf_label("it's") == "'it''s'"
     assert nagios.perf_label(" padded ") == "padded"
     _, _, perf = parse_plugin_output(
-        "X OK - y | " + nagios.perf_item("it's here", 1.5, "s", minimum=0))
+        "X OK - y | " + nagios.perf_item("it's here", 1.5, "s", minimum=0)
+    )
     assert perf["it's here"]["value"] == "1.5"
 
 
@@ -300,18 +326,32 @@ def test_numbers_never_use_exponents() -> None:
 
 def _diagnosis(*results: ProbeResult, status: Status = Status.OK, findings=()) -> Diagnosis:
     return Diagnosis(
-        domain="kunde.test", domain_ascii="kunde.test",
-        started_at=datetime(2024, 5, 1, tzinfo=UTC), seconds=0.5,
+        domain="kunde.test",
+        domain_ascii="kunde.test",
+        started_at=datetime(2024, 5, 1, tzinfo=UTC),
+        seconds=0.5,
         discovery=Discovery("kunde.test", "kunde.test", True),
-        results=results, findings=tuple(findings), status=status,
+        results=results,
+        findings=tuple(findings),
+        status=status,
     )
 
 
 IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
 # Every fact the templates of the findings used here ask for.
-FACTS = {"days_ago": 400, "days_left": 5, "not_after": "2023-01-01", "not_before": "2022-01-01",
-         "command": "STARTTLS", "reply": "", "tls_port": 993, "what": "IMAP",
-         "service": "_pop3._tcp", "source": "mx", "outcome": "ok"}
+FACTS = {
+    "days_ago": 400,
+    "days_left": 5,
+    "not_after": "2023-01-01",
+    "not_before": "2022-01-01",
+    "command": "STARTTLS",
+    "reply": "",
+    "tls_port": 993,
+    "what": "IMAP",
+    "service": "_pop3._tcp",
+    "source": "mx",
+    "outcome": "ok",
+}
 
 
 def _finding(code: str, endpoint: Endpoint | None = None):
@@ -319,15 +359,20 @@ def _finding(code: str, endpoint: Endpoint | None = None):
 
 
 def test_quota_usage_is_perfdata_in_percent_and_bytes_with_thresholds() -> None:
-    mailbox = MailboxFacts(quota=(QuotaResource("STORAGE", 512, 2048),
-                                  QuotaResource("MESSAGE", 10, 0)))
+    mailbox = MailboxFacts(
+        quota=(QuotaResource("STORAGE", 512, 2048), QuotaResource("MESSAGE", 10, 0))
+    )
     result = ProbeResult(IMAPS, Outcome.OK, timings={"connect": 0.01}, mailbox=mailbox)
     _, _, perf = read_output(nagios.render(_diagnosis(result)))
     storage = perf["imap_993_tls_quota_storage"]
     assert (storage["value"], storage["uom"]) == ("25", "%")
     # The check's own limits (--quota-warning 90, --quota-critical 100 by default).
     assert (storage["warn"], storage["crit"], storage["min"], storage["max"]) == (
-        "90", "100", "0", "100")
+        "90",
+        "100",
+        "0",
+        "100",
+    )
     used = perf["imap_993_tls_quota_storage_used"]
     assert (used["value"], used["uom"], used["max"]) == ("524288", "B", "2097152")
     assert (used["warn"], used["crit"], used["min"]) == ("1887436.8", "2097152", "0")
@@ -353,16 +398,19 @@ def test_without_quota_there_is_no_quota_perfdata() -> None:
 
 def test_two_hosts_on_one_port_get_distinct_labels() -> None:
     other = Endpoint(Protocol.IMAP, "imap.kunde-mail.test", 993, Security.TLS)
-    results = [ProbeResult(IMAPS, Outcome.OK, timings={"connect": 0.01}),
-               ProbeResult(other, Outcome.OK, timings={"connect": 0.02})]
+    results = [
+        ProbeResult(IMAPS, Outcome.OK, timings={"connect": 0.01}),
+        ProbeResult(other, Outcome.OK, timings={"connect": 0.02}),
+    ]
     _, _, perf = read_output(nagios.render(_diagnosis(*results)))
     assert perf["imap_993_tls_connect"]["value"] == "0.01"
     assert perf["imap_993_tls_imap_kunde_mail_test_connect"]["value"] == "0.02"
 
 
 def test_pipes_and_newlines_from_servers_cannot_break_the_output() -> None:
-    result = ProbeResult(IMAPS, Outcome.UNAVAILABLE, timings={"connect": 0.01},
-                         error="* BYE go away | now\r\nreally")
+    result = ProbeResult(
+        IMAPS, Outcome.UNAVAILABLE, timings={"connect": 0.01}, error="* BYE go away | now\r\nreally"
+    )
     output = nagios.render(_diagnosis(result, status=Status.CRITICAL))
     head, long_text, perf = read_output(output)
     assert any("go away / now really" in line for line in long_text)
@@ -372,40 +420,52 @@ def test_pipes_and_newlines_from_servers_cannot_break_the_output() -> None:
 def test_status_line_names_the_problem_and_where_in_words() -> None:
     """Never "n/n endpoints ok" beside CRITICAL: an expired certificate on working
     endpoints is the problem, and the status line says so, grouped by host."""
-    endpoints = [Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS),
-                 Endpoint(Protocol.POP3, "mail.kunde.test", 995, Security.TLS),
-                 Endpoint(Protocol.SMTP, "mail.kunde.test", 465, Security.TLS)]
+    endpoints = [
+        Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS),
+        Endpoint(Protocol.POP3, "mail.kunde.test", 995, Security.TLS),
+        Endpoint(Protocol.SMTP, "mail.kunde.test", 465, Security.TLS),
+    ]
     results = [ProbeResult(e, Outcome.OK, timings={"connect": 0.01}) for e in endpoints]
     findings = [_finding("TLS_CERT_EXPIRED", e) for e in endpoints]
     output = nagios.render(_diagnosis(*results, status=Status.CRITICAL, findings=findings))
     head, long_text, perf = read_output(output)
-    assert head == ("MAILDIAG CRITICAL - kunde.test: The certificate has expired: "
-                    "mail.kunde.test (IMAP 993, POP3 995, SMTP 465)")
+    assert head == (
+        "MAILDIAG CRITICAL - kunde.test: The certificate has expired: "
+        "mail.kunde.test (IMAP 993, POP3 995, SMTP 465)"
+    )
     assert "endpoints ok" not in head
     assert perf["endpoints_ok"]["value"] == "0"
     assert long_text[:3] == [
-        f"[CRITICAL] TLS_CERT_EXPIRED {e.label}: The certificate has expired"
-        for e in endpoints]
+        f"[CRITICAL] TLS_CERT_EXPIRED {e.label}: The certificate has expired" for e in endpoints
+    ]
     assert long_text[3] == "Endpoints (0 of 3 without problems):"
     assert all(": CRITICAL," in line for line in long_text[4:])
 
 
 def test_long_text_is_grouped_by_severity() -> None:
     imap = Endpoint(Protocol.IMAP, "mail.kunde.test", 143, Security.STARTTLS)
-    findings = [_finding("SRV_NOT_OFFERED"), _finding("TLS_CERT_EXPIRING", IMAPS),
-                _finding("STARTTLS_MISSING", imap)]
+    findings = [
+        _finding("SRV_NOT_OFFERED"),
+        _finding("TLS_CERT_EXPIRING", IMAPS),
+        _finding("STARTTLS_MISSING", imap),
+    ]
     results = [ProbeResult(IMAPS, Outcome.OK), ProbeResult(imap, Outcome.STARTTLS_MISSING)]
     _, long_text, _ = read_output(
-        nagios.render(_diagnosis(*results, status=Status.CRITICAL, findings=findings)))
+        nagios.render(_diagnosis(*results, status=Status.CRITICAL, findings=findings))
+    )
     severities = [line.split("]")[0] + "]" for line in long_text if line.startswith("[")]
     assert severities == ["[CRITICAL]", "[WARNING]", "[INFO]"]
 
 
 # -- the real CLI against fake servers ----------------------------------------------
 
-ADDRESS = {"ok": "127.0.0.80", "expiring": "127.0.0.81", "broken": "127.0.0.82",
-           "expired": "127.0.2.80"}
-ALL_SLOTS = ("IMAP 143, IMAP 993, POP3 110, POP3 995, SMTP 587, SMTP 465")
+ADDRESS = {
+    "ok": "127.0.0.80",
+    "expiring": "127.0.0.81",
+    "broken": "127.0.0.82",
+    "expired": "127.0.2.80",
+}
+ALL_SLOTS = "IMAP 143, IMAP 993, POP3 110, POP3 995, SMTP 587, SMTP 465"
 
 
 @pytest.fixture(scope="module")
@@ -416,24 +476,39 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         for name, address in ADDRESS.items()
     }
     hosts = [
-        FakeMailHost(ADDRESS["ok"], pki.good("mail.ok.test").server_context(),
-                     hostname="mail.ok.test"),
-        FakeMailHost(ADDRESS["expiring"],
-                     pki.expiring_in(10, "mail.expiring.test").server_context(),
-                     hostname="mail.expiring.test"),
-        FakeMailHost(ADDRESS["broken"], pki.good("mail.broken.test").server_context(),
-                     hostname="mail.broken.test",
-                     behaviours={"submission": Behaviour.NO_STARTTLS}),
-        FakeMailHost(ADDRESS["expired"],
-                     pki.expired("mail.expired.test", days_ago=30).server_context(),
-                     hostname="mail.expired.test"),
+        FakeMailHost(
+            ADDRESS["ok"], pki.good("mail.ok.test").server_context(), hostname="mail.ok.test"
+        ),
+        FakeMailHost(
+            ADDRESS["expiring"],
+            pki.expiring_in(10, "mail.expiring.test").server_context(),
+            hostname="mail.expiring.test",
+        ),
+        FakeMailHost(
+            ADDRESS["broken"],
+            pki.good("mail.broken.test").server_context(),
+            hostname="mail.broken.test",
+            behaviours={"submission": Behaviour.NO_STARTTLS},
+        ),
+        FakeMailHost(
+            ADDRESS["expired"],
+            pki.expired("mail.expired.test", days_ago=30).server_context(),
+            hostname="mail.expired.test",
+        ),
     ]
     with DnsServer(zones, "127.0.0.83") as dns:
         for host in hosts:
             host.start()
         try:
-            yield ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path),
-                   "--no-autoconfig", "--timeout", "3"]
+            yield [
+                "--nameserver",
+                dns.nameserver,
+                "--ca-file",
+                str(pki.ca_pem_path),
+                "--no-autoconfig",
+                "--timeout",
+                "3",
+            ]
         finally:
             for host in hosts:
                 host.stop()
@@ -444,8 +519,14 @@ def run_check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]
     return code, capsys.readouterr().out
 
 
-PREFIXES = ("imap_143_starttls", "imap_993_tls", "pop3_110_starttls", "pop3_995_tls",
-            "smtp_587_starttls", "smtp_465_tls")
+PREFIXES = (
+    "imap_143_starttls",
+    "imap_993_tls",
+    "pop3_110_starttls",
+    "pop3_995_tls",
+    "smtp_587_starttls",
+    "smtp_465_tls",
+)
 
 
 def test_ok_domain_exits_0_with_perfdata_per_endpoint(lab, capsys) -> None:
@@ -476,10 +557,14 @@ def test_expiring_certificate_exits_1(lab, capsys) -> None:
     code, output = run_check(capsys, "expiring.test", *lab)
     head, long_text, perf = read_output(output)
     assert code == 1
-    assert head == ("MAILDIAG WARNING - expiring.test: The certificate expires soon: "
-                    f"mail.expiring.test ({ALL_SLOTS})")
-    assert any(line.startswith("[WARNING] TLS_CERT_EXPIRING IMAP mail.expiring.test:993")
-               for line in long_text)
+    assert head == (
+        "MAILDIAG WARNING - expiring.test: The certificate expires soon: "
+        f"mail.expiring.test ({ALL_SLOTS})"
+    )
+    assert any(
+        line.startswith("[WARNING] TLS_CERT_EXPIRING IMAP mail.expiring.test:993")
+        for line in long_text
+    )
     assert 9 <= float(perf["imap_993_tls_cert_days"]["value"]) <= 10
 
 
@@ -487,8 +572,10 @@ def test_expired_certificate_is_critical_and_no_endpoint_is_ok(lab, capsys) -> N
     code, output = run_check(capsys, "expired.test", *lab)
     head, long_text, perf = read_output(output)
     assert code == 2
-    assert head.startswith("MAILDIAG CRITICAL - expired.test: The certificate has expired: "
-                           f"mail.expired.test ({ALL_SLOTS})")
+    assert head.startswith(
+        "MAILDIAG CRITICAL - expired.test: The certificate has expired: "
+        f"mail.expired.test ({ALL_SLOTS})"
+    )
     assert "endpoints ok" not in head
     assert perf["endpoints_ok"]["value"] == "0"
     assert not [line for line in long_text if ": ok," in line]
@@ -501,19 +588,25 @@ def test_thresholds_from_w_and_c_reach_status_and_perfdata(lab, capsys) -> None:
     assert code == 2
     assert head.startswith("MAILDIAG CRITICAL")
     assert (perf["smtp_465_tls_cert_days"]["warn"], perf["smtp_465_tls_cert_days"]["crit"]) == (
-        "30:", "15:")
+        "30:",
+        "15:",
+    )
 
 
 def test_broken_endpoint_exits_2_and_says_what_is_broken(lab, capsys) -> None:
     code, output = run_check(capsys, "broken.test", *lab)
     head, long_text, perf = read_output(output)
     assert code == 2
-    assert head == ("MAILDIAG CRITICAL - broken.test: No encryption offered on this port: "
-                    "mail.broken.test (SMTP 587)")
+    assert head == (
+        "MAILDIAG CRITICAL - broken.test: No encryption offered on this port: "
+        "mail.broken.test (SMTP 587)"
+    )
     assert perf["endpoints_ok"]["value"] == "5"
     assert "SMTP mail.broken.test:587 (starttls): starttls missing" in "\n".join(long_text)
-    assert any(line.startswith("[CRITICAL] STARTTLS_MISSING SMTP mail.broken.test:587")
-               for line in long_text)
+    assert any(
+        line.startswith("[CRITICAL] STARTTLS_MISSING SMTP mail.broken.test:587")
+        for line in long_text
+    )
     assert "smtp_587_starttls_tls" not in perf  # never got as far as TLS
     assert perf["smtp_587_starttls_connect"]["uom"] == "s"
 
@@ -540,8 +633,9 @@ def test_invalid_domain_exits_3_with_a_status_line(lab, capsys) -> None:
 def test_quota_perfdata_after_a_login(lab, capsys, monkeypatch) -> None:
     # The fake servers accept alice@example.test with this password (DEFAULT_USERS).
     monkeypatch.setenv("MAILDIAG_PASSWORD", "wonderland")
-    code, output = run_check(capsys, "ok.test", "--user", "alice@example.test",
-                             "--quota-warning", "80", *lab)
+    code, output = run_check(
+        capsys, "ok.test", "--user", "alice@example.test", "--quota-warning", "80", *lab
+    )
     _, _, perf = read_output(output)
     assert code == 0
     quota = perf["imap_993_tls_quota_storage"]
@@ -550,8 +644,10 @@ def test_quota_perfdata_after_a_login(lab, capsys, monkeypatch) -> None:
     assert 0 < float(quota["value"]) < 100
     assert perf["imap_993_tls_quota_storage_used"]["uom"] == "B"
     _, icinga = icinga2_read(output)
-    assert (icinga["imap_993_tls_quota_storage"].warn,
-            icinga["imap_993_tls_quota_storage"].crit) == (80, 100)
+    assert (
+        icinga["imap_993_tls_quota_storage"].warn,
+        icinga["imap_993_tls_quota_storage"].crit,
+    ) == (80, 100)
 
 
 def test_a_failed_login_is_critical_and_has_no_quota(lab, capsys, monkeypatch) -> None:

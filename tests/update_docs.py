@@ -37,8 +37,12 @@ def schema_with_codes(text: str) -> str:
 def main() -> None:
     text = README.read_text()
     table = render("markdown")
-    updated = re.sub(r"(<!-- codes:start -->\n).*(<!-- codes:end -->)",
-                     lambda m: m.group(1) + table + m.group(2), text, flags=re.S)
+    updated = re.sub(
+        r"(<!-- codes:start -->\n).*(<!-- codes:end -->)",
+        lambda m: m.group(1) + table + m.group(2),
+        text,
+        flags=re.S,
+    )
     README.write_text(updated)
     SCHEMA.write_text(schema_with_codes(SCHEMA.read_text()))
 

@@ -315,9 +315,7 @@ def _plaintext_instead_of_tls(
     except (ProtocolError, TransportError) as unreadable:
         rec.phase = Phase.TLS
         rec.extras["tls_failure"] = TlsFailure.PLAINTEXT
-        return rec.result(
-            Outcome.TLS_FAILED, f"{exc}, but not with a greeting ({unreadable})"
-        )
+        return rec.result(Outcome.TLS_FAILED, f"{exc}, but not with a greeting ({unreadable})")
     rec.greeting = greeting.text
     # A plaintext PREAUTH is a plaintext greeting like "* OK": the port speaks
     # plaintext, which is what clients set to SSL/TLS trip over.

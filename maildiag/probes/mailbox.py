@@ -138,8 +138,10 @@ class MailboxChecks:
                     "not tried: the connection is not encrypted (--allow-plaintext to try)",
                     skipped_because="plaintext",
                 )
-        elif rec.tls is None or rec.tls.trust is not TrustStatus.TRUSTED or not (
-            rec.tls.hostname_matches
+        elif (
+            rec.tls is None
+            or rec.tls.trust is not TrustStatus.TRUSTED
+            or not (rec.tls.hostname_matches)
         ):
             # The certificate does not prove who is on the other end; a password
             # sent there may be sent to an impostor.
@@ -160,9 +162,7 @@ class MailboxChecks:
 
 
 def session_name(endpoint: Endpoint) -> str:
-    return {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}[
-        endpoint.protocol
-    ]
+    return {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}[endpoint.protocol]
 
 
 def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> str:

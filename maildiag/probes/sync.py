@@ -132,9 +132,7 @@ def measure_sync(
             for name, found in (("IMAP", imap_result), ("SMTP submission", smtp_result))
             if found is None
         )
-        return _Measured().result(
-            f"not measured: no {missing} endpoint where the login worked"
-        )
+        return _Measured().result(f"not measured: no {missing} endpoint where the login worked")
     measured = _Measured()
     run = _SyncRun(imap_result, smtp_result, credentials, settings, deadline, domain, measured)
     try:
@@ -251,9 +249,7 @@ class _SyncRun:
             seen_at = waiter.wait(lambda r: r.keyword == "EXISTS", until)
             if seen_at is None:
                 waiter.stop()
-                raise SyncError(
-                    f"the probe message did not arrive within {until - sent_at:.0f} s"
-                )
+                raise SyncError(f"the probe message did not arrive within {until - sent_at:.0f} s")
             waiter.stop()
             uid = self._find(self.watcher)
             if uid is not None:

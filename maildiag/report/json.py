@@ -87,8 +87,7 @@ def endpoint_ok(result: ProbeResult, findings: Sequence[Finding]) -> bool:
     critical finding concerns it (a completed dialogue with an expired
     certificate is not ok)."""
     return result.outcome is Outcome.OK and not any(
-        f.endpoint == result.endpoint and f.severity.rank >= Severity.WARNING.rank
-        for f in findings
+        f.endpoint == result.endpoint and f.severity.rank >= Severity.WARNING.rank for f in findings
     )
 
 

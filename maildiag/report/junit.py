@@ -153,16 +153,21 @@ def _endpoint_facts(result: ProbeResult) -> list[str]:
     if result.endpoint.sources:
         lines.append("found via: " + ", ".join(result.endpoint.sources))
     if result.timings:
-        lines.append("timings: " + ", ".join(
-            f"{phase} {seconds * 1000:.1f} ms" for phase, seconds in result.timings.items()))
+        lines.append(
+            "timings: "
+            + ", ".join(
+                f"{phase} {seconds * 1000:.1f} ms" for phase, seconds in result.timings.items()
+            )
+        )
     if result.greeting:
         lines.append(f"greeting: {result.greeting}")
     tls = result.tls
     if tls is not None:
         lines.append(f"tls: {tls.version} {tls.cipher}, certificate {tls.trust.value}")
         if tls.leaf is not None:
-            lines.append(f"certificate: {tls.leaf.subject}, expires "
-                         f"{tls.leaf.not_after.isoformat()}")
+            lines.append(
+                f"certificate: {tls.leaf.subject}, expires {tls.leaf.not_after.isoformat()}"
+            )
     return lines
 
 
@@ -172,8 +177,9 @@ def _domain_facts(diagnosis: Diagnosis) -> list[str]:
     if discovery.mx:
         lines.append("MX: " + ", ".join(f"{m.preference} {m.host}" for m in discovery.mx))
     for record in discovery.srv:
-        lines.append(f"SRV {record.service}: {record.priority} {record.weight} "
-                     f"{record.port} {record.target}")
+        lines.append(
+            f"SRV {record.service}: {record.priority} {record.weight} {record.port} {record.target}"
+        )
     for problem in discovery.problems:
         lines.append(f"DNS problem: {problem.query}: {problem.kind} ({problem.detail})")
     return lines
@@ -194,8 +200,11 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
         ET.SubElement(properties, "property", name=name, value=_text(value))
 
     general = [f for f in diagnosis.findings if f.endpoint is None]
-    case = suite.case(f"{base}.discovery", f"Domain {diagnosis.domain} (DNS and discovery)",
-                      diagnosis.discovery.seconds)
+    case = suite.case(
+        f"{base}.discovery",
+        f"Domain {diagnosis.domain} (DNS and discovery)",
+        diagnosis.discovery.seconds,
+    )
     bad = [f for f in general if f.severity.rank >= Severity.WARNING.rank]
     if diagnosis.status is Status.UNKNOWN:
         reason = _worst(bad).title if bad else "nothing could be checked"
@@ -209,8 +218,7 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
         endpoint = result.endpoint
         probed.add((endpoint.protocol, endpoint.security))
         own = [f for f in diagnosis.findings if f.endpoint == endpoint]
-        case = suite.case(f"{base}.{endpoint.protocol.value}", endpoint.label,
-                          result.total_seconds)
+        case = suite.case(f"{base}.{endpoint.protocol.value}", endpoint.label, result.total_seconds)
         bad = [f for f in own if f.severity.rank >= Severity.WARNING.rank]
         if bad:
             suite.fail(case, bad)
@@ -227,8 +235,11 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
         label = f"{protocol.value.upper()} ({security.value})"
         case = suite.case(f"{base}.{protocol.value}", label, 0.0)
         if (protocol, security) in declined:
-            suite.skip(case, f"not applicable: the SRV record {declined[protocol, security]} "
-                             "says the service is not offered")
+            suite.skip(
+                case,
+                f"not applicable: the SRV record {declined[protocol, security]} "
+                "says the service is not offered",
+            )
         else:
             suite.skip(case, "not applicable: no server found for it")
     return suite.finish(diagnosis.seconds, diagnosis.started_at)

@@ -136,27 +136,44 @@ def endpoint_perfdata(
     items.append(perf_item(f"{prefix}_time", result.total_seconds, "s", minimum=0))
     tls = result.tls
     if tls is not None and tls.days_remaining is not None:
-        items.append(perf_item(
-            f"{prefix}_cert_days", tls.days_remaining,
-            warn=_threshold_below(warning_days), crit=_threshold_below(critical_days),
-        ))
+        items.append(
+            perf_item(
+                f"{prefix}_cert_days",
+                tls.days_remaining,
+                warn=_threshold_below(warning_days),
+                crit=_threshold_below(critical_days),
+            )
+        )
     if result.mailbox is not None:
         warn_pct, crit_pct = limits.quota_warning_percent, limits.quota_critical_percent
         for quota in result.mailbox.quota:
             name = quota.name.lower()
             if quota.ratio is not None:
-                items.append(perf_item(
-                    f"{prefix}_quota_{name}", quota.ratio * 100, "%",
-                    warn=_threshold_above(warn_pct), crit=_threshold_above(crit_pct),
-                    minimum=0, maximum=100))
+                items.append(
+                    perf_item(
+                        f"{prefix}_quota_{name}",
+                        quota.ratio * 100,
+                        "%",
+                        warn=_threshold_above(warn_pct),
+                        crit=_threshold_above(crit_pct),
+                        minimum=0,
+                        maximum=100,
+                    )
+                )
             if name == "storage":
                 # RFC 9208 §5.1: STORAGE is counted in units of 1024 octets.
                 limit = quota.limit * 1024
-                items.append(perf_item(
-                    f"{prefix}_quota_storage_used", quota.usage * 1024, "B",
-                    warn=_threshold_above(limit * warn_pct / 100) if limit else "",
-                    crit=_threshold_above(limit * crit_pct / 100) if limit else "",
-                    minimum=0, maximum=limit or None))
+                items.append(
+                    perf_item(
+                        f"{prefix}_quota_storage_used",
+                        quota.usage * 1024,
+                        "B",
+                        warn=_threshold_above(limit * warn_pct / 100) if limit else "",
+                        crit=_threshold_above(limit * crit_pct / 100) if limit else "",
+                        minimum=0,
+                        maximum=limit or None,
+                    )
+                )
     return items
 
 
@@ -182,8 +199,9 @@ def endpoint_line(result: ProbeResult, findings: Sequence[Finding] = ()) -> str:
         own = _bad([f for f in findings if f.endpoint == result.endpoint])
         state = max(own, key=lambda f: f.severity.rank).severity.name if own else "ok"
         version = f", {result.tls.version}" if result.tls else ""
-        return _clean(f"{label}: {state}, {result.total_seconds * 1000:.0f} ms"
-                      f"{version}{_days(result)}")
+        return _clean(
+            f"{label}: {state}, {result.total_seconds * 1000:.0f} ms{version}{_days(result)}"
+        )
     detail = f" - {result.error}" if result.error else ""
     return _clean(f"{label}: {result.outcome.value.replace('_', ' ')}{detail}")
 
@@ -276,8 +294,9 @@ def render(
         perf_item("endpoints_ok", ok, minimum=0, maximum=len(results)),
     ]
     for result, prefix in zip(results, _prefixes(results), strict=True):
-        perf += endpoint_perfdata(result, warning_days, critical_days, prefix=prefix,
-                                  thresholds=limits)
+        perf += endpoint_perfdata(
+            result, warning_days, critical_days, prefix=prefix, thresholds=limits
+        )
     lines = [f"{PLUGIN} {diagnosis.status.name} - {_summary(diagnosis)} | " + " ".join(perf)]
     lines += finding_lines(diagnosis.findings)
     if results:

@@ -126,7 +126,7 @@ def endpoint_table(diagnosis: Diagnosis, colour: bool = False) -> str:
         *(["Login", "Quota"] if with_login else []),
         "Found via",
     ]
-    return tabulate(rows, headers=headers, tablefmt="simple")
+    return str(tabulate(rows, headers=headers, tablefmt="simple"))
 
 
 def _seconds(value: float | None, method: str | None) -> str:

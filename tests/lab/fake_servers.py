@@ -516,8 +516,11 @@ class _Session:
             for i in range(len(step) - 1, -1, -1):
                 reply = step[i]
                 if isinstance(reply, bytes) and reply.endswith(b"\r\n"):
-                    step = [*step[:i], reply[:-2] + b" (you sent: " + self._last_line + b")\r\n",
-                            *step[i + 1 :]]
+                    step = [
+                        *step[:i],
+                        reply[:-2] + b" (you sent: " + self._last_line + b")\r\n",
+                        *step[i + 1 :],
+                    ]
                     break
         if self.config.login_failure_delay:
             step = [_Pause(self.config.login_failure_delay), *step]

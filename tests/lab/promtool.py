@@ -33,8 +33,9 @@ def promtool() -> str:
 def run(
     *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], input=stdin, capture_output=True, text=True,
-                          timeout=60, cwd=cwd)
+    return subprocess.run(
+        [promtool(), *args], input=stdin, capture_output=True, text=True, timeout=60, cwd=cwd
+    )
 
 
 def check_metrics(text: str) -> None:

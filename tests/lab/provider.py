@@ -75,8 +75,10 @@ class Provider:
 
     def cli_options(self) -> list[str]:
         return [
-            "--nameserver", self.dns.nameserver,
-            "--ca-file", str(self.pki.ca_pem_path),
+            "--nameserver",
+            self.dns.nameserver,
+            "--ca-file",
+            str(self.pki.ca_pem_path),
             "--no-autoconfig",
         ]
 
@@ -124,8 +126,10 @@ def command_overlap(server: FakeMailServer) -> int:
     for index, command in enumerate(server.received):
         first.setdefault(command.connection, index)
         last[command.connection] = index
-    events = sorted([(index, 1) for index in first.values()]
-                    + [(index, -1) for index in last.values()], key=lambda e: (e[0], -e[1]))
+    events = sorted(
+        [(index, 1) for index in first.values()] + [(index, -1) for index in last.values()],
+        key=lambda e: (e[0], -e[1]),
+    )
     open_now = peak = 0
     for _, change in events:
         open_now += change

@@ -354,8 +354,11 @@ class MailLab:
 
     def _check_ports_free(self) -> None:
         check_ports_free(
-            ((host.address, port) for host in self.hosts
-             for port in (*self.DOVECOT_PORTS, *self.POSTFIX_PORTS)),
+            (
+                (host.address, port)
+                for host in self.hosts
+                for port in (*self.DOVECOT_PORTS, *self.POSTFIX_PORTS)
+            ),
             "; is a system Dovecot/Postfix listening on 0.0.0.0? (`ss -ltnp`)",
         )
 

@@ -93,9 +93,7 @@ def kill_leftovers(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def check_ports_free(
-    endpoints: Iterable[tuple[str, int]], hint: str = ""
-) -> None:
+def check_ports_free(endpoints: Iterable[tuple[str, int]], hint: str = "") -> None:
     """Raises ``LabError`` naming the first address:port something already listens on."""
     for address, port in endpoints:
         with socket.socket() as s:
