@@ -50,7 +50,14 @@ from pathlib import Path
 import trustme
 
 from .real import _read_text, _terminate_group, _write
-from .slots import LabError, SlotLock, check_ports_free, first_free_slot, kill_leftovers
+from .slots import (
+    LabError,
+    SlotLock,
+    check_ports_free,
+    first_free_slot,
+    kill_leftovers,
+    slot_lock_path,
+)
 
 EXIM_ROOT = (
     Path(
@@ -187,9 +194,7 @@ class EximLab:
         self.intermediate = self.ca.create_child_ca()
         self.root: Path | None = None
         self.start_seconds: float | None = None
-        self._slot_lock = SlotLock(
-            Path(f"/tmp/maildiag-exim-slot{self.slot}.lock"), f"Exim lab slot {self.slot}"
-        )
+        self._slot_lock = SlotLock(slot_lock_path("exim", self.slot), f"Exim lab slot {self.slot}")
         self._daemons: dict[EximSetup, subprocess.Popen[bytes]] = {}
 
     def host(self, setup: EximSetup) -> EximHost:

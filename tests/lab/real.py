@@ -49,6 +49,7 @@ from .slots import (
     check_ports_free,
     first_free_slot,
     kill_leftovers,
+    slot_lock_path,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "lab"
@@ -206,9 +207,7 @@ class MailLab:
 
         self.root: Path | None = None
         self.start_seconds: float | None = None
-        self._slot_lock = SlotLock(
-            Path(f"/tmp/maildiag-lab-slot{self.slot}.lock"), f"lab slot {self.slot}"
-        )
+        self._slot_lock = SlotLock(slot_lock_path("lab", self.slot), f"lab slot {self.slot}")
         self._dovecot: subprocess.Popen[bytes] | None = None
         self._postfix_pid: int | None = None
         try:

@@ -74,6 +74,16 @@ class SlotLock:
         self._fd = None
 
 
+def slot_lock_path(lab: str, slot: int) -> Path:
+    """The lock file of one slot of *lab*, keyed to this network namespace.
+
+    The lab's addresses exist once per namespace, so test sessions in
+    namespaces of their own (``unshare -n``) each get every slot.
+    """
+    netns = os.stat("/proc/self/ns/net").st_ino
+    return Path(f"/tmp/maildiag-{lab}-slot{slot}-net{netns}.lock")
+
+
 def kill_leftovers(
     state: dict[str, object], is_server: Callable[[str], bool], root_prefix: str
 ) -> None:
