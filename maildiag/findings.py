@@ -688,6 +688,12 @@ class _LenientFormatter(string.Formatter):
 
 _FORMATTER = _LenientFormatter()
 
+
+def render_text(template: str, facts: Mapping[str, Any]) -> str:
+    """A catalogue text (in any language) filled in with the facts of one case."""
+    return _FORMATTER.format(template, **facts)
+
+
 # The {clients} sentence of TLS_CHAIN_INCOMPLETE: whether a client can repair
 # the chain depends on the leaf's Authority Information Access extension.
 CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
@@ -737,8 +743,8 @@ def make_finding(
         code=code,
         severity=severity or spec.severity,
         title=spec.title,
-        explanation=_FORMATTER.format(spec.explanation, **facts),
-        fix=_FORMATTER.format(spec.fix, **facts),
+        explanation=render_text(spec.explanation, facts),
+        fix=render_text(spec.fix, facts),
         endpoint=endpoint,
         details={k: v for k, v in facts.items() if k not in ("host", "port", "security")},
     )

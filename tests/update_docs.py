@@ -3,7 +3,10 @@
 * the finding-code table in README.md;
 * the ``enum`` of finding codes in maildiag/schema/report.schema.json, so the
   JSON Schema accepts exactly the codes maildiag can emit (tests/test_docs.py
-  and tests/test_report_json.py check both).
+  and tests/test_report_json.py check both);
+* the translation catalogues in maildiag/locale/ (new or changed English texts
+  become untranslated or fuzzy entries; tests/test_i18n.py fails until they
+  are translated) and their compiled .mo files.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from maildiag.findings import CATALOGUE
 from maildiag.report.codes import render
+from tests import translations
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -45,6 +49,7 @@ def main() -> None:
     )
     README.write_text(updated)
     SCHEMA.write_text(schema_with_codes(SCHEMA.read_text()))
+    translations.sync()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""The German catalogue: complete, in step with the English texts, and rendering like them."""
+
+from __future__ import annotations
+
+import io
+import string
+
+import pytest
+from babel.messages.pofile import write_po
+
+from maildiag import i18n
+from maildiag.analysis import analyse
+from maildiag.findings import make_finding
+from maildiag.model import Discovery, Endpoint, Outcome, Phase, ProbeResult, Protocol, Security
+from tests import translations
+
+IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.example", 993, Security.TLS, ("guess",))
+
+
+def placeholders(text: str) -> set[tuple[str, str]]:
+    return {
+        (field, spec or "")
+        for _, field, spec, _ in string.Formatter().parse(text)
+        if field is not None
+    }
+
+
+def words(text: str) -> str:
+    """``text`` without its placeholders: what a translator translates."""
+    return "".join(literal for literal, *_ in string.Formatter().parse(text)).strip()
+
+
+@pytest.mark.parametrize("lang", translations.TRANSLATED)
+def test_every_text_is_translated_and_nothing_is_fuzzy(lang: str) -> None:
+    catalog = translations.updated(lang)
+    by_key = {(m.context, m.id): m for m in catalog if m.id}
+    for context, english in translations.english_texts():
+        message = by_key.get((context, english))
+        assert message is not None, f"{lang}: {context} has no entry for {english!r}"
+        assert message.string, f"{lang}: {context} is not translated: {english!r}"
+        assert not message.fuzzy, f"{lang}: {context} is fuzzy (the English text changed)"
+        if words(english):
+            assert message.string != english, f"{lang}: {context} is still English"
+
+
+@pytest.mark.parametrize("lang", translations.TRANSLATED)
+def test_translations_use_exactly_the_facts_of_the_english_text(lang: str) -> None:
+    # The English texts render with the facts analysis passes (see
+    # tests/test_analysis.py); the same placeholders, with the same format
+    # specs, make the translation render with them too.
+    for message in translations.read_catalog(lang):
+        if message.id and message.string:
+            assert placeholders(message.string) == placeholders(message.id), message.context
+
+
+@pytest.mark.parametrize("lang", translations.TRANSLATED)
+def test_po_and_mo_files_are_in_step_with_the_code(lang: str) -> None:
+    po = io.BytesIO()
+    write_po(
+        po,
+        translations.updated(lang),
+        width=100,
+        sort_output=False,
+        omit_header=False,
+        no_location=True,
+    )
+    path = translations.po_path(lang)
+    assert po.getvalue() == path.read_bytes(), "run `make docs`"
+    compiled = translations.compiled(translations.read_catalog(lang))
+    assert compiled == path.with_suffix(".mo").read_bytes(), "run `make docs`"
+
+
+def test_a_finding_from_analysis_reads_in_german_with_its_facts() -> None:
+    finding = make_finding(
+        "TLS_HOSTNAME_MISMATCH",
+        IMAPS,
+        hostname="mail.kunde.example",
+        valid_for="web123.provider.example",
+        suggestion="web123.provider.example",
+    )
+    german = i18n.localise(finding, "de")
+    assert german.title == "Das Zertifikat ist für einen anderen Servernamen ausgestellt"
+    assert "Tragen Sie im E-Mail-Programm als Server web123.provider.example" in german.fix
+    assert "mail.kunde.example:993" in german.explanation
+    assert (german.code, german.severity, german.details, german.endpoint) == (
+        finding.code,
+        finding.severity,
+        finding.details,
+        finding.endpoint,
+    )
+    assert i18n.localise(finding, "en") is finding
+
+
+def test_every_finding_of_a_real_analysis_localises_without_placeholders() -> None:
+    discovery = Discovery("kunde.example", "kunde.example", True, endpoints=(IMAPS,))
+    refused = ProbeResult(IMAPS, Outcome.REFUSED, failed_phase=Phase.CONNECT)
+    findings = analyse(discovery, [refused])
+    assert findings
+    for finding in findings:
+        german = i18n.localise(finding, "de")
+        for part in (german.title, german.explanation, german.fix):
+            assert "{" not in part, (finding.code, part)
+        assert german.severity is finding.severity
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LANG": "de_DE.UTF-8"}, "de"),
+        ({"LANG": "de_AT.UTF-8"}, "de"),
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "C"}, "en"),
+        ({}, "en"),
+        ({"LANG": "de_DE.UTF-8", "LC_ALL": "C"}, "en"),  # LC_ALL wins (POSIX)
+        ({"LANG": "C", "LC_MESSAGES": "de_CH.UTF-8"}, "de"),
+        ({"LANG": "en_GB.UTF-8", "MAILDIAG_LANG": "de"}, "de"),
+        ({"LANG": "de_DE.UTF-8", "MAILDIAG_LANG": "en"}, "en"),
+        ({"LANG": "fr_FR.UTF-8"}, "en"),
+    ],
+)
+def test_the_language_comes_from_the_environment(environ: dict[str, str], expected: str) -> None:
+    assert i18n.pick_language(None, environ) == expected
+
+
+def test_an_explicit_language_beats_the_environment() -> None:
+    assert i18n.pick_language("en", {"LANG": "de_DE.UTF-8"}) == "en"
+    assert i18n.pick_language("de", {"LANG": "C"}) == "de"

@@ -1,0 +1,80 @@
+"""The gettext catalogues of maildiag's translated texts, kept in step with the code.
+
+The English texts in ``maildiag/findings.py`` are the source. ``sync()``
+(called by ``make docs``) brings every ``maildiag/locale/<lang>/LC_MESSAGES/
+maildiag.po`` up to date with them (Babel marks a changed English text fuzzy
+and adds new ones untranslated) and compiles it to the ``.mo`` file that
+``maildiag.i18n`` reads with the standard library's gettext. The tests check
+that nothing is missing, fuzzy or stale.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+
+from maildiag.findings import CATALOGUE, CHAIN_INCOMPLETE_CLIENTS, QUOTA_ADVICE
+from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
+
+TRANSLATED = tuple(lang for lang in LANGUAGES if lang != "en")
+
+
+def english_texts() -> Iterator[tuple[str, str]]:
+    """(context, English text) of every text a translation must cover."""
+    for spec in CATALOGUE.values():
+        yield spec.code, spec.title
+        yield spec.code, spec.explanation
+        yield spec.code, spec.fix
+    for has_aia, sentence in CHAIN_INCOMPLETE_CLIENTS.items():
+        yield f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if has_aia else 'no-aia'}", sentence
+    for resource, advice in QUOTA_ADVICE.items():
+        yield f"QUOTA_ADVICE/{resource or 'other'}", advice
+
+
+def template() -> Catalog:
+    catalog = Catalog(domain=DOMAIN, project="maildiag", fuzzy=False)
+    for context, english in english_texts():
+        catalog.add(english, context=context)
+    return catalog
+
+
+def po_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def read_catalog(lang: str) -> Catalog:
+    with po_path(lang).open("rb") as file:
+        return read_po(file, locale=lang, domain=DOMAIN)
+
+
+def compiled(catalog: Catalog) -> bytes:
+    out = io.BytesIO()
+    write_mo(out, catalog, use_fuzzy=False)
+    return out.getvalue()
+
+
+def updated(lang: str) -> Catalog:
+    """The catalogue of ``lang`` brought in step with the English texts."""
+    catalog = read_catalog(lang)
+    catalog.update(
+        template(), no_fuzzy_matching=False, update_header_comment=False, update_creation_date=False
+    )
+    catalog.obsolete.clear()  # texts the code no longer has
+    return catalog
+
+
+def write(lang: str, catalog: Catalog) -> None:
+    po = io.BytesIO()
+    write_po(po, catalog, width=100, sort_output=False, omit_header=False, no_location=True)
+    po_path(lang).write_bytes(po.getvalue())
+    po_path(lang).with_suffix(".mo").write_bytes(compiled(catalog))
+
+
+def sync() -> None:
+    for lang in TRANSLATED:
+        write(lang, updated(lang))
