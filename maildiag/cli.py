@@ -613,6 +613,62 @@ def codes(output_format: str) -> None:
     click.echo(render(output_format), nl=False)
 
 
+SETTINGS_EPILOG = (
+    "Only settings that worked in this check are offered: an endpoint that answered, "
+    "negotiated TLS 1.2 or newer with a certificate valid for the name in the setting, and "
+    "has no critical finding. Exit status: 0 when receiving and sending can both be set up, "
+    "2 when not (the sheet says why; the client files are then not written), 3 for a bad "
+    "request."
+)
+
+
+@cli.command(epilog=SETTINGS_EPILOG)
+@click.argument("domain")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "autoconfig", "autodiscover", "mobileconfig"]),
+    default="text",
+    show_default=True,
+    help="The sheet to read out or e-mail (text), for scripts (json), or a file mail clients "
+    "import: Thunderbird config-v1.1.xml (autoconfig), Outlook autodiscover.xml "
+    "(autodiscover), an iPhone/macOS profile (mobileconfig). None contains a password.",
+)
+@click.option(
+    "--lang",
+    type=click.Choice(["de", "en"]),
+    default=None,
+    help="Language of the text sheet  [default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, LANG]",
+)
+@check_options
+@mailbox_options
+def settings(domain: str, output_format: str, lang: str | None, **options: object) -> None:
+    """The settings to type into a mail client for DOMAIN, as measured."""
+    from . import i18n
+    from .dns import InvalidDomain
+    from .report import settings as sheet_formats
+    from .runner import BadRequest, diagnose
+    from .settings import build_sheet
+
+    if options.get("sync"):
+        raise click.UsageError("settings never writes to the mailbox; --sync belongs to check")
+    started = (click.get_current_context().obj or {}).get("started")
+    request = replace(build_request(domain, **options), started=started)
+    language = i18n.pick_language(lang)
+    try:
+        sheet = build_sheet(request, diagnose)
+    except (InvalidDomain, BadRequest) as exc:
+        click.echo(f"maildiag: {exc}", err=True)
+        raise SystemExit(EXIT_UNKNOWN) from None
+    if output_format in sheet_formats.NEEDS_COMPLETE and not sheet.complete:
+        # A file that sets up half an account is worse than none: say why instead.
+        click.echo(sheet_formats.render_text_sheet(sheet, language), err=True, nl=False)
+    else:
+        render = sheet_formats.FORMATS[output_format]
+        click.echo(render(sheet, language), nl=False)
+    raise SystemExit(int(sheet.status))
+
+
 def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> int:
     """Entry point; returns the exit status (usage errors are UNKNOWN, 3).
 

@@ -14,6 +14,9 @@ from maildiag.findings import make_finding
 from maildiag.model import Discovery, Endpoint, Outcome, Phase, ProbeResult, Protocol, Security
 from tests import translations
 
+# Words German uses as they are.
+SAME_IN_BOTH = {"", "Port"}
+
 IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.example", 993, Security.TLS, ("guess",))
 
 
@@ -39,7 +42,7 @@ def test_every_text_is_translated_and_nothing_is_fuzzy(lang: str) -> None:
         assert message is not None, f"{lang}: {context} has no entry for {english!r}"
         assert message.string, f"{lang}: {context} is not translated: {english!r}"
         assert not message.fuzzy, f"{lang}: {context} is fuzzy (the English text changed)"
-        if words(english):
+        if words(english) not in SAME_IN_BOTH:
             assert message.string != english, f"{lang}: {context} is still English"
 
 

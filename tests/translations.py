@@ -20,6 +20,7 @@ from babel.messages.pofile import read_po, write_po
 
 from maildiag.findings import CATALOGUE, CHAIN_INCOMPLETE_CLIENTS, QUOTA_ADVICE
 from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
+from maildiag.report.settings import TEXTS as SETTINGS_TEXTS
 
 TRANSLATED = tuple(lang for lang in LANGUAGES if lang != "en")
 
@@ -34,6 +35,8 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if has_aia else 'no-aia'}", sentence
     for resource, advice in QUOTA_ADVICE.items():
         yield f"QUOTA_ADVICE/{resource or 'other'}", advice
+    for english in SETTINGS_TEXTS.values():
+        yield "settings", english
 
 
 def template() -> Catalog:

@@ -1,0 +1,225 @@
+"""The settings sheet against the real Dovecot/Postfix lab.
+
+Zones of our own point a customer domain at one lab host each: the good
+host, the host whose certificate is issued for the provider's name (the
+shared-hosting case), and the host with an expired certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import plistlib
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from maildiag.autoconfig import parse_autoconfig
+from maildiag.cli import main
+from maildiag.credentials_input import Credentials, Secret
+from maildiag.discovery import Overrides
+from maildiag.model import Protocol, Security, Status
+from maildiag.report import settings as sheet_formats
+from maildiag.runner import CheckRequest, diagnose
+from maildiag.settings import SettingsSheet, build_sheet
+from tests.lab.dns_server import DnsServer
+from tests.lab.real import MailLab
+
+pytestmark = pytest.mark.lab
+
+DNS_ADDRESS = "127.0.4.9"
+_SERVICES = (
+    ("_imap._tcp", 143),
+    ("_imaps._tcp", 993),
+    ("_pop3._tcp", 110),
+    ("_pop3s._tcp", 995),
+    ("_submission._tcp", 587),
+    ("_submissions._tcp", 465),
+)
+
+
+def _customer_zone(host: str) -> dict:
+    zone: dict = {"@": {"MX": [f"10 {host}."]}}
+    for service, port in _SERVICES:
+        zone[service] = {"SRV": [f"0 1 {port} {host}."]}
+    return zone
+
+
+@pytest.fixture(scope="module")
+def dns(mail_lab: MailLab):
+    lab_zone: dict = {"@": {"MX": [f"10 {mail_lab.good.name}."]}}
+    for name, address in mail_lab.dns.items():
+        lab_zone[name.removesuffix(f".{mail_lab.domain}")] = {"A": [address]}
+    provider, _, provider_zone = mail_lab.wrong_host_name.partition(".")
+    zones = {
+        mail_lab.domain: lab_zone,
+        "kunde-gut.test": _customer_zone(mail_lab.good.name),
+        "kunde-shared.test": _customer_zone(mail_lab.wrong_host.name),
+        "kunde-abgelaufen.test": _customer_zone(mail_lab.expired.name),
+        provider_zone: {provider: {"A": [mail_lab.wrong_host.address]}},
+    }
+    with DnsServer(zones, DNS_ADDRESS) as server:
+        yield server
+
+
+@pytest.fixture
+def sheet_for(mail_lab: MailLab, dns: DnsServer):
+    def build(domain: str, user=None) -> SettingsSheet:
+        request = CheckRequest(
+            domain,
+            nameserver=dns.nameserver,
+            ca_file=str(mail_lab.ca_pem_path),
+            autoconfig=False,
+            timeout=5,
+            deadline=40,
+            credentials=None if user is None else Credentials(user.address, Secret(user.password)),
+        )
+        return build_sheet(request, diagnose)
+
+    return build
+
+
+def _exports(sheet: SettingsSheet) -> dict[str, str]:
+    return {name: render(sheet, "en") for name, render in sheet_formats.FORMATS.items()}
+
+
+def test_a_healthy_domain_gets_imap_and_submission_with_implicit_tls(sheet_for, mail_lab):
+    sheet = sheet_for("kunde-gut.test", mail_lab.alice)
+    assert sheet.complete and sheet.status is Status.OK
+    imap, pop3 = sheet.incoming
+    assert (imap.protocol, imap.host, imap.port, imap.security) == (
+        Protocol.IMAP,
+        mail_lab.good.name,
+        993,
+        Security.TLS,
+    )
+    assert imap.login_verified is True
+    assert (pop3.protocol, pop3.port) == (Protocol.POP3, 995)
+    assert sheet.outgoing is not None
+    assert (sheet.outgoing.port, sheet.outgoing.security) == (465, Security.TLS)
+    assert sheet.unavailable == ()
+
+    exports = _exports(sheet)
+    for text in exports.values():
+        assert mail_lab.alice.password not in text
+    servers = parse_autoconfig(exports["autoconfig"].encode(), "kunde-gut.test")
+    assert [(s.protocol, s.host, s.port, s.security) for s in servers] == [
+        (Protocol.IMAP, mail_lab.good.name, 993, Security.TLS),
+        (Protocol.POP3, mail_lab.good.name, 995, Security.TLS),
+        (Protocol.SMTP, mail_lab.good.name, 465, Security.TLS),
+    ]
+    pox = ET.fromstring(exports["autodiscover"])
+    ns = {"o": sheet_formats._OUTLOOK}
+    protocols = [
+        (p.findtext("o:Type", namespaces=ns), p.findtext("o:Port", namespaces=ns))
+        for p in pox.iterfind(".//o:Protocol", ns)
+    ]
+    assert protocols == [("IMAP", "993"), ("POP3", "995"), ("SMTP", "465")]
+    assert {
+        p.findtext("o:LoginName", namespaces=ns) for p in pox.iterfind(".//o:Protocol", ns)
+    } == {mail_lab.alice.address}
+    profile = plistlib.loads(exports["mobileconfig"].encode())
+    (account,) = profile["PayloadContent"]
+    assert account["PayloadType"] == "com.apple.mail.managed"
+    assert account["EmailAccountType"] == "EmailTypeIMAP"
+    assert (account["IncomingMailServerHostName"], account["IncomingMailServerPortNumber"]) == (
+        mail_lab.good.name,
+        993,
+    )
+    assert account["OutgoingMailServerPortNumber"] == 465
+    assert "IncomingPassword" not in account and "OutgoingPassword" not in account
+    document = json.loads(exports["json"])
+    assert document["complete"] is True and document["outgoing"]["port"] == 465
+
+    german = " ".join(sheet_formats.render_text_sheet(sheet, "de").split())
+    assert "Posteingangsserver (IMAP)" in german and "Postausgangsserver (SMTP)" in german
+    assert "Verschlüsselung:" in german and "SSL/TLS" in german
+    assert f"{mail_lab.alice.address} (Anmeldung geprüft)" in german
+    assert "Wählen Sie IMAP" in german
+
+
+def test_shared_hosting_gets_the_name_the_certificate_is_issued_for(sheet_for, mail_lab):
+    sheet = sheet_for("kunde-shared.test")
+    assert sheet.complete
+    names = {s.host for s in (*sheet.incoming, sheet.outgoing) if s is not None}
+    assert names == {mail_lab.wrong_host_name}
+    assert {s.certificate_name_of for s in sheet.incoming} == {mail_lab.wrong_host.name}
+    german = " ".join(sheet_formats.render_text_sheet(sheet, "de").split())
+    assert f"Nicht {mail_lab.wrong_host.name}: Das Zertifikat des Servers ist für" in german
+    assert "wie vom Provider vergeben (nicht geprüft" in german  # no --user
+
+
+def test_the_shared_hosting_twin_keeps_the_domains_own_name(sheet_for, mail_lab):
+    # The good host's certificate covers its name: nothing is renamed.
+    sheet = sheet_for("kunde-gut.test")
+    assert {s.certificate_name_of for s in sheet.incoming} == {None}
+
+
+def test_an_expired_certificate_gives_no_settings_and_says_why(sheet_for, mail_lab):
+    sheet = sheet_for("kunde-abgelaufen.test", mail_lab.alice)
+    assert not sheet.complete and sheet.status is Status.CRITICAL
+    assert sheet.incoming == () and sheet.outgoing is None
+    assert {m.protocol for m in sheet.unavailable} == {Protocol.IMAP, Protocol.POP3, Protocol.SMTP}
+    for missing in sheet.unavailable:
+        assert "TLS_CERT_EXPIRED" in missing.codes
+    text = " ".join(sheet_formats.render_text_sheet(sheet, "de").split())
+    assert "Es wurde keine Einstellung gefunden, die sicher funktioniert (TLS_CERT_EXPIRED" in text
+    assert mail_lab.expired.name not in text.replace("kunde-abgelaufen.test", "")
+    with pytest.raises(ValueError):
+        sheet_formats.render_mobileconfig(sheet, "en")
+
+
+def test_an_explicit_host_override_is_kept_when_the_name_is_rechecked(sheet_for, mail_lab, dns):
+    request = CheckRequest(
+        "kunde-shared.test",
+        overrides=Overrides(hosts={Protocol.SMTP: mail_lab.good.name}),
+        nameserver=dns.nameserver,
+        ca_file=str(mail_lab.ca_pem_path),
+        autoconfig=False,
+        timeout=5,
+        deadline=40,
+    )
+    sheet = build_sheet(request, diagnose)
+    assert sheet.outgoing is not None and sheet.outgoing.host == mail_lab.good.name
+    assert {s.host for s in sheet.incoming} == {mail_lab.wrong_host_name}
+
+
+@pytest.fixture
+def settings_cli(mail_lab: MailLab, dns: DnsServer, capsys, monkeypatch):
+    def run(domain: str, *args: str, user=None, env: dict[str, str] | None = None):
+        for name in ("MAILDIAG_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "MAILDIAG_PASSWORD"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        argv = ["settings", domain, "--nameserver", dns.nameserver]
+        argv += ["--ca-file", str(mail_lab.ca_pem_path), "--no-autoconfig", "--timeout", "5"]
+        if user is not None:
+            monkeypatch.setenv("MAILDIAG_PASSWORD", user.password)
+            argv += ["--user", user.address]
+        code = main([*argv, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_the_settings_command_speaks_the_users_language(settings_cli, mail_lab):
+    code, out, _ = settings_cli("kunde-gut.test", user=mail_lab.alice, env={"LANG": "de_DE.UTF-8"})
+    assert code == 0
+    assert out.startswith(f"E-Mail-Einstellungen für {mail_lab.alice.address}\n")
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert mail_lab.alice.password not in out
+    code, out, _ = settings_cli("kunde-gut.test", "--lang", "en", env={"LANG": "de_DE.UTF-8"})
+    assert code == 0 and out.startswith("Mail settings for kunde-gut.test\n")
+
+
+def test_the_settings_command_writes_no_half_profile(settings_cli, mail_lab):
+    code, out, err = settings_cli("kunde-abgelaufen.test", "--format", "mobileconfig")
+    assert code == 2 and out == ""
+    assert "TLS_CERT_EXPIRED" in err
+    code, out, _ = settings_cli("kunde-gut.test", "--format", "mobileconfig")
+    assert code == 0 and plistlib.loads(out.encode())["PayloadType"] == "Configuration"
+
+
+def test_the_settings_command_refuses_to_write(settings_cli, mail_lab):
+    code, _, err = settings_cli("kunde-gut.test", "--sync", user=mail_lab.alice)
+    assert code == 3 and "--sync" in err
