@@ -1,12 +1,16 @@
-"""DNS lookups for discovery: a small stub resolver over dnspython's wire API.
+"""DNS lookups for discovery: a small stub resolver over dnspython's ``dns.query``.
 
 dnspython's own ``Resolver`` sends UDP from unconnected sockets, so a
 nameserver port with nothing behind it looks exactly like one that drops
 packets: the query waits for the whole timeout. Here each nameserver gets a
-*connected* UDP socket, which lets the kernel report the ICMP "port
-unreachable" as ECONNREFUSED at once, and every answer is classified into one
+*connected* UDP socket, handed to ``dns.query.udp``, which lets the kernel
+report the ICMP "port unreachable" as ECONNREFUSED at once; a truncated
+answer is asked again with ``dns.query.tcp``. What stays ours is the policy
+around them: the round of servers with retransmission inside the step's
+time, and the classification of every outcome into one
 ``DnsLookupError.kind`` that the rest of maildiag can explain to people.
-"""
+(``dns.query.udp_with_fallback`` would hide which leg failed and give TCP
+only the UDP retry slot, so the two legs are called one by one.)"""
 
 from __future__ import annotations
 
@@ -41,7 +45,6 @@ __all__ = [
 # DNS Flag Day 2020: 1232 bytes avoids IP fragmentation on almost every path;
 # anything larger comes back truncated and is fetched again over TCP.
 _EDNS_PAYLOAD = 1232
-_MAX_UDP_ANSWER = 65535
 # The first retransmission of an unanswered UDP query; later ones back off.
 _FIRST_RETRY = 1.0
 
@@ -359,7 +362,6 @@ class Resolver:
                 "no_nameservers", "no nameserver is configured (/etc/resolv.conf)", label
             )
         end = time.monotonic() + lifetime
-        wire = request.to_wire()
         alive = list(self._servers)
         sockets: dict[_Nameserver, socket.socket] = {}
         failures: dict[_Nameserver, tuple[str, str]] = {}
@@ -371,7 +373,7 @@ class Resolver:
                     if remaining <= 0:
                         break
                     try:
-                        response = self._udp(server, sockets, wire, request, min(wait, remaining))
+                        response = self._udp(server, sockets, request, min(wait, remaining))
                         if response is None:
                             continue  # not yet: sent again on the next round
                         if response is _TRUNCATED:
@@ -401,22 +403,43 @@ class Resolver:
         self,
         server: _Nameserver,
         sockets: dict[_Nameserver, socket.socket],
-        wire: bytes,
         request: dns.message.Message,
         wait: float,
     ) -> dns.message.Message | None:
+        """One UDP transmission of ``request`` and up to ``wait`` seconds for its answer.
+
+        None when no answer came in time, ``_TRUNCATED`` for one too big for UDP.
+        """
         try:
             sock = sockets.get(server)
             if sock is None:
                 sock = socket.socket(server.family, socket.SOCK_DGRAM)
                 sockets[server] = sock
+                # dns.query waits on the socket with its own selector, so it
+                # wants it non-blocking.
+                sock.setblocking(False)
                 # Connected, so an ICMP port-unreachable surfaces as
                 # ECONNREFUSED instead of a silent timeout.
                 sock.connect((server.address, server.port))
-            sock.send(wire)
-            # A reply to an earlier transmission (same id, same question) is
-            # as good as one to this one, so the socket is kept between tries.
-            return _receive(sock, request, time.monotonic() + wait)
+            # The socket is kept between tries: a reply to an earlier
+            # transmission (same id, same question) is as good as one to this
+            # one. ignore_errors skips datagrams that are not an answer to
+            # this question (garbage, stale or forged replies) instead of
+            # failing on them (CVE-2023-29483, fixed in dnspython 2.6).
+            return dns.query.udp(
+                request,
+                server.address,
+                timeout=wait,
+                port=server.port,
+                sock=sock,
+                ignore_unexpected=True,
+                raise_on_truncation=True,
+                ignore_errors=True,
+            )
+        except dns.exception.Timeout:
+            return None  # not yet: sent again on the next round
+        except dns.message.Truncated:
+            return _TRUNCATED
         except ConnectionRefusedError:
             raise _ServerFailed(
                 "no_nameservers", f"nothing answers DNS on {server} (connection refused)"
@@ -462,38 +485,6 @@ class Resolver:
         if chain.answer is None:
             raise DnsLookupError("nodata", "the name exists but has no such record", label)
         return list(chain.answer)
-
-
-def _receive(
-    sock: socket.socket, request: dns.message.Message, end: float
-) -> dns.message.Message | None:
-    """The answer to ``request`` arriving on the connected ``sock`` before ``end``.
-
-    None when time is up, ``_TRUNCATED`` for an answer too big for UDP.
-    Datagrams that are not an answer to this question (garbage, stale or
-    forged replies) are skipped, as dns.query.receive_udp does with
-    ignore_errors; this loop waits with the socket's own timeout instead of
-    building a selector for every datagram.
-    """
-    while True:
-        remaining = end - time.monotonic()
-        if remaining <= 0:
-            return None
-        sock.settimeout(remaining)
-        try:
-            wire = sock.recv(_MAX_UDP_ANSWER)
-        except TimeoutError:
-            return None
-        try:
-            response = dns.message.from_wire(wire, raise_on_truncation=True)
-        except dns.message.Truncated as truncated:
-            if request.is_response(truncated.message()):  # type: ignore[no-untyped-call]
-                return _TRUNCATED
-            continue
-        except Exception:  # noqa: BLE001 - not a DNS message: keep listening
-            continue
-        if request.is_response(response):
-            return response
 
 
 class _ServerFailed(Exception):

@@ -253,6 +253,74 @@ def test_lost_query_is_not_sent_again_after_the_timeout():
     assert fake.received == 1
 
 
+class _NoisyUdp:
+    """Sends junk before the answer: garbage, a reply with the wrong id, a
+    reply to another question and a forged truncated one, then the answer.
+
+    A stub resolver has to keep listening past all of them (CVE-2023-29483:
+    one spoofed datagram must not end the query)."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            wrong_id = dns.message.make_response(query)
+            wrong_id.id = (query.id + 1) % 65536
+            other = dns.message.make_response(dns.message.make_query("other.test", "A"))
+            other.id = query.id
+            forged_tc = dns.message.make_response(query)
+            forged_tc.id = (query.id + 2) % 65536
+            forged_tc.flags |= dns.flags.TC
+            answer = dns.message.make_response(query)
+            answer.set_rcode(dns.rcode.NXDOMAIN)
+            for junk in (b"\x00\x01garbage", wrong_id.to_wire(), other.to_wire()):
+                self.sock.sendto(junk, peer)
+            self.sock.sendto(forged_tc.to_wire(), peer)
+            self.sock.sendto(answer.to_wire(), peer)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_datagrams_that_are_no_answer_are_skipped():
+    # No TCP listener: a forged TC reply taken for the answer would end in an
+    # "error" about TCP instead of the real answer.
+    with _NoisyUdp("127.0.0.55") as fake:
+        resolver = Resolver(f"127.0.0.55:{fake.port}", timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(DnsLookupError) as info:
+            resolver.query("example.test", "A")
+    assert info.value.kind == "nxdomain"
+    assert time.monotonic() - started < 0.5
+
+
+def test_answer_without_noise_twin():
+    # The twin of the test above: the same answer without junk before it.
+    with _ForgetfulUdp("127.0.0.55") as fake:
+        fake.received = 1  # answer the first query
+        resolver = Resolver(f"127.0.0.55:{fake.port}", timeout=1.0)
+        with pytest.raises(DnsLookupError) as info:
+            resolver.query("example.test", "A")
+    assert info.value.kind == "nxdomain"
+
+
 def test_system_configuration_is_read_without_asking_anything():
     # Only /etc/resolv.conf is read here; no query is sent.
     resolver = Resolver(None)
