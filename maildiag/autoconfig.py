@@ -12,14 +12,14 @@ import functools
 import http.client
 import io
 import os
-import socket
 import ssl
 import time
 import xml.etree.ElementTree as ET
-import xml.parsers.expat
 from urllib.parse import quote, urljoin, urlsplit
 
 import certifi
+import defusedxml
+import defusedxml.ElementTree
 
 from maildiag import __version__
 from maildiag.deadline import Deadline, DeadlineExceeded
@@ -73,9 +73,23 @@ def parse_autoconfig(xml_bytes: bytes, domain: str) -> tuple[AutoconfigServer, .
     that has a DOCTYPE (entities are never expanded). Servers of other types,
     with unknown socket types or unusable host names are skipped.
     """
-    _reject_doctype(xml_bytes)
+    # The document comes from whoever answers for autoconfig.DOMAIN, so it is
+    # hostile until proven otherwise. A DOCTYPE is the only way to declare
+    # entities, and config-v1.1.xml never needs one: refusing it outright
+    # rules out entity expansion ("billion laughs") and external entities
+    # (XXE, a file or URL fetched on the server's say-so). defusedxml does this
+    # inside the parser, so it sees through every encoding expat accepts,
+    # which a byte search for "<!DOCTYPE" would not.
     try:
-        root = ET.fromstring(xml_bytes)
+        root = defusedxml.ElementTree.fromstring(xml_bytes, forbid_dtd=True)
+    except defusedxml.DTDForbidden:
+        raise AutoconfigError(
+            "the document has a DOCTYPE (a way to declare entities); refused unread"
+        ) from None
+    except defusedxml.DefusedXmlException:
+        raise AutoconfigError(
+            "the document has a DOCTYPE or entity declaration; refused unread"
+        ) from None
     except ET.ParseError as e:
         raise AutoconfigError(f"not well-formed XML: {e}") from None
     if _local(root.tag) != "clientConfig":
@@ -88,23 +102,6 @@ def parse_autoconfig(xml_bytes: bytes, domain: str) -> tuple[AutoconfigServer, .
         if server is not None and server not in servers:
             servers.append(server)
     return tuple(servers)
-
-
-def _reject_doctype(xml_bytes: bytes) -> None:
-    # A DOCTYPE is the only way to declare entities, so refusing it rules out
-    # entity expansion ("billion laughs") and external entities (XXE). Expat
-    # sees through every encoding it accepts, which a byte search would not.
-    parser = xml.parsers.expat.ParserCreate()
-
-    def refuse(*_args: object) -> None:
-        raise AutoconfigError("the document has a DOCTYPE or entity declaration; refused")
-
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    try:
-        parser.Parse(xml_bytes, True)
-    except xml.parsers.expat.ExpatError as e:
-        raise AutoconfigError(f"not well-formed XML: {e}") from None
 
 
 def _local(tag: object) -> str:
@@ -259,12 +256,10 @@ def _request(
     except DnsLookupError as e:
         raise _FetchError(f"cannot resolve {host}: {e.kind} ({e.detail})") from None
     context = _context_for(ca_file)
-    # The mail probes' transport, for its handshake bounded as a whole: a
-    # blocking handshake's timeout applies per read, and a stalling server
-    # could hold it for many timeouts.
-    conn = Connection(
-        _connect(host, addresses, port, timeout, deadline), timeout=timeout, deadline=deadline
-    )
+    # The mail probes' transport, for one way to connect and one TLS
+    # handshake bounded as a whole: a blocking handshake's timeout applies
+    # per read, and a stalling server could hold it for many timeouts.
+    conn = _connect(host, addresses, port, timeout, deadline)
     try:
         try:
             conn.start_tls(context, host)
@@ -283,15 +278,13 @@ def _request(
 
 def _connect(
     host: str, addresses: list[str], port: int, timeout: float, deadline: Deadline
-) -> socket.socket:
+) -> Connection:
     errors = []
     for address in addresses:
         try:
-            return socket.create_connection((address, port), deadline.step_timeout(timeout))
-        except TimeoutError:
-            errors.append(f"{address}: timed out")
-        except OSError as e:
-            errors.append(f"{address}: {e.strerror or e}")
+            return Connection.open(address, port, timeout=timeout, deadline=deadline)
+        except TransportError as e:
+            errors.append(str(e))
     raise _FetchError(f"cannot connect to {host} port {port} ({'; '.join(errors)})")
 
 

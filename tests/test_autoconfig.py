@@ -278,6 +278,70 @@ def test_doctype_over_https(resolver, cert, ca_file):
     assert "DOCTYPE" in results[0].error
 
 
+def _hostile_documents(secret_path):
+    # Each would make a naive parser expand, read or fetch something: an
+    # exponential entity (billion laughs), a quadratic one, an external
+    # entity naming a local file (XXE), a parameter entity, an external DTD
+    # served by the same web server (which must never be asked for it).
+    big = "x" * 10_000
+    return {
+        "billion laughs": BILLION_LAUGHS,
+        "quadratic blowup": (
+            f'<!DOCTYPE clientConfig [<!ENTITY x "{big}">]>'
+            "<clientConfig><incomingServer type='imap'><hostname>"
+            + "&x;" * 10_000
+            + "</hostname></incomingServer></clientConfig>"
+        ).encode(),
+        "external entity": (
+            f'<!DOCTYPE clientConfig [<!ENTITY e SYSTEM "file://{secret_path}">]>'
+            "<clientConfig><incomingServer type='imap'><hostname>&e;</hostname>"
+            "<socketType>SSL</socketType></incomingServer></clientConfig>"
+        ).encode(),
+        "parameter entity": (
+            f'<!DOCTYPE clientConfig [<!ENTITY % p SYSTEM "file://{secret_path}"> %p;]>'
+            "<clientConfig/>"
+        ).encode(),
+        "external DTD": (
+            b'<!DOCTYPE clientConfig SYSTEM "https://autoconfig.example.test/evil.dtd">'
+            b"<clientConfig/>"
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["billion laughs", "quadratic blowup", "external entity", "parameter entity", "external DTD"],
+)
+def test_hostile_documents_are_refused_unread(resolver, cert, ca_file, tmp_path, kind):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-MARKER imap.attacker.test")
+    document = _hostile_documents(secret)[kind]
+    routes = {ROUTE: document, "autoconfig.example.test/evil.dtd": b'<!ENTITY x "y">'}
+    with HttpsServer(routes, cert, address=WEB) as web:
+        started = time.monotonic()
+        results = fetch(resolver, ca_file=ca_file)
+        elapsed = time.monotonic() - started
+    assert "DOCTYPE" in results[0].error and "refused" in results[0].error
+    assert not results[0].servers
+    assert "SECRET-MARKER" not in repr(results)
+    assert [r.path for r in web.requests if "evil" in r.path] == []
+    assert elapsed < 1.0
+
+
+def test_the_same_servers_without_a_doctype_are_read(resolver, cert, ca_file):
+    # The healthy twin of the hostile documents: entities written out.
+    document = (
+        b"<clientConfig><incomingServer type='imap'><hostname>imap.example.test</hostname>"
+        b"<socketType>SSL</socketType></incomingServer></clientConfig>"
+    )
+    with HttpsServer({ROUTE: document}, cert, address=WEB):
+        results = fetch(resolver, ca_file=ca_file)
+    assert results[0].error is None
+    assert results[0].servers == (
+        AutoconfigServer(Protocol.IMAP, "imap.example.test", 993, Security.TLS),
+    )
+
+
 def test_document_without_servers(resolver, cert, ca_file):
     with HttpsServer({ROUTE: b"<clientConfig/>"}, cert, address=WEB):
         results = fetch(resolver, ca_file=ca_file)

@@ -318,6 +318,65 @@ def test_a_dripping_autoconfig_server_leaves_the_probes_their_time(lab, pki, cap
     assert code == 0 and "Traceback" not in err
 
 
+HOSTILE_AUTOCONFIG = b"""<?xml version="1.0"?>
+<!DOCTYPE clientConfig [
+  <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
+  <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+  <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+  <!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;">
+  <!ENTITY x SYSTEM "file:///etc/passwd">
+]>
+<clientConfig><emailProvider><incomingServer type="imap">
+<hostname>&e;&x;</hostname><port>993</port><socketType>SSL</socketType>
+</incomingServer></emailProvider></clientConfig>
+"""
+
+HEALTHY_AUTOCONFIG = b"""<?xml version="1.0"?>
+<clientConfig><emailProvider><incomingServer type="imap">
+<hostname>imap.kunde.test</hostname><port>993</port><socketType>SSL</socketType>
+</incomingServer></emailProvider></clientConfig>
+"""
+
+
+@pytest.mark.parametrize("hostile", [True, False], ids=["hostile", "healthy"])
+def test_a_hostile_autoconfig_document_is_an_error_not_a_hang(lab, pki, capsys, hostile):
+    # Billion laughs plus an external entity (issue 10, item 7): the check
+    # finishes at once with the document refused; its twin is read.
+    web_address = "127.0.3.81"
+    dns = lab(extra_zone={"autoconfig": {"A": [web_address]}})
+    document = HOSTILE_AUTOCONFIG if hostile else HEALTHY_AUTOCONFIG
+    cert = pki.intermediate.issue_cert("autoconfig.kunde.test", "kunde.test")
+    with HttpsServer({"autoconfig.kunde.test/mail/config-v1.1.xml": document}, cert, web_address):
+        started = time.monotonic()
+        code, out, err = run_cli(
+            capsys,
+            "check",
+            "kunde.test",
+            "--format",
+            "json",
+            "--nameserver",
+            dns.nameserver,
+            "--ca-file",
+            str(pki.ca_pem_path),
+            "--timeout",
+            "5",
+        )
+        elapsed = time.monotonic() - started
+    assert elapsed < 5.0, elapsed
+    assert code == 0 and "Traceback" not in err
+    report = json.loads(out)
+    first = report["discovery"]["autoconfig"][0]
+    if hostile:
+        assert "DOCTYPE" in first["error"] and "refused" in first["error"]
+        assert "root:" not in out  # nothing of /etc/passwd
+    else:
+        assert first.get("error") is None
+        assert first["servers"], first
+    outcomes = {e["port"]: e["outcome"] for e in report["endpoints"]}
+    assert {993, 587} <= set(outcomes) and set(outcomes.values()) == {"ok"}, outcomes
+
+
 def test_the_deadline_counts_from_the_start_of_the_process(lab, pki, capsys):
     # The console script passes the moment it started; time spent importing
     # click, dnspython and cryptography is part of --deadline.
