@@ -447,6 +447,12 @@ def hostname_matches(cert: x509.Certificate | bytes, hostname: str) -> bool:
     refuse such a certificate, so a match here would promise a connection
     that fails. Unicode and A-label spellings of a name are equivalent.
     Unparsable DER matches nothing.
+
+    Ours rather than service_identity's, because the verdict must be the one
+    clients reach: OpenSSL and NSS let a whole "*" label match an IDN A-label
+    and skip a malformed entry, where service_identity refuses the first and
+    rejects the whole certificate for the second (tests/test_tls.py checks
+    every rule against OpenSSL's own matcher).
     """
     with _quiet_cryptography():
         return _hostname_matches(cert, hostname)

@@ -323,6 +323,196 @@ def test_wildcard_rules(pattern: str, hostname: str, expected: bool) -> None:
     assert hostname_matches(_self_made([x509.DNSName(pattern)]), hostname) is expected
 
 
+# Host-name matching stays ours rather than service_identity's (issue 10,
+# item 7): the verdict has to be the one mail clients reach, and OpenSSL
+# (X509_check_host, as Python's ssl calls it) and NSS (Thunderbird) let a
+# whole-label "*" match an IDN A-label, where service_identity refuses
+# ("*.example.org" against "xn--mller-kva.example.org"), which would report a
+# mismatch that no client sees; and one malformed entry ("*.org") makes
+# service_identity reject the whole certificate, where OpenSSL skips it and
+# matches the next. Each case is therefore checked against
+# OpenSSL itself in a real handshake (over memory BIOs, no network).
+
+_NAME_CASES = [
+    # (subjectAltName entries, or None for a certificate without one; reference; verdict)
+    (["*.example.org"], "a.example.org", True),
+    (["*.example.org"], "a.b.example.org", False),  # one label only
+    (["*.example.org"], "example.org", False),  # the wildcard is not optional
+    (["*.org"], "example.org", False),  # not directly under a top-level domain
+    (["w*.example.org"], "www.example.org", False),  # no partial wildcards (RFC 9525 §6.3)
+    (["*w.example.org"], "www.example.org", False),
+    (["a.*.example.org"], "a.b.example.org", False),  # only the left-most label
+    (["*.example.org"], "xn--mller-kva.example.org", True),  # a whole "*" covers an A-label
+    (["*.xn--mller-kva.test"], "mx.xn--mller-kva.test", True),
+    (["xn--mller-kva.test"], "müller.test", True),  # U-label reference, A-label SAN
+    (["MAIL.Example.ORG"], "mail.example.org", True),
+    (["127.0.0.1"], "127.0.0.1", True),  # iPAddress entry
+    (["127.0.0.1"], "127.0.0.2", False),
+    (["::1"], "::1", True),
+    (["::1"], "::2", False),
+    (["127.0.0.1"], "localhost", False),  # a DNS name never matches an iPAddress
+    (["dns:127.0.0.63"], "127.0.0.63", False),  # an address never matches a dNSName
+    (None, "legacy.example.test", False),  # CN only: no identifier (RFC 9525 §6.3)
+    # A malformed entry names nothing, but spoils none of the others.
+    (["*.org", "mail.example.org"], "mail.example.org", True),
+    (["w*.w*.example.org", "mail.example.org"], "mail.example.org", True),
+]
+
+
+def _general_names(entries: list[str]) -> list[x509.GeneralName]:
+    import ipaddress
+
+    names: list[x509.GeneralName] = []
+    for entry in entries:
+        if entry.startswith("dns:"):
+            names.append(x509.DNSName(entry[4:]))
+            continue
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(entry)))
+        except ValueError:
+            names.append(x509.DNSName(entry))
+    return names
+
+
+@pytest.fixture(scope="module")
+def name_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "maildiag name-matching CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf_for_names(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], sans: list[str] | None, cn: str
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+    )
+    if sans is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(_general_names(sans)), critical=False
+        )
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def _openssl_accepts(
+    ca: x509.Certificate,
+    leaf: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+    hostname: str,
+    tmp_path: Path,
+    *,
+    common_name_fallback: bool = False,
+) -> bool:
+    """Whether OpenSSL's own host-name check (check_hostname) accepts the leaf.
+
+    Without the common-name fallback, as current mail clients check; OpenSSL
+    (and so Python) still falls back to the CN by default when there is no
+    subjectAltName.
+    """
+    cert_file, key_file = tmp_path / "leaf.pem", tmp_path / "leaf.key"
+    cert_file.write_bytes(leaf.public_bytes(Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.create_default_context(cadata=ca.public_bytes(Encoding.PEM).decode())
+    client_ctx.hostname_checks_common_name = common_name_fallback
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname=hostname)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(10):
+        for side, outgoing, peer_in in ((client, c_out, s_in), (server, s_out, c_in)):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLCertVerificationError as exc:
+                # Only a name verdict counts: X509_V_ERR_HOSTNAME_MISMATCH (62)
+                # or X509_V_ERR_IP_ADDRESS_MISMATCH (64), not a chain problem.
+                assert exc.verify_code in (62, 64), exc.verify_message
+                return False
+            except ssl.SSLError:
+                if side is server:
+                    return False  # the client's alert arrived: it refused
+                raise
+            if outgoing.pending:
+                peer_in.write(outgoing.read())
+        if client.cipher() is not None and not c_out.pending and not s_out.pending:
+            try:
+                client.do_handshake()
+                return True
+            except ssl.SSLWantReadError:
+                pass
+    raise AssertionError("the in-memory handshake did not finish")
+
+
+@pytest.mark.parametrize(("sans", "hostname", "expected"), _NAME_CASES)
+def test_name_matching_agrees_with_openssl(
+    name_ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    tmp_path: Path,
+    sans: list[str] | None,
+    hostname: str,
+    expected: bool,
+) -> None:
+    leaf, key = _leaf_for_names(name_ca, sans, cn=hostname if sans is None else "names.test")
+    assert hostname_matches(leaf, hostname) is expected
+    assert _openssl_accepts(name_ca[0], leaf, key, hostname, tmp_path) is expected
+    if sans is None:
+        # Why a CN-only certificate is its own finding (TLS_CERT_NO_SAN), not
+        # a plain mismatch: clients split on it. OpenSSL's default still takes
+        # the CN, Chrome, Thunderbird and Apple's clients refuse it.
+        assert _openssl_accepts(
+            name_ca[0], leaf, key, hostname, tmp_path, common_name_fallback=True
+        )
+
+
 def test_hostname_matches_accepts_der_and_rejects_garbage(pki: TestPKI) -> None:
     cert = pki.good("mail.example.test")
     assert hostname_matches(_der(cert), "mail.example.test")
