@@ -3,14 +3,15 @@
 dnspython's own ``Resolver`` sends UDP from unconnected sockets, so a
 nameserver port with nothing behind it looks exactly like one that drops
 packets: the query waits for the whole timeout. Here each nameserver gets a
-*connected* UDP socket, handed to ``dns.query.udp``, which lets the kernel
-report the ICMP "port unreachable" as ECONNREFUSED at once; a truncated
-answer is asked again with ``dns.query.tcp``. What stays ours is the policy
-around them: the round of servers with retransmission inside the step's
-time, and the classification of every outcome into one
-``DnsLookupError.kind`` that the rest of maildiag can explain to people.
-(``dns.query.udp_with_fallback`` would hide which leg failed and give TCP
-only the UDP retry slot, so the two legs are called one by one.)"""
+*connected* UDP socket, handed to ``dns.query.send_udp`` and
+``dns.query.receive_udp``, which lets the kernel report the ICMP "port
+unreachable" as ECONNREFUSED at once; a truncated answer is asked again with
+``dns.query.tcp``. What stays ours is the policy around them: the round of
+servers with retransmission inside the step's time, and the classification
+of every outcome into one ``DnsLookupError.kind`` that the rest of maildiag
+can explain to people. (``dns.query.udp_with_fallback`` would hide which leg
+failed and give TCP only the UDP retry slot, so the two legs are called one
+by one.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import dns.exception
@@ -421,21 +422,28 @@ class Resolver:
                 # Connected, so an ICMP port-unreachable surfaces as
                 # ECONNREFUSED instead of a silent timeout.
                 sock.connect((server.address, server.port))
+            # dnspython's two halves rather than dns.query.udp, which passes
+            # the address to sendto() even with a socket given: on a connected
+            # socket BSD and macOS refuse that with EISCONN. With no
+            # destination send_udp uses send() and receive_udp takes what the
+            # kernel lets through, which a connected socket limits to the
+            # server's address.
+            expiration = time.time() + wait  # dnspython counts in wall-clock time
+            dns.query.send_udp(sock, request, None, expiration)
             # The socket is kept between tries: a reply to an earlier
             # transmission (same id, same question) is as good as one to this
             # one. ignore_errors skips datagrams that are not an answer to
             # this question (garbage, stale or forged replies) instead of
             # failing on them (CVE-2023-29483, fixed in dnspython 2.6).
-            return dns.query.udp(
-                request,
-                server.address,
-                timeout=wait,
-                port=server.port,
-                sock=sock,
-                ignore_unexpected=True,
+            response, _, _ = dns.query.receive_udp(
+                sock,
+                None,
+                expiration,
                 raise_on_truncation=True,
                 ignore_errors=True,
+                query=request,
             )
+            return cast(dns.message.Message, response)
         except dns.exception.Timeout:
             return None  # not yet: sent again on the next round
         except dns.message.Truncated:
