@@ -23,6 +23,7 @@ from maildiag.deadline import Deadline
 from maildiag.dns import Resolver
 from maildiag.model import AutoconfigServer, Protocol, Security
 from tests.lab.dns_server import DnsServer
+from tests.lab.faults import ScriptedServer, drip_forever
 from tests.lab.https_server import HttpsServer, Reply, silent_listener
 
 WEB = "127.0.0.51"  # the HTTPS server
@@ -408,6 +409,21 @@ def test_silent_server_is_bounded_by_the_timeout(resolver, ca_file):
         elapsed = time.monotonic() - started
     assert all("timed out" in r.error for r in results)
     assert elapsed < 1.5
+
+
+def test_a_handshake_dripped_byte_by_byte_is_bounded_as_a_whole(resolver, ca_file):
+    # A TLS record header, then its body one byte every 0.2 s: every read is
+    # well within the timeout, so only a bound on the whole handshake ends it
+    # (the transport's, shared with the mail probes). CPython's blocking
+    # handshake happens to be bounded as a whole as well (the socket timeout
+    # is one deadline for do_handshake); this guards the bound either way.
+    record = b"\x16\x03\x03\x00\x40" + b"\x00" * 64
+    with ScriptedServer(SILENT, 443, drip_forever(record, 0.2)):
+        started = time.monotonic()
+        results = fetch(resolver, "silent.test", ca_file=ca_file, timeout=0.8, deadline=10.0)
+        elapsed = time.monotonic() - started
+    assert all("TLS handshake with" in r.error and "timed out" in r.error for r in results)
+    assert elapsed < 2 * 0.8 + 1.0  # one bound per URL tried
 
 
 def test_slow_answer_is_bounded_by_the_deadline(resolver, cert, ca_file):
