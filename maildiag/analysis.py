@@ -11,7 +11,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .findings import CHAIN_INCOMPLETE_CLIENTS, QUOTA_ADVICE, make_finding
+from .findings import (
+    CHAIN_INCOMPLETE_CLIENTS,
+    QUOTA_ADVICE,
+    USE_IMAP_TEXTS,
+    WHERE,
+    make_finding,
+    render_text,
+)
 from .model import (
     AuthStatus,
     Discovery,
@@ -685,9 +692,10 @@ def _quota_findings(
         (q for q in limited if q.usage / q.limit * 100 >= threshold),
         key=lambda q: -q.usage / q.limit,
     )
-    advice = " ".join(
-        dict.fromkeys(QUOTA_ADVICE.get(q.name.upper(), QUOTA_ADVICE[""]) for q in pressing)
+    advice_keys = list(
+        dict.fromkeys(q.name.upper() if q.name.upper() in QUOTA_ADVICE else "" for q in pressing)
     )
+    advice = " ".join(QUOTA_ADVICE[key] for key in advice_keys)
     facts: dict[str, Any] = {
         "user": user,
         "resource": worst.name,
@@ -700,9 +708,9 @@ def _quota_findings(
         ],
     }
     if percent >= thresholds.quota_critical_percent:
-        yield make_finding("QUOTA_FULL", advice=advice, **facts)
+        yield make_finding("QUOTA_FULL", advice=advice, advice_for=advice_keys, **facts)
     elif percent >= thresholds.quota_warning_percent:
-        yield make_finding("QUOTA_NEAR_LIMIT", advice=advice, **facts)
+        yield make_finding("QUOTA_NEAR_LIMIT", advice=advice, advice_for=advice_keys, **facts)
     else:
         yield make_finding("QUOTA_OK", **facts)
 
@@ -735,33 +743,29 @@ def _advice(tried: list[ProbeResult]) -> Iterator[Finding]:
         return sorted(found, key=lambda r: r.endpoint.security is not Security.TLS)
 
     imap_ok, pop_ok = working(Protocol.IMAP), working(Protocol.POP3)
+    candidates = imap_ok or pop_ok
+    if not candidates:
+        return
+    endpoint = candidates[0].endpoint
+    where = {
+        "host": endpoint.host,
+        "port": endpoint.port,
+        "encryption": "SSL/TLS" if endpoint.security is Security.TLS else "STARTTLS",
+    }
     if imap_ok:
-        best = imap_ok[0].endpoint
-        how = "SSL/TLS" if best.security is Security.TLS else best.security.value.upper()
-        where = f"{best.host}, port {best.port}, {how}"
-        situation = f"IMAP works ({where})" + (", and so does POP3." if pop_ok else ".")
-        advice = (
-            f"Use IMAP on every device ({where}). A device set up with POP3 should be set up "
-            "again with IMAP, after checking that the mail it downloaded is still on the server "
-            "(or copying it back)."
-        )
-        yield make_finding(
-            "ADVICE_USE_IMAP", situation=situation, advice=advice, imap=best.key, pop3=bool(pop_ok)
-        )
-    elif pop_ok:
-        best = pop_ok[0].endpoint
-        situation = (
-            f"Only POP3 works for this mailbox ({best.host}, port {best.port}); IMAP does not."
-        )
-        advice = (
-            "Until IMAP works, set every POP3 client to leave a copy of each message on the "
-            "server (Outlook: 'Leave a copy of messages on the server'; Thunderbird: 'Leave "
-            "messages on server'; Apple Mail: do not 'Remove copy from server'), and fix IMAP "
-            "(see the findings above)."
-        )
-        yield make_finding(
-            "ADVICE_USE_IMAP", situation=situation, advice=advice, imap=None, pop3=True
-        )
+        keys = ("imap_and_pop3_work" if pop_ok else "imap_works", "use_imap")
+    else:
+        keys = ("only_pop3", "keep_copy")
+    place = render_text(WHERE, where)
+    yield make_finding(
+        "ADVICE_USE_IMAP",
+        situation=render_text(USE_IMAP_TEXTS[keys[0]], {"where": place}),
+        advice=render_text(USE_IMAP_TEXTS[keys[1]], {"where": place}),
+        imap=endpoint.key if imap_ok else None,
+        pop3=bool(pop_ok),
+        texts=list(keys),
+        where=where,
+    )
 
 
 def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Iterator[Finding]:

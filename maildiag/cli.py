@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import click
@@ -317,6 +317,20 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     )
 
 
+def terminal_width(stream: object, environ: Mapping[str, str] = os.environ) -> int:
+    """$COLUMNS, else the terminal's width, else 80 (not a terminal)."""
+    columns = environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        try:
+            return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            pass
+    return 80
+
+
 def _render_invalid(output_format: str, domain: str, message: str) -> None:
     """Monitoring and CI formats still get a well-formed answer for a bad domain."""
     if output_format == "nagios":
@@ -351,7 +365,16 @@ def _render_invalid(output_format: str, domain: str, message: str) -> None:
     help="Colour in the text report.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also list what works.")
-def check(domain: str, output_format: str, colour: str, verbose: bool, **options: object) -> None:
+@click.option(
+    "--lang",
+    type=click.Choice(["de", "en"]),
+    default=None,
+    help="Language of the text report  [default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, "
+    "LANG: de* is German]",
+)
+def check(
+    domain: str, output_format: str, colour: str, verbose: bool, lang: str | None, **options: object
+) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
     from .dns import InvalidDomain
     from .runner import BadRequest, diagnose
@@ -379,10 +402,18 @@ def check(domain: str, output_format: str, colour: str, verbose: bool, **options
 
         click.echo(junit.render(diagnosis), nl=False)
     else:
+        from . import i18n
         from .report import text as text_report
 
         use_colour = _use_colour(colour, stdout)
-        click.echo(text_report.render(diagnosis, use_colour, verbose), color=use_colour)
+        report = text_report.render(
+            diagnosis,
+            use_colour,
+            verbose,
+            lang=i18n.pick_language(lang),
+            width=terminal_width(stdout),
+        )
+        click.echo(report, color=use_colour)
     raise SystemExit(int(diagnosis.status))
 
 

@@ -722,6 +722,25 @@ QUOTA_ADVICE: Mapping[str, str] = {
     "folders are emptied).",
 }
 
+# The quota resources of RFC 9208 §5, as the {resource} fact names them.
+QUOTA_RESOURCES = ("STORAGE", "MESSAGE", "MAILBOX", "ANNOTATION-STORAGE")
+
+# The {situation} and {advice} of ADVICE_USE_IMAP; {where} is e.g.
+# "mail.example.org, port 993, SSL/TLS" (see WHERE).
+USE_IMAP_TEXTS: Mapping[str, str] = {
+    "imap_works": "IMAP works ({where}).",
+    "imap_and_pop3_work": "IMAP works ({where}), and so does POP3.",
+    "use_imap": "Use IMAP on every device ({where}). A device set up with POP3 should be set "
+    "up again with IMAP, after checking that the mail it downloaded is still on the server (or "
+    "copying it back).",
+    "only_pop3": "Only POP3 works for this mailbox ({where}); IMAP does not.",
+    "keep_copy": "Until IMAP works, set every POP3 client to leave a copy of each message on "
+    "the server (Outlook: 'Leave a copy of messages on the server'; Thunderbird: 'Leave "
+    "messages on server'; Apple Mail: do not 'Remove copy from server'), and fix IMAP (see the "
+    "findings above).",
+}
+WHERE = "{host}, port {port}, {encryption}"
+
 
 def make_finding(
     code: str,

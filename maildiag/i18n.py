@@ -84,9 +84,47 @@ def localise(finding: Finding, lang: str) -> Finding:
             "security": finding.endpoint.security.value,
             **facts,
         }
+    facts.update(_sentence_facts(finding.code, facts, lang))
     return replace(
         finding,
         title=text(lang, spec.code, spec.title),
         explanation=render_text(text(lang, spec.code, spec.explanation), facts),
         fix=render_text(text(lang, spec.code, spec.fix), facts),
     )
+
+
+def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    """The facts that are sentences of their own (advice, ...), rebuilt in ``lang``."""
+    from .findings import (
+        CHAIN_INCOMPLETE_CLIENTS,
+        QUOTA_ADVICE,
+        QUOTA_RESOURCES,
+        USE_IMAP_TEXTS,
+        WHERE,
+        render_text,
+    )
+
+    rebuilt: dict[str, object] = {}
+    resource = facts.get("resource")
+    if isinstance(resource, str) and resource.upper() in QUOTA_RESOURCES:
+        rebuilt["resource"] = text(lang, "quota-resource", resource.upper())
+    advice_for = facts.get("advice_for")
+    if isinstance(advice_for, list) and all(key in QUOTA_ADVICE for key in advice_for):
+        rebuilt["advice"] = " ".join(
+            text(lang, f"QUOTA_ADVICE/{key or 'other'}", QUOTA_ADVICE[key]) for key in advice_for
+        )
+    ca_issuers = facts.get("ca_issuers")
+    if code == "TLS_CHAIN_INCOMPLETE" and isinstance(ca_issuers, list):
+        urls = [str(url) for url in ca_issuers]
+        context = f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if urls else 'no-aia'}"
+        sentence = text(lang, context, CHAIN_INCOMPLETE_CLIENTS[bool(urls)])
+        rebuilt["clients"] = render_text(sentence, {"ca_issuers": ", ".join(urls)})
+    texts, where = facts.get("texts"), facts.get("where")
+    if code == "ADVICE_USE_IMAP" and isinstance(texts, list) and isinstance(where, dict):
+        place = render_text(text(lang, "ADVICE_USE_IMAP/where", WHERE), where)
+        situation, advice = (
+            render_text(text(lang, f"ADVICE_USE_IMAP/{key}", USE_IMAP_TEXTS[key]), {"where": place})
+            for key in texts
+        )
+        rebuilt.update(situation=situation, advice=advice)
+    return rebuilt

@@ -15,7 +15,7 @@ from maildiag.model import Discovery, Endpoint, Outcome, Phase, ProbeResult, Pro
 from tests import translations
 
 # Words German uses as they are.
-SAME_IN_BOTH = {"", "Port"}
+SAME_IN_BOTH = {"", "Port", "OK", "TLS", "ok", "PREAUTH", "no AUTH", "Login"}
 
 IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.example", 993, Security.TLS, ("guess",))
 

@@ -1,4 +1,4 @@
-"""The settings sheet against the real Dovecot/Postfix lab.
+"""The settings sheet and the technician's report against the real Dovecot/Postfix lab.
 
 Zones of our own point a customer domain at one lab host each: the good
 host, the host whose certificate is issued for the provider's name (the
@@ -223,3 +223,62 @@ def test_the_settings_command_writes_no_half_profile(settings_cli, mail_lab):
 def test_the_settings_command_refuses_to_write(settings_cli, mail_lab):
     code, _, err = settings_cli("kunde-gut.test", "--sync", user=mail_lab.alice)
     assert code == 3 and "--sync" in err
+
+
+# --- the check report of these domains: verdict first, one cause once, 80 columns ---
+
+
+@pytest.fixture
+def check_cli(mail_lab: MailLab, dns: DnsServer, capsys, monkeypatch):
+    def run(domain: str, *args: str, env: dict[str, str] | None = None):
+        for name in ("MAILDIAG_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "COLUMNS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        argv = ["check", domain, "--nameserver", dns.nameserver, "--color", "never"]
+        argv += ["--ca-file", str(mail_lab.ca_pem_path), "--no-autoconfig", "--timeout", "5"]
+        code = main([*argv, *args])
+        out, _ = capsys.readouterr()
+        return code, out
+
+    return run
+
+
+def test_the_report_names_the_cause_first_and_once_in_german(check_cli, mail_lab):
+    code, out = check_cli("kunde-abgelaufen.test", env={"LANG": "de_DE.UTF-8"})
+    assert code == 2
+    lines = out.splitlines()
+    assert lines[0].startswith("maildiag check kunde-abgelaufen.test: KRITISCH")
+    verdict = " ".join(" ".join(lines[1:4]).split())
+    assert verdict.startswith(
+        f"KRITISCH: Das Zertifikat ist abgelaufen ({mail_lab.expired.name}: "
+        "IMAP 143, 993 · POP3 110, 995 · SMTP 587, 465). Erneuern Sie das Zertifikat"
+    )
+    assert out.count("TLS_CERT_EXPIRED") == 1  # six ports, one entry
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith(("IMAP ", "POP3 ", "SMTP "))]
+    assert len(rows) == 6 and all("Zertifikat abgelaufen" in row for row in rows)
+    assert "ok, critical" not in out and "Warum: " in out and "Abhilfe: " in out
+
+
+def test_the_shared_hosting_verdict_says_what_to_type(check_cli, mail_lab):
+    code, out = check_cli("kunde-shared.test", "--lang", "de", env={"LANG": "C"})
+    assert code == 2
+    head = " ".join(" ".join(out.splitlines()[1:4]).split())
+    assert head.startswith("KRITISCH: Das Zertifikat ist für einen anderen Servernamen")
+    assert f"Tragen Sie im E-Mail-Programm als Server '{mail_lab.wrong_host_name}'" in head
+
+
+def test_the_healthy_twin_has_no_verdict_and_english_follows_the_environment(check_cli):
+    code, out = check_cli("kunde-gut.test", env={"LANG": "de_DE.UTF-8", "MAILDIAG_LANG": "en"})
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("maildiag check kunde-gut.test: OK") and lines[1] == ""
+    assert "No problems found." in out
+
+
+def test_a_wide_terminal_gets_every_column(check_cli):
+    _, narrow = check_cli("kunde-gut.test", env={"COLUMNS": "80"})
+    _, wide = check_cli("kunde-gut.test", env={"COLUMNS": "160"})
+    assert "Found via" not in narrow and "Found via" in wide
+    assert max(len(line) for line in narrow.splitlines()) <= 80

@@ -18,9 +18,17 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
-from maildiag.findings import CATALOGUE, CHAIN_INCOMPLETE_CLIENTS, QUOTA_ADVICE
+from maildiag.findings import (
+    CATALOGUE,
+    CHAIN_INCOMPLETE_CLIENTS,
+    QUOTA_ADVICE,
+    QUOTA_RESOURCES,
+    USE_IMAP_TEXTS,
+    WHERE,
+)
 from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
 from maildiag.report.settings import TEXTS as SETTINGS_TEXTS
+from maildiag.report.text import all_texts as report_texts
 
 TRANSLATED = tuple(lang for lang in LANGUAGES if lang != "en")
 
@@ -35,8 +43,14 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if has_aia else 'no-aia'}", sentence
     for resource, advice in QUOTA_ADVICE.items():
         yield f"QUOTA_ADVICE/{resource or 'other'}", advice
+    for resource in QUOTA_RESOURCES:
+        yield "quota-resource", resource
+    yield "ADVICE_USE_IMAP/where", WHERE
+    for key, english in USE_IMAP_TEXTS.items():
+        yield f"ADVICE_USE_IMAP/{key}", english
     for english in SETTINGS_TEXTS.values():
         yield "settings", english
+    yield from report_texts()
 
 
 def template() -> Catalog:

@@ -6,11 +6,16 @@ Colour only when writing to a terminal and ``NO_COLOR`` is not set
 
 from __future__ import annotations
 
+import re
 import textwrap
+from collections.abc import Mapping, Sequence
 
 from tabulate import tabulate
 
+from .. import i18n
+from ..findings import render_text
 from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
+from .grouping import FindingGroup, affected, group_findings, root_causes
 
 _COLOURS = {
     Severity.OK: "32",
@@ -24,7 +29,116 @@ _STATUS_SEVERITY = {
     Status.CRITICAL: Severity.CRITICAL,
     Status.UNKNOWN: Severity.WARNING,
 }
-WIDTH = 100
+WIDTH = 80  # when the caller does not know the terminal's width
+
+# Every text of the report, in English; translations in the gettext catalogue
+# under the context "report" (tests/translations.py collects them).
+TEXTS: Mapping[str, str] = {
+    "status/OK": "OK",
+    "status/WARNING": "WARNING",
+    "status/CRITICAL": "CRITICAL",
+    "status/UNKNOWN": "UNKNOWN",
+    "severity/ok": "OK",
+    "severity/info": "INFO",
+    "severity/warning": "WARNING",
+    "severity/critical": "CRITICAL",
+    "why": "Why: ",
+    "fix": "Fix: ",
+    "findings": "Findings:",
+    "no_problems": "No problems found.",
+    "user": "User: {user}",
+    "Protocol": "Protocol",
+    "Host": "Host",
+    "Port": "Port",
+    "Security": "Security",
+    "Outcome": "Outcome",
+    "Latency": "Latency",
+    "TLS": "TLS",
+    "Certificate expires": "Certificate expires",
+    "Login": "Login",
+    "Quota": "Quota",
+    "Found via": "Found via",
+    "expired": "EXPIRED",
+}
+
+
+# What the table's Outcome column says for a working endpoint whose worst
+# finding is one of these (one thing per row); other findings use their title.
+SHORT: Mapping[str, str] = {
+    "TLS_CERT_EXPIRED": "certificate expired",
+    "TLS_CERT_EXPIRING": "certificate expires soon",
+    "TLS_CERT_NOT_YET_VALID": "certificate not yet valid",
+    "TLS_CERT_SELF_SIGNED": "self-signed certificate",
+    "TLS_CERT_UNTRUSTED": "certificate not trusted",
+    "TLS_HOSTNAME_MISMATCH": "certificate for another name",
+    "TLS_CHAIN_INCOMPLETE": "intermediate missing",
+    "TLS_CERT_INVALID": "certificate invalid",
+    "TLS_CERT_NO_SAN": "name only in CN",
+    "TLS_KEY_WEAK": "weak key",
+    "TLS_SIGNATURE_WEAK": "weak signature",
+    "TLS_PROTOCOL_OUTDATED": "outdated TLS",
+    "TLS_CIPHER_WEAK": "weak cipher",
+    "STARTTLS_MISSING": "no STARTTLS",
+    "PLAINTEXT_AUTH_ALLOWED": "login before TLS",
+    "SUBMISSION_NO_AUTH": "no AUTH",
+    "AUTH_FAILED": "wrong password",
+    "AUTH_ACCOUNT_DISABLED": "account disabled",
+    "QUOTA_FULL": "mailbox full",
+    "QUOTA_NEAR_LIMIT": "mailbox almost full",
+    "IMAP_PREAUTH": "PREAUTH",
+}
+OUTCOMES: Mapping[Outcome, str] = {
+    Outcome.OK: "ok",
+    Outcome.UNRESOLVED: "unresolved",
+    Outcome.REFUSED: "refused",
+    Outcome.TIMEOUT: "timeout",
+    Outcome.NO_GREETING: "no greeting",
+    Outcome.CLOSED: "closed",
+    Outcome.STALLED: "stalled",
+    Outcome.UNAVAILABLE: "unavailable",
+    Outcome.THROTTLED: "throttled",
+    Outcome.PROTOCOL_ERROR: "protocol error",
+    Outcome.STARTTLS_MISSING: "starttls missing",
+    Outcome.STARTTLS_FAILED: "starttls failed",
+    Outcome.TLS_FAILED: "tls failed",
+    Outcome.PREAUTH: "preauth",
+    Outcome.DEADLINE: "deadline",
+}
+LOGIN_LABELS: Mapping[AuthStatus, str] = {
+    AuthStatus.OK: "ok",
+    AuthStatus.WRONG_CREDENTIALS: "wrong password",
+    AuthStatus.ACCOUNT_DISABLED: "account disabled",
+    AuthStatus.PLAINTEXT_REFUSED: "refused w/o TLS",
+    AuthStatus.MECHANISM_UNAVAILABLE: "no mechanism",
+    AuthStatus.TEMPORARY_FAILURE: "temporary failure",
+    AuthStatus.FAILED: "refused",
+    AuthStatus.NO_ANSWER: "no answer",
+    AuthStatus.SKIPPED: "skipped",
+}
+# Columns left out, in this order, until the table fits the width.
+_DROPPABLE = ("Found via", "Latency", "TLS", "Certificate expires", "Security", "Quota")
+
+
+def all_texts() -> list[tuple[str, str]]:
+    """(context, English) of every text of the report, for the translation catalogue."""
+    pairs = [("report", text) for text in TEXTS.values()]
+    pairs += [("report/outcome", text) for text in (*SHORT.values(), *OUTCOMES.values())]
+    pairs += [("report/login", text) for text in LOGIN_LABELS.values()]
+    return list(dict.fromkeys(pairs))
+
+
+class _Words:
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def __call__(self, key: str, **facts: object) -> str:
+        return render_text(i18n.text(self.lang, "report", TEXTS[key]), facts)
+
+    def outcome(self, english: str) -> str:
+        return i18n.text(self.lang, "report/outcome", english)
+
+    def login(self, english: str) -> str:
+        return i18n.text(self.lang, "report/login", english)
 
 
 def _paint(text: str, severity: Severity, colour: bool) -> str:
@@ -35,7 +149,7 @@ def _latency(result: ProbeResult) -> str:
     return f"{result.total_seconds * 1000:.0f} ms" if result.timings else "-"
 
 
-def _expiry(result: ProbeResult) -> str:
+def _expiry(result: ProbeResult, words: _Words) -> str:
     tls = result.tls
     if tls is None or tls.leaf is None:
         return "-"
@@ -43,41 +157,38 @@ def _expiry(result: ProbeResult) -> str:
     date = tls.leaf.not_after.date().isoformat()
     if days is None:
         return date
-    return f"{date} ({int(days)} d)" if days >= 0 else f"{date} (EXPIRED)"
+    return f"{date} ({int(days)} d)" if days >= 0 else f"{date} ({words('expired')})"
 
 
-def _worst(findings: list[Finding]) -> Severity:
-    return max((f.severity for f in findings), key=lambda s: s.rank, default=Severity.OK)
+def _worst(findings: list[Finding]) -> Finding | None:
+    return max(findings, key=lambda f: f.severity.rank, default=None)
 
 
-def _outcome(result: ProbeResult, findings: list[Finding], colour: bool) -> str:
+def _outcome(result: ProbeResult, findings: list[Finding], colour: bool, words: _Words) -> str:
     worst = _worst(findings)
-    if result.outcome is Outcome.OK:
-        label = "ok" if worst.rank < Severity.WARNING.rank else f"ok, {worst.value}"
-        return _paint(label, worst, colour)
-    label = result.outcome.value.replace("_", " ")
-    return _paint(label, Severity.CRITICAL if worst is Severity.CRITICAL else worst, colour)
+    severity = worst.severity if worst else Severity.OK
+    if (
+        result.outcome is Outcome.OK
+        and worst is not None
+        and severity.rank >= Severity.WARNING.rank
+    ):
+        # One thing per row: what is wrong, not "ok" next to "critical".
+        english = SHORT.get(worst.code)
+        label = words.outcome(english) if english else worst.title
+        return _paint(label, severity, colour)
+    label = words.outcome(OUTCOMES.get(result.outcome, result.outcome.value))
+    if result.outcome is not Outcome.OK and severity.rank < Severity.WARNING.rank:
+        severity = Severity.INFO
+    return _paint(label, severity, colour)
 
 
-_LOGIN_LABELS = {
-    AuthStatus.OK: "ok",
-    AuthStatus.WRONG_CREDENTIALS: "wrong password",
-    AuthStatus.ACCOUNT_DISABLED: "account disabled",
-    AuthStatus.PLAINTEXT_REFUSED: "refused w/o TLS",
-    AuthStatus.MECHANISM_UNAVAILABLE: "no mechanism",
-    AuthStatus.TEMPORARY_FAILURE: "temporary failure",
-    AuthStatus.FAILED: "refused",
-    AuthStatus.SKIPPED: "skipped",
-}
-
-
-def _login(result: ProbeResult) -> str:
+def _login(result: ProbeResult, words: _Words) -> str:
     if result.auth is None:
         return "-"
     try:
-        return _LOGIN_LABELS[AuthStatus(result.auth.status)]
-    except ValueError:
-        return result.auth.status
+        return words.login(LOGIN_LABELS[AuthStatus(result.auth.status)])
+    except (ValueError, KeyError):
+        return str(result.auth.status)
 
 
 def _quota(result: ProbeResult) -> str:
@@ -94,39 +205,52 @@ def _quota(result: ProbeResult) -> str:
     return "n/a"
 
 
-def endpoint_table(diagnosis: Diagnosis, colour: bool = False) -> str:
+def endpoint_table(
+    diagnosis: Diagnosis, colour: bool = False, lang: str = "en", width: int = WIDTH
+) -> str:
+    """One row per endpoint; columns are left out until the table fits ``width``."""
+    words = _Words(lang)
     with_login = any(r.auth is not None for r in diagnosis.results)
+    columns = ["Protocol", "Host", "Port", "Security", "Outcome", "Latency", "TLS"]
+    columns += ["Certificate expires", *(["Login", "Quota"] if with_login else []), "Found via"]
     rows = []
     for result in diagnosis.results:
         endpoint = result.endpoint
         own = [f for f in diagnosis.findings if f.endpoint == endpoint]
         tls = result.tls
-        row = [
-            endpoint.protocol.value.upper(),
-            endpoint.host,
-            endpoint.port,
-            endpoint.security.value,
-            _outcome(result, own, colour),
-            _latency(result),
-            tls.version if tls else "-",
-            _expiry(result),
-        ]
-        if with_login:
-            row += [_login(result), _quota(result)]
-        rows.append([*row, endpoint.sources[0] if endpoint.sources else ""])
-    headers = [
-        "Protocol",
-        "Host",
-        "Port",
-        "Security",
-        "Outcome",
-        "Latency",
-        "TLS",
-        "Certificate expires",
-        *(["Login", "Quota"] if with_login else []),
-        "Found via",
-    ]
-    return str(tabulate(rows, headers=headers, tablefmt="simple"))
+        cells = {
+            "Protocol": endpoint.protocol.value.upper(),
+            "Host": endpoint.host,
+            "Port": endpoint.port,
+            "Security": endpoint.security.value,
+            "Outcome": _outcome(result, own, colour, words),
+            "Latency": _latency(result),
+            "TLS": tls.version if tls else "-",
+            "Certificate expires": _expiry(result, words),
+            "Login": _login(result, words),
+            "Quota": _quota(result),
+            "Found via": endpoint.sources[0] if endpoint.sources else "",
+        }
+        rows.append(cells)
+    droppable = [c for c in _DROPPABLE if c in columns]
+    while True:
+        table = str(
+            tabulate(
+                [[row[c] for c in columns] for row in rows],
+                headers=[words(c) for c in columns],
+                tablefmt="simple",
+            )
+        )
+        if _visible_width(table) <= width or not droppable:
+            return table
+        columns.remove(droppable.pop(0))
+
+
+_ANSI = re.compile(r"\033\[[0-9;]*m")
+
+
+def _visible_width(text: str) -> int:
+    return max((len(_ANSI.sub("", line)) for line in text.splitlines()), default=0)
 
 
 def _seconds(value: float | None, method: str | None) -> str:
@@ -148,50 +272,112 @@ def sync_lines(diagnosis: Diagnosis) -> list[str]:
     return lines
 
 
-def _wrap(label: str, text: str) -> str:
+def _fill(text: str, width: int, first: str, rest: str) -> str:
     return textwrap.fill(
-        text, WIDTH, initial_indent=f"    {label}", subsequent_indent=" " * (4 + len(label))
+        text,
+        max(width, len(first) + 20),
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
 
 
-def finding_block(finding: Finding, colour: bool = False) -> str:
-    where = f" — {finding.endpoint.label}" if finding.endpoint else ""
-    head = _paint(f"[{finding.severity.value.upper()}] {finding.code}", finding.severity, colour)
+def _where(group: FindingGroup) -> str:
+    endpoints = group.endpoints
+    if not endpoints:
+        return ""
+    if len(endpoints) == 1:
+        return f" — {endpoints[0].label}"
+    hosts = sorted({e.host for e in endpoints})
+    return f" — {', '.join(hosts)}: {affected(endpoints)}"
+
+
+def finding_block(
+    finding: Finding | FindingGroup, colour: bool = False, lang: str = "en", width: int = WIDTH
+) -> str:
+    group = finding if isinstance(finding, FindingGroup) else FindingGroup((finding,))
+    words = _Words(lang)
+    first = group.first
+    tag = words(f"severity/{first.severity.value}")
+    head = _paint(f"[{tag}] {first.code}", first.severity, colour)
+    why, fix = words("why"), words("fix")
+    label = max(len(why), len(fix))
     return "\n".join(
         [
-            f"  {head}{where}",
-            f"    {finding.title}",
-            _wrap("Why: ", finding.explanation),
-            _wrap("Fix: ", finding.fix),
+            _fill(f"{head}{_where(group)}", width, "  ", "      "),
+            _fill(first.title, width, "    ", "    "),
+            _fill(first.explanation, width, f"    {why:<{label}}", " " * (4 + label)),
+            _fill(first.fix, width, f"    {fix:<{label}}", " " * (4 + label)),
         ]
     )
 
 
-def render(diagnosis: Diagnosis, colour: bool = False, verbose: bool = False) -> str:
-    status = _paint(diagnosis.status.name, _STATUS_SEVERITY[diagnosis.status], colour)
+# A sentence ends at ".", "!" or "?" after a word of two letters or more
+# (so "z. B." and "e.g." do not end one) and before a capital letter.
+_SENTENCE_END = re.compile(r"(?<=[\w)'\"“”‘’]{2}[.!?])\s+(?=[A-ZÄÖÜ„\"'(])")
+
+
+def first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+
+
+def verdict_lines(groups: Sequence[FindingGroup], colour: bool, lang: str, width: int) -> list[str]:
+    """Each root cause in one sentence with its fix: what the technician says first."""
+    words = _Words(lang)
+    lines = []
+    for group in root_causes(groups):
+        tag = _paint(words(f"status/{group.severity.name}"), group.severity, colour)
+        where = ""
+        if group.endpoints:
+            hosts = sorted({e.host for e in group.endpoints})
+            where = f" ({', '.join(hosts)}: {affected(group.endpoints)})"
+        sentence = f"{tag}: {group.first.title}{where}. {first_sentence(group.first.fix)}"
+        lines.append(_fill(sentence, width, "", "  "))
+    return lines
+
+
+def render(
+    diagnosis: Diagnosis,
+    colour: bool = False,
+    verbose: bool = False,
+    *,
+    lang: str = "en",
+    width: int = WIDTH,
+) -> str:
+    words = _Words(lang)
+    findings = [i18n.localise(f, lang) for f in diagnosis.findings]
+    groups = group_findings(diagnosis, findings)
+    status_word = words(f"status/{diagnosis.status.name}")
+    status = _paint(status_word, _STATUS_SEVERITY[diagnosis.status], colour)
     name = diagnosis.domain
     if diagnosis.domain_ascii != diagnosis.domain:
         name = f"{diagnosis.domain} ({diagnosis.domain_ascii})"
-    lines = [f"maildiag check {name}: {status}  ({diagnosis.seconds:.2f} s)", ""]
+    lines = [f"maildiag check {name}: {status}  ({diagnosis.seconds:.2f} s)"]
+    verdict = verdict_lines(groups, colour, lang, width)
+    lines += [*verdict, ""]
     discovery = diagnosis.discovery
     if discovery.mx:
-        lines.append("MX: " + ", ".join(f"{m.host} ({m.preference})" for m in discovery.mx))
+        mx = "MX: " + ", ".join(f"{m.host} ({m.preference})" for m in discovery.mx)
+        lines.append(_fill(mx, width, "", "    "))
     offered = [s for s in discovery.srv if not s.not_offered]
     if offered:
-        lines.append("SRV: " + ", ".join(f"{s.service} → {s.target}:{s.port}" for s in offered))
+        # No-break spaces keep "service → target" on one line when wrapped.
+        srv = "SRV: " + ", ".join(f"{s.service}\u00a0→\u00a0{s.target}:{s.port}" for s in offered)
+        lines.append(_fill(srv, width, "", "     "))
     if discovery.mx or offered:
         lines.append("")
     if diagnosis.user:
-        lines += [f"User: {diagnosis.user}", ""]
+        lines += [words("user", user=diagnosis.user), ""]
     if diagnosis.results:
-        lines += [endpoint_table(diagnosis, colour), ""]
+        lines += [endpoint_table(diagnosis, colour, lang, width), ""]
     if diagnosis.sync is not None:
         lines += [*sync_lines(diagnosis), ""]
-    shown = [f for f in diagnosis.findings if verbose or f.severity is not Severity.OK]
+    shown = [g for g in groups if verbose or g.severity is not Severity.OK]
     if shown:
-        lines.append("Findings:")
-        for finding in shown:
-            lines += [finding_block(finding, colour), ""]
+        lines.append(words("findings"))
+        for group in shown:
+            lines += [finding_block(group, colour, lang, width), ""]
     else:
-        lines += ["No problems found.", ""]
+        lines += [words("no_problems"), ""]
     return "\n".join(lines)

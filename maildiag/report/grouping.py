@@ -1,0 +1,99 @@
+"""One cause, one entry: findings that share a cause, grouped for the reader.
+
+The same expired certificate on six ports of one host is one problem with
+six symptoms; the text report prints it once and lists the ports. Findings
+are grouped by code, severity and host, and certificate findings also by the
+certificate itself, so two different certificates on one host stay apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..model import Diagnosis, Endpoint, Finding, Protocol, Security, Severity
+
+# Findings that follow from others (no IMAP server works *because* its ports
+# fail; a login is skipped *because* the certificate failed): in the verdict
+# only when nothing else explains the status.
+CONSEQUENCES = frozenset(
+    {
+        "IMAP_UNREACHABLE",
+        "POP3_UNREACHABLE",
+        "SUBMISSION_UNREACHABLE",
+        "AUTH_SKIPPED_LOCKOUT",
+        "AUTH_SKIPPED_UNTRUSTED",
+        "AUTH_SKIPPED_FOREIGN_HOST",
+        "AUTH_SKIPPED_PLAINTEXT",
+    }
+)
+_PROTOCOL_ORDER = (Protocol.IMAP, Protocol.POP3, Protocol.SMTP)
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    findings: tuple[Finding, ...]  # the first one speaks for the group
+
+    @property
+    def first(self) -> Finding:
+        return self.findings[0]
+
+    @property
+    def code(self) -> str:
+        return self.first.code
+
+    @property
+    def severity(self) -> Severity:
+        return self.first.severity
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(f.endpoint for f in self.findings if f.endpoint is not None)
+
+
+def _certificate(diagnosis: Diagnosis, finding: Finding) -> str | None:
+    if not finding.code.startswith("TLS_") or finding.endpoint is None:
+        return None
+    for result in diagnosis.results:
+        if result.endpoint == finding.endpoint and result.tls and result.tls.leaf:
+            return result.tls.leaf.fingerprint_sha256
+    return None
+
+
+def group_findings(diagnosis: Diagnosis, findings: Iterable[Finding]) -> tuple[FindingGroup, ...]:
+    """``findings`` grouped by cause, in the order of each group's first finding."""
+    groups: dict[object, list[Finding]] = {}
+    for index, finding in enumerate(findings):
+        if finding.endpoint is None:
+            key: object = index  # a finding about the domain stands alone
+        else:
+            key = (
+                finding.code,
+                finding.severity,
+                finding.endpoint.host,
+                _certificate(diagnosis, finding),
+            )
+        groups.setdefault(key, []).append(finding)
+    return tuple(FindingGroup(tuple(members)) for members in groups.values())
+
+
+def root_causes(groups: Sequence[FindingGroup]) -> tuple[FindingGroup, ...]:
+    """The groups that explain a WARNING or CRITICAL status, worst first."""
+    serious = [g for g in groups if g.severity.rank >= Severity.WARNING.rank]
+    causes = [g for g in serious if g.code not in CONSEQUENCES] or serious
+    return tuple(sorted(causes, key=lambda g: -g.severity.rank))
+
+
+def affected(endpoints: Sequence[Endpoint]) -> str:
+    """``IMAP 143, 993 · POP3 110, 995 · SMTP 587, 465`` (one host is given elsewhere)."""
+    parts = []
+    for protocol in _PROTOCOL_ORDER:
+        # STARTTLS first, as providers list them ("Port 143 / SSL: 993").
+        mine = sorted(
+            (e for e in endpoints if e.protocol is protocol),
+            key=lambda e: (e.security is not Security.STARTTLS, e.port),
+        )
+        ports = list(dict.fromkeys(e.port for e in mine))
+        if ports:
+            parts.append(f"{protocol.value.upper()} {', '.join(str(p) for p in ports)}")
+    return " · ".join(parts)
