@@ -27,6 +27,13 @@ class FindingSpec:
 
 _S = Severity
 
+# Appended to the explanation of every certificate failure a client warns
+# about: the FAQ pages of hosting providers tell customers to click it away.
+CLICK_OK = (
+    " Confirming the certificate warning (OK, Continue, Trust) is not a fix: the client then "
+    "trusts whoever answers under this name, and Outlook asks again on every start."
+)
+
 _SPECS = (
     # --- the domain and its DNS -------------------------------------------------
     FindingSpec(
@@ -294,7 +301,8 @@ _SPECS = (
         "The certificate is for another server name",
         "The certificate of {host}:{port} is not valid for '{hostname}'. It is valid for: "
         "{valid_for}. Mail clients show a certificate warning (Outlook: 'The name on the "
-        "security certificate is invalid'); people who click it away can be attacked unseen.",
+        "security certificate is invalid'); people who click it away can be attacked unseen."
+        + CLICK_OK,
         "Configure the mail client with the server name {suggestion} instead of "
         "'{hostname}' — that is the name the certificate is valid for. Or have the provider "
         "issue a certificate that includes '{hostname}'.",
@@ -304,7 +312,7 @@ _SPECS = (
         _S.CRITICAL,
         "The certificate has expired",
         "The certificate of {host}:{port} expired on {not_after} ({days_ago} days ago). "
-        "Clients refuse the connection or show a warning.",
+        "Clients refuse the connection or show a warning." + CLICK_OK,
         "Renew the certificate and reload the mail service (with Let's Encrypt, check that "
         "the renewal job runs and that the service is reloaded afterwards).",
     ),
@@ -320,7 +328,7 @@ _SPECS = (
         _S.CRITICAL,
         "The certificate is not valid yet",
         "The certificate of {host}:{port} is valid only from {not_before}. Either it was "
-        "installed too early or a clock is wrong.",
+        "installed too early or a clock is wrong." + CLICK_OK,
         "Check the server's clock (and this machine's); install a certificate that is valid now.",
     ),
     FindingSpec(
@@ -329,7 +337,7 @@ _SPECS = (
         "The certificate is self-signed",
         "{host}:{port} presents a self-signed certificate ({subject}). No client trusts it, so "
         "every client warns; telling customers to confirm such warnings trains them to accept "
-        "an attacker's certificate too.",
+        "an attacker's certificate too." + CLICK_OK,
         "Install a certificate from a public CA (Let's Encrypt is free) for the server name "
         "clients use.",
     ),
@@ -337,7 +345,7 @@ _SPECS = (
         "TLS_CERT_UNTRUSTED",
         _S.CRITICAL,
         "The certificate is not from a trusted authority",
-        "The certificate of {host}:{port} could not be verified: {detail}.",
+        "The certificate of {host}:{port} could not be verified: {detail}." + CLICK_OK,
         "Use a certificate from a public CA. For a company CA, distribute its root to the "
         "clients (and pass it to maildiag with --ca-file).",
     ),
@@ -346,14 +354,14 @@ _SPECS = (
         _S.WARNING,
         "The server does not send the intermediate certificate",
         "{host}:{port} sends its certificate without the intermediate certificate(s) that "
-        "link it to a trusted root: {detail}. {clients}",
+        "link it to a trusted root: {detail}. {clients}" + CLICK_OK,
         "Configure the full chain file on the server (Let's Encrypt: fullchain.pem, not cert.pem).",
     ),
     FindingSpec(
         "TLS_CERT_INVALID",
         _S.CRITICAL,
         "The certificate is invalid",
-        "The certificate of {host}:{port} is not valid: {detail}.",
+        "The certificate of {host}:{port} is not valid: {detail}." + CLICK_OK,
         "Install a correctly issued certificate for the server name.",
     ),
     FindingSpec(
