@@ -186,6 +186,7 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
 
     return {
         "schema_version": SCHEMA_VERSION,
+        "lang": "en",
         "tool": {"name": "maildiag", "version": __version__},
         "domain": domain,
         "domain_ascii": "",
@@ -205,6 +206,7 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
         },
         "endpoints": [],
         "findings": [],
+        "causes": [],
         "sync": None,
         "error": message,
         "error_kind": kind,

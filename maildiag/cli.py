@@ -390,9 +390,10 @@ def check(
 
     stdout = sys.stdout
     if output_format == "json":
+        from . import i18n
         from .report import json as json_report
 
-        click.echo(json_report.render(diagnosis), nl=False)
+        click.echo(json_report.render(diagnosis, i18n.pick_language(lang)), nl=False)
     elif output_format == "nagios":
         from .report import nagios
 

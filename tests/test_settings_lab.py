@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import plistlib
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from maildiag.autoconfig import parse_autoconfig
@@ -282,3 +284,24 @@ def test_a_wide_terminal_gets_every_column(check_cli):
     _, wide = check_cli("kunde-gut.test", env={"COLUMNS": "160"})
     assert "Found via" not in narrow and "Found via" in wide
     assert max(len(line) for line in narrow.splitlines()) <= 80
+
+
+def test_json_carries_the_language_and_the_grouping_and_keeps_its_codes(check_cli):
+    schema = json.loads(
+        (Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text()
+    )
+    _, german_out = check_cli("kunde-abgelaufen.test", "--format", "json", "--lang", "de")
+    _, english_out = check_cli("kunde-abgelaufen.test", "--format", "json")
+    german, english = json.loads(german_out), json.loads(english_out)
+    for report in (german, english):
+        jsonschema.validate(report, schema)
+    assert (german["lang"], english["lang"]) == ("de", "en")
+    assert [f["code"] for f in german["findings"]] == [f["code"] for f in english["findings"]]
+    expired = [n for n, f in enumerate(german["findings"]) if f["code"] == "TLS_CERT_EXPIRED"]
+    assert len(expired) == 6
+    assert german["findings"][expired[0]]["title"] == "Das Zertifikat ist abgelaufen"
+    (cause,) = [c for c in german["causes"] if c["code"] == "TLS_CERT_EXPIRED"]
+    assert cause["findings"] == expired
+    assert sorted(e["port"] for e in cause["endpoints"]) == [110, 143, 465, 587, 993, 995]
+    covered = sorted(n for c in german["causes"] for n in c["findings"])
+    assert covered == list(range(len(german["findings"])))  # every finding in one cause

@@ -7,6 +7,10 @@ Version 2 (issue #11): ``endpoints[].ok`` is true only when no warning or
 critical finding concerns the endpoint (it was true for any completed
 dialogue, an expired certificate included); a domain that does not exist is
 ``CRITICAL``/2 instead of ``UNKNOWN``/3; the schema closes every object.
+
+Version 3 (issue #8): ``lang`` (the language of every text a person reads;
+codes and keys never change with it) and ``causes`` (the findings grouped by
+cause, as the text report prints them) are added, both always present.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .. import __version__
+from .. import __version__, i18n
 from ..model import (
     CertificateInfo,
     Diagnosis,
@@ -28,8 +32,9 @@ from ..model import (
     Severity,
     TlsFacts,
 )
+from .grouping import group_findings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _seconds(value: float | None) -> float | None:
@@ -204,12 +209,29 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
     }
 
 
-def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
+def causes_json(diagnosis: Diagnosis, findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """The findings grouped by cause, as the text report prints them (indexes into findings)."""
+    index = {id(finding): n for n, finding in enumerate(findings)}
+    return [
+        {
+            "code": group.code,
+            "severity": group.severity.value,
+            "title": group.first.title,
+            "endpoints": [endpoint_ref(e) for e in group.endpoints],
+            "findings": [index[id(f)] for f in group.findings],
+        }
+        for group in group_findings(diagnosis, findings)
+    ]
+
+
+def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
     counts = {severity.value: 0 for severity in Severity}
     for finding in diagnosis.findings:
         counts[finding.severity.value] += 1
+    findings = [i18n.localise(f, lang) for f in diagnosis.findings]
     return {
         "schema_version": SCHEMA_VERSION,
+        "lang": lang,
         "tool": {"name": "maildiag", "version": __version__},
         "domain": diagnosis.domain,
         "domain_ascii": diagnosis.domain_ascii,
@@ -221,7 +243,8 @@ def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
         "summary": counts,
         "discovery": discovery_json(diagnosis.discovery),
         "endpoints": [result_json(r, diagnosis.findings) for r in diagnosis.results],
-        "findings": [finding_json(f) for f in diagnosis.findings],
+        "findings": [finding_json(f) for f in findings],
+        "causes": causes_json(diagnosis, findings),
         "sync": None
         if diagnosis.sync is None
         else {
@@ -235,5 +258,5 @@ def diagnosis_json(diagnosis: Diagnosis) -> dict[str, Any]:
     }
 
 
-def render(diagnosis: Diagnosis) -> str:
-    return json.dumps(diagnosis_json(diagnosis), indent=2, ensure_ascii=False) + "\n"
+def render(diagnosis: Diagnosis, lang: str = "en") -> str:
+    return json.dumps(diagnosis_json(diagnosis, lang), indent=2, ensure_ascii=False) + "\n"
