@@ -207,6 +207,7 @@ def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
         "endpoints": [],
         "findings": [],
         "causes": [],
+        "typed": [],
         "sync": None,
         "error": message,
         "error_kind": kind,

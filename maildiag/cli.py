@@ -366,6 +366,16 @@ def _render_invalid(output_format: str, domain: str, message: str) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also list what works.")
 @click.option(
+    "--typed",
+    "typed",
+    multiple=True,
+    metavar="PROTO:HOST:PORT:SECURITY",
+    help="A setting the customer typed into the mail client (repeatable), e.g. "
+    "imap:mail.example.org:143:ssl; PROTO imap|pop3|smtp, SECURITY none|starttls|ssl "
+    "(ssl = SSL/TLS). Probed as that client would (never with the password) and judged: "
+    "works, warning or fails, with the setting to type instead.",
+)
+@click.option(
     "--lang",
     type=click.Choice(["de", "en"]),
     default=None,
@@ -373,14 +383,25 @@ def _render_invalid(output_format: str, domain: str, message: str) -> None:
     "LANG: de* is German]",
 )
 def check(
-    domain: str, output_format: str, colour: str, verbose: bool, lang: str | None, **options: object
+    domain: str,
+    output_format: str,
+    colour: str,
+    verbose: bool,
+    typed: tuple[str, ...],
+    lang: str | None,
+    **options: object,
 ) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
     from .dns import InvalidDomain
     from .runner import BadRequest, diagnose
+    from .typed import TypedSettingError, parse_typed
 
+    try:
+        settings = tuple(parse_typed(text) for text in typed)
+    except TypedSettingError as exc:
+        raise click.BadParameter(str(exc), param_hint="--typed") from None
     started = (click.get_current_context().obj or {}).get("started")
-    request = replace(build_request(domain, **options), started=started)
+    request = replace(build_request(domain, **options), started=started, typed=settings)
     try:
         diagnosis = diagnose(request)
     except (InvalidDomain, BadRequest) as exc:

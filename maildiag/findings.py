@@ -674,6 +674,71 @@ _SPECS = (
         "Delete the message whose subject starts with 'maildiag sync probe' by hand; it is "
         "harmless.",
     ),
+    # --- what the customer typed (check --typed) ------------------------------------
+    FindingSpec(
+        "TYPED_WORKS",
+        _S.OK,
+        "The setting works as typed",
+        "{what} on {host}:{port} with {encryption} works as the customer typed it.",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "TYPED_SSL_ON_STARTTLS_PORT",
+        _S.CRITICAL,
+        "SSL/TLS chosen on a STARTTLS port",
+        "The client is set to SSL/TLS (encrypted from the first byte) on {host}:{port}, but "
+        "the server answers there in plaintext and expects STARTTLS. The client waits for a TLS "
+        "handshake the server never starts and reports an error such as 'The server does not "
+        "support encrypted connections' or 'wrong version number'.",
+        "Type instead: {suggestion}.",
+    ),
+    FindingSpec(
+        "TYPED_STARTTLS_ON_TLS_PORT",
+        _S.CRITICAL,
+        "STARTTLS chosen on an SSL/TLS port",
+        "The client is set to STARTTLS on {host}:{port}, but the server there expects "
+        "encryption from the first byte (SSL/TLS) and does not greet in plaintext. The client "
+        "waits for a greeting that never comes and gives up with a timeout.",
+        "Type instead: {suggestion}.",
+    ),
+    FindingSpec(
+        "TYPED_NO_ENCRYPTION",
+        _S.CRITICAL,
+        "No encryption chosen: the password would go in clear text",
+        "The client is set to no encryption on {host}:{port}, and the server accepts a login "
+        "there: the password and every mail cross the network unencrypted, readable for anyone "
+        "on the way (public Wi-Fi, a hotel network).",
+        "Type instead: {suggestion}. Then change the password, as it may have been read.",
+    ),
+    FindingSpec(
+        "TYPED_NO_ENCRYPTION_REFUSED",
+        _S.CRITICAL,
+        "No encryption chosen: the server refuses the login",
+        "The client is set to no encryption on {host}:{port}. The server does not accept a "
+        "password before the connection is encrypted ({command} first), so the client cannot "
+        "log in and reports a wrong password or that the server does not allow the login.",
+        "Type instead: {suggestion}.",
+    ),
+    FindingSpec(
+        "TYPED_PORT_25",
+        _S.CRITICAL,
+        "Port 25 chosen for sending",
+        "Port 25 ({host}) is for delivery between mail servers. Customers cannot log in there "
+        "(or the server does not relay their mail), and many access providers block port 25 "
+        "for their customers, so sending fails, or works only in some networks.",
+        "Type instead: {suggestion}.",
+    ),
+    FindingSpec(
+        "TYPED_USE_IMAP",
+        _S.WARNING,
+        "POP3 chosen although IMAP works",
+        "The client is set to POP3 ({host}:{port}). POP3 downloads the mail to this one device "
+        "and usually deletes it from the server, so the customer's other devices (phone, "
+        "webmail, a second computer) stop seeing it. IMAP works for this mailbox and keeps the "
+        "mail on the server for every device.",
+        "Type instead: {suggestion}. Check first that the mail this device downloaded is still "
+        "on the server (or copy it back).",
+    ),
 )
 
 CATALOGUE: Mapping[str, FindingSpec] = {spec.code: spec for spec in _SPECS}

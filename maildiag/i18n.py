@@ -127,4 +127,21 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
             for key in texts
         )
         rebuilt.update(situation=situation, advice=advice)
+    if code.startswith("TYPED_") and "suggestion" in facts:
+        rebuilt["suggestion"] = _suggestion(facts.get("suggested"), lang)
     return rebuilt
+
+
+def _suggestion(suggested: object, lang: str) -> str:
+    from .model import Endpoint, Protocol
+    from .typed import NO_SUGGESTION, SUGGESTION, TYPED_SECURITY, suggestion_text
+
+    if not isinstance(suggested, dict):
+        return text(lang, "typed/suggestion", NO_SUGGESTION)
+    endpoint = Endpoint(
+        Protocol(str(suggested["protocol"])),
+        str(suggested["host"]),
+        int(str(suggested["port"])),
+        TYPED_SECURITY[str(suggested["security"])],
+    )
+    return suggestion_text(endpoint, text(lang, "typed/suggestion", SUGGESTION))

@@ -365,6 +365,16 @@ class Finding:
     details: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TypedVerdict:
+    """A client setting the customer typed (check --typed), probed and judged."""
+
+    setting: Endpoint
+    verdict: str  # "works", "warning" or "fails"
+    suggested: Endpoint | None  # what to type instead; None when it works (or nothing does)
+    findings: tuple[Finding, ...]
+
+
 class Status(enum.IntEnum):
     """Exit status, as in the monitoring-plugins guidelines."""
 
@@ -388,3 +398,4 @@ class Diagnosis:
     status: Status
     user: str | None = None
     sync: SyncResult | None = None
+    typed: tuple[TypedVerdict, ...] = ()

@@ -23,7 +23,7 @@ from .deadline import Deadline
 from .discovery import Overrides, discover
 from .dns import Resolver, to_ascii
 from .limits import HostLimiter
-from .model import Diagnosis, Endpoint, Outcome, ProbeResult
+from .model import Diagnosis, Endpoint, Outcome, ProbeResult, TypedVerdict
 from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
 from .probes.mailbox import MailboxChecks
 from .probes.sync import measure_sync
@@ -58,6 +58,9 @@ class CheckRequest:
     allow_plaintext: bool = False  # may send the password unencrypted
     # When the run's clock started (time.monotonic()); None: when diagnose() is called.
     started: float | None = None
+    # Client settings the customer typed (check --typed): probed without the
+    # password, judged in the customer's terms (see maildiag.typed).
+    typed: tuple[Endpoint, ...] = ()
 
 
 class AddressCache:
@@ -215,15 +218,20 @@ def diagnose(
             foreign_hosts=discovery.foreign_hosts,
         ).hook_for
     settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
-    results = run_probes(
-        discovery.endpoints,
+    keys = {e.key for e in discovery.endpoints}
+    extra = tuple(dict.fromkeys(e for e in request.typed if e.key not in keys))
+    probed = run_probes(
+        discovery.endpoints + extra,
         AddressCache(resolver),
         settings,
         deadline,
         session_hook_factory,
         host_limiter=host_limiter,
         probe_cache=probe_cache,
+        # The typed settings get no login: a wrong one must not count against a lockout.
+        no_hook=frozenset(extra),
     )
+    results, typed_results = probed[: len(discovery.endpoints)], probed[len(discovery.endpoints) :]
     sync = None
     if creds is not None and request.sync:
         sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
@@ -240,6 +248,7 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
     )
+    typed_results = quoted(typed_results)
     diagnosis = Diagnosis(
         domain=request.domain,
         domain_ascii=domain_ascii,
@@ -252,7 +261,23 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
     )
+    if request.typed:
+        diagnosis = replace(
+            diagnosis, typed=_judge_typed(request, diagnosis, results + typed_results)
+        )
     return Sanitizer.for_credentials(creds)(diagnosis)
+
+
+def _judge_typed(
+    request: CheckRequest, diagnosis: Diagnosis, results: tuple[ProbeResult, ...]
+) -> tuple[TypedVerdict, ...]:
+    from .typed import judge
+
+    by_key = {r.endpoint.key: r for r in results}
+    return tuple(
+        judge(e, replace(by_key[e.key], endpoint=e), diagnosis, request.thresholds, request.timeout)
+        for e in request.typed
+    )
 
 
 def run_probes(
@@ -264,13 +289,19 @@ def run_probes(
     *,
     host_limiter: HostLimiter | None = None,
     probe_cache: ProbeCache | None = None,
+    no_hook: frozenset[Endpoint] = frozenset(),
 ) -> tuple[ProbeResult, ...]:
-    """Probes all endpoints at once; results come back in the endpoints' order."""
+    """Probes all endpoints at once; results come back in the endpoints' order.
+
+    ``no_hook``: endpoints probed without the session hook (no login).
+    """
     if not endpoints:
         return ()
 
     def probe(endpoint: Endpoint) -> ProbeResult:
-        hook = session_hook_factory(endpoint) if session_hook_factory else None
+        hook = None
+        if session_hook_factory is not None and endpoint not in no_hook:
+            hook = session_hook_factory(endpoint)
 
         def run() -> ProbeResult:
             return probe_endpoint(

@@ -264,6 +264,7 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         hostname="h",
         valid_for="v",
         suggestion="'v'",
+        encryption="SSL/TLS",
         not_after="2026-01-01",
         not_before="2026-01-01",
         days_ago=3,

@@ -305,3 +305,92 @@ def test_json_carries_the_language_and_the_grouping_and_keeps_its_codes(check_cl
     assert sorted(e["port"] for e in cause["endpoints"]) == [110, 143, 465, 587, 993, 995]
     covered = sorted(n for c in german["causes"] for n in c["findings"])
     assert covered == list(range(len(german["findings"])))  # every finding in one cause
+
+
+# --- what the customer typed (--typed), each wrong setting with its working twin ---
+
+
+def test_typed_settings_are_judged_as_the_client_would_meet_them(check_cli, mail_lab):
+    good, wrong = mail_lab.good.name, mail_lab.wrong_host.name
+    typed = [
+        f"smtp:{good}:587:ssl",  # Postfix greets in plaintext: no TLS handshake ever
+        f"smtp:{good}:587:starttls",
+        f"imap:{good}:143:none",  # Dovecot: LOGINDISABLED before STARTTLS
+        f"imap:{good}:143:starttls",
+        f"imap:{good}:993:starttls",  # Dovecot waits for a ClientHello, never greets
+        f"imap:{good}:993:ssl",
+        f"smtp:{good}:25:starttls",
+        f"pop3:{good}:995:ssl",
+        f"imap:{wrong}:993:ssl",
+        f"imap:nosuchhost.{mail_lab.domain}:993:ssl",
+    ]
+    args = [arg for text in typed for arg in ("--typed", text)]
+    code, out = check_cli("kunde-gut.test", "--format", "json", "--timeout", "3", *args)
+    report = json.loads(out)
+    schema = json.loads(
+        (Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text()
+    )
+    jsonschema.validate(report, schema)
+    assert code == 0  # the domain itself is healthy; the typed settings do not change that
+    judged = {
+        "{protocol}:{host}:{port}:{security}".format(**entry["setting"]): entry
+        for entry in report["typed"]
+    }
+    assert list(judged) == typed
+
+    def verdict(text: str) -> tuple[str, set[str], dict | None]:
+        entry = judged[text]
+        return entry["verdict"], {f["code"] for f in entry["findings"]}, entry["suggested"]
+
+    def setting(protocol: str, port: int, security: str, host: str = good) -> dict:
+        return {"protocol": protocol, "host": host, "port": port, "security": security}
+
+    state, codes, suggested = verdict(f"smtp:{good}:587:ssl")
+    assert (state, suggested) == ("fails", setting("smtp", 587, "starttls"))
+    assert "TYPED_SSL_ON_STARTTLS_PORT" in codes
+    assert verdict(f"smtp:{good}:587:starttls")[::2] == ("works", None)
+
+    state, codes, suggested = verdict(f"imap:{good}:143:none")
+    assert (state, suggested) == ("fails", setting("imap", 143, "starttls"))
+    assert "TYPED_NO_ENCRYPTION_REFUSED" in codes
+    assert verdict(f"imap:{good}:143:starttls")[::2] == ("works", None)
+
+    state, codes, suggested = verdict(f"imap:{good}:993:starttls")
+    assert (state, suggested) == ("fails", setting("imap", 993, "ssl"))
+    assert "TYPED_STARTTLS_ON_TLS_PORT" in codes
+    assert verdict(f"imap:{good}:993:ssl")[::2] == ("works", None)
+
+    state, codes, suggested = verdict(f"smtp:{good}:25:starttls")
+    assert (state, suggested) == ("fails", setting("smtp", 465, "ssl"))
+    assert "TYPED_PORT_25" in codes
+
+    state, codes, suggested = verdict(f"pop3:{good}:995:ssl")
+    assert (state, codes, suggested) == ("warning", {"TYPED_USE_IMAP"}, setting("imap", 993, "ssl"))
+
+    state, codes, _ = verdict(f"imap:{wrong}:993:ssl")
+    assert state == "fails" and "TLS_HOSTNAME_MISMATCH" in codes
+    state, codes, _ = verdict(f"imap:nosuchhost.{mail_lab.domain}:993:ssl")
+    assert state == "fails" and "HOST_UNRESOLVED" in codes
+
+
+def test_typed_settings_in_the_german_report(check_cli, mail_lab):
+    good = mail_lab.good.name
+    _, out = check_cli("kunde-gut.test", "--lang", "de", "--typed", f"smtp:{good}:587:ssl")
+    text = " ".join(out.split())
+    assert "Eingabe des Kunden:" in text
+    assert f"SMTP {good}:587 SSL/TLS: funktioniert nicht — SSL/TLS auf einem STARTTLS-Port" in text
+    assert f"Tragen Sie stattdessen ein: SMTP, Server {good}, Port 587, STARTTLS." in text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "imap:mail.example:143",
+        "ftp:mail.example:21:ssl",
+        "imap:mail.example:0:ssl",
+        "imap:mail.example:143:tls",
+    ],
+)
+def test_a_malformed_typed_setting_is_a_usage_error(check_cli, bad, capsys):
+    code, _ = check_cli("kunde-gut.test", "--typed", bad)
+    assert code == 3

@@ -8,6 +8,7 @@ certificate itself, so two different certificates on one host stay apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,19 @@ def _certificate(diagnosis: Diagnosis, finding: Finding) -> str | None:
     return None
 
 
+# Facts that only name the protocol or port (STARTTLS or STLS, 993 or 995):
+# findings that differ in nothing else share a cause. Any other fact (a
+# server's reply, a quota) keeps findings apart.
+_PROTOCOL_FACTS = frozenset(
+    {"what", "command", "tls_port", "starttls_port", "standard_port", "plain_name", "tls_name"}
+)
+
+
+def _case_facts(finding: Finding) -> str:
+    facts = {k: v for k, v in finding.details.items() if k not in _PROTOCOL_FACTS}
+    return json.dumps(facts, sort_keys=True, default=str)
+
+
 def group_findings(diagnosis: Diagnosis, findings: Iterable[Finding]) -> tuple[FindingGroup, ...]:
     """``findings`` grouped by cause, in the order of each group's first finding."""
     groups: dict[object, list[Finding]] = {}
@@ -72,6 +86,7 @@ def group_findings(diagnosis: Diagnosis, findings: Iterable[Finding]) -> tuple[F
                 finding.severity,
                 finding.endpoint.host,
                 _certificate(diagnosis, finding),
+                _case_facts(finding),
             )
         groups.setdefault(key, []).append(finding)
     return tuple(FindingGroup(tuple(members)) for members in groups.values())
@@ -95,5 +110,7 @@ def affected(endpoints: Sequence[Endpoint]) -> str:
         )
         ports = list(dict.fromkeys(e.port for e in mine))
         if ports:
-            parts.append(f"{protocol.value.upper()} {', '.join(str(p) for p in ports)}")
+            # No-break spaces: one protocol's ports stay on one line when wrapped.
+            numbers = ",\u00a0".join(str(p) for p in ports)
+            parts.append(f"{protocol.value.upper()}\u00a0{numbers}")
     return " · ".join(parts)

@@ -31,6 +31,7 @@ from ..model import (
     ProbeResult,
     Severity,
     TlsFacts,
+    TypedVerdict,
 )
 from .grouping import group_findings
 
@@ -224,6 +225,17 @@ def causes_json(diagnosis: Diagnosis, findings: Sequence[Finding]) -> list[dict[
     ]
 
 
+def typed_json(verdict: TypedVerdict, lang: str = "en") -> dict[str, Any]:
+    from ..typed import setting_json
+
+    return {
+        "setting": setting_json(verdict.setting),
+        "suggested": setting_json(verdict.suggested) if verdict.suggested else None,
+        "verdict": verdict.verdict,
+        "findings": [finding_json(i18n.localise(f, lang)) for f in verdict.findings],
+    }
+
+
 def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
     counts = {severity.value: 0 for severity in Severity}
     for finding in diagnosis.findings:
@@ -245,6 +257,7 @@ def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
         "endpoints": [result_json(r, diagnosis.findings) for r in diagnosis.results],
         "findings": [finding_json(f) for f in findings],
         "causes": causes_json(diagnosis, findings),
+        "typed": [typed_json(v, lang) for v in diagnosis.typed],
         "sync": None
         if diagnosis.sync is None
         else {

@@ -59,6 +59,11 @@ TEXTS: Mapping[str, str] = {
     "Quota": "Quota",
     "Found via": "Found via",
     "expired": "EXPIRED",
+    "typed": "What the customer typed:",
+    "verdict/works": "works",
+    "verdict/warning": "works, with a warning",
+    "verdict/fails": "does not work",
+    "type_instead": "Type instead: {suggestion}.",
 }
 
 
@@ -124,6 +129,9 @@ def all_texts() -> list[tuple[str, str]]:
     pairs = [("report", text) for text in TEXTS.values()]
     pairs += [("report/outcome", text) for text in (*SHORT.values(), *OUTCOMES.values())]
     pairs += [("report/login", text) for text in LOGIN_LABELS.values()]
+    from ..typed import NO_SUGGESTION, SUGGESTION
+
+    pairs += [("typed/suggestion", SUGGESTION), ("typed/suggestion", NO_SUGGESTION)]
     return list(dict.fromkeys(pairs))
 
 
@@ -337,6 +345,40 @@ def verdict_lines(groups: Sequence[FindingGroup], colour: bool, lang: str, width
     return lines
 
 
+def typed_lines(diagnosis: Diagnosis, colour: bool, lang: str, width: int) -> list[str]:
+    """One paragraph per setting the customer typed: verdict, why, what to type instead."""
+    from ..typed import NO_SUGGESTION, SUGGESTION, suggestion_text
+
+    if not diagnosis.typed:
+        return []
+    words = _Words(lang)
+    lines = [words("typed")]
+    for typed in diagnosis.typed:
+        setting = typed.setting
+        findings = [i18n.localise(f, lang) for f in typed.findings]
+        worst = max(findings, key=lambda f: f.severity.rank)
+        name = f"{setting.protocol.value.upper()} {setting.host}:{setting.port} "
+        name += {"plain": "none", "starttls": "STARTTLS", "tls": "SSL/TLS"}[setting.security.value]
+        verdict = _paint(words(f"verdict/{typed.verdict}"), worst.severity, colour)
+        head = f"{name}: {verdict}"
+        if typed.verdict != "works":
+            titles = "; ".join(
+                dict.fromkeys(f.title for f in findings if f.severity.rank >= Severity.WARNING.rank)
+            )
+            template = i18n.text(lang, "typed/suggestion", SUGGESTION)
+            instead = words(
+                "type_instead",
+                suggestion=suggestion_text(typed.suggested, template)
+                if typed.suggested
+                else i18n.text(lang, "typed/suggestion", NO_SUGGESTION),
+            )
+            head += f" — {titles}. {instead}"
+        lines.append(_fill(head, width, "  ", "    "))
+        if typed.verdict != "works":
+            lines.append(_fill(worst.explanation, width, "    ", "    "))
+    return [*lines, ""]
+
+
 def render(
     diagnosis: Diagnosis,
     colour: bool = False,
@@ -356,6 +398,7 @@ def render(
     lines = [f"maildiag check {name}: {status}  ({diagnosis.seconds:.2f} s)"]
     verdict = verdict_lines(groups, colour, lang, width)
     lines += [*verdict, ""]
+    lines += typed_lines(diagnosis, colour, lang, width)
     discovery = diagnosis.discovery
     if discovery.mx:
         mx = "MX: " + ", ".join(f"{m.host} ({m.preference})" for m in discovery.mx)
