@@ -331,16 +331,23 @@ def terminal_width(stream: object, environ: Mapping[str, str] = os.environ) -> i
     return 80
 
 
-def _render_invalid(output_format: str, domain: str, message: str) -> None:
-    """Monitoring and CI formats still get a well-formed answer for a bad domain."""
-    if output_format == "nagios":
+def _render_invalid(output_format: str, domain: str, message: str, kind: str) -> None:
+    """Scripts, monitoring and CI still get a well-formed answer for a bad request."""
+    if output_format == "json":
+        import json
+
+        from .batch import error_json
+
+        document = error_json(domain, message, kind)
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    elif output_format == "nagios":
         from .report import nagios
 
         click.echo(nagios.render_error(message), nl=False)
     elif output_format == "junit":
         from .report import junit
 
-        click.echo(junit.render_error(domain, message), nl=False)
+        click.echo(junit.render_error(domain, message, kind), nl=False)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -406,7 +413,8 @@ def check(
         diagnosis = diagnose(request)
     except (InvalidDomain, BadRequest) as exc:
         click.echo(f"maildiag: {exc}", err=True)
-        _render_invalid(output_format, domain, str(exc))
+        kind = "invalid_domain" if isinstance(exc, InvalidDomain) else "bad_request"
+        _render_invalid(output_format, domain, str(exc), kind)
         raise SystemExit(EXIT_UNKNOWN) from None
 
     stdout = sys.stdout

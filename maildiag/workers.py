@@ -28,7 +28,7 @@ import threading
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
 
@@ -231,15 +231,32 @@ class _Worker:
         context = multiprocessing.get_context("spawn")  # no inherited threads, locks or buffers
         task_reader, task_writer = context.Pipe(duplex=False)
         result_reader, result_writer = context.Pipe(duplex=False)
+        # The password never travels in the pickled template (a Secret refuses
+        # pickling): it goes once, as the first message on the worker's own
+        # pipe, and lives on only inside the worker's Credentials.
+        credentials = template.credentials
         process = context.Process(
             target=_work,
-            args=(task_reader, result_writer, template, concurrency, per_host, share_probes),
+            args=(
+                task_reader,
+                result_writer,
+                replace(template, credentials=None),
+                concurrency,
+                per_host,
+                share_probes,
+                credentials is not None,
+            ),
             name="maildiag-batch-worker",
             daemon=True,
         )
         process.start()
         task_reader.close()
         result_writer.close()  # so that a worker's death reads as end of file here
+        if credentials is not None:
+            try:
+                task_writer.send((credentials.user, credentials.password.reveal()))
+            except OSError:
+                pass  # it died at once: receive() reports that
         # A little more than it can run at once, so it never waits for the parent.
         return cls(process, task_writer, result_reader, window=concurrency + concurrency // 4 + 1)
 
@@ -332,12 +349,24 @@ def _work(
     concurrency: int,
     per_host: int,
     share_probes: bool,
+    credentials_follow: bool = False,
 ) -> None:
-    """A worker process: checks what arrives on ``tasks``, answers on ``results``."""
+    """A worker process: checks what arrives on ``tasks``, answers on ``results``.
+
+    With ``credentials_follow`` the first message is the login (user, password).
+    """
+    from .credentials_input import Credentials, Secret
     from .limits import HostLimiter
     from .runner import ProbeCache
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if credentials_follow:
+        try:
+            user, password = tasks.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        template = replace(template, credentials=Credentials(user, Secret(password)))
+        del password
     limiter = HostLimiter(per_host) if per_host else None
     cache = ProbeCache() if share_probes else None
     send_lock = threading.Lock()

@@ -150,3 +150,44 @@ def test_library_callers_get_bad_request_not_a_traceback():
     ):
         with pytest.raises(BadRequest):
             diagnose(request)
+
+
+@pytest.mark.parametrize("case", ["malformed-domain", "ca-file-without-certificates"])
+def test_a_bad_request_is_answered_in_the_format_asked_for(capsys, tmp_path, case):
+    import xml.etree.ElementTree as ET
+
+    import jsonschema
+
+    schema = json.loads(
+        (Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text()
+    )
+    not_a_ca = tmp_path / "ca.pem"
+    not_a_ca.write_text("this is not a certificate\n")
+    bad = {
+        "malformed-domain": ["exa mple.org"],
+        "ca-file-without-certificates": ["kunde.test", "--ca-file", str(not_a_ca)],
+    }[case]
+    kind = "invalid_domain" if case == "malformed-domain" else "bad_request"
+    args = ["check", *bad, "--nameserver", "127.0.0.1:9", *QUICK]
+
+    assert main([*args, "--format", "json"]) == 3
+    out, err = capsys.readouterr()
+    document = json.loads(out)  # `| jq` gets a document, not nothing
+    jsonschema.validate(document, schema)
+    assert (document["status"], document["exit_code"], document["error_kind"]) == (
+        "UNKNOWN",
+        3,
+        kind,
+    )
+    assert document["error"] and err.startswith("maildiag: ")
+
+    assert main([*args, "--format", "nagios"]) == 3
+    assert capsys.readouterr().out.startswith("MAILDIAG UNKNOWN")
+
+    assert main([*args, "--format", "junit"]) == 3
+    error = ET.fromstring(capsys.readouterr().out).find(".//error")
+    assert error is not None and error.get("type") == kind
+
+    assert main([*args, "--format", "text"]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("maildiag: ") and len(err.splitlines()) == 1

@@ -55,6 +55,7 @@ def dns(mail_lab: MailLab):
     zones = {
         mail_lab.domain: lab_zone,
         "kunde-gut.test": _customer_zone(mail_lab.good.name),
+        "kunde-zwei.test": _customer_zone(mail_lab.good.name),
         "kunde-shared.test": _customer_zone(mail_lab.wrong_host.name),
         "kunde-abgelaufen.test": _customer_zone(mail_lab.expired.name),
         provider_zone: {provider: {"A": [mail_lab.wrong_host.address]}},
@@ -394,3 +395,55 @@ def test_typed_settings_in_the_german_report(check_cli, mail_lab):
 def test_a_malformed_typed_setting_is_a_usage_error(check_cli, bad, capsys):
     code, _ = check_cli("kunde-gut.test", "--typed", bad)
     assert code == 3
+
+
+# --- batch --user over worker processes (the password handed over once per worker) ---
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["right-password", "wrong-password"])
+def test_batch_with_a_login_runs_over_worker_processes(
+    mail_lab, dns, tmp_path, capsys, monkeypatch, right
+):
+    alice = mail_lab.alice
+    password = alice.password if right else "not-" + alice.password
+    monkeypatch.setenv("MAILDIAG_PASSWORD", password)
+    domains = tmp_path / "domains.txt"
+    domains.write_text("kunde-gut.test\nkunde-zwei.test\n")
+    failed_before = mail_lab.failed_logins(alice.address)
+    code = main(
+        [
+            "batch",
+            str(domains),
+            "--processes",
+            "2",
+            "--per-host",
+            "2",
+            "--no-progress",
+            "--quiet",
+            "--no-share-probes",
+            "--user",
+            alice.address,
+            "--nameserver",
+            dns.nameserver,
+            "--ca-file",
+            str(mail_lab.ca_pem_path),
+            "--no-autoconfig",
+            "--timeout",
+            "5",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and password not in out + err
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["domain"] for r in reports) == ["kunde-gut.test", "kunde-zwei.test"]
+    for report in reports:
+        statuses = {(e.get("auth") or {}).get("status") for e in report["endpoints"]}
+        if right:
+            assert statuses == {"ok"}, report["domain"]
+        else:
+            # Lockout safety per check: one login tried, the others held back.
+            assert list(statuses - {"skipped"}) == ["wrong_credentials"]
+    if right:
+        assert code == 0
+    else:
+        assert mail_lab.failed_logins(alice.address) - failed_before <= 2
