@@ -36,6 +36,7 @@ from .model import (
     TlsFailure,
     TrustStatus,
 )
+from .mx_analysis import mx_findings
 from .protocols import sasl
 from .servers import (
     cleartext_login_setting,
@@ -112,6 +113,7 @@ def analyse(
             for f in _endpoint_findings(result, thresholds, timeout, deadline)
         ),
         *_protocol_findings(discovery, results),
+        *mx_findings(discovery, results),
         *mailbox_findings(results, thresholds, user=user, sync=sync),
     ]
     return tuple(sorted(findings, key=lambda f: -f.severity.rank))

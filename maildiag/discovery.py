@@ -23,6 +23,7 @@ from maildiag.model import (
     Discovery,
     DnsProblem,
     Endpoint,
+    MxHost,
     MxRecord,
     Protocol,
     Security,
@@ -60,6 +61,9 @@ GUESS_PREFIXES: dict[Protocol, tuple[str, ...]] = {
     Protocol.SMTP: ("smtp", "mail", ""),
 }
 
+# MX hosts whose addresses discovery looks up; more MX records than this are
+# kept, but their hosts are not resolved (no sender tries that many).
+MAX_MX_HOSTS = 8
 # Past the deadline, a lookup still running is abandoned after this grace.
 _GRACE = 0.25
 _T = TypeVar("_T")
@@ -100,7 +104,8 @@ def discover(
     guess_hosts = _guess_hosts(domain_ascii, skip=override_hosts.keys())
 
     pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=4 + len(SRV_SERVICES) + len(guess_hosts), thread_name_prefix="discover"
+        max_workers=4 + len(SRV_SERVICES) + len(guess_hosts) + MAX_MX_HOSTS,
+        thread_name_prefix="discover",
     )
     try:
         apex = pool.submit(_lookup, resolver, domain_ascii, "SOA", deadline)
@@ -127,6 +132,13 @@ def discover(
         problems: list[DnsProblem] = []
         _, apex_error = _result(apex, f"{domain_ascii} SOA", deadline, problems)
         mx_records, mx_error = _result(mx, f"{domain_ascii} MX", deadline, problems)
+        mx_list = _mx_list(mx_records)
+        # Started as soon as the MX answer is in, so they overlap the SRV,
+        # guess and autoconfig lookups still running.
+        mx_lookups = {
+            host: pool.submit(_addresses_and_alias, resolver, host, deadline)
+            for host in list(dict.fromkeys(m.host for m in mx_list if not m.null))[:MAX_MX_HOSTS]
+        }
         srv_records: list[SrvRecord] = []
         for service, future in srv.items():
             records, _ = _result(future, f"{service}.{domain_ascii} SRV", deadline, problems)
@@ -148,6 +160,9 @@ def discover(
             for host, future in guesses.items()
             if _result(future, f"{host} A/AAAA", deadline, problems)[0]
         }
+        mx_hosts = tuple(
+            _mx_host(host, future, deadline, problems) for host, future in mx_lookups.items()
+        )
         autoconfig_results: tuple[AutoconfigResult, ...] = ()
         if fetched is not None:
             try:
@@ -182,13 +197,6 @@ def discover(
                 detail="the domain does not exist in DNS",
             ),
         )
-    mx_list = tuple(
-        sorted(
-            (MxRecord(preference=r.preference, host=_target(r.exchange)) for r in mx_records),
-            key=lambda m: (m.preference, m.host),
-        )
-    )
-
     endpoints = _choose_endpoints(
         domain_ascii,
         overrides,
@@ -203,6 +211,7 @@ def discover(
         domain_ascii=domain_ascii,
         domain_exists=domain_exists,
         mx=mx_list,
+        mx_hosts=mx_hosts,
         srv=tuple(srv_records),
         autoconfig=autoconfig_results,
         endpoints=endpoints,
@@ -312,6 +321,15 @@ def _parent(host: str) -> str:
     return ".".join(labels[1:]) if len(labels) > 2 else host
 
 
+def _mx_list(records: list[Any]) -> tuple[MxRecord, ...]:
+    return tuple(
+        sorted(
+            (MxRecord(preference=r.preference, host=_target(r.exchange)) for r in records),
+            key=lambda m: (m.preference, m.host),
+        )
+    )
+
+
 def _guess_hosts(domain_ascii: str, skip: Collection[Protocol]) -> list[str]:
     hosts: dict[str, None] = {}
     for protocol, prefixes in GUESS_PREFIXES.items():
@@ -347,6 +365,36 @@ def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> l
 
 def _addresses(resolver: Resolver, host: str, deadline: Deadline) -> list[str]:
     return resolver.addresses(host, deadline)
+
+
+def _addresses_and_alias(
+    resolver: Resolver, host: str, deadline: Deadline
+) -> tuple[list[str], str | None]:
+    return resolver.addresses_and_alias(host, deadline)
+
+
+def _mx_host(
+    host: str,
+    future: concurrent.futures.Future[tuple[list[str], str | None]],
+    deadline: Deadline,
+    problems: list[DnsProblem],
+) -> MxHost:
+    """The addresses of one MX host; a failed lookup (not NXDOMAIN/NODATA) is a problem too."""
+    try:
+        addresses, alias = future.result(timeout=deadline.wait_timeout(_GRACE))
+    except concurrent.futures.TimeoutError:
+        error = DnsLookupError(
+            "timeout", "still unanswered when the run's deadline passed", f"{host} A/AAAA"
+        )
+    except DnsLookupError as e:
+        error = e
+    except Exception as e:
+        error = DnsLookupError("error", f"maildiag internal error: {e!r}", f"{host} A/AAAA")
+    else:
+        return MxHost(host, tuple(addresses), cname=alias)
+    if error.kind not in ("nxdomain", "nodata"):
+        problems.append(DnsProblem(query=error.query, kind=error.kind, detail=error.detail))
+    return MxHost(host, error_kind=error.kind, error=error.detail)
 
 
 def _result(

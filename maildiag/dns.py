@@ -299,6 +299,12 @@ class Resolver:
 
     def query(self, name: str, rdtype: str, deadline: Deadline | None = None) -> list[Any]:
         """The rdata of *name*/*rdtype*; raises ``DnsLookupError``."""
+        return self._query(name, rdtype, deadline)[0]
+
+    def _query(
+        self, name: str, rdtype: str, deadline: Deadline | None
+    ) -> tuple[list[Any], str | None]:
+        """The rdata, and the name a CNAME chain led to (None when there was none)."""
         label = f"{name.rstrip('.')} {rdtype.upper()}"
         try:
             qname = _query_name(name)
@@ -312,11 +318,21 @@ class Resolver:
 
     def addresses(self, host: str, deadline: Deadline | None = None) -> list[str]:
         """IPv4 then IPv6 addresses of *host*; IP literals come back as they are."""
+        return self.addresses_and_alias(host, deadline)[0]
+
+    def addresses_and_alias(
+        self, host: str, deadline: Deadline | None = None
+    ) -> tuple[list[str], str | None]:
+        """Like ``addresses``, and the canonical name when *host* is a CNAME (else None).
+
+        The alias matters for MX targets: RFC 2181 §10.3 forbids an MX that
+        names an alias, and some senders refuse to follow it.
+        """
         literal = host.strip()
         if literal.startswith("[") and literal.endswith("]"):
             literal = literal[1:-1]
         try:
-            return [str(ipaddress.ip_address(literal))]
+            return [str(ipaddress.ip_address(literal))], None
         except ValueError:
             pass
         # One lifetime for both questions, so an address lookup costs no more
@@ -324,20 +340,21 @@ class Resolver:
         budget = Deadline(self._lifetime(deadline, f"{host} A"))
         errors: list[DnsLookupError] = []
         found: list[str] = []
-        try:
-            found += [r.address for r in self.query(host, "A", budget)]
-        except DnsLookupError as e:
-            # No AAAA query can help when the name does not exist or the
-            # nameserver is silent: it would only spend the rest of the time.
-            if e.kind in ("nxdomain", "timeout", "no_nameservers"):
-                raise
-            errors.append(e)
-        try:
-            found += [r.address for r in self.query(host, "AAAA", budget)]
-        except DnsLookupError as e:
-            errors.append(e)
+        alias: str | None = None
+        for rdtype in ("A", "AAAA"):
+            try:
+                records, canonical = self._query(host, rdtype, budget)
+            except DnsLookupError as e:
+                # No AAAA query can help when the name does not exist or the
+                # nameserver is silent: it would only spend the rest of the time.
+                if rdtype == "A" and e.kind in ("nxdomain", "timeout", "no_nameservers"):
+                    raise
+                errors.append(e)
+                continue
+            found += [r.address for r in records]
+            alias = alias or canonical
         if found:
-            return found
+            return found, alias
         for error in errors:
             if error.kind != "nodata":
                 raise error
@@ -476,7 +493,7 @@ class Resolver:
                 f"{server} truncated the UDP answer and TCP failed: {e or type(e).__name__}",
             ) from None
 
-    def _answer(self, response: dns.message.Message, label: str) -> list[Any]:
+    def _answer(self, response: dns.message.Message, label: str) -> tuple[list[Any], str | None]:
         if not isinstance(response, dns.message.QueryMessage):
             raise DnsLookupError("error", "the answer is not a query response", label)
         try:
@@ -492,7 +509,10 @@ class Resolver:
             raise DnsLookupError("nxdomain", f"the name does not exist{where}", label)
         if chain.answer is None:
             raise DnsLookupError("nodata", "the name exists but has no such record", label)
-        return list(chain.answer)
+        canonical = None
+        if chain.canonical_name != response.question[0].name:
+            canonical = chain.canonical_name.to_text(omit_final_dot=True).lower()
+        return list(chain.answer), canonical
 
 
 class _ServerFailed(Exception):

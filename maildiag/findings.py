@@ -120,6 +120,51 @@ _SPECS = (
         "Create the A/AAAA record for {host}, or configure the mail client with a server name "
         "that exists.",
     ),
+    # --- where incoming mail goes (MX) --------------------------------------------
+    FindingSpec(
+        "MX_NULL",
+        _S.WARNING,
+        "The domain declares that it receives no mail (null MX)",
+        "{domain} publishes the null MX record '{domain}. IN MX 0 .' (RFC 7505). It tells "
+        "every sending server that the domain accepts no mail at all, so mail to any address "
+        "at {domain} bounces at once, without a delivery attempt.",
+        "If the domain has mailboxes, replace the null MX with an MX record that names the "
+        "provider's mail server, for example '{domain}. IN MX 10 mx.<provider>.'. A null MX "
+        "is only right for a domain that never receives mail.",
+    ),
+    FindingSpec(
+        "MX_HOST_UNRESOLVED",
+        _S.CRITICAL,
+        "An MX record names a host without an address",
+        "The MX record of {domain} names {mx_host}, which has no address in DNS ({detail}). "
+        "Sending servers cannot deliver mail there; when no other MX of the domain works, "
+        "mail for {domain} is not delivered (senders retry for a few days, then bounce it).",
+        "Create the A/AAAA record for {mx_host}, or correct the MX record to the name of the "
+        "provider's mail server.",
+    ),
+    FindingSpec(
+        "MX_CNAME",
+        _S.WARNING,
+        "An MX record names an alias (CNAME)",
+        "The MX record of {domain} names {mx_host}, which is an alias (CNAME) of {cname}. "
+        "RFC 2181 §10.3 and RFC 5321 §5.1 forbid this. Most sending servers follow the alias "
+        "anyway, but some refuse, so mail from some senders may not arrive.",
+        "Point the MX record directly at the real name: '{domain}. IN MX {preference} {cname}.'.",
+    ),
+    FindingSpec(
+        "MX_OTHER_PROVIDER",
+        _S.WARNING,
+        "Incoming mail goes to another provider than the mailbox",
+        "The MX record of {domain} sends incoming mail to {mx_host} ({mx_provider}), but the "
+        "mailbox is read on {mailbox_hosts} ({mailbox_provider}). Sending servers deliver to "
+        "the MX, so mail ends up at {mx_provider} — typically the old provider after a move — "
+        "and never appears in this mailbox. (Judged from host names and addresses: a "
+        "provider that names its servers under different domains looks the same.)",
+        "If the mailbox has moved to {mailbox_provider}, change the MX record of {domain} to "
+        "the mail server that {mailbox_provider} names for receiving mail (see its setup "
+        "instructions). Until then, mail keeps arriving at {mx_provider}; fetch it from there "
+        "before that account is closed.",
+    ),
     # --- reaching the service ---------------------------------------------------
     FindingSpec(
         "PORT_CLOSED",

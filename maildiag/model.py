@@ -289,7 +289,28 @@ class ProbeResult:
 @dataclass(frozen=True)
 class MxRecord:
     preference: int
+    host: str  # "." for a null MX (RFC 7505: the domain accepts no mail)
+
+    @property
+    def null(self) -> bool:
+        return self.host in ("", ".")
+
+
+@dataclass(frozen=True)
+class MxHost:
+    """What the host an MX record names resolves to (looked up during discovery)."""
+
     host: str
+    addresses: tuple[str, ...] = ()
+    # The canonical name when the host is an alias (CNAME), which RFC 2181
+    # §10.3 and RFC 5321 §5.1 forbid for an MX target.
+    cname: str | None = None
+    error_kind: str | None = None  # a DnsLookupError kind when it did not resolve
+    error: str | None = None
+
+    @property
+    def resolves(self) -> bool:
+        return bool(self.addresses)
 
 
 @dataclass(frozen=True)
@@ -343,6 +364,8 @@ class Discovery:
     domain_ascii: str  # IDNA A-label form
     domain_exists: bool
     mx: tuple[MxRecord, ...] = ()
+    # The hosts of the MX records (except a null MX's "."), in preference order.
+    mx_hosts: tuple[MxHost, ...] = ()
     srv: tuple[SrvRecord, ...] = ()
     autoconfig: tuple[AutoconfigResult, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()

@@ -308,6 +308,13 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         url="https://autoconfig.kunde.test/mail/config-v1.1.xml",
         hosts="imap.elsewhere.test",
         redirect="",
+        # where incoming mail goes (MX) and the inbound check
+        mx_host="mx.kunde.test",
+        cname="real-mx.provider.test",
+        preference=10,
+        mx_provider="oldhoster.test",
+        mailbox_hosts="imap.newhoster.test",
+        mailbox_provider="newhoster.test",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

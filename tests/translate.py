@@ -34,7 +34,10 @@ def apply(lang: str, entries: list[dict[str, str]]) -> int:
             continue
         message = catalog.get(entry["english"], context=entry["context"] or None)
         if message is None:
-            print(f"not in the catalogue (stale?): {entry['context']}: {entry['english'][:60]}", file=sys.stderr)
+            print(
+                f"not in the catalogue (stale?): {entry['context']}: {entry['english'][:60]}",
+                file=sys.stderr,
+            )
             continue
         message.string = entry["translation"]
         message.flags.discard("fuzzy")

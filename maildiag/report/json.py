@@ -174,6 +174,16 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
     return {
         "domain_exists": discovery.domain_exists,
         "mx": [{"preference": m.preference, "host": m.host} for m in discovery.mx],
+        "mx_hosts": [
+            {
+                "host": h.host,
+                "addresses": list(h.addresses),
+                "cname": h.cname,
+                "error_kind": h.error_kind,
+                "error": h.error,
+            }
+            for h in discovery.mx_hosts
+        ],
         "srv": [
             {
                 "service": s.service,

@@ -1,0 +1,102 @@
+"""Findings about where incoming mail goes: the MX records (pure, no I/O).
+
+Part of ``maildiag.analysis``, kept apart because it judges the path of
+mail *to* the mailbox, while the rest judges the client endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .findings import make_finding
+from .model import Discovery, Finding, MxHost, ProbeResult, Protocol, Severity
+from .providers import inside, is_ip_literal, provider_domain, same_provider
+
+# Only these protocols hold the mailbox (submission servers are often elsewhere).
+MAILBOX_PROTOCOLS = (Protocol.IMAP, Protocol.POP3)
+
+
+def mx_findings(
+    discovery: Discovery, results: Iterable[ProbeResult], *, address_known: bool = False
+) -> Iterator[Finding]:
+    """Null MX, MX hosts without an address or behind a CNAME, MX at another provider.
+
+    ``address_known``: a mailbox address was given (--user, --address), so
+    a null MX certainly concerns a mailbox that should receive mail.
+    """
+    domain = discovery.domain
+    if any(m.null for m in discovery.mx):
+        yield make_finding(
+            "MX_NULL", domain=domain, severity=Severity.CRITICAL if address_known else None
+        )
+    any_resolves = any(h.resolves for h in discovery.mx_hosts)
+    for host in discovery.mx_hosts:
+        preference = _preference(discovery, host.host)
+        if host.error_kind in ("nxdomain", "nodata"):
+            yield make_finding(
+                "MX_HOST_UNRESOLVED",
+                severity=Severity.WARNING if any_resolves else None,
+                domain=domain,
+                mx_host=host.host,
+                detail=host.error or "",
+                preference=preference,
+            )
+        if host.cname:
+            yield make_finding(
+                "MX_CNAME",
+                domain=domain,
+                mx_host=host.host,
+                cname=host.cname,
+                preference=preference,
+            )
+    other = _other_provider(discovery, tuple(results))
+    if other is not None:
+        yield other
+
+
+def _preference(discovery: Discovery, host: str) -> int:
+    return min((m.preference for m in discovery.mx if m.host == host), default=10)
+
+
+def _other_provider(discovery: Discovery, results: tuple[ProbeResult, ...]) -> Finding | None:
+    """MX_OTHER_PROVIDER when the primary MX and the mailbox servers share nothing.
+
+    Only names outside the customer's own domain say which provider runs a
+    server (mail.kunde.example may point anywhere), and an address in common
+    says it is the same machine whatever the names. Backup MX hosts (higher
+    preference) are often a separate service and are not compared.
+    """
+    domain = discovery.domain_ascii
+    usable = [m for m in discovery.mx if not m.null]
+    if not usable:
+        return None
+    best = min(m.preference for m in usable)
+    primary = [m.host for m in usable if m.preference == best]
+    hosts_by_name = {h.host: h for h in discovery.mx_hosts}
+    mailbox = [r for r in results if r.endpoint.protocol in MAILBOX_PROTOCOLS and r.reachable]
+    mailbox_hosts = [
+        r.endpoint.host
+        for r in mailbox
+        if not is_ip_literal(r.endpoint.host) and not inside(r.endpoint.host, domain)
+    ]
+    primary_named = [h for h in primary if not is_ip_literal(h) and not inside(h, domain)]
+    if not mailbox_hosts or not primary_named or len(primary_named) < len(primary):
+        return None
+    mailbox_addresses = {r.address for r in mailbox if r.address}
+    for host in primary:
+        record = hosts_by_name.get(host, MxHost(host))
+        if mailbox_addresses & set(record.addresses):
+            return None
+        if any(same_provider(host, m) for m in mailbox_hosts):
+            return None
+        if record.cname and any(same_provider(record.cname, m) for m in mailbox_hosts):
+            return None
+    shown = list(dict.fromkeys(mailbox_hosts))
+    return make_finding(
+        "MX_OTHER_PROVIDER",
+        domain=discovery.domain,
+        mx_host=primary[0],
+        mx_provider=provider_domain(primary[0]),
+        mailbox_hosts=", ".join(shown),
+        mailbox_provider=", ".join(dict.fromkeys(provider_domain(h) for h in shown)),
+    )
