@@ -29,6 +29,8 @@ from .model import (
     ProbeResult,
     Protocol,
     Security,
+    SendCheck,
+    SendStatus,
     Severity,
     Status,
     SyncResult,
@@ -64,6 +66,9 @@ class Thresholds:
     # poll do so every few seconds at best).
     sync_delivery_slow_s: float = 10.0
     sync_flag_slow_s: float = 5.0
+    # Bytes (decimal MB, as providers state limits): below this EHLO SIZE,
+    # ordinary attachments (photos, scanned PDFs) bounce.
+    send_size_small_bytes: int = 10_000_000
 
 
 PROTOCOL_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP submission"}
@@ -601,6 +606,8 @@ def mailbox_findings(
     who = user or "the user"
     for result in tried:
         yield from _auth_findings(result, who)
+        if result.send is not None:
+            yield from _send_findings(result, result.send, thresholds, who)
     yield from _quota_findings(tried, thresholds, who)
     yield from _inbox_findings(tried, thresholds, who)
     yield from _advice(tried)
@@ -637,6 +644,58 @@ def _auth_findings(result: ProbeResult, user: str) -> Iterator[Finding]:
         return
     code = _AUTH_CODES.get(AuthStatus(auth.status), "AUTH_REFUSED")
     yield make_finding(code, endpoint, **facts)
+
+
+_SEND_CODES = {
+    SendStatus.ACCEPTED: "SEND_OK",
+    SendStatus.SENDER_REJECTED: "SEND_SENDER_REJECTED",
+    SendStatus.REFUSED: "SEND_REFUSED",
+    SendStatus.TEMPORARY: "SEND_REFUSED",
+    SendStatus.NO_ANSWER: "SEND_REFUSED",
+    SendStatus.SKIPPED: "SEND_SKIPPED",
+}
+
+
+def _send_findings(
+    result: ProbeResult, send: SendCheck, thresholds: Thresholds, user: str
+) -> Iterator[Finding]:
+    endpoint = result.endpoint
+    status = SendStatus(send.status)
+    # The answer that decided: RCPT's once MAIL was accepted, else MAIL's.
+    accepted_mail = (send.mail_reply or "").startswith("2")
+    reply = send.rcpt_reply if accepted_mail and send.rcpt_reply else send.mail_reply
+    inconclusive = status in (SendStatus.TEMPORARY, SendStatus.NO_ANSWER)
+    if inconclusive and send.detail:
+        reply = f"{reply} ({send.detail})" if reply else send.detail
+    facts: dict[str, Any] = {
+        "user": user,
+        "sender": send.sender or "-",
+        "reply": reply or "",
+        "mail_reply": send.mail_reply,
+        "rcpt_reply": send.rcpt_reply,
+        "status": status.value,
+    }
+    if status is SendStatus.SKIPPED:
+        reason = (send.detail or "skipped").removeprefix("not tried: ")
+        yield make_finding("SEND_SKIPPED", endpoint, reason=reason, **facts)
+    else:
+        # A temporary refusal or a broken-off dialogue says nothing yet about the address.
+        severity = Severity.INFO if inconclusive else None
+        yield make_finding(_SEND_CODES[status], endpoint, severity=severity, **facts)
+    if send.size_limit is not None:
+        size: dict[str, Any] = {
+            "size": _megabytes(send.size_limit),
+            "attachments": _megabytes(send.size_limit * 3 // 4),
+            "size_bytes": send.size_limit,
+            "threshold_bytes": thresholds.send_size_small_bytes,
+        }
+        small = send.size_limit < thresholds.send_size_small_bytes
+        yield make_finding("SEND_SIZE_SMALL" if small else "SEND_SIZE_LIMIT", endpoint, **size)
+
+
+def _megabytes(n: int) -> str:
+    # Decimal, as providers and clients state message size limits ("25 MB").
+    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n / 1000:.0f} kB"
 
 
 def _size(n: int) -> str:

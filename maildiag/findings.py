@@ -664,6 +664,68 @@ _SPECS = (
         "Move older mail into archive folders (for example one per year); most clients have "
         "an archive function for this.",
     ),
+    # --- sending (after a submission login) ----------------------------------
+    FindingSpec(
+        "SEND_OK",
+        _S.OK,
+        "The server accepts mail from the address",
+        "After the login as {user}, {host}:{port} accepts {sender} as sender and as recipient "
+        "(checked with MAIL FROM and RCPT TO, then RSET: nothing was sent).",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "SEND_SENDER_REJECTED",
+        _S.CRITICAL,
+        "The server refuses the address as sender for this login",
+        "The login as {user} works, but {host}:{port} refuses {sender} as the sender: "
+        "'{reply}'. The server lets a login send only from the addresses assigned to it "
+        "(Postfix: smtpd_sender_login_maps with reject_sender_login_mismatch; Microsoft 365: "
+        "'Send As' permission). The mail client connects and logs in without complaint, but "
+        "every message with this sender is rejected when it is sent.",
+        "Set the sender address (From) of this account in the mail client to an address the "
+        "login {user} owns, or have the provider assign {sender} to the login (as an alias, a "
+        "'Send As' permission, or an entry in the sender login map). An additional sender "
+        "address in the client needs its own account or such a permission.",
+    ),
+    FindingSpec(
+        "SEND_REFUSED",
+        _S.WARNING,
+        "The server did not accept the address for sending",
+        "After the login as {user}, {host}:{port} did not accept {sender} as sender and "
+        "recipient: '{reply}'. Sending mail from or to this address may fail.",
+        "A refused recipient means the server does not know the address (check the spelling, "
+        "and whether mail for the domain is hosted here); a temporary refusal (4xx) usually "
+        "clears by itself, so check again later. If it persists, give the provider the "
+        "server's answer.",
+    ),
+    FindingSpec(
+        "SEND_SKIPPED",
+        _S.INFO,
+        "Sending was not checked",
+        "The sending check on {host}:{port} was not made: {reason}.",
+        "To check whether the login may send as its address, give the full e-mail address as "
+        "--user.",
+    ),
+    FindingSpec(
+        "SEND_SIZE_LIMIT",
+        _S.OK,
+        "Message size limit",
+        "{host}:{port} accepts messages up to {size} (EHLO SIZE), that is attachments up to "
+        "about {attachments} in total (base64 makes files about a third larger when sent).",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "SEND_SIZE_SMALL",
+        _S.WARNING,
+        "The server accepts only small messages",
+        "{host}:{port} announces a size limit of {size} per message (EHLO SIZE). Files grow by "
+        "about a third when sent (base64), so attachments larger than about {attachments} in "
+        "total bounce: the message is refused with 'message size exceeds fixed limit' (SMTP "
+        "552 5.3.4), and phones often only show that sending failed.",
+        "Send large files as a download link (cloud storage), or have the provider raise the "
+        "limit (Postfix: message_size_limit, Exim: message_size_limit); 25 MB or more is "
+        "usual today.",
+    ),
     FindingSpec(
         "ADVICE_USE_IMAP",
         _S.INFO,

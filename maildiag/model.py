@@ -60,6 +60,7 @@ class Phase(enum.StrEnum):
     AUTH = "auth"
     QUOTA = "quota"
     MAILBOX = "mailbox"
+    SEND = "send"  # MAIL FROM / RCPT TO / RSET after a submission login
     SYNC = "sync"
 
     def __str__(self) -> str:
@@ -237,6 +238,32 @@ class MailboxFacts:
     inbox_size_bytes: int | None = None
 
 
+class SendStatus(enum.StrEnum):
+    """How the sending check after a submission login ended (``SendCheck.status``)."""
+
+    ACCEPTED = "accepted"  # MAIL FROM and RCPT TO both 250: the login may send as the address
+    SENDER_REJECTED = "sender_rejected"  # 553 / 5.7.1 "not owned by user": a send-as problem
+    REFUSED = "refused"  # another permanent refusal of MAIL FROM or RCPT TO
+    TEMPORARY = "temporary"  # 4xx (or 421): inconclusive
+    NO_ANSWER = "no_answer"  # the server stopped answering in the middle
+    SKIPPED = "skipped"  # not tried; ``detail`` says why
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SendCheck:
+    """MAIL FROM and RCPT TO after a submission login, then RSET: nothing is sent."""
+
+    status: str  # a SendStatus value
+    sender: str | None  # the address tried as sender and recipient
+    size_limit: int | None = None  # EHLO SIZE (RFC 1870) in bytes; None when not announced
+    mail_reply: str | None = None  # the server's answer to MAIL FROM
+    rcpt_reply: str | None = None  # the server's answer to RCPT TO (None when not reached)
+    detail: str | None = None  # why it was skipped or broke off
+
+
 @dataclass(frozen=True)
 class SyncResult:
     delivery_latency_s: float | None
@@ -267,6 +294,7 @@ class ProbeResult:
     tls_failure: TlsFailure | None = None  # set when the handshake failed for a known reason
     auth: AuthResult | None = None
     mailbox: MailboxFacts | None = None
+    send: SendCheck | None = None  # submission endpoints after a successful login
     # Taken from a probe of the same endpoint made for another domain of a
     # batch moments before (see ``runner.ProbeCache``), not probed again.
     shared: bool = False

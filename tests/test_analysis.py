@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from maildiag.analysis import Thresholds, analyse, overall_status
+from maildiag.analysis import Thresholds, analyse, mailbox_findings, overall_status
 from maildiag.findings import CATALOGUE, make_finding
 from maildiag.model import (
+    AuthResult,
     CertificateInfo,
     Discovery,
     DnsProblem,
@@ -19,6 +20,7 @@ from maildiag.model import (
     ProbeResult,
     Protocol,
     Security,
+    SendCheck,
     Severity,
     SrvRecord,
     Status,
@@ -315,9 +317,48 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         mx_provider="oldhoster.test",
         mailbox_hosts="imap.newhoster.test",
         mailbox_provider="newhoster.test",
+        # sending after a submission login
+        sender="info@kunde.test",
+        attachments="7.5 MB",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)
         assert "{" not in finding.explanation + finding.fix, code
         assert spec.explanation and spec.fix and spec.title
         assert code.isupper()
+
+
+def _sent(send):
+    auth = AuthResult("ok", "PLAIN", "235 2.7.0 Authentication successful")
+    return ok(SUBMISSION, tls=tls(), auth=auth, send=send)
+
+
+def test_a_send_as_refusal_is_critical_and_quotes_the_rcpt_answer():
+    send = SendCheck(
+        "sender_rejected",
+        "info@kunde.test",
+        10240000,
+        mail_reply="250 2.1.0 Ok",
+        rcpt_reply="553 5.7.1 <info@kunde.test>: Sender address rejected: not owned by user web1",
+    )
+    findings = list(mailbox_findings([_sent(send)], user="web1"))
+    rejected = next(f for f in findings if f.code == "SEND_SENDER_REJECTED")
+    assert rejected.severity is Severity.CRITICAL
+    assert "not owned by user web1" in rejected.explanation
+    assert "SEND_SIZE_LIMIT" in codes(findings) and "SEND_OK" not in codes(findings)
+
+
+def test_a_temporary_refusal_of_the_envelope_is_only_info():
+    send = SendCheck("temporary", "a@kunde.test", None, mail_reply="451 4.3.0 Try again later")
+    findings = list(mailbox_findings([_sent(send)]))
+    refused = next(f for f in findings if f.code == "SEND_REFUSED")
+    assert refused.severity is Severity.INFO and "451 4.3.0" in refused.explanation
+    assert not {"SEND_SIZE_LIMIT", "SEND_SIZE_SMALL"} & set(codes(findings))
+
+
+def test_the_size_warning_follows_the_threshold():
+    send = SendCheck("accepted", "a@kunde.test", 20_000_000, "250 Ok", "250 Ok")
+    assert "SEND_SIZE_LIMIT" in codes(mailbox_findings([_sent(send)]))
+    strict = Thresholds(send_size_small_bytes=25_000_000)
+    small = next(f for f in mailbox_findings([_sent(send)], strict) if f.code == "SEND_SIZE_SMALL")
+    assert "20.0 MB" in small.explanation and "15.0 MB" in small.explanation

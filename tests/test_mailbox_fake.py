@@ -872,3 +872,83 @@ def test_a_server_only_foreign_autoconfig_names_never_gets_the_password(
     imaps = next(e for e in report["endpoints"] if e["port"] == 993)
     assert imaps["auth"]["status"] == "ok"
     assert host["imaps"].successful_logins == 1
+
+
+# -- sending: MAIL FROM / RCPT TO / RSET after the submission login ----------------
+
+
+def _send_commands(server: FakeMailServer) -> list[bytes]:
+    return [c.split(b":")[0].split()[0].upper() for c in server.commands if c[:4].isalpha()]
+
+
+def test_a_small_size_limit_is_a_warning_and_nothing_is_sent(fake, check):
+    box = FakeMailbox()
+    host, dns = fake(mailbox=box, smtp_size=5_000_000)
+    code, report = check(dns)
+    small = [f for f in report["findings"] if f["code"] == "SEND_SIZE_SMALL"]
+    assert len(small) == 2 and {f["severity"] for f in small} == {"warning"}
+    assert "5.0 MB" in small[0]["explanation"] and "3.8 MB" in small[0]["explanation"]
+    assert small[0]["details"]["size_bytes"] == 5_000_000
+    assert code == 1
+    sends = [e["send"] for e in report["endpoints"] if "send" in e]
+    assert [s["size_limit"] for s in sends] == [5_000_000, 5_000_000]
+    assert {s["status"] for s in sends} == {"accepted"}
+    for key in ("submission", "submissions"):
+        verbs = _send_commands(host[key])
+        assert verbs[-4:] == [b"MAIL", b"RCPT", b"RSET", b"QUIT"]
+        assert b"DATA" not in verbs
+    assert len(box.snapshot()) == 3  # the INBOX as it was
+
+
+def test_a_usual_size_limit_is_reported_without_warning(fake, check):
+    _, dns = fake(smtp_size=35_882_577)
+    code, report = check(dns)
+    assert code == 0
+    codes = [f["code"] for f in report["findings"]]
+    assert codes.count("SEND_SIZE_LIMIT") == 2 and "SEND_SIZE_SMALL" not in codes
+    assert codes.count("SEND_OK") == 2
+
+
+def test_no_size_announced_gives_no_size_finding(fake, check):
+    _, dns = fake(smtp_size=None)
+    _, report = check(dns)
+    codes = [f["code"] for f in report["findings"]]
+    assert "SEND_SIZE_LIMIT" not in codes and "SEND_SIZE_SMALL" not in codes
+    assert {e["send"]["size_limit"] for e in report["endpoints"] if "send" in e} == {None}
+
+
+def test_microsoft_365_send_as_refusal_at_mail_from(fake, check):
+    # Exchange Online refuses the sender at MAIL FROM, not at RCPT as Postfix does.
+    reply = "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+    host, dns = fake(mail_from_reply=reply)
+    code, report = check(dns)
+    assert code == 2
+    sends = [e["send"] for e in report["endpoints"] if "send" in e]
+    assert {s["status"] for s in sends} == {"sender_rejected"}
+    assert {s["rcpt_reply"] for s in sends} == {None}  # RCPT is not tried after a refused MAIL
+    finding = next(f for f in report["findings"] if f["code"] == "SEND_SENDER_REJECTED")
+    assert "5.7.60" in finding["explanation"] and finding["details"]["sender"] == USER
+    verbs = _send_commands(host["submissions"])
+    assert b"RCPT" not in verbs and b"DATA" not in verbs and b"RSET" in verbs
+
+
+def test_a_login_that_is_no_address_skips_the_sending_check(pki, loopback_address, check):
+    with (
+        FakeMailHost(
+            loopback_address,
+            pki.good([HOST]).server_context(),
+            hostname=HOST,
+            users={"alice": PASSWORD},
+        ) as host,
+        DnsServer({"kunde.test": _zone(loopback_address)}, DNS_ADDRESS) as dns,
+    ):
+        code, report = check(dns, "--user", "alice")
+        assert {e["auth"]["status"] for e in report["endpoints"]} == {"ok"}
+        sends = [e["send"] for e in report["endpoints"] if "send" in e]
+        assert {s["status"] for s in sends} == {"skipped"} and len(sends) == 2
+        skipped = next(f for f in report["findings"] if f["code"] == "SEND_SKIPPED")
+        assert "is not an e-mail address" in skipped["explanation"]
+        assert skipped["severity"] == "info"
+        assert b"MAIL" not in _send_commands(host["submission"])
+        # The size limit is known all the same.
+        assert "SEND_SIZE_LIMIT" in [f["code"] for f in report["findings"]]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import stat
+import time
 from pathlib import Path
 
 import jsonschema
@@ -423,3 +425,87 @@ def test_no_password_and_no_terminal_is_a_clear_error(check):
     assert code == 3
     assert "MAILDIAG_PASSWORD" in err and "--password-file" in err
     assert out == ""
+
+
+# -- sending: MAIL FROM / RCPT TO / RSET after the submission login -----------------
+
+
+def _sends(report: dict) -> dict[int, dict]:
+    return {e["port"]: e["send"] for e in report["endpoints"] if "send" in e}
+
+
+def test_sending_as_the_own_address_is_accepted_and_nothing_is_sent(mail_lab: MailLab, check):
+    alice = mail_lab.alice
+    inbox_before = len(mail_lab.inbox_state(alice.address))
+    queued_before = mail_lab.queued_from(alice.address)
+    code, out, _ = check(
+        "--format", "json", user=alice.address, password=alice.password, domain="smtp-only.test"
+    )
+    report = _json(out)
+    assert code == 0, _codes(report)
+    sends = _sends(report)
+    assert set(sends) == {587, 465}
+    for send in sends.values():
+        assert send["status"] == "accepted" and send["sender"] == alice.address
+        assert send["mail_reply"].startswith("250") and send["rcpt_reply"].startswith("250")
+        # Postfix's default message_size_limit: 10240000 bytes, above the warning level.
+        assert send["size_limit"] == 10240000
+    assert _codes(report).count("SEND_OK") == 2
+    assert _codes(report).count("SEND_SIZE_LIMIT") == 2
+    assert "SEND_SIZE_SMALL" not in _codes(report)
+    size = next(f for f in report["findings"] if f["code"] == "SEND_SIZE_LIMIT")
+    assert "10.2 MB" in size["explanation"] and "7.7 MB" in size["explanation"]
+    timings = next(e["timings"] for e in report["endpoints"] if e["port"] == 465)
+    assert "send" in timings
+    time.sleep(0.3)  # a queued message would show in the log by now (postlogd lags ms)
+    assert mail_lab.queued_from(alice.address) == queued_before
+    assert len(mail_lab.inbox_state(alice.address)) == inbox_before
+
+
+def test_a_login_that_does_not_own_its_address_is_a_send_as_finding(mail_lab: MailLab, check):
+    henry = mail_lab.henry
+    inbox_before = len(mail_lab.inbox_state(henry.address))
+    queued_before = mail_lab.queued_from(henry.address)
+    code, out, _ = check(
+        "--format", "json", user=henry.address, password=henry.password, domain="smtp-only.test"
+    )
+    report = _json(out)
+    assert code == 2, _codes(report)
+    assert set(_auth(report).values()) == {"ok"}  # the login itself works
+    sends = _sends(report)
+    assert {s["status"] for s in sends.values()} == {"sender_rejected"}
+    for send in sends.values():
+        # smtpd_delay_reject: Postfix judges the sender only at RCPT TO.
+        assert send["mail_reply"].startswith("250")
+        assert send["rcpt_reply"].startswith("553 5.7.1")
+        assert "not owned by user" in send["rcpt_reply"]
+    rejected = [f for f in report["findings"] if f["code"] == "SEND_SENDER_REJECTED"]
+    assert len(rejected) == 2 and {f["severity"] for f in rejected} == {"critical"}
+    assert "not owned by user" in rejected[0]["explanation"]
+    assert "SEND_OK" not in _codes(report)
+    time.sleep(0.3)
+    assert mail_lab.queued_from(henry.address) == queued_before
+    assert len(mail_lab.inbox_state(henry.address)) == inbox_before
+
+
+def test_the_send_as_refusal_reads_in_german(mail_lab: MailLab, check):
+    henry = mail_lab.henry
+    _, out, _ = check(
+        "--lang", "de", user=henry.address, password=henry.password, domain="smtp-only.test"
+    )
+    assert "Absender" in out and "not owned by user" in out
+
+
+def test_queued_from_counts_a_message_that_really_was_sent(mail_lab: MailLab):
+    # The twin of the "nothing was sent" checks above: the count they compare
+    # does move when a message is submitted.
+    alice = mail_lab.alice
+    before = mail_lab.queued_from(alice.address)
+    subject = f"maildiag queued_from {time.time_ns()}"
+    with smtplib.SMTP_SSL(
+        mail_lab.address, mail_lab.SUBMISSIONS, context=mail_lab.client_context(), timeout=5
+    ) as smtp:
+        smtp.login(alice.address, alice.password)
+        smtp.sendmail(alice.address, [alice.address], f"Subject: {subject}\r\n\r\nHello.\r\n")
+    mail_lab.wait_for_message(alice.address, subject, timeout=5)
+    assert mail_lab.queued_from(alice.address) == before + 1

@@ -356,3 +356,53 @@ def test_dot_stuff_leaves_other_dots_and_empty_messages_alone() -> None:
 def test_data_payload_ends_with_the_end_marker() -> None:
     assert smtp.data_payload(b"Subject: x\r\n\r\nhi") == b"Subject: x\r\n\r\nhi\r\n.\r\n"
     assert smtp.data_payload(b"") == b".\r\n"
+
+
+# -- the sending check's replies ---------------------------------------------------
+
+
+def _reply(*lines: str) -> smtp.Reply:
+    parser = smtp.ReplyParser()
+    parser.feed("".join(f"{line}\r\n" for line in lines).encode())
+    reply = parser.next_reply()
+    assert reply is not None
+    return reply
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Postfix reject_sender_login_mismatch (at RCPT, smtpd_delay_reject)
+        "553 5.7.1 <info@kunde.example>: Sender address rejected: not owned by user web123",
+        # Microsoft 365 (SendAsDenied)
+        "550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+        # Exim with an ACL on the authenticated sender
+        "550 Sender not authorized for this login",
+        # RFC 3463 X.1.8: bad sender's system address
+        "553 5.1.8 <a@nowhere.invalid>: Sender address rejected: Domain not found",
+    ],
+)
+def test_sender_refusals_are_recognised(line: str) -> None:
+    assert smtp.refuses_sender(_reply(line))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "550 5.1.1 <bob@kunde.example>: Recipient address rejected: User unknown",
+        "554 5.7.1 <bob@elsewhere.example>: Relay access denied",
+        "450 4.1.8 <a@b.example>: Sender address rejected: Domain not found",  # temporary
+        "250 2.1.5 Ok",
+    ],
+)
+def test_other_replies_are_not_sender_refusals(line: str) -> None:
+    assert not smtp.refuses_sender(_reply(line))
+
+
+def test_size_limit_from_ehlo_lines() -> None:
+    assert smtp.size_limit_from(("PIPELINING", "SIZE 10240000", "8BITMIME")) == 10240000
+    assert smtp.size_limit_from(("size 52428800",)) == 52428800
+    assert smtp.size_limit_from(("SIZE",)) is None  # RFC 1870 §4: no fixed limit
+    assert smtp.size_limit_from(("SIZE 0",)) is None
+    assert smtp.size_limit_from(("SIZE lots",)) is None
+    assert smtp.size_limit_from(("PIPELINING", "SIZEABLE 5")) is None

@@ -1,4 +1,5 @@
-"""The mailbox checks inside each probe: log in, then read quota and INBOX size.
+"""The mailbox checks inside each probe: log in, then read quota and INBOX size
+(IMAP, POP3) or check that the login may send as its address (SMTP).
 
 ``MailboxChecks`` is built once per run; ``hook_for(endpoint)`` gives the
 session hook that ``probe_endpoint`` calls inside the encrypted session. All
@@ -29,7 +30,7 @@ from ..model import (
 from ..protocols import imap, pop3
 from ..protocols.lines import ProtocolError
 from ..transport import PeerClosed, ReadTimeout
-from . import auth
+from . import auth, sending
 from .endpoint import ProbeRecorder
 from .sessions import ImapSession, Pop3Session, Session, SmtpSession
 
@@ -43,8 +44,12 @@ class MailboxChecks:
         *,
         allow_plaintext: bool = False,
         foreign_hosts: Collection[str] = (),
+        address: str | None = None,
     ) -> None:
         self.credentials = credentials
+        # The address the sending check tries: the one given, else the login
+        # when it is one (None: the check is skipped and says why).
+        self.sender = sending.sender_for(credentials.user, address)
         self.allow_plaintext = allow_plaintext
         # Hosts only an autoconfig document from elsewhere vouches for.
         self.foreign_hosts = frozenset(foreign_hosts)
@@ -102,7 +107,12 @@ class MailboxChecks:
         finally:
             self.gate.report(token, endpoint.label, result)
         rec.extras["auth"] = result
-        if result.status == AuthStatus.OK:
+        if result.status == AuthStatus.OK and isinstance(session, SmtpSession):
+            with rec.timing(Phase.SEND):
+                rec.extras["send"] = sending.check_sending(
+                    session, self.sender, after, self.credentials.user
+                )
+        elif result.status == AuthStatus.OK:
             facts = _mailbox_facts(session, rec, after)
             if facts is not None:
                 rec.extras["mailbox"] = facts

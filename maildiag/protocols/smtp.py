@@ -224,6 +224,49 @@ def _size_limit(params: tuple[str, ...] | None) -> int | None:
     return value or None
 
 
+def size_limit_from(capabilities: Iterable[str]) -> int | None:
+    """The SIZE limit (RFC 1870) among EHLO extension lines (``EhloInfo.capabilities``)."""
+    for line in capabilities:
+        words = line.split()
+        if words and words[0].upper() == "SIZE":
+            return _size_limit(tuple(words[1:]))
+    return None
+
+
+# RFC 3463 §3.2 X.1.7 / X.1.8: bad sender mailbox / sender system address;
+# Microsoft 365 answers 5.7.60 "SendAsDenied" when the login may not send as
+# the address.
+_SENDER_STATUSES = frozenset({"5.1.7", "5.1.8", "5.7.60"})
+# Postfix: "553 5.7.1 <a@b>: Sender address rejected: not owned by user x"; Exim
+# and others word it "sender ... not allowed / not authorized / send as".
+_SENDER_WORDS = (
+    "sender address rejected",
+    "not owned by",
+    "send as",
+    "sendas",
+    "send-as",
+    "sender not allowed",
+    "sender not authorized",
+    "not authorized to send",
+    "not allowed to send",
+)
+
+
+def refuses_sender(reply: Reply) -> bool:
+    """Whether a permanent refusal names the sender, not the recipient.
+
+    Needed at RCPT TO: Postfix evaluates its sender restrictions only there
+    (smtpd_delay_reject = yes, the default), so a refused sender comes as the
+    answer to RCPT. A refusal of MAIL FROM is about the sender by definition.
+    """
+    if not reply.is_permanent:
+        return False
+    if reply.enhanced_status in _SENDER_STATUSES:
+        return True
+    text = reply.text.lower()
+    return any(words in text for words in _SENDER_WORDS)
+
+
 def ehlo_command(client_name: str) -> bytes:
     _check_client_name(client_name)
     return f"EHLO {client_name}\r\n".encode("ascii")

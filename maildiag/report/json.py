@@ -143,6 +143,16 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
             "inbox_messages": box.inbox_messages,
             "inbox_size_bytes": box.inbox_size_bytes,
         }
+    if result.send is not None:
+        send = result.send
+        data["send"] = {
+            "status": send.status,
+            "sender": send.sender,
+            "size_limit": send.size_limit,
+            "mail_reply": send.mail_reply,
+            "rcpt_reply": send.rcpt_reply,
+            "detail": send.detail,
+        }
     return data
 
 

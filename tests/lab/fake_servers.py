@@ -254,6 +254,10 @@ class _SessionConfig:
     # The failure reply quotes the client's line back (some servers echo the
     # AUTH PLAIN blob): the secret must never reach maildiag's output.
     echo_failed_logins: bool = False
+    # EHLO "SIZE n" (RFC 1870); None: no SIZE line at all.
+    smtp_size: int | None = 35882577
+    # The answer to MAIL FROM after a login ("550 5.7.60 ..."); None: 250.
+    mail_from_reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1464,7 +1468,9 @@ class _SmtpSession(_Session):
         self._recipients = 0
 
     def ehlo_keywords(self) -> list[str]:
-        keywords = ["PIPELINING", "SIZE 35882577"]
+        keywords = ["PIPELINING"]
+        if self.config.smtp_size is not None:
+            keywords.append(f"SIZE {self.config.smtp_size}")
         if self._starttls_advertised:
             keywords.append("STARTTLS")
         if self._may_authenticate and not self.authenticated:
@@ -1609,6 +1615,8 @@ class _SmtpSession(_Session):
         if verb == "MAIL":
             if self._mail_from:
                 return [self._reply(503, "5.5.1 Error: nested MAIL command")]
+            if self.config.mail_from_reply is not None:
+                return [f"{self.config.mail_from_reply}\r\n".encode()]
             self._mail_from = True
             return [self._reply(250, "2.1.0 Ok")]
         if verb == "RCPT":
@@ -1674,7 +1682,9 @@ class FakeMailServer:
     ``messages`` is the number of fake messages in INBOX. ``idle_timeout``
     closes connections whose client went quiet. ``mailbox`` (a FakeMailbox
     shared with the other servers of a host) replaces the per-session INBOX
-    of IMAP and receives what SMTP submission accepts.
+    of IMAP and receives what SMTP submission accepts. ``smtp_size`` is the
+    EHLO SIZE limit in bytes (None: no SIZE line); ``mail_from_reply`` the
+    line that answers MAIL FROM after a login (None: "250 2.1.0 Ok").
 
     Port 0 picks a free port; read it back from ``port`` after ``start()``.
     """
@@ -1698,6 +1708,8 @@ class FakeMailServer:
         gauge: ConnectionGauge | None = None,
         login_failure_delay: float = 0.0,
         echo_failed_logins: bool = False,
+        smtp_size: int | None = 35882577,
+        mail_from_reply: str | None = None,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1726,6 +1738,8 @@ class FakeMailServer:
             mailbox=mailbox,
             login_failure_delay=login_failure_delay,
             echo_failed_logins=echo_failed_logins,
+            smtp_size=smtp_size,
+            mail_from_reply=mail_from_reply,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
@@ -2266,6 +2280,8 @@ class FakeMailHost:
         mailbox: FakeMailbox | None = None,
         login_failure_delay: float = 0.0,
         echo_failed_logins: bool = False,
+        smtp_size: int | None = 35882577,
+        mail_from_reply: str | None = None,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -2302,6 +2318,8 @@ class FakeMailHost:
                 gauge=self.gauge,
                 login_failure_delay=login_failure_delay,
                 echo_failed_logins=echo_failed_logins,
+                smtp_size=smtp_size,
+                mail_from_reply=mail_from_reply,
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:

@@ -96,6 +96,10 @@ class LabUser:
     # A MESSAGE quota (RFC 9208) besides the storage one: Dovecot's
     # quota_rule "messages=" limit, reported as the MESSAGE resource.
     message_limit: int | None = None
+    # The login that owns this address in Postfix's smtpd_sender_login_maps;
+    # None: the user's own login. Another login here makes the user's own
+    # logins unable to send as the address (reject_..._sender_login_mismatch).
+    sender_owner: str | None = None
 
     @property
     def local_part(self) -> str:
@@ -116,6 +120,10 @@ def _users() -> dict[str, LabUser]:
         # Three seeded messages, a limit of three: the MESSAGE quota is full,
         # the storage quota nearly empty.
         LabUser(f"erin@{DOMAIN}", "erin-Secret-5", message_limit=3),
+        # Logs in fine, but Postfix's sender login map says the address
+        # belongs to another login (a shared address handed to a colleague):
+        # sending as it is refused with 553 5.7.1 "not owned by user".
+        LabUser(f"henry@{DOMAIN}", "henry-Secret-6", sender_owner=f"office@{DOMAIN}"),
     ]
     return {u.address: u for u in users}
 
@@ -129,7 +137,8 @@ class MailLab:
     name to its address so tests can answer DNS queries for them; `address`
     and `hostname` are the good host's. Users: `alice` (a few messages),
     `bob` (95 % of quota), `carol` (100 %), `dave` (disabled), `erin` (message
-    count quota full, storage nearly empty), all in `users`
+    count quota full, storage nearly empty), `henry` (may not send as his own
+    address: Postfix's sender login map gives it to another login), all in `users`
     by address, with passwords. `ca_pem_path` is the CA to trust (maildiag's
     --ca-file); `client_context()` is an SSLContext trusting it.
 
@@ -201,6 +210,7 @@ class MailLab:
         self.carol = self.users[f"carol@{DOMAIN}"]
         self.dave = self.users[f"dave@{DOMAIN}"]
         self.erin = self.users[f"erin@{DOMAIN}"]
+        self.henry = self.users[f"henry@{DOMAIN}"]
 
         self.ca = trustme.CA()
         self.intermediate = self.ca.create_child_ca()
@@ -505,6 +515,11 @@ class MailLab:
                 )
         vmailbox = etc / "vmailbox"
         _write(vmailbox, "".join(f"{u} OK\n" for u in self.users).encode(), 0o644)
+        senders = etc / "sender_logins"
+        owners = "".join(
+            f"{u.address} {u.sender_owner or u.address}\n" for u in self.users.values()
+        )
+        _write(senders, owners.encode(), 0o644)
         _write(
             etc / "main.cf",
             _render(
@@ -516,6 +531,7 @@ class MailLab:
                 HOSTNAME=self.good.name,
                 DOMAIN=DOMAIN,
                 VMAILBOX=str(vmailbox),
+                SENDER_LOGINS=str(senders),
                 LMTP_SOCKET=str(self.lmtp_socket_path),
                 DEFAULT_BUNDLE=str(self._cert_file(self.good, "bundle.pem")),
                 SASL_SOCKET=str(self._p("run", "auth-postfix")),
@@ -688,6 +704,18 @@ class MailLab:
             raise LabError(f"LMTP refused {user}: {e.smtp_code} {e.smtp_error!r}") from None
         except smtplib.SMTPRecipientsRefused as e:
             raise LabError(f"LMTP refused {user}: {e.recipients}") from None
+
+    def queued_from(self, sender: str) -> int:
+        """Messages Postfix has accepted into its queue from `sender` so far.
+
+        qmgr logs "from=<sender>" once per message committed to the queue; an
+        envelope ended by RSET never gets there. The log lags the SMTP reply
+        by a few ms (postlogd).
+        """
+        pattern = re.compile(r"postfix/qmgr\[\d+\]: \w+: from=<" + re.escape(sender) + ">")
+        return sum(
+            1 for line in _read_text(self.postfix_log_path).splitlines() if pattern.search(line)
+        )
 
     def find_messages(self, user: str, subject: str) -> list[int]:
         """UIDs of INBOX messages whose Subject contains `subject`."""
