@@ -243,6 +243,17 @@ def _endpoint_findings(
     elif outcome is Outcome.THROTTLED:
         code = "SMTP_THROTTLED" if endpoint.protocol is Protocol.SMTP else "SERVER_THROTTLED"
         found.append(make_finding(code, endpoint, reply=result.server_reply or "", **facts))
+    elif outcome is Outcome.PROTOCOL_ERROR and result.starttls_injection is not None:
+        found.append(
+            make_finding(
+                "STARTTLS_INJECTION",
+                endpoint,
+                command=STARTTLS_COMMANDS[endpoint.protocol],
+                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                injected=result.starttls_injection,
+                **facts,
+            )
+        )
     elif outcome is Outcome.PROTOCOL_ERROR:
         found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
     elif outcome is Outcome.TLS_FAILED:

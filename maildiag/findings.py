@@ -273,6 +273,26 @@ _SPECS = (
         "enabled); the server log names the reason.",
     ),
     FindingSpec(
+        "STARTTLS_INJECTION",
+        _S.CRITICAL,
+        "Plaintext was slipped in after the encryption upgrade",
+        "{host}:{port} agreed to {command}, but before the encryption started it sent more "
+        'plaintext: "{injected}". A mail client must throw such bytes away; some read them '
+        "as if they had come over the encrypted connection (CVE-2011-0411; in 2021 many mail "
+        "clients were found doing so: Poddebniak et al., 'Why TLS is better without "
+        "STARTTLS', USENIX Security 2021). That is how an attacker on the network path "
+        "feeds a client forged replies, to make it send the password unencrypted or show "
+        "forged mail. Either something on the path between this check and the server tampers "
+        "with the connection, or the server (or a proxy in front of it) is broken. maildiag "
+        "stopped there and sent no password.",
+        "Repeat the check from another network. If the same happens there, the server or a "
+        "proxy or load balancer in front of it answers {command} wrongly: update or fix it, "
+        "it must send nothing after its go-ahead until the TLS handshake. If not, a firewall, "
+        "a 'mail security' proxy or the local network tampers with mail connections. Until "
+        "then have clients use port {tls_port} with SSL/TLS, where there is no unencrypted "
+        "phase to slip anything into.",
+    ),
+    FindingSpec(
         "IMAP_PREAUTH",
         _S.CRITICAL,
         "The IMAP server logs clients in before any password (PREAUTH)",

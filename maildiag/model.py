@@ -292,6 +292,10 @@ class ProbeResult:
     plaintext_login_offered: bool | None = None  # login allowed before TLS
     tls: TlsFacts | None = None
     tls_failure: TlsFailure | None = None  # set when the handshake failed for a known reason
+    # Plaintext the server sent behind its go-ahead to STARTTLS, before the
+    # handshake (outcome PROTOCOL_ERROR): injected by a man in the middle or a
+    # broken server, never read as part of the session.
+    starttls_injection: str | None = None
     auth: AuthResult | None = None
     mailbox: MailboxFacts | None = None
     send: SendCheck | None = None  # submission endpoints after a successful login

@@ -64,8 +64,12 @@ class PlaintextInsteadOfTls(TlsHandshakeError):
 
     The connection is still usable as a plaintext one: what the server sent
     is read again by the next ``receive``, so the protocol's own parser can
-    tell a greeting from a 421 or a BYE.
+    tell a greeting from a 421 or a BYE. ``received`` is that first chunk.
     """
+
+    def __init__(self, message: str, received: bytes) -> None:
+        super().__init__(message, reason=TlsFailure.PLAINTEXT)
+        self.received = received
 
 
 class ReadLimitExceeded(TransportError):
@@ -267,7 +271,7 @@ class Connection:
                     self._pending = data
                     raise PlaintextInsteadOfTls(
                         "the server does not speak TLS on this port (it answered in plaintext)",
-                        reason=TlsFailure.PLAINTEXT,
+                        data,
                     )
                 first = False
                 incoming.write(data)

@@ -183,6 +183,28 @@ def test_smtp_421_is_inconclusive_not_broken():
     assert "PROTOCOL_ERROR" not in codes(findings)
 
 
+def test_plaintext_behind_the_starttls_go_ahead_is_its_own_critical_finding():
+    injected = ProbeResult(
+        SUBMISSION,
+        Outcome.PROTOCOL_ERROR,
+        failed_phase=Phase.STARTTLS,
+        error="the server sent 44 more bytes in plaintext after agreeing to start TLS",
+        starttls_offered=True,
+        starttls_injection="250-mail.kunde.test\\x0d\\x0a250 AUTH PLAIN LOGIN\\x0d\\x0a",
+    )
+    findings = analyse(discovery(SUBMISSION), [injected])
+    (finding,) = (f for f in findings if f.code == "STARTTLS_INJECTION")
+    assert finding.severity is Severity.CRITICAL
+    assert "250 AUTH PLAIN LOGIN" in finding.explanation
+    assert "STARTTLS" in finding.explanation and "465" in finding.fix
+    assert "PROTOCOL_ERROR" not in codes(findings)
+    assert overall_status(discovery(SUBMISSION), findings) is Status.CRITICAL
+    # The twin: any other protocol error stays PROTOCOL_ERROR.
+    garbage = ProbeResult(SUBMISSION, Outcome.PROTOCOL_ERROR, error="not an SMTP reply line")
+    assert codes(analyse(discovery(SUBMISSION), [garbage])).count("PROTOCOL_ERROR") == 1
+    assert "STARTTLS_INJECTION" not in codes(analyse(discovery(SUBMISSION), [garbage]))
+
+
 def test_missing_starttls_and_plaintext_login():
     result = ProbeResult(
         IMAP,
@@ -320,6 +342,8 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         # sending after a submission login
         sender="info@kunde.test",
         attachments="7.5 MB",
+        # plaintext behind the go-ahead to STARTTLS
+        injected="* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]\\x0d\\x0a",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

@@ -291,6 +291,23 @@ def logins_exactly(n: int) -> Callable[[World, Run], None]:
     return check
 
 
+def injection_quoted(injected: bytes) -> Callable[[World, Run], None]:
+    """The injected line is quoted (escaped) in the finding, and nothing was sent after it."""
+
+    def check(world: World, run: Run) -> None:
+        (finding,) = findings(run, "STARTTLS_INJECTION")
+        assert injected.decode() in finding["details"]["injected"]
+        assert "\\x0d\\x0a" in finding["details"]["injected"]  # line ends shown, not kept
+        assert world.host is not None
+        (server,) = (
+            s for s in world.host.servers.values() if s.behaviour is Behaviour.STARTTLS_INJECTION
+        )
+        assert server.tls_handshakes == 0 and not any(c.tls for c in server.received)
+        assert server.failed_logins + server.successful_logins == 0
+
+    return check
+
+
 def no_foreign_login(world: World, run: Run) -> None:
     for server in world.foreign.values():
         assert server.logins == 0, "the password went to a host of another domain"
@@ -493,12 +510,31 @@ SCENARIOS: list[Scenario] = [
         exit=2,
         present=("STARTTLS_MISSING@143",),
     ),
+    # Plaintext behind the go-ahead is reported as injection however it is
+    # segmented: in the same read as the go-ahead (the parser's buffer) or
+    # in place of the ServerHello (the handshake's first bytes).
     S(
         "imap_starttls_ok_then_plaintext",
         {"imap": dialogue("imap", starttls="plaintext", extra={})},
         exit=2,
-        present_any=("TLS_HANDSHAKE_FAILED", "TLS_HANDSHAKE_TIMEOUT"),
-        absent=("ENDPOINT_OK@143",),
+        present=("STARTTLS_INJECTION@143",),
+        absent=("ENDPOINT_OK@143", "PROTOCOL_ERROR@143", "TLS_HANDSHAKE_FAILED@143"),
+    ),
+    S(
+        "imap_starttls_injection",
+        {"imap": Behaviour.STARTTLS_INJECTION},
+        user=True,
+        exit=2,
+        present=("STARTTLS_INJECTION@143", "ENDPOINT_OK@993"),
+        absent=("ENDPOINT_OK@143", "PROTOCOL_ERROR@143"),
+        check=injection_quoted(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]"),
+    ),
+    S(
+        "imap_starttls_answers_hello_in_plaintext",
+        {"imap": dialogue("imap", starttls="answer_hello")},
+        exit=2,
+        present=("STARTTLS_INJECTION@143",),
+        absent=("ENDPOINT_OK@143", "TLS_HANDSHAKE_FAILED@143"),
     ),
     S(
         "imap_starttls_then_tls_stall",
@@ -563,6 +599,15 @@ SCENARIOS: list[Scenario] = [
         {"pop3s": Behaviour.TLS_STALL},
         exit=(1, 2),
         present=("TLS_HANDSHAKE_TIMEOUT@995",),
+    ),
+    S(
+        "pop3_stls_injection",
+        {"pop3": Behaviour.STARTTLS_INJECTION},
+        user=True,
+        exit=2,
+        present=("STARTTLS_INJECTION@110",),
+        absent=("ENDPOINT_OK@110", "PROTOCOL_ERROR@110"),
+        check=injection_quoted(b"+OK Capability list follows"),
     ),
     S(
         "pop3_stls_refused",
@@ -682,6 +727,22 @@ SCENARIOS: list[Scenario] = [
         {"submissions": Behaviour.FILTERED},
         exit=1,
         present=("PORT_FILTERED@465",),
+    ),
+    S(
+        "smtp_starttls_injection",
+        {"submission": Behaviour.STARTTLS_INJECTION},
+        user=True,
+        exit=2,
+        present=("STARTTLS_INJECTION@587", "ENDPOINT_OK@465"),
+        absent=("ENDPOINT_OK@587", "PROTOCOL_ERROR@587"),
+        check=injection_quoted(b"250 AUTH PLAIN LOGIN"),
+    ),
+    S(
+        "smtp_starttls_answers_hello_in_plaintext",
+        {"submission": dialogue("smtp", starttls="answer_hello")},
+        exit=2,
+        present=("STARTTLS_INJECTION@587",),
+        absent=("ENDPOINT_OK@587", "TLS_HANDSHAKE_FAILED@587"),
     ),
     S(
         "smtp_starttls_454",

@@ -147,6 +147,11 @@ def test_without_user_there_is_no_login_at_all(mail_lab: MailLab, check):
     assert report["user"] is None
     assert all("auth" not in e for e in report["endpoints"])
     assert not [c for c in _codes(report) if c.startswith(("AUTH_", "QUOTA_", "ADVICE_"))]
+    # Dovecot and Postfix send nothing behind their go-ahead to STARTTLS/STLS
+    # (the injecting twin: tests/test_fault_suite.py, *_starttls_injection).
+    upgraded = [e for e in report["endpoints"] if e["port"] in (143, 110, 587)]
+    assert len(upgraded) == 3 and {e["outcome"] for e in upgraded} == {"ok"}
+    assert "STARTTLS_INJECTION" not in _codes(report)
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3", "smtp"])

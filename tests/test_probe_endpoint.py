@@ -88,6 +88,27 @@ def test_healthy_endpoint(slot, loopback_address, pki):
         assert result.starttls_offered is True
         assert result.plaintext_login_offered is False
         assert result.capabilities and "starttls" in result.timings
+        assert result.starttls_injection is None  # the clean twin of the test below
+
+
+INJECTED = {
+    Protocol.IMAP: "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]\r\n",
+    Protocol.POP3: "+OK Capability list follows\r\nUSER\r\nSASL PLAIN\r\n.\r\n",
+    Protocol.SMTP: f"250-{HOST}\r\n250 AUTH PLAIN LOGIN\r\n",
+}
+
+
+@pytest.mark.parametrize("slot", STARTTLS_SLOTS, ids=slot_id)
+def test_plaintext_behind_the_starttls_go_ahead_is_injection(slot, loopback_address, pki):
+    result, _, server = run(slot, loopback_address, pki, behaviour=Behaviour.STARTTLS_INJECTION)
+    assert result.outcome is Outcome.PROTOCOL_ERROR
+    assert result.failed_phase is Phase.STARTTLS
+    assert result.starttls_injection == INJECTED[slot[0]]
+    assert "after agreeing to start TLS" in (result.error or "")
+    # The probe stops there: no handshake, nothing said inside TLS, no capabilities from it.
+    assert result.tls is None and result.capabilities_tls == ()
+    assert server.tls_handshakes == 0
+    assert not any(c.tls for c in server.received)
 
 
 @pytest.mark.parametrize("slot", STARTTLS_SLOTS, ids=slot_id)

@@ -27,7 +27,7 @@ from ..model import (
     TlsFacts,
     TlsFailure,
 )
-from ..protocols.lines import LineTooLong, ProtocolError
+from ..protocols.lines import LineTooLong, ProtocolError, StarttlsInjection
 from ..transport import (
     Connection,
     ConnectRefused,
@@ -79,6 +79,7 @@ class ProbeRecorder:
     starttls_offered: bool | None = None
     plaintext_login_offered: bool | None = None
     tls: TlsFacts | None = None
+    starttls_injection: str | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @contextmanager
@@ -106,6 +107,7 @@ class ProbeRecorder:
             starttls_offered=self.starttls_offered,
             plaintext_login_offered=self.plaintext_login_offered,
             tls=self.tls,
+            starttls_injection=self.starttls_injection,
             **self.extras,  # type: ignore[arg-type]
         )
 
@@ -209,6 +211,9 @@ def _connect_and_talk(
         return rec.result(Outcome.STALLED, str(exc))
     except PeerClosed as exc:
         return rec.result(Outcome.CLOSED, str(exc))
+    except StarttlsInjection as exc:
+        rec.starttls_injection = exc.text
+        return rec.result(Outcome.PROTOCOL_ERROR, str(exc))
     except LineTooLong as exc:
         return rec.result(Outcome.PROTOCOL_ERROR, f"reply line too long ({exc})")
     except ProtocolError as exc:
@@ -281,7 +286,12 @@ def _dialogue(
                 _polite_close(session)
                 return rec.result(Outcome.STARTTLS_FAILED, answer.text)
             with rec.timing(Phase.TLS):
-                _handshake(conn, server_name, endpoint, settings, rec)
+                try:
+                    _handshake(conn, server_name, endpoint, settings, rec)
+                except PlaintextInsteadOfTls as exc:
+                    # The plaintext came behind the go-ahead in a later segment
+                    # than the go-ahead itself (the parser saw none of it).
+                    raise StarttlsInjection(exc.received) from exc
             session.after_tls()
             with rec.timing(Phase.CAPABILITIES_TLS):
                 rec.capabilities_tls = session.capabilities().capabilities

@@ -47,6 +47,12 @@ class CapabilityInfo:
 
 @dataclass(frozen=True)
 class StarttlsAnswer:
+    """The answer to STARTTLS/STLS.
+
+    ``starttls()`` raises ``StarttlsInjection`` instead when more bytes came
+    behind a go-ahead: nothing the server sends may be read before TLS starts.
+    """
+
     accepted: bool
     text: str
 
@@ -131,6 +137,8 @@ class ImapSession:
 
     def starttls(self) -> StarttlsAnswer:
         _, done = self.run("STARTTLS")
+        if done.status == "OK":
+            self.parser.end_plaintext()
         return StarttlsAnswer(done.status == "OK", f"{done.status} {done.text}".strip())
 
     def after_tls(self) -> None:
@@ -179,6 +187,8 @@ class Pop3Session:
 
     def starttls(self) -> StarttlsAnswer:
         response = self.run(pop3.STLS_COMMAND)
+        if response.ok:
+            self.parser.end_plaintext()
         return StarttlsAnswer(response.ok, response.text)
 
     def after_tls(self) -> None:
@@ -231,6 +241,8 @@ class SmtpSession:
 
     def starttls(self) -> StarttlsAnswer:
         reply = self.run(smtp.STARTTLS_COMMAND)
+        if reply.code == 220:
+            self.parser.end_plaintext()
         return StarttlsAnswer(reply.code == 220, f"{reply.code} {reply.text}")
 
     def after_tls(self) -> None:

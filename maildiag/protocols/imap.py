@@ -113,6 +113,21 @@ class ResponseParser:
         """Bytes received beyond the responses handed out (see CVE-2011-0411 after STARTTLS)."""
         return self._buffer.pending
 
+    def end_plaintext(self) -> None:
+        """Call right after the go-ahead to STARTTLS: the plaintext stream ends there.
+
+        The go-ahead (RFC 3501 §6.2.1) is the last plaintext the server may send.
+        ``StarttlsInjection`` (final, like every ``ProtocolError``) when bytes
+        were received behind it; they are discarded unread.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            self._buffer.end_plaintext()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
     def next_response(self) -> Untagged | Tagged | Continuation | None:
         if self._error is not None:
             raise self._error

@@ -22,6 +22,35 @@ class LineTooLong(ProtocolError):
     """A line grew past the bound before its line end arrived."""
 
 
+class StarttlsInjection(ProtocolError):
+    """The server sent more bytes after its go-ahead for TLS, before the handshake.
+
+    Whatever follows "OK Begin TLS" / "+OK" / "220" in plaintext can only be
+    read as if it had come inside TLS (CVE-2011-0411 on the server side; the
+    client-side response injection of Poddebniak et al., "Why TLS is better
+    without STARTTLS", USENIX Security 2021). A careful client never reads it:
+    a man in the middle, or a broken server, put it there. ``received`` is the
+    start of those bytes (at most ``SHOWN`` of them), ``size`` how many there were.
+    """
+
+    SHOWN = 200
+
+    def __init__(self, received: bytes, size: int | None = None) -> None:
+        self.received = received[: self.SHOWN]
+        self.size = len(received) if size is None else size
+        shown = self.received.decode("ascii", errors="backslashreplace")
+        more = "..." if self.size > len(self.received) else ""
+        super().__init__(
+            f"the server sent {self.size} more bytes in plaintext after agreeing to start TLS,"
+            f" before the handshake: {shown + more!r}"
+        )
+
+    @property
+    def text(self) -> str:
+        """The injected bytes as text, for quoting (escaped later like all server text)."""
+        return self.received.decode("utf-8", errors="replace")
+
+
 class LineBuffer:
     """Buffers received bytes and hands them out as lines or as exact byte counts.
 
@@ -71,6 +100,18 @@ class LineBuffer:
         del self._buf[: idx + 1]
         self._scanned = 0
         return line
+
+    def end_plaintext(self) -> None:
+        """The peer said "go ahead" to TLS: nothing may be buffered behind that reply.
+
+        ``StarttlsInjection`` with the leftover bytes otherwise; they are then
+        discarded, so no caller can read them as if they had come inside TLS.
+        """
+        if self._buf:
+            leftover = bytes(self._buf)
+            self._buf.clear()
+            self._scanned = 0
+            raise StarttlsInjection(leftover)
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` buffered bytes, without consuming them.

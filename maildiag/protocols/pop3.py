@@ -73,6 +73,21 @@ class ResponseParser:
         """Bytes received beyond the responses handed out (see CVE-2011-0411 after STLS)."""
         return self._buffer.pending
 
+    def end_plaintext(self) -> None:
+        """Call right after the go-ahead to STLS: the plaintext stream ends there.
+
+        The go-ahead (RFC 2595 §4) is the last plaintext the server may send.
+        ``StarttlsInjection`` (final, like every ``ProtocolError``) when bytes
+        were received behind it; they are discarded unread.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            self._buffer.end_plaintext()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
     def next_response(self, multiline: bool = False) -> Response | None:
         if self._error is not None:
             raise self._error

@@ -98,6 +98,21 @@ class ReplyParser:
         """
         return self._buffer.pending
 
+    def end_plaintext(self) -> None:
+        """Call right after the go-ahead to STARTTLS: the plaintext stream ends there.
+
+        The go-ahead (RFC 3207 §4) is the last plaintext the server may send.
+        ``StarttlsInjection`` (final, like every ``ProtocolError``) when bytes
+        were received behind it; they are discarded unread.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            self._buffer.end_plaintext()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+
     def next_reply(self) -> Reply | None:
         if self._error is not None:
             raise self._error

@@ -149,6 +149,13 @@ class Behaviour(enum.StrEnum):
     # refused as "not valid after authentication", as Dovecot's imap does
     # when run preauthenticated (from inetd or ssh) on a network port.
     PREAUTH = "preauth"
+    # The go-ahead to STARTTLS/STLS carries a forged plaintext answer in the
+    # same write, as a man in the middle injects it for a client that keeps
+    # reading its buffer after TLS starts (CVE-2011-0411's client-side twin,
+    # Poddebniak et al. 2021): IMAP "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]",
+    # POP3 a CAPA list with USER, SMTP an EHLO answer with AUTH PLAIN LOGIN.
+    # The TLS handshake then follows as usual.
+    STARTTLS_INJECTION = "starttls_injection"
 
     def __str__(self) -> str:
         return self.value
@@ -258,6 +265,8 @@ class _SessionConfig:
     smtp_size: int | None = 35882577
     # The answer to MAIL FROM after a login ("550 5.7.60 ..."); None: 250.
     mail_from_reply: str | None = None
+    # Behaviour.STARTTLS_INJECTION: plaintext sent behind the go-ahead to STARTTLS.
+    starttls_injection: bool = False
 
 
 @dataclass(frozen=True)
@@ -817,6 +826,8 @@ class _ImapSession(_Session):
         if mode is _StartTls.REFUSE:
             return [self._reply(tag, "NO", "[UNAVAILABLE] STARTTLS failed: TLS not available.")]
         ok = self._reply(tag, "OK", "Begin TLS negotiation now.")
+        if self.config.starttls_injection:
+            ok += b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]\r\n"
         return [ok, _Signal.STALL_TLS if mode is _StartTls.STALL else _Signal.START_TLS]
 
     def _refuse_plaintext(self, tag: str) -> list[_Action]:
@@ -1326,6 +1337,8 @@ class _Pop3Session(_Session):
         if mode is _StartTls.REFUSE:
             return [b"-ERR TLS not available.\r\n"]
         ok = b"+OK Begin TLS negotiation now.\r\n"
+        if self.config.starttls_injection:
+            ok += self._multiline("Capability list follows", [b"USER", b"SASL PLAIN"])
         return [ok, _Signal.STALL_TLS if mode is _StartTls.STALL else _Signal.START_TLS]
 
     def _auth(self, args: list[str]) -> list[_Action]:
@@ -1548,6 +1561,8 @@ class _SmtpSession(_Session):
         if mode is _StartTls.REFUSE:
             return [self._reply(454, "4.7.0 TLS not available")]
         ok = self._reply(220, "2.0.0 Ready to start TLS")
+        if self.config.starttls_injection:
+            ok += b"250-" + self.config.hostname.encode() + b"\r\n250 AUTH PLAIN LOGIN\r\n"
         return [ok, _Signal.STALL_TLS if mode is _StartTls.STALL else _Signal.START_TLS]
 
     def _auth(self, rest: str) -> list[_Action]:
@@ -1740,6 +1755,7 @@ class FakeMailServer:
             echo_failed_logins=echo_failed_logins,
             smtp_size=smtp_size,
             mail_from_reply=mail_from_reply,
+            starttls_injection=behaviour is Behaviour.STARTTLS_INJECTION,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.

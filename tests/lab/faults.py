@@ -74,6 +74,16 @@ class ScriptConn:
         self.server.record(line)
         return line
 
+    def read_some(self) -> bytes:
+        """Whatever the client sends next, not framed as lines (a TLS ClientHello)."""
+        try:
+            chunk = self.sock.recv(65536)
+        except (OSError, ValueError) as exc:
+            raise _Gone from exc
+        if not chunk:
+            raise _Gone
+        return chunk
+
     def wait(self, seconds: float) -> None:
         if self.server.stopping.wait(seconds):
             raise _Gone
@@ -236,7 +246,8 @@ class Dialogue:
 
     ``caps``/``caps_tls``: IMAP capabilities separated by spaces; POP3 CAPA
     lines and SMTP EHLO keywords separated by commas. ``starttls``: "ok",
-    "refuse", or "plaintext" (answers OK, then keeps talking plaintext).
+    "refuse", "plaintext" (answers OK, then keeps talking plaintext), or
+    "answer_hello" (answers OK, then answers the ClientHello in plaintext).
     ``login`` replaces the answer to a login (sent after ``login_delay``
     seconds); ``{tag}`` in any IMAP answer is the command's tag.
     ``capability`` replaces the whole CAPABILITY/CAPA/EHLO answer.
@@ -276,6 +287,12 @@ class Dialogue:
         if self.starttls == "plaintext":
             # A broken proxy: says yes to STARTTLS, then keeps talking plaintext.
             conn.send(_PLAINTEXT_AFTER_STARTTLS[self.protocol])
+        if self.starttls == "answer_hello":
+            # The plaintext comes after the client's ClientHello, so never in
+            # the same segment as the go-ahead.
+            conn.read_some()
+            conn.send(_PLAINTEXT_AFTER_STARTTLS[self.protocol])
+            conn.hold()
         if self.starttls == "ok":
             assert self.context is not None, "STARTTLS needs a context"
             conn.start_tls(self.context)
