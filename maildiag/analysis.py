@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .blocking import blocked_findings, explain_symptoms
 from .findings import (
     CHAIN_INCOMPLETE_CLIENTS,
     QUOTA_ADVICE,
@@ -26,6 +27,7 @@ from .model import (
     Finding,
     Outcome,
     Phase,
+    PortCheck,
     ProbeResult,
     Protocol,
     Security,
@@ -108,7 +110,9 @@ def analyse(
     deadline: float = 60.0,
     user: str | None = None,
     sync: SyncResult | None = None,
+    port_checks: Iterable[PortCheck] = (),
 ) -> tuple[Finding, ...]:
+    """``port_checks``: the web ports of servers whose mail ports did not connect."""
     results = tuple(results)
     findings = [
         *_discovery_findings(discovery),
@@ -121,6 +125,8 @@ def analyse(
         *mx_findings(discovery, results),
         *mailbox_findings(results, thresholds, user=user, sync=sync),
     ]
+    blocked = blocked_findings(results, port_checks)
+    findings = [*blocked, *explain_symptoms(findings, blocked)]
     return tuple(sorted(findings, key=lambda f: -f.severity.rank))
 
 

@@ -238,6 +238,22 @@ _SPECS = (
         "Repeat the check later; if it persists, the server is overloaded or limits this address.",
     ),
     FindingSpec(
+        "CLIENT_ADDRESS_BLOCKED",
+        _S.CRITICAL,
+        "The server seems to block this client's address",
+        "{seen} That is how a mail server looks from an address it has banned: fail2ban bans an "
+        "address after a few failed logins (one phone or old PC with an outdated password is "
+        "enough), and a firewall rule can do the same. maildiag connected from "
+        "{local_address}; behind a router (NAT) the server sees the router's public address "
+        "instead. The failures of the single ports of {hosts} follow from this: they do not "
+        "mean that the service is down for other customers.",
+        "Ask the provider to lift the ban on this address (fail2ban: 'fail2ban-client set "
+        "dovecot unbanip {local_address}', or the jail of the mail server concerned, such as "
+        "postfix-sasl), and check from another network, such as a mobile hotspot. If it works "
+        "there, find the device that keeps logging in with an old password, or the ban comes "
+        "back.",
+    ),
+    FindingSpec(
         "PROTOCOL_ERROR",
         _S.CRITICAL,
         "The server did not speak the expected protocol",
@@ -905,6 +921,17 @@ CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
     "Authority Information Access caIssuers URL), so no client can fetch the missing "
     "certificate: clients refuse the connection unless they happen to have that "
     "intermediate stored already.",
+}
+
+# The {seen} of CLIENT_ADDRESS_BLOCKED, per sign of a block (maildiag.blocking).
+BLOCK_EVIDENCE: Mapping[str, str] = {
+    "web_answers": "Every mail port of {hosts} ({server_address}: {ports}) refused the "
+    "connection or did not answer, yet the same address answers on port {web_port} (its web "
+    "server): the machine is up, and refuses only mail connections from here.",
+    "dropped": "Every mail port of {hosts} ({server_address}: {ports}) accepted the connection "
+    "and closed it again at once, before any login.",
+    "reply": "{hosts} ({server_address}) refused the connection on port {first_port} with: "
+    '"{reply}".',
 }
 
 # The {advice} of QUOTA_NEAR_LIMIT and QUOTA_FULL, per RFC 9208 §5 resource:

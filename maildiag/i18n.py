@@ -96,6 +96,7 @@ def localise(finding: Finding, lang: str) -> Finding:
 def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
     """The facts that are sentences of their own (advice, ...), rebuilt in ``lang``."""
     from .findings import (
+        BLOCK_EVIDENCE,
         CHAIN_INCOMPLETE_CLIENTS,
         QUOTA_ADVICE,
         QUOTA_RESOURCES,
@@ -127,6 +128,12 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
             for key in texts
         )
         rebuilt.update(situation=situation, advice=advice)
+    evidence = facts.get("evidence")
+    if code == "CLIENT_ADDRESS_BLOCKED" and isinstance(evidence, str):
+        english = BLOCK_EVIDENCE.get(evidence)
+        if english is not None:
+            sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{evidence}", english)
+            rebuilt["seen"] = render_text(sentence, facts)
     if code.startswith("TYPED_") and "suggestion" in facts:
         rebuilt["suggestion"] = _suggestion(facts.get("suggested"), lang)
     return rebuilt

@@ -283,6 +283,7 @@ class ProbeResult:
     failed_phase: Phase | None = None
     error: str | None = None  # what went wrong, for people
     address: str | None = None  # the IP address actually connected to
+    local_address: str | None = None  # this machine's address on that connection
     timings: Mapping[str, float] = field(default_factory=dict)  # Phase value -> seconds
     greeting: str | None = None
     server_reply: str | None = None  # the refusal or throttling text, when there is one
@@ -316,6 +317,33 @@ class ProbeResult:
             Outcome.TIMEOUT,
             Outcome.DEADLINE,
         )
+
+
+class PortState(enum.StrEnum):
+    """How a plain TCP connect to one port ended."""
+
+    OPEN = "open"  # the connection was accepted (and closed again at once)
+    REFUSED = "refused"
+    TIMEOUT = "timeout"  # no answer in time, or the network said unreachable
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class PortCheck:
+    """A plain TCP connect to a port that is not a mail port of a mail server's address.
+
+    Made only when the mail ports of that address fail to connect: a host
+    whose web server answers while every mail port refuses is up, and is
+    refusing this client (a fail2ban ban or a firewall rule against it).
+    """
+
+    address: str
+    port: int
+    state: PortState
+    local_address: str | None = None  # this machine's address, when the port was open
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -418,6 +446,9 @@ class Finding:
     fix: str
     endpoint: Endpoint | None = None
     details: Mapping[str, object] = field(default_factory=dict)
+    # The code of the finding that explains this one (a port refused *because*
+    # this client's address is blocked): listed, but not a cause of its own.
+    explained_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -454,3 +485,5 @@ class Diagnosis:
     user: str | None = None
     sync: SyncResult | None = None
     typed: tuple[TypedVerdict, ...] = ()
+    # Web ports (443, 80) of mail servers whose mail ports did not connect.
+    port_checks: tuple[PortCheck, ...] = ()

@@ -24,9 +24,10 @@ from .discovery import Overrides, discover
 from .dns import Resolver, to_ascii
 from .limits import HostLimiter
 from .model import Diagnosis, Endpoint, Outcome, ProbeResult, TypedVerdict
-from .probes.endpoint import ProbeSettings, SessionHook, probe_endpoint
+from .probes.endpoint import ConnectWatcher, ProbeSettings, SessionHook, probe_endpoint
 from .probes.mailbox import MailboxChecks
 from .probes.sync import measure_sync
+from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
 from .tls import load_trust_anchors
 
@@ -220,6 +221,7 @@ def diagnose(
     settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
     keys = {e.key for e in discovery.endpoints}
     extra = tuple(dict.fromkeys(e for e in request.typed if e.key not in keys))
+    watch = WebPortWatch(request.timeout, deadline)
     probed = run_probes(
         discovery.endpoints + extra,
         AddressCache(resolver),
@@ -230,7 +232,9 @@ def diagnose(
         probe_cache=probe_cache,
         # The typed settings get no login: a wrong one must not count against a lockout.
         no_hook=frozenset(extra),
+        watcher=watch,
     )
+    port_checks = watch.results()
     results, typed_results = probed[: len(discovery.endpoints)], probed[len(discovery.endpoints) :]
     sync = None
     if creds is not None and request.sync:
@@ -247,6 +251,7 @@ def diagnose(
         deadline=request.deadline,
         user=creds.user if creds else None,
         sync=sync,
+        port_checks=port_checks,
     )
     typed_results = quoted(typed_results)
     diagnosis = Diagnosis(
@@ -260,6 +265,7 @@ def diagnose(
         status=overall_status(discovery, findings),
         user=creds.user if creds else None,
         sync=sync,
+        port_checks=port_checks,
     )
     if request.typed:
         diagnosis = replace(
@@ -290,10 +296,12 @@ def run_probes(
     host_limiter: HostLimiter | None = None,
     probe_cache: ProbeCache | None = None,
     no_hook: frozenset[Endpoint] = frozenset(),
+    watcher: ConnectWatcher | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Probes all endpoints at once; results come back in the endpoints' order.
 
     ``no_hook``: endpoints probed without the session hook (no login).
+    ``watcher`` hears about every connect (see ``WebPortWatch``).
     """
     if not endpoints:
         return ()
@@ -305,7 +313,13 @@ def run_probes(
 
         def run() -> ProbeResult:
             return probe_endpoint(
-                endpoint, lookup, settings, deadline, hook, host_limiter=host_limiter
+                endpoint,
+                lookup,
+                settings,
+                deadline,
+                hook,
+                host_limiter=host_limiter,
+                watcher=watcher,
             )
 
         if probe_cache is None or hook is not None:

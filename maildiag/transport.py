@@ -10,14 +10,15 @@ per second cannot stretch a read forever), and nothing outlives the run's
 from __future__ import annotations
 
 import errno
+import selectors
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from .deadline import Deadline, DeadlineExceeded
-from .model import TlsFailure
+from .model import PortCheck, PortState, TlsFailure
 
 T = TypeVar("T")
 
@@ -118,6 +119,14 @@ class Connection:
             raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(sock, timeout=timeout, deadline=deadline)
+
+    @property
+    def local_address(self) -> str | None:
+        """This machine's address on the connection (what the server sees, unless NATed)."""
+        try:
+            return str(self._sock.getsockname()[0])
+        except OSError:
+            return None
 
     @property
     def is_tls(self) -> bool:
@@ -300,6 +309,60 @@ class Connection:
             self._sock.close()
         except OSError:
             pass
+
+
+def check_ports(
+    address: str, ports: Sequence[int], *, timeout: float, deadline: Deadline
+) -> tuple[PortCheck, ...]:
+    """Plain TCP connects to ``ports`` of ``address``, all at once, closed as soon as they open.
+
+    Nothing is sent. One time limit for all of them (the step's timeout,
+    bounded by the deadline), so two ports cost no more than one.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    started = time.monotonic()
+    end = started + deadline.step_timeout(timeout)
+    checks: dict[int, PortCheck] = {}
+    pending: dict[socket.socket, int] = {}
+    with selectors.DefaultSelector() as selector:
+        try:
+            for port in dict.fromkeys(ports):
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                code = sock.connect_ex((address, port))
+                if code not in (0, errno.EINPROGRESS):
+                    checks[port] = PortCheck(address, port, _port_state(code), None, 0.0)
+                    sock.close()
+                    continue
+                pending[sock] = port
+                selector.register(sock, selectors.EVENT_WRITE)
+            while pending and (remaining := end - time.monotonic()) > 0:
+                for key, _ in selector.select(remaining):
+                    sock = key.fileobj  # type: ignore[assignment]
+                    port = pending.pop(sock)
+                    selector.unregister(sock)
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    local = None
+                    if code == 0:
+                        local = str(sock.getsockname()[0])
+                    seconds = time.monotonic() - started
+                    checks[port] = PortCheck(address, port, _port_state(code), local, seconds)
+                    sock.close()
+        finally:
+            for sock, port in pending.items():
+                sock.close()
+                checks[port] = PortCheck(
+                    address, port, PortState.TIMEOUT, None, time.monotonic() - started
+                )
+    return tuple(checks[port] for port in dict.fromkeys(ports) if port in checks)
+
+
+def _port_state(code: int) -> PortState:
+    if code == 0:
+        return PortState.OPEN
+    if code == errno.ECONNREFUSED:
+        return PortState.REFUSED
+    return PortState.TIMEOUT
 
 
 def _looks_like_plaintext(data: bytes) -> bool:

@@ -344,6 +344,9 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         attachments="7.5 MB",
         # plaintext behind the go-ahead to STARTTLS
         injected="* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]\\x0d\\x0a",
+        # a server that blocks this client's address
+        seen="Every mail port refused.",
+        local_address="192.0.2.7",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

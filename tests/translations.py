@@ -19,6 +19,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
 from maildiag.findings import (
+    BLOCK_EVIDENCE,
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
     QUOTA_ADVICE,
@@ -41,6 +42,8 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield spec.code, spec.fix
     for has_aia, sentence in CHAIN_INCOMPLETE_CLIENTS.items():
         yield f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if has_aia else 'no-aia'}", sentence
+    for evidence, sentence in BLOCK_EVIDENCE.items():
+        yield f"CLIENT_ADDRESS_BLOCKED/{evidence}", sentence
     for resource, advice in QUOTA_ADVICE.items():
         yield f"QUOTA_ADVICE/{resource or 'other'}", advice
     for resource in QUOTA_RESOURCES:

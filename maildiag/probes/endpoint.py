@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ AddressLookup = Callable[[str, Deadline], list[str]]
 SessionHook = Callable[[Session, "ProbeRecorder"], None]
 
 
+class ConnectWatcher(typing.Protocol):
+    """Told about every TCP connect a probe makes (see ``maildiag.probes.webports``)."""
+
+    def connecting(self, address: str) -> None: ...
+
+    def connected(self, address: str, ok: bool) -> None: ...
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     timeout: float = 10.0  # per network step
@@ -72,6 +81,7 @@ class ProbeRecorder:
     timings: dict[str, float] = field(default_factory=dict)
     phase: Phase = Phase.DNS
     address: str | None = None
+    local_address: str | None = None
     greeting: str | None = None
     server_reply: str | None = None
     capabilities: tuple[str, ...] = ()
@@ -99,6 +109,7 @@ class ProbeRecorder:
             failed_phase=None if outcome is Outcome.OK else self.phase,
             error=error,
             address=self.address,
+            local_address=self.local_address,
             timings=dict(self.timings),
             greeting=self.greeting,
             server_reply=self.server_reply,
@@ -128,17 +139,21 @@ def probe_endpoint(
     after_capabilities: SessionHook | None = None,
     *,
     host_limiter: HostLimiter | None = None,
+    watcher: ConnectWatcher | None = None,
 ) -> ProbeResult:
     """Runs the whole dialogue against one endpoint and classifies how it ended.
 
     ``after_capabilities`` is called inside the (encrypted) session once the
     endpoint is known to work; the mailbox checks log in from there.
     ``host_limiter`` caps simultaneous connections per server address: the
-    probe holds a slot while its connection is open.
+    probe holds a slot while its connection is open. ``watcher`` hears when
+    the TCP connect starts and how it ended.
     """
     rec = ProbeRecorder(endpoint)
     try:
-        return _probe(endpoint, lookup, settings, deadline, rec, after_capabilities, host_limiter)
+        return _probe(
+            endpoint, lookup, settings, deadline, rec, after_capabilities, host_limiter, watcher
+        )
     except DeadlineExceeded as exc:
         return rec.result(Outcome.DEADLINE, str(exc))
     except Exception as exc:  # noqa: BLE001 - a probe must always return a result
@@ -153,6 +168,7 @@ def _probe(
     rec: ProbeRecorder,
     after_capabilities: SessionHook | None,
     host_limiter: HostLimiter | None = None,
+    watcher: ConnectWatcher | None = None,
 ) -> ProbeResult:
     from ..dns import DnsLookupError
 
@@ -173,10 +189,10 @@ def _probe(
             return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no address")
     rec.address = addresses[0]
     if host_limiter is None:
-        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities)
+        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities, watcher)
     rec.phase = Phase.CONNECT  # time spent queueing for a slot is not connect time
     with host_limiter.hold(rec.address, deadline):
-        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities)
+        return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities, watcher)
 
 
 def _connect_and_talk(
@@ -185,19 +201,27 @@ def _connect_and_talk(
     deadline: Deadline,
     rec: ProbeRecorder,
     after_capabilities: SessionHook | None,
+    watcher: ConnectWatcher | None = None,
 ) -> ProbeResult:
     assert rec.address is not None
+    if watcher is not None:
+        watcher.connecting(rec.address)
     try:
         with rec.timing(Phase.CONNECT):
             conn = Connection.open(
                 rec.address, endpoint.port, timeout=settings.timeout, deadline=deadline
             )
     except ConnectRefused as exc:
+        _tell(watcher, rec.address, False)
         return rec.result(Outcome.REFUSED, str(exc))
     except (ConnectTimeout, Unreachable) as exc:
+        _tell(watcher, rec.address, False)
         return rec.result(Outcome.TIMEOUT, str(exc))
     except TransportError as exc:
+        _tell(watcher, rec.address, False)
         return rec.result(Outcome.REFUSED, str(exc))
+    _tell(watcher, rec.address, True)
+    rec.local_address = conn.local_address
 
     try:
         return _dialogue(endpoint, conn, settings, rec, after_capabilities)
@@ -226,6 +250,11 @@ def _connect_and_talk(
         return rec.result(Outcome.CLOSED, str(exc))
     finally:
         conn.close()
+
+
+def _tell(watcher: ConnectWatcher | None, address: str, ok: bool) -> None:
+    if watcher is not None:
+        watcher.connected(address, ok)
 
 
 def _dialogue(

@@ -48,6 +48,12 @@ class FindingGroup:
         return self.first.severity
 
     @property
+    def explained_by(self) -> str | None:
+        """The code of the finding that explains every member of the group, if one does."""
+        causes = {f.explained_by for f in self.findings}
+        return causes.pop() if len(causes) == 1 else None
+
+    @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(f.endpoint for f in self.findings if f.endpoint is not None)
 
@@ -93,9 +99,16 @@ def group_findings(diagnosis: Diagnosis, findings: Iterable[Finding]) -> tuple[F
 
 
 def root_causes(groups: Sequence[FindingGroup]) -> tuple[FindingGroup, ...]:
-    """The groups that explain a WARNING or CRITICAL status, worst first."""
+    """The groups that explain a WARNING or CRITICAL status, worst first.
+
+    Left out are consequences: codes that always follow from others
+    (``CONSEQUENCES``) and findings that another finding explains (a refused
+    port of a server that blocks this client, see ``maildiag.blocking``).
+    """
     serious = [g for g in groups if g.severity.rank >= Severity.WARNING.rank]
-    causes = [g for g in serious if g.code not in CONSEQUENCES] or serious
+    causes = [
+        g for g in serious if g.code not in CONSEQUENCES and g.explained_by is None
+    ] or serious
     return tuple(sorted(causes, key=lambda g: -g.severity.rank))
 
 

@@ -28,6 +28,7 @@ from ..model import (
     Endpoint,
     Finding,
     Outcome,
+    PortCheck,
     ProbeResult,
     Severity,
     TlsFacts,
@@ -106,6 +107,7 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
         failed_phase=result.failed_phase.value if result.failed_phase else None,
         error=result.error,
         address=result.address,
+        local_address=result.local_address,
         timings={phase: _seconds(seconds) for phase, seconds in result.timings.items()},
         total_s=_seconds(result.total_seconds),
         greeting=result.greeting,
@@ -169,7 +171,7 @@ def _plain(value: object) -> Any:
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
-    return {
+    data = {
         "code": finding.code,
         "severity": finding.severity.value,
         "title": finding.title,
@@ -177,6 +179,19 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "explanation": finding.explanation,
         "fix": finding.fix,
         "details": _plain(finding.details),
+    }
+    if finding.explained_by is not None:
+        data["explained_by"] = finding.explained_by
+    return data
+
+
+def port_check_json(check: PortCheck) -> dict[str, Any]:
+    return {
+        "address": check.address,
+        "port": check.port,
+        "state": check.state.value,
+        "local_address": check.local_address,
+        "seconds": _seconds(check.seconds),
     }
 
 
@@ -233,16 +248,19 @@ def discovery_json(discovery: Discovery) -> dict[str, Any]:
 def causes_json(diagnosis: Diagnosis, findings: Sequence[Finding]) -> list[dict[str, Any]]:
     """The findings grouped by cause, as the text report prints them (indexes into findings)."""
     index = {id(finding): n for n, finding in enumerate(findings)}
-    return [
-        {
+    causes = []
+    for group in group_findings(diagnosis, findings):
+        cause: dict[str, Any] = {
             "code": group.code,
             "severity": group.severity.value,
             "title": group.first.title,
             "endpoints": [endpoint_ref(e) for e in group.endpoints],
             "findings": [index[id(f)] for f in group.findings],
         }
-        for group in group_findings(diagnosis, findings)
-    ]
+        if group.explained_by is not None:
+            cause["explained_by"] = group.explained_by
+        causes.append(cause)
+    return causes
 
 
 def typed_json(verdict: TypedVerdict, lang: str = "en") -> dict[str, Any]:
@@ -277,6 +295,7 @@ def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
         "endpoints": [result_json(r, diagnosis.findings) for r in diagnosis.results],
         "findings": [finding_json(f) for f in findings],
         "causes": causes_json(diagnosis, findings),
+        "port_checks": [port_check_json(c) for c in diagnosis.port_checks],
         "typed": [typed_json(v, lang) for v in diagnosis.typed],
         "sync": None
         if diagnosis.sync is None

@@ -64,6 +64,7 @@ TEXTS: Mapping[str, str] = {
     "verdict/warning": "works, with a warning",
     "verdict/fails": "does not work",
     "type_instead": "Type instead: {suggestion}.",
+    "explained_by": "(a consequence of {code})",
 }
 
 
@@ -311,10 +312,13 @@ def finding_block(
     head = _paint(f"[{tag}] {first.code}", first.severity, colour)
     why, fix = words("why"), words("fix")
     label = max(len(why), len(fix))
+    title = first.title
+    if group.explained_by is not None:
+        title += " " + words("explained_by", code=group.explained_by)
     return "\n".join(
         [
             _fill(f"{head}{_where(group)}", width, "  ", "      "),
-            _fill(first.title, width, "    ", "    "),
+            _fill(title, width, "    ", "    "),
             _fill(first.explanation, width, f"    {why:<{label}}", " " * (4 + label)),
             _fill(first.fix, width, f"    {fix:<{label}}", " " * (4 + label)),
         ]
