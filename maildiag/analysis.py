@@ -13,9 +13,11 @@ from typing import Any
 
 from .blocking import blocked_findings, explain_symptoms
 from .findings import (
+    CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
     QUOTA_ADVICE,
     USE_IMAP_TEXTS,
+    USER_FORM_TEXTS,
     WHERE,
     make_finding,
     render_text,
@@ -603,6 +605,7 @@ _AUTH_CODES = {
     AuthStatus.TEMPORARY_FAILURE: "AUTH_TEMPORARY_FAILURE",
     AuthStatus.FAILED: "AUTH_REFUSED",
     AuthStatus.NO_ANSWER: "AUTH_NO_ANSWER",
+    AuthStatus.PASSWORD_LOGIN_DISABLED: "AUTH_REFUSED",
 }
 _SKIP_CODES = {
     "untrusted_certificate": "AUTH_SKIPPED_UNTRUSTED",
@@ -622,7 +625,7 @@ def mailbox_findings(
     tried = [r for r in results if r.auth is not None]
     who = user or "the user"
     for result in tried:
-        yield from _auth_findings(result, who)
+        yield from _auth_findings(result, who, user_form(user))
         if result.send is not None:
             yield from _send_findings(result, result.send, thresholds, who)
     yield from _quota_findings(tried, thresholds, who)
@@ -632,7 +635,14 @@ def mailbox_findings(
         yield from _sync_findings(sync, thresholds, who)
 
 
-def _auth_findings(result: ProbeResult, user: str) -> Iterator[Finding]:
+def user_form(user: str | None) -> str:
+    """The key of USER_FORM_TEXTS for a login name: which other form to mention."""
+    if user is None:
+        return ""
+    return "address" if "@" in user else "local_part"
+
+
+def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[Finding]:
     auth = result.auth
     assert auth is not None
     endpoint = result.endpoint
@@ -659,7 +669,14 @@ def _auth_findings(result: ProbeResult, user: str) -> Iterator[Finding]:
         reason = (auth.detail or "skipped").removeprefix("not tried: ")
         yield make_finding(code, endpoint, reason=reason, **facts)
         return
-    code = _AUTH_CODES.get(AuthStatus(auth.status), "AUTH_REFUSED")
+    # The cause the server's reply names (maildiag.login_replies), else the status's.
+    if auth.cause is not None and auth.cause in CATALOGUE:
+        code = auth.cause
+    else:
+        code = _AUTH_CODES.get(AuthStatus(auth.status), "AUTH_REFUSED")
+    if code == "AUTH_FAILED":
+        facts["user_form"] = render_text(USER_FORM_TEXTS.get(form, ""), {"user": user})
+        facts["user_form_key"] = form
     yield make_finding(code, endpoint, **facts)
 
 

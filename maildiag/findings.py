@@ -556,7 +556,7 @@ _SPECS = (
         _S.CRITICAL,
         "Wrong user name or password",
         '{host}:{port} refused the login of {user}: "{reply}". The user name or the password '
-        "is wrong. Many providers want the complete e-mail address as the user name.",
+        "is wrong.{user_form}",
         "Check the user name and the password; if in doubt, set a new password in the "
         "provider's control panel and enter it on every device. A device that keeps trying an "
         "old password can get the customer's address blocked (fail2ban).",
@@ -598,6 +598,150 @@ _SPECS = (
         "mailbox is locked by another session.",
         "Repeat the check in a few minutes. If it persists, the provider has to check the "
         "authentication backend (LDAP, SQL) and the server log.",
+    ),
+    FindingSpec(
+        "AUTH_APP_PASSWORD_REQUIRED",
+        _S.CRITICAL,
+        "An app password is required",
+        '{host}:{port} refused the login of {user}: "{reply}". The account uses two-step '
+        "verification (Google: 2-Step Verification), and then the provider no longer accepts "
+        "the normal password in mail programs, however correctly it is typed.",
+        "Create an app password in the account's security settings (Google: "
+        "myaccount.google.com → Security → 2-Step Verification → App passwords) and enter it "
+        "in the mail client instead of the normal password. Or use a mail client that signs "
+        "in with the provider's login window (OAuth2).",
+    ),
+    FindingSpec(
+        "AUTH_SMTP_AUTH_DISABLED_M365",
+        _S.CRITICAL,
+        "Microsoft 365 does not allow SMTP AUTH here",
+        '{host}:{port} refused the login of {user}: "{reply}". Microsoft 365 has SMTP AUTH '
+        "(Authenticated SMTP, the login mail programs use to send) turned off for this tenant "
+        "or this mailbox. The account is not disabled and the password may be right; "
+        "receiving mail is not affected.",
+        "Enable Authenticated SMTP for this mailbox in the Microsoft 365 admin center (Users → "
+        "Active users → the user → Mail → Manage email apps → Authenticated SMTP). If the "
+        "reply says 'for the Tenant', an administrator must also allow SMTP AUTH for the "
+        "organisation (Exchange admin center → Settings → Mail flow, or Set-TransportConfig "
+        "-SmtpClientAuthenticationDisabled $false). Or use a mail client that signs in with "
+        "OAuth (modern authentication).",
+    ),
+    FindingSpec(
+        "AUTH_OAUTH_ONLY",
+        _S.CRITICAL,
+        "Only OAuth2 sign-in is accepted",
+        "{host}:{port} accepts only OAuth2 / modern authentication for {what} ({reply}): no "
+        "login with a user name and password. The mail client must sign in with the "
+        "provider's login window.",
+        "Set up the account in the mail client so that it signs in with the provider's login "
+        "window (OAuth2 / modern authentication; Outlook, Thunderbird and Apple Mail do so "
+        "when the account is added again), or use an app password where the provider offers "
+        "one. Typing the password again does not help.",
+    ),
+    FindingSpec(
+        "AUTH_WEB_LOGIN_REQUIRED",
+        _S.CRITICAL,
+        "The provider blocks the sign-in until it is confirmed on the web",
+        '{host}:{port} refused the login of {user}: "{reply}". The provider has blocked '
+        "sign-ins from mail programs for this account until the account holder confirms "
+        "them on its website (an unusual sign-in, or a security check); the password may be "
+        "right.",
+        "Sign in once at the provider's webmail in a browser and confirm the sign-in or "
+        "complete the check it asks for; then use an app password or a mail client that "
+        "signs in with the provider's login window (OAuth2). Repeating the same login keeps "
+        "the block in place.",
+    ),
+    FindingSpec(
+        "AUTH_PASSWORD_EXPIRED",
+        _S.CRITICAL,
+        "The password has expired",
+        '{host}:{port} no longer accepts the password of {user}: "{reply}". The password has '
+        "expired (RFC 5530 EXPIRED): the server refuses it even when it is typed correctly.",
+        "Set a new password in the provider's webmail or control panel (the webmail usually "
+        "asks for it at the next sign-in), then enter the new password on every device.",
+    ),
+    FindingSpec(
+        "AUTH_CONTACT_ADMIN",
+        _S.CRITICAL,
+        "The provider has to be asked about this account",
+        '{host}:{port} does not let {user} log in: "{reply}". The server asks the user to '
+        "contact the administrator or support (RFC 5530 CONTACTADMIN, or an organisation's "
+        "policy such as Microsoft 365 conditional access). The cause lies with the provider, "
+        "not in the mail client.",
+        "Ask the provider or the organisation's mail administrator why this account may not "
+        "log in; the server log (Microsoft 365: the Entra sign-in logs) names the policy.",
+    ),
+    FindingSpec(
+        "AUTH_NOT_AUTHORIZED",
+        _S.CRITICAL,
+        "This login may not use the mailbox",
+        '{host}:{port} does not let the login {user} act on this mailbox: "{reply}" (RFC 5530 '
+        "AUTHORIZATIONFAILED). The credentials may be right, but they belong to a user who "
+        "has no right to this mailbox, as with shared mailboxes or master-user logins.",
+        "Log in with the mailbox's own user name, or have the provider grant this login "
+        "access to the mailbox.",
+    ),
+    FindingSpec(
+        "AUTH_IN_USE",
+        _S.WARNING,
+        "The mailbox is locked by another session",
+        '{host}:{port} answered the login of {user} with "{reply}". Another session holds '
+        "the mailbox: with POP3 only one client at a time may open it, so another device or "
+        "program (a second computer, a phone, a tool that collects mail) is fetching right "
+        "now. This is not a password problem.",
+        "Find the other device or program that fetches this mailbox and stop it or let it "
+        "check less often; better, use IMAP on every device, which allows several sessions "
+        "at once.",
+    ),
+    FindingSpec(
+        "AUTH_LOGIN_DELAY",
+        _S.WARNING,
+        "The mailbox is checked too often",
+        '{host}:{port} answered the login of {user} with "{reply}". The server allows one '
+        "login per interval (RFC 2449 LOGIN-DELAY) and the last one was too recent: a mail "
+        "client checks too often, or several devices check the same mailbox.",
+        "Set every mail client of this mailbox to check for new mail less often than the "
+        "server allows (the CAPA reply names the interval in seconds after LOGIN-DELAY), or "
+        "use IMAP.",
+    ),
+    FindingSpec(
+        "AUTH_TOO_MANY_CONNECTIONS",
+        _S.WARNING,
+        "Too many connections for this mailbox",
+        '{host}:{port} refused the login of {user} for now: "{reply}". The server limits '
+        "how many connections one user (or one user from one address) may hold at once, and "
+        "the limit is reached: every device keeps several connections open, one per watched "
+        "folder.",
+        "Close mail clients that are not needed or lower their connection count "
+        "(Thunderbird: Account Settings → Server Settings → Advanced → 'Maximum number of "
+        "server connections to cache'); the provider can raise the limit (Dovecot: "
+        "mail_max_userip_connections).",
+    ),
+    FindingSpec(
+        "AUTH_RATE_LIMITED",
+        _S.WARNING,
+        "The server limits logins from this address",
+        '{host}:{port} refused the login for now: "{reply}". The server has counted too many '
+        "errors or failed logins from this address and throttles or blocks it; the password "
+        "was not judged. maildiag did not try it on any other endpoint, so as not to make a "
+        "block (fail2ban) worse.",
+        "Wait (usually ten minutes to an hour) and check again. Find the device that keeps "
+        "trying an old password (a phone, a second computer, a printer or scanner that sends "
+        "mail) and correct it, or the block comes back. The provider can lift the block for "
+        "the address (fail2ban-client set <jail> unbanip <address>).",
+    ),
+    FindingSpec(
+        "AUTH_REFUSED_AS_UNENCRYPTED",
+        _S.CRITICAL,
+        "The server treats the encrypted connection as unencrypted",
+        "{host}:{port} refused the login as if the connection were unencrypted: "
+        '"{reply}". maildiag\'s connection was encrypted (TLS), so something in front of the '
+        "mail service ends TLS and passes the login on unencrypted (a TLS proxy or load "
+        "balancer), and the mail service refuses passwords on that leg. No client can log in "
+        "here.",
+        "Let the mail service trust the proxy's connections (Dovecot: login_trusted_networks, "
+        "or the HAProxy PROXY protocol with haproxy_trusted_networks) or let TLS reach the "
+        "mail service itself.",
     ),
     FindingSpec(
         "AUTH_NO_ANSWER",
@@ -967,6 +1111,16 @@ USE_IMAP_TEXTS: Mapping[str, str] = {
     "findings above).",
 }
 WHERE = "{host}, port {port}, {encryption}"
+
+# The {user_form} sentence of AUTH_FAILED: the other form of the user name, by
+# whether the login had an "@". maildiag never tries it: one more failed login.
+USER_FORM_TEXTS: Mapping[str, str] = {
+    "address": " Some providers want only the part before the @ (or a customer number) as "
+    "the user name, not the complete address; maildiag did not try another form, to spare "
+    "the account a failed login.",
+    "local_part": " Most providers want the complete e-mail address as the user name, not "
+    "just '{user}'; maildiag did not try another form, to spare the account a failed login.",
+}
 
 
 def make_finding(

@@ -101,6 +101,7 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         QUOTA_ADVICE,
         QUOTA_RESOURCES,
         USE_IMAP_TEXTS,
+        USER_FORM_TEXTS,
         WHERE,
         render_text,
     )
@@ -134,6 +135,10 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         if english is not None:
             sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{evidence}", english)
             rebuilt["seen"] = render_text(sentence, facts)
+    form = facts.get("user_form_key")
+    if code == "AUTH_FAILED" and isinstance(form, str) and form in USER_FORM_TEXTS:
+        sentence = text(lang, f"AUTH_FAILED/user_form/{form}", USER_FORM_TEXTS[form])
+        rebuilt["user_form"] = render_text(sentence, {"user": facts.get("user", "")})
     if code.startswith("TYPED_") and "suggestion" in facts:
         rebuilt["suggestion"] = _suggestion(facts.get("suggested"), lang)
     return rebuilt

@@ -193,6 +193,10 @@ class AuthStatus(enum.StrEnum):
     TEMPORARY_FAILURE = "temporary_failure"  # [UNAVAILABLE], [SYS/TEMP], [IN-USE], 454
     ACCOUNT_DISABLED = "account_disabled"  # [CONTACTADMIN], [EXPIRED], [AUTHORIZATIONFAILED]
     FAILED = "failed"  # refused for another (permanent) reason
+    # The password may be right, but the provider does not take it for this
+    # kind of login: app password required (Gmail 534 5.7.9), SMTP AUTH off
+    # (Microsoft 365 535 5.7.139), OAuth only, sign-in blocked until confirmed on the web.
+    PASSWORD_LOGIN_DISABLED = "password_login_disabled"
     # Sent, but no verdict came back in time (or the server hung up): the
     # password may have been judged wrong all the same, so nobody else tries it.
     NO_ANSWER = "no_answer"
@@ -214,6 +218,9 @@ class AuthResult:
     # Why a login was not tried (status "skipped"): lockout, untrusted_certificate,
     # plaintext, no_pilot_verdict, foreign_host (autoconfig named another domain's server).
     skipped_because: str | None = None
+    # The finding code of the cause the server's reply names (maildiag.login_replies),
+    # finer than ``status``: AUTH_APP_PASSWORD_REQUIRED, AUTH_IN_USE, ...
+    cause: str | None = None
 
 
 @dataclass(frozen=True)

@@ -347,6 +347,8 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         # a server that blocks this client's address
         seen="Every mail port refused.",
         local_address="192.0.2.7",
+        # the login refusals (maildiag.login_replies)
+        user_form=" Most providers want the complete e-mail address.",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

@@ -25,6 +25,7 @@ from maildiag.findings import (
     QUOTA_ADVICE,
     QUOTA_RESOURCES,
     USE_IMAP_TEXTS,
+    USER_FORM_TEXTS,
     WHERE,
 )
 from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
@@ -51,6 +52,8 @@ def english_texts() -> Iterator[tuple[str, str]]:
     yield "ADVICE_USE_IMAP/where", WHERE
     for key, english in USE_IMAP_TEXTS.items():
         yield f"ADVICE_USE_IMAP/{key}", english
+    for key, english in USER_FORM_TEXTS.items():
+        yield f"AUTH_FAILED/user_form/{key}", english
     for english in SETTINGS_TEXTS.values():
         yield "settings", english
     yield from report_texts()

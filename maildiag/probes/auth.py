@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import Deadline
 from ..model import AuthResult, AuthStatus
@@ -28,44 +29,25 @@ from ..quoting import SecretScrubber
 from .sessions import ImapSession, Pop3Session, SessionRefused, SmtpSession
 
 # Statuses that say "these credentials do not work here": trying them on the
-# other endpoints would only add failed logins.
-CREDENTIAL_REFUSALS = frozenset({AuthStatus.WRONG_CREDENTIALS, AuthStatus.ACCOUNT_DISABLED})
+# other endpoints would only add failed logins (or, for a password the
+# provider does not take this way, the same refusal again).
+CREDENTIAL_REFUSALS = frozenset(
+    {
+        AuthStatus.WRONG_CREDENTIALS,
+        AuthStatus.ACCOUNT_DISABLED,
+        AuthStatus.PASSWORD_LOGIN_DISABLED,
+    }
+)
 # Statuses after which no other endpoint of the run may try the password: the
 # refusals, and a login that got no verdict in time. Courier's authdaemon
 # answers a wrong password only after ~5 s; with a shorter timeout the server
 # has counted a failure we never saw, and the next pilot would add another.
 STOPS_FURTHER_LOGINS = CREDENTIAL_REFUSALS | {AuthStatus.NO_ANSWER}
 
-# RFC 5530 response codes, as answers to LOGIN/AUTHENTICATE.
-_IMAP_CODES = {
-    "AUTHENTICATIONFAILED": AuthStatus.WRONG_CREDENTIALS,
-    "AUTHORIZATIONFAILED": AuthStatus.ACCOUNT_DISABLED,
-    "EXPIRED": AuthStatus.ACCOUNT_DISABLED,
-    "CONTACTADMIN": AuthStatus.ACCOUNT_DISABLED,
-    "PRIVACYREQUIRED": AuthStatus.PLAINTEXT_REFUSED,
-    "UNAVAILABLE": AuthStatus.TEMPORARY_FAILURE,
-    "INUSE": AuthStatus.TEMPORARY_FAILURE,
-    "LIMIT": AuthStatus.TEMPORARY_FAILURE,
-    "SERVERBUG": AuthStatus.FAILED,
-}
-# RFC 2449 §8 / RFC 3206 extended response codes.
-_POP3_CODES = {
-    "AUTH": AuthStatus.WRONG_CREDENTIALS,
-    "SYS/TEMP": AuthStatus.TEMPORARY_FAILURE,
-    "IN-USE": AuthStatus.TEMPORARY_FAILURE,
-    "LOGIN-DELAY": AuthStatus.TEMPORARY_FAILURE,
-    "SYS/PERM": AuthStatus.FAILED,
-}
-# Words servers use when the password was right but the account may not log in
-# (Dovecot: "-ERR [AUTH] Account disabled ...", where POP3 has no code for it).
-_DISABLED_WORDS = ("disabled", "expired", "locked", "suspended", "blocked", "contact")
-_TEMPORARY_WORDS = ("temporar", "try again", "later", "busy", "unavailable")
-_MECHANISM_WORDS = ("mechanism", "unsupported auth", "unrecognized auth")
 
-
-def _has(text: str, words: Iterable[str]) -> bool:
-    lowered = text.lower()
-    return any(word in lowered for word in words)
+def stops_further_logins(result: AuthResult) -> bool:
+    """No other endpoint of the run may send the password after this result."""
+    return result.status in STOPS_FURTHER_LOGINS or result.cause in login_replies.STOPPING_CAUSES
 
 
 def _scrub(text: str | None, creds: Credentials) -> str | None:
@@ -81,13 +63,25 @@ def _result(
     detail: str | None,
     creds: Credentials,
     started: float,
+    cause: str | None = None,
 ) -> AuthResult:
     return AuthResult(
         status=status,
         mechanism=mechanism,
         detail=_scrub(detail, creds),
         seconds=time.perf_counter() - started,
+        cause=cause,
     )
+
+
+def _refusal(
+    verdict: login_replies.Verdict,
+    mechanism: str | None,
+    detail: str,
+    creds: Credentials,
+    started: float,
+) -> AuthResult:
+    return _result(verdict.status, mechanism, detail, creds, started, verdict.cause)
 
 
 # --- which mechanism --------------------------------------------------------------
@@ -157,23 +151,6 @@ def _imap_read_until(
             untagged.append(response)
 
 
-def _imap_status(answer: imap.Tagged | imap.Untagged) -> AuthStatus:
-    name = imap.response_code_name(answer.code)
-    if name in _IMAP_CODES:
-        return _IMAP_CODES[name]
-    if _has(answer.text, _TEMPORARY_WORDS) or (
-        isinstance(answer, imap.Untagged) and answer.keyword == "BYE"
-    ):
-        return AuthStatus.TEMPORARY_FAILURE
-    if _has(answer.text, _MECHANISM_WORDS):
-        return AuthStatus.MECHANISM_UNAVAILABLE
-    if isinstance(answer, imap.Tagged) and answer.status == "BAD":
-        return AuthStatus.FAILED
-    # A plain NO without an RFC 5530 code (Exchange, Courier: "LOGIN failed") is
-    # almost always a wrong password; treating it so keeps the lockout gate safe.
-    return AuthStatus.WRONG_CREDENTIALS
-
-
 def imap_login(
     session: ImapSession, creds: Credentials, capabilities: Iterable[str]
 ) -> tuple[AuthResult, tuple[str, ...]]:
@@ -236,27 +213,15 @@ def imap_login(
     code = f"[{answer.code}] " if answer.code else ""
     label = answer.status if isinstance(answer, imap.Tagged) else answer.keyword
     detail = f"{label} {code}{answer.text}".strip()
-    return _result(_imap_status(answer), shown, detail, creds, started), caps
+    reply = login_replies.from_imap(answer, untagged, encrypted=session.conn.is_tls)
+    if reply.alerts:
+        # RFC 3501 §7.1: an [ALERT] text must be shown to the user.
+        detail += "".join(f" (ALERT: {alert})" for alert in reply.alerts)
+    verdict = login_replies.classify(reply)
+    return _refusal(verdict, shown, detail, creds, started), caps
 
 
 # --- POP3 -------------------------------------------------------------------------
-
-
-def _pop3_status(response: pop3.Response) -> AuthStatus:
-    code = response.code
-    if code == "AUTH" and _has(response.text, _DISABLED_WORDS):
-        return AuthStatus.ACCOUNT_DISABLED
-    if code in _POP3_CODES:
-        return _POP3_CODES[code]
-    if _has(response.text, ("plaintext", "ssl/tls", "tls required", "encryption")):
-        return AuthStatus.PLAINTEXT_REFUSED
-    if _has(response.text, _TEMPORARY_WORDS):
-        return AuthStatus.TEMPORARY_FAILURE
-    if _has(response.text, _MECHANISM_WORDS):
-        return AuthStatus.MECHANISM_UNAVAILABLE
-    if _has(response.text, _DISABLED_WORDS):
-        return AuthStatus.ACCOUNT_DISABLED
-    return AuthStatus.WRONG_CREDENTIALS
 
 
 def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[str]) -> AuthResult:
@@ -292,26 +257,13 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
         return _result(AuthStatus.FAILED, mechanism, str(exc), creds, started)
     if response.ok and not response.continuation:
         return _result(AuthStatus.OK, shown, str(response), creds, started)
-    return _result(_pop3_status(response), shown, str(response), creds, started)
+    verdict = login_replies.classify(
+        login_replies.from_pop3(response, encrypted=session.conn.is_tls)
+    )
+    return _refusal(verdict, shown, str(response), creds, started)
 
 
 # --- SMTP -------------------------------------------------------------------------
-
-
-def _smtp_status(reply: smtp.Reply) -> AuthStatus:
-    enhanced = reply.enhanced_status or ""
-    if enhanced == "5.7.13" or (reply.code == 535 and _has(reply.text, _DISABLED_WORDS)):
-        return AuthStatus.ACCOUNT_DISABLED  # RFC 5248 registry: 5.7.13 user account disabled
-    if reply.code == 535 or enhanced == "5.7.8":
-        return AuthStatus.WRONG_CREDENTIALS
-    if reply.code in (530, 538) or enhanced in ("5.7.11",):
-        # RFC 3207 §4 / RFC 4954 §6: AUTH only after STARTTLS, or encryption required.
-        return AuthStatus.PLAINTEXT_REFUSED
-    if reply.code in (504, 534) or enhanced == "5.7.9":
-        return AuthStatus.MECHANISM_UNAVAILABLE
-    if reply.is_transient:
-        return AuthStatus.TEMPORARY_FAILURE  # 454 4.7.0 and friends (RFC 4954 §6)
-    return AuthStatus.FAILED
 
 
 def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[str]) -> AuthResult:
@@ -334,14 +286,20 @@ def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[
     except ValueError as exc:
         return _result(AuthStatus.FAILED, mechanism, str(exc), creds, started)
     except SessionRefused as exc:  # 421: the server closes the connection
-        return _result(AuthStatus.TEMPORARY_FAILURE, mechanism, exc.text, creds, started)
+        code, _, text = exc.text.partition(" ")
+        reply = smtp.Reply(int(code) if code.isdigit() else 421, (text,))
+        verdict = login_replies.classify(
+            login_replies.from_smtp(reply, encrypted=session.conn.is_tls)
+        )
+        return _refusal(verdict, mechanism, exc.text, creds, started)
     if reply.code == 334:
         session.run(smtp.AUTH_CANCEL)
         detail = "the server keeps asking for more authentication data"
         return _result(AuthStatus.FAILED, mechanism, detail, creds, started)
     if reply.code == 235:
         return _result(AuthStatus.OK, mechanism, str(reply), creds, started)
-    return _result(_smtp_status(reply), mechanism, str(reply), creds, started)
+    verdict = login_replies.classify(login_replies.from_smtp(reply, encrypted=session.conn.is_tls))
+    return _refusal(verdict, mechanism, str(reply), creds, started)
 
 
 # --- lockout safety -----------------------------------------------------------------
@@ -407,7 +365,7 @@ class LoginGate:
                 self._pilot = None
             if result.status == AuthStatus.OK:
                 self._success = True
-            elif result.status in STOPS_FURTHER_LOGINS and self._refusal is None:
+            elif stops_further_logins(result) and self._refusal is None:
                 self._refusal = Verdict(where, result)
             self._cond.notify_all()
 

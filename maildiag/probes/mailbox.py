@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
 
+from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import DeadlineExceeded
 from ..model import (
@@ -75,6 +76,8 @@ class MailboxChecks:
             assert verdict is not None
             if verdict.result.status == AuthStatus.NO_ANSWER:
                 why = f"the login on {verdict.where} got no answer in time"
+            elif verdict.result.status == AuthStatus.TEMPORARY_FAILURE:
+                why = f"{verdict.where} limits logins from this address ({verdict.result.cause})"
             else:
                 why = f"{verdict.where} already refused these credentials ({verdict.result.status})"
             rec.extras["auth"] = AuthResult(
@@ -163,6 +166,15 @@ class MailboxChecks:
             )
         name = session_name(endpoint)
         if auth.mechanism_for(name, capabilities) is None:
+            oauth = login_replies.oauth_only(endpoint.protocol, capabilities)
+            if oauth:
+                return AuthResult(
+                    AuthStatus.MECHANISM_UNAVAILABLE,
+                    None,
+                    f"the server offers only {', '.join(oauth)} {_where(endpoint)}, "
+                    "no login with a password",
+                    cause="AUTH_OAUTH_ONLY",
+                )
             return AuthResult(
                 AuthStatus.MECHANISM_UNAVAILABLE,
                 None,
@@ -175,8 +187,12 @@ def session_name(endpoint: Endpoint) -> str:
     return {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}[endpoint.protocol]
 
 
+def _where(endpoint: Endpoint) -> str:
+    return "before TLS" if endpoint.security is Security.PLAIN else "inside TLS"
+
+
 def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> str:
-    where = "before TLS" if endpoint.security is Security.PLAIN else "inside TLS"
+    where = _where(endpoint)
     if endpoint.protocol is Protocol.IMAP:
         offered = ", ".join(imap.auth_mechanisms(capabilities)) or "none"
         return f"no AUTH=PLAIN and LOGINDISABLED {where} (SASL mechanisms: {offered})"

@@ -127,6 +127,7 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
             "detail": result.auth.detail,
             "seconds": _seconds(result.auth.seconds),
             "skipped_because": result.auth.skipped_because,
+            "cause": result.auth.cause,
         }
     if result.mailbox is not None:
         box = result.mailbox

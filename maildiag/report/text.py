@@ -89,6 +89,9 @@ SHORT: Mapping[str, str] = {
     "SUBMISSION_NO_AUTH": "no AUTH",
     "AUTH_FAILED": "wrong password",
     "AUTH_ACCOUNT_DISABLED": "account disabled",
+    "AUTH_APP_PASSWORD_REQUIRED": "app password needed",
+    "AUTH_SMTP_AUTH_DISABLED_M365": "SMTP AUTH off",
+    "AUTH_OAUTH_ONLY": "OAuth only",
     "QUOTA_FULL": "mailbox full",
     "QUOTA_NEAR_LIMIT": "mailbox almost full",
     "IMAP_PREAUTH": "PREAUTH",
@@ -118,6 +121,7 @@ LOGIN_LABELS: Mapping[AuthStatus, str] = {
     AuthStatus.MECHANISM_UNAVAILABLE: "no mechanism",
     AuthStatus.TEMPORARY_FAILURE: "temporary failure",
     AuthStatus.FAILED: "refused",
+    AuthStatus.PASSWORD_LOGIN_DISABLED: "password login off",
     AuthStatus.NO_ANSWER: "no answer",
     AuthStatus.SKIPPED: "skipped",
 }
