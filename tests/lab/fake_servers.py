@@ -156,6 +156,11 @@ class Behaviour(enum.StrEnum):
     # POP3 a CAPA list with USER, SMTP an EHLO answer with AUTH PLAIN LOGIN.
     # The TLS handshake then follows as usual.
     STARTTLS_INJECTION = "starttls_injection"
+    # Inside TLS only OAuth is offered, as Microsoft 365 and Google Workspace do
+    # with password logins turned off: IMAP "AUTH=XOAUTH2 AUTH=OAUTHBEARER
+    # LOGINDISABLED", POP3 "SASL XOAUTH2 OAUTHBEARER" without USER, SMTP "AUTH
+    # XOAUTH2 OAUTHBEARER". A password login is refused all the same.
+    OAUTH_ONLY = "oauth_only"
 
     def __str__(self) -> str:
         return self.value
@@ -175,7 +180,12 @@ _NO_TLS_NEEDED = frozenset(
 
 # Behaviours that change only the login (the session is healthy otherwise).
 _AUTH_FAULTS = frozenset(
-    {Behaviour.AUTH_TEMPORARY_FAILURE, Behaviour.NO_LOGIN_MECHANISM, Behaviour.CRAM_MD5_BEFORE_TLS}
+    {
+        Behaviour.AUTH_TEMPORARY_FAILURE,
+        Behaviour.NO_LOGIN_MECHANISM,
+        Behaviour.CRAM_MD5_BEFORE_TLS,
+        Behaviour.OAUTH_ONLY,
+    }
 )
 
 
@@ -267,6 +277,10 @@ class _SessionConfig:
     mail_from_reply: str | None = None
     # Behaviour.STARTTLS_INJECTION: plaintext sent behind the go-ahead to STARTTLS.
     starttls_injection: bool = False
+    # A provider's refusal sent to every login, whatever the password (see
+    # FakeMailHost): IMAP "NO ..." after the tag, a POP3 "-ERR ..." line, an
+    # SMTP reply (lines joined with CRLF). Counted as a failed login.
+    login_refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -539,9 +553,21 @@ class _Session:
             step = [_Pause(self.config.login_failure_delay), *step]
         return step
 
+    def _refusal(self, user: str) -> str | None:
+        """The configured provider refusal for this login, counted as a failed login."""
+        if self.config.login_refusal is None:
+            return None
+        self._hooks.login(user, False)
+        self._login_failed = True  # delayed and echoed as configured
+        return self.config.login_refusal
+
+    @property
+    def _oauth_announced(self) -> bool:
+        return self.config.auth_fault is Behaviour.OAUTH_ONLY and self.tls_active
+
     @property
     def _may_authenticate(self) -> bool:
-        if self.config.auth_fault is Behaviour.NO_LOGIN_MECHANISM:
+        if self.config.auth_fault in (Behaviour.NO_LOGIN_MECHANISM, Behaviour.OAUTH_ONLY):
             return False
         return self.tls_active or self.config.plaintext_auth
 
@@ -688,6 +714,8 @@ class _ImapSession(_Session):
             # (unencrypted) connection; RFC 2595 §3.2 same for AUTH=PLAIN.
             if self._cram_md5_announced:
                 caps.append("AUTH=CRAM-MD5")
+            if self._oauth_announced:
+                caps += ["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]
             caps.append("AUTH=PLAIN" if self._may_authenticate else "LOGINDISABLED")
         return " ".join(caps)
 
@@ -841,6 +869,9 @@ class _ImapSession(_Session):
         ]
 
     def _logged_in(self, tag: str, user: str, password: str | None) -> list[_Action]:
+        refusal = self._refusal(user)
+        if refusal is not None:
+            return [self._reply(tag, *refusal.split(" ", 1))]
         if self._auth_temporarily_down:
             # RFC 5530 §3: UNAVAILABLE, "temporary failure ... try again later".
             return [self._reply(tag, "NO", "[UNAVAILABLE] Temporary authentication failure.")]
@@ -1261,6 +1292,8 @@ class _Pop3Session(_Session):
                 caps += ["USER", "SASL PLAIN"]
             elif self._cram_md5_announced:
                 caps.append("SASL CRAM-MD5")
+            elif self._oauth_announced:
+                caps.append("SASL XOAUTH2 OAUTHBEARER")
         caps.append("IMPLEMENTATION maildiag-fake")
         return caps
 
@@ -1296,6 +1329,9 @@ class _Pop3Session(_Session):
         ]
 
     def _login(self, user: str, password: str | None) -> list[_Action]:
+        refusal = self._refusal(user)
+        if refusal is not None:
+            return [refusal.encode("utf-8", "surrogateescape") + b"\r\n"]
         if self._auth_temporarily_down:
             return [b"-ERR [SYS/TEMP] Temporary authentication failure.\r\n"]
         if not self._check_login(user, password):
@@ -1490,6 +1526,8 @@ class _SmtpSession(_Session):
             keywords.append("AUTH PLAIN LOGIN")
         elif self._cram_md5_announced:
             keywords.append("AUTH CRAM-MD5")
+        elif self._oauth_announced:
+            keywords.append("AUTH XOAUTH2 OAUTHBEARER")
         keywords += ["ENHANCEDSTATUSCODES", "8BITMIME"]
         return keywords
 
@@ -1614,6 +1652,9 @@ class _SmtpSession(_Session):
         return self._authenticated(*creds)
 
     def _authenticated(self, user: str, password: str | None) -> list[_Action]:
+        refusal = self._refusal(user)
+        if refusal is not None:
+            return [refusal.encode("utf-8", "surrogateescape") + b"\r\n"]
         if self._auth_temporarily_down:
             return [self._reply(454, "4.7.0 Temporary authentication failure")]
         if not self._check_login(user, password):
@@ -1700,6 +1741,8 @@ class FakeMailServer:
     of IMAP and receives what SMTP submission accepts. ``smtp_size`` is the
     EHLO SIZE limit in bytes (None: no SIZE line); ``mail_from_reply`` the
     line that answers MAIL FROM after a login (None: "250 2.1.0 Ok").
+    ``login_refusal`` is a provider's refusal sent to every login (IMAP: the
+    status and text after the tag).
 
     Port 0 picks a free port; read it back from ``port`` after ``start()``.
     """
@@ -1725,6 +1768,7 @@ class FakeMailServer:
         echo_failed_logins: bool = False,
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
+        login_refusal: str | None = None,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1756,6 +1800,7 @@ class FakeMailServer:
             smtp_size=smtp_size,
             mail_from_reply=mail_from_reply,
             starttls_injection=behaviour is Behaviour.STARTTLS_INJECTION,
+            login_refusal=login_refusal,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
@@ -2276,8 +2321,10 @@ class FakeMailHost:
 
     ``behaviours`` maps endpoint keys (see ``ENDPOINTS``) to a Behaviour; a
     missing key is HEALTHY and None means nothing listens (connection
-    refused). ``ports`` overrides the standard port of any key. Other
-    keyword arguments are passed to every FakeMailServer.
+    refused). ``ports`` overrides the standard port of any key.
+    ``login_refusals`` maps a protocol ("imap", "pop3", "smtp") to the
+    ``login_refusal`` of its servers. Other keyword arguments are passed to
+    every FakeMailServer.
     """
 
     def __init__(
@@ -2298,6 +2345,7 @@ class FakeMailHost:
         echo_failed_logins: bool = False,
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
+        login_refusals: Mapping[str, str] | None = None,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -2336,6 +2384,7 @@ class FakeMailHost:
                 echo_failed_logins=echo_failed_logins,
                 smtp_size=smtp_size,
                 mail_from_reply=mail_from_reply,
+                login_refusal=(login_refusals or {}).get(protocol),
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:
