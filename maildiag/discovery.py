@@ -1,8 +1,9 @@
 """From a domain to the endpoints worth probing: MX, SRV, autoconfig, guesses.
 
 All lookups run at once in threads, each bounded by the run's deadline, and
-every lookup that fails is kept as a ``DnsProblem`` rather than raised: a
-broken MX must not hide a working SRV record, and vice versa.
+``discover`` returns only when every one of them has ended. Every lookup
+that fails is kept as a ``DnsProblem`` rather than raised: a broken MX must
+not hide a working SRV record, and vice versa.
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ GUESS_PREFIXES: dict[Protocol, tuple[str, ...]] = {
 # MX hosts whose addresses discovery looks up; more MX records than this are
 # kept, but their hosts are not resolved (no sender tries that many).
 MAX_MX_HOSTS = 8
-# Past the deadline, a lookup still running is abandoned after this grace.
-_GRACE = 0.25
 _T = TypeVar("_T")
 
 
@@ -103,11 +102,11 @@ def discover(
     override_hosts = {p: _host(h) for p, h in overrides.hosts.items()}
     guess_hosts = _guess_hosts(domain_ascii, skip=override_hosts.keys())
 
-    pool = concurrent.futures.ThreadPoolExecutor(
+    # Leaving the block waits for every lookup: none outlives discovery.
+    with concurrent.futures.ThreadPoolExecutor(
         max_workers=4 + len(SRV_SERVICES) + len(guess_hosts) + MAX_MX_HOSTS,
         thread_name_prefix="discover",
-    )
-    try:
+    ) as pool:
         apex = pool.submit(_lookup, resolver, domain_ascii, "SOA", deadline)
         mx = pool.submit(_lookup, resolver, domain_ascii, "MX", deadline)
         srv = {
@@ -166,14 +165,7 @@ def discover(
         autoconfig_results: tuple[AutoconfigResult, ...] = ()
         if fetched is not None:
             try:
-                autoconfig_results = fetched.result(timeout=deadline.wait_timeout(_GRACE))
-            except concurrent.futures.TimeoutError:
-                autoconfig_results = (
-                    AutoconfigResult(
-                        url=autoconfig_urls(domain_ascii, email)[0],
-                        error="stopped: the run's deadline passed",
-                    ),
-                )
+                autoconfig_results = _settled(fetched, deadline)
             except Exception as e:
                 autoconfig_results = (
                     AutoconfigResult(
@@ -181,9 +173,6 @@ def discover(
                         error=f"maildiag internal error: {e!r}",
                     ),
                 )
-    finally:
-        # Lookups still running past the deadline are abandoned, not awaited.
-        pool.shutdown(wait=False, cancel_futures=True)
 
     # RFC 8020: NXDOMAIN means nothing exists at or below the name; NODATA
     # (the name without this record type) still means the domain exists.
@@ -381,11 +370,7 @@ def _mx_host(
 ) -> MxHost:
     """The addresses of one MX host; a failed lookup (not NXDOMAIN/NODATA) is a problem too."""
     try:
-        addresses, alias = future.result(timeout=deadline.wait_timeout(_GRACE))
-    except concurrent.futures.TimeoutError:
-        error = DnsLookupError(
-            "timeout", "still unanswered when the run's deadline passed", f"{host} A/AAAA"
-        )
+        addresses, alias = _settled(future, deadline)
     except DnsLookupError as e:
         error = e
     except Exception as e:
@@ -395,6 +380,20 @@ def _mx_host(
     if error.kind not in ("nxdomain", "nodata"):
         problems.append(DnsProblem(query=error.query, kind=error.kind, detail=error.detail))
     return MxHost(host, error_kind=error.kind, error=error.detail)
+
+
+def _settled(future: concurrent.futures.Future[_T], deadline: Deadline) -> _T:
+    """The lookup's result, once it has ended.
+
+    Every lookup is bounded by the deadline; once that has passed, cancelling
+    shuts down the connections still open (autoconfig), so the lookup ends
+    now, with its own account of what went wrong.
+    """
+    try:
+        return future.result(timeout=deadline.wait_timeout())
+    except concurrent.futures.TimeoutError:
+        deadline.cancel()
+        return future.result()
 
 
 def _result(
@@ -409,9 +408,7 @@ def _result(
     _pop3._tcp record and no pop. host.
     """
     try:
-        return future.result(timeout=deadline.wait_timeout(_GRACE)), None
-    except concurrent.futures.TimeoutError:
-        error = DnsLookupError("timeout", "still unanswered when the run's deadline passed", query)
+        return _settled(future, deadline), None
     except DnsLookupError as e:
         error = e
     except Exception as e:

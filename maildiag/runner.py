@@ -2,8 +2,9 @@
 
 All probes of a run share one ``Deadline``; every network step inside them
 is bounded by it, so the run ends on time even when every port drops
-packets. Host names are resolved once per run however many endpoints
-share them.
+packets. When it passes, the sockets still open are shut down and the run
+waits for every probe: no thread outlives ``diagnose()``. Host names are
+resolved once per run however many endpoints share them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -31,8 +32,6 @@ from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
 from .tls import load_trust_anchors
 
-# Past the deadline, give the probes this long to notice before declaring them stuck.
-DEADLINE_GRACE_SECONDS = 0.5
 # Discovery (DNS, autoconfig over HTTPS) may use at most this share of the run,
 # so the probes always get the rest.
 DISCOVERY_SHARE = 0.5
@@ -83,7 +82,7 @@ class AddressCache:
                 future.set_result(self._resolver.addresses(host, deadline))
             except BaseException as exc:  # handed to every waiter, raised below
                 future.set_exception(exc)
-        return future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
+        return future.result(timeout=deadline.wait_timeout())
 
 
 class ProbeCache:
@@ -127,9 +126,9 @@ class ProbeCache:
                     break
                 future = entry[1]
             try:
-                result = future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
-            except TimeoutError:
-                return _stuck(endpoint)
+                result = future.result(timeout=deadline.wait_timeout())
+            except TimeoutError:  # another run's probe, and this run's deadline passed
+                return _deadline_passed(endpoint)
             except Exception:  # noqa: BLE001 - the owner's failure; probe anew
                 continue
             if result.outcome is not Outcome.DEADLINE:
@@ -326,24 +325,16 @@ def run_probes(
             return run()
         return probe_cache.probe(endpoint, settings, deadline, run)
 
-    pool = ThreadPoolExecutor(max_workers=len(endpoints), thread_name_prefix="probe")
-    futures = {pool.submit(probe, endpoint): endpoint for endpoint in endpoints}
-    pending = set(futures)
-    while pending:
-        done, pending = wait(
-            pending,
-            timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS),
-            return_when=FIRST_COMPLETED,
-        )
-        if not done:
-            break
-    pool.shutdown(wait=False, cancel_futures=True)
-    by_endpoint = {
-        futures[f]: f.result() if f.done() and not f.cancelled() else _stuck(futures[f])
-        for f in futures
-    }
-    return tuple(by_endpoint[e] for e in endpoints)
+    with ThreadPoolExecutor(max_workers=len(endpoints), thread_name_prefix="probe") as pool:
+        futures = [pool.submit(probe, endpoint) for endpoint in endpoints]
+        _, pending = wait(futures, timeout=deadline.wait_timeout())
+        if pending:
+            # Every step of a probe is bounded by the deadline already; this
+            # shuts down the sockets still open, so none is left blocked.
+            deadline.cancel()
+        # Leaving the block waits for every probe: none outlives the run.
+    return tuple(f.result() for f in futures)
 
 
-def _stuck(endpoint: Endpoint) -> ProbeResult:
+def _deadline_passed(endpoint: Endpoint) -> ProbeResult:
     return ProbeResult(endpoint, Outcome.DEADLINE, error="the run's deadline passed")

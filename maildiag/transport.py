@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from .deadline import Deadline, DeadlineExceeded
 from .model import PortCheck, PortState, TlsFailure
@@ -84,6 +84,7 @@ class Connection:
     """A connected TCP (later maybe TLS) stream with bounded, timed reads."""
 
     def __init__(self, sock: socket.socket, *, timeout: float, deadline: Deadline) -> None:
+        deadline.track(sock)  # cancelling the run shuts it down (see Deadline.cancel)
         self._sock: socket.socket = sock
         self.timeout = timeout
         self.deadline = deadline
@@ -96,29 +97,21 @@ class Connection:
 
     @classmethod
     def open(cls, address: str, port: int, *, timeout: float, deadline: Deadline) -> Connection:
+        """Connects; the socket is the run's from the start, so cancelling wakes the connect."""
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
+            deadline.track(sock)
             sock.settimeout(deadline.step_timeout(timeout))
             sock.connect((address, port))
-        except ConnectionRefusedError as exc:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return cls(sock, timeout=timeout, deadline=deadline)
+        except BaseException as exc:
+            deadline.untrack(sock)
             sock.close()
-            raise ConnectRefused(f"connection to {address}:{port} refused") from exc
-        except TimeoutError as exc:
-            sock.close()
-            if deadline.expired:
+            if deadline.cancelled and not isinstance(exc, DeadlineExceeded):
                 raise DeadlineExceeded("the run's deadline passed while connecting") from exc
-            raise ConnectTimeout(f"no answer from {address}:{port}") from exc
-        except OSError as exc:
-            sock.close()
-            if exc.errno in _UNREACHABLE_ERRNOS:
-                raise Unreachable(f"{address}:{port}: {exc.strerror}") from exc
-            raise TransportError(f"{address}:{port}: {exc.strerror or exc}") from exc
-        except BaseException:
-            sock.close()
-            raise
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(sock, timeout=timeout, deadline=deadline)
+            _raise_connect_error(exc, address, port, deadline)
 
     @property
     def local_address(self) -> str | None:
@@ -169,8 +162,11 @@ class Connection:
                 sent = self._sock.send(view)
             except TimeoutError as exc:
                 raise self._timeout_error(what) from exc
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                raise PeerClosed("the server closed the connection") from exc
+            except OSError as exc:
+                self._raise_if_cancelled(what, exc)
+                if isinstance(exc, BrokenPipeError | ConnectionResetError):
+                    raise PeerClosed("the server closed the connection") from exc
+                raise
             view = view[sent:]
 
     def _recv_raw(self, end: float, what: str) -> bytes:
@@ -180,11 +176,22 @@ class Connection:
             raise self._timeout_error(what)
         self._sock.settimeout(remaining)
         try:
-            return self._sock.recv(RECEIVE_CHUNK)
+            data = self._sock.recv(RECEIVE_CHUNK)
         except TimeoutError as exc:
             raise self._timeout_error(what) from exc
-        except ConnectionResetError as exc:
-            raise PeerClosed("the server reset the connection") from exc
+        except OSError as exc:
+            self._raise_if_cancelled(what, exc)
+            if isinstance(exc, ConnectionResetError):
+                raise PeerClosed("the server reset the connection") from exc
+            raise
+        if not data:
+            # A cancelled run shuts the socket down: that end of stream is ours.
+            self._raise_if_cancelled(what, None)
+        return data
+
+    def _raise_if_cancelled(self, what: str, cause: BaseException | None) -> None:
+        if self.deadline.cancelled:
+            raise DeadlineExceeded(f"the run's deadline passed while {what}") from cause
 
     def receive(self, parse: Callable[[], T | None], feed: Callable[[bytes], None]) -> T:
         """Reads until ``parse()`` yields something, feeding every chunk to ``feed``.
@@ -305,6 +312,7 @@ class Connection:
     def close(self) -> None:
         """Closes the socket; later sends and reads raise ``PeerClosed`` at once."""
         self.closed = True
+        self.deadline.untrack(self._sock)
         try:
             self._sock.close()
         except OSError:
@@ -363,6 +371,24 @@ def _port_state(code: int) -> PortState:
     if code == errno.ECONNREFUSED:
         return PortState.REFUSED
     return PortState.TIMEOUT
+
+
+def _raise_connect_error(
+    exc: BaseException, address: str, port: int, deadline: Deadline
+) -> NoReturn:
+    if isinstance(exc, ConnectionRefusedError):
+        raise ConnectRefused(f"connection to {address}:{port} refused") from exc
+    if isinstance(exc, DeadlineExceeded):
+        raise exc
+    if isinstance(exc, TimeoutError):
+        if deadline.expired:
+            raise DeadlineExceeded("the run's deadline passed while connecting") from exc
+        raise ConnectTimeout(f"no answer from {address}:{port}") from exc
+    if isinstance(exc, OSError):
+        if exc.errno in _UNREACHABLE_ERRNOS:
+            raise Unreachable(f"{address}:{port}: {exc.strerror}") from exc
+        raise TransportError(f"{address}:{port}: {exc.strerror or exc}") from exc
+    raise exc
 
 
 def _looks_like_plaintext(data: bytes) -> bool:

@@ -26,8 +26,6 @@ WEB_PORTS = (443, 80)
 # for the connect timeout (10 s) before asking the web ports would add that
 # much to a run whose every port is filtered.
 SLOW_CONNECT = 1.0
-# Past the deadline, a check still running is given up after this grace.
-_GRACE = 0.5
 
 
 @dataclass
@@ -42,7 +40,7 @@ class WebPortWatch:
     """Watches the mail probes' connects and checks the web ports of addresses that fail.
 
     A ``maildiag.probes.endpoint.ConnectWatcher``. ``results()`` ends the
-    watch: it waits for the checks that were started (bounded by the
+    watch: it waits for the checks that were started (each bounded by the
     deadline) and returns what they found.
     """
 
@@ -94,11 +92,6 @@ class WebPortWatch:
             self._closed = True
             self._cond.notify_all()
             futures = [s.future for s in self._addresses.values() if s.future is not None]
-        found: list[PortCheck] = []
-        for future in futures:
-            try:
-                found += future.result(timeout=self.deadline.wait_timeout(_GRACE))
-            except TimeoutError:
-                continue
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        return tuple(found)
+        # Every check is bounded by the deadline: waiting for them leaves no thread behind.
+        self._pool.shutdown(wait=True)
+        return tuple(check for future in futures for check in future.result())
