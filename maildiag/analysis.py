@@ -27,6 +27,7 @@ from .model import (
     Discovery,
     Endpoint,
     Finding,
+    InboundResult,
     Outcome,
     Phase,
     PortCheck,
@@ -113,6 +114,7 @@ def analyse(
     user: str | None = None,
     sync: SyncResult | None = None,
     port_checks: Iterable[PortCheck] = (),
+    inbound: InboundResult | None = None,
 ) -> tuple[Finding, ...]:
     """``port_checks``: the web ports of servers whose mail ports did not connect."""
     results = tuple(results)
@@ -124,7 +126,7 @@ def analyse(
             for f in _endpoint_findings(result, thresholds, timeout, deadline)
         ),
         *_protocol_findings(discovery, results),
-        *mx_findings(discovery, results),
+        *mx_findings(discovery, results, inbound),
         *mailbox_findings(results, thresholds, user=user, sync=sync),
     ]
     blocked = blocked_findings(results, port_checks)

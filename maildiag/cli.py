@@ -317,6 +317,28 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     )
 
 
+def _inbound_address(address: str | None, domain: str) -> str | None:
+    """--address: an address at DOMAIN (its MX servers are the ones asked)."""
+    from .dns import InvalidDomain, to_ascii
+    from .protocols.lines import check_command_text
+
+    if address is None:
+        return None
+    text = address.strip()
+    local, at, at_domain = text.rpartition("@")
+    try:
+        check_command_text(text, "the address")
+        same = bool(at and local) and to_ascii(at_domain) == to_ascii(domain)
+    except (InvalidDomain, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--address") from None
+    if "<" in text or ">" in text or " " in text or not same:
+        raise click.BadParameter(
+            f"{address!r} is not an address at {domain} (LOCAL@{domain})",
+            param_hint="--address",
+        )
+    return text
+
+
 def terminal_width(stream: object, environ: Mapping[str, str] = os.environ) -> int:
     """$COLUMNS, else the terminal's width, else 80 (not a terminal)."""
     columns = environ.get("COLUMNS", "")
@@ -389,6 +411,13 @@ def _render_invalid(output_format: str, domain: str, message: str, kind: str) ->
     help="Language of the text report  [default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, "
     "LANG: de* is German]",
 )
+@click.option(
+    "--address",
+    metavar="ADDR",
+    help="Check the inbound path of this address at DOMAIN without logging in: each MX is "
+    "asked on port 25 whether it takes mail for ADDR (MAIL FROM:<>, RCPT TO, then RSET; "
+    "never DATA, nothing is delivered). --user USER@DOMAIN does the same.",
+)
 def check(
     domain: str,
     output_format: str,
@@ -396,6 +425,7 @@ def check(
     verbose: bool,
     typed: tuple[str, ...],
     lang: str | None,
+    address: str | None,
     **options: object,
 ) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
@@ -408,7 +438,12 @@ def check(
     except TypedSettingError as exc:
         raise click.BadParameter(str(exc), param_hint="--typed") from None
     started = (click.get_current_context().obj or {}).get("started")
-    request = replace(build_request(domain, **options), started=started, typed=settings)
+    request = replace(
+        build_request(domain, **options),
+        started=started,
+        typed=settings,
+        address=_inbound_address(address, domain),
+    )
     try:
         diagnosis = diagnose(request)
     except (InvalidDomain, BadRequest) as exc:

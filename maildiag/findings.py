@@ -165,6 +165,129 @@ _SPECS = (
         "instructions). Until then, mail keeps arriving at {mx_provider}; fetch it from there "
         "before that account is closed.",
     ),
+    # --- the inbound path: would the MX accept mail for the address? ---------------
+    FindingSpec(
+        "INBOUND_ACCEPTED",
+        _S.OK,
+        "The MX accepts mail for the address",
+        "{mx_host} ({mx_address}), the MX of {domain} that answered first, accepts mail for "
+        "{address} ({reply}). Nothing was delivered: maildiag ended the dialogue before DATA.",
+        "Nothing to do on the receiving side. If mail still does not arrive, look at the "
+        "sender's bounce message, the spam folder and the mailbox's filter and forwarding "
+        "rules.",
+    ),
+    FindingSpec(
+        "INBOUND_UNKNOWN_USER",
+        _S.CRITICAL,
+        "The MX does not know the address",
+        "{mx_host} ({mx_address}), the MX of {domain}, refuses mail for {address} as an "
+        "unknown recipient: '{reply}'. Senders get a bounce saying the address does not exist.",
+        "Check the spelling of the address. If it is right, create the mailbox or an alias for "
+        "{address} at the provider; if it was created only recently, ask the provider whether "
+        "its receiving servers know it yet.",
+    ),
+    FindingSpec(
+        "INBOUND_MAILBOX_FULL",
+        _S.CRITICAL,
+        "The mailbox is full: incoming mail is refused",
+        "{mx_host} ({mx_address}) refuses mail for {address} because the mailbox is over its "
+        "quota: '{reply}'. Senders get a bounce (after a temporary refusal, their mail waits "
+        "on their side and bounces after a few days).",
+        "Free space in the mailbox (delete or archive old mail, large attachments first, and "
+        "empty Trash and Junk) or have the provider raise its quota. Mail refused so far has to "
+        "be sent again by its senders.",
+    ),
+    FindingSpec(
+        "INBOUND_RELAY_DENIED",
+        _S.CRITICAL,
+        "The MX does not accept mail for the domain",
+        "{mx_host} ({mx_address}) answers RCPT TO:<{address}> with '{reply}': it does not "
+        "consider itself responsible for {domain}. The MX record points to a server that is not "
+        "set up to receive mail for this domain (the domain is missing from that server's mail "
+        "domains, or the MX names the wrong server).",
+        "Add {domain} as a mail domain on the server {mx_host} (at its provider), or correct "
+        "the MX record of {domain} to the server that holds the mailbox.",
+    ),
+    FindingSpec(
+        "INBOUND_GREYLISTED",
+        _S.INFO,
+        "Greylisting: the first delivery attempt is deferred",
+        "{mx_host} ({mx_address}) answers RCPT TO:<{address}> with a temporary refusal "
+        "('{reply}'). This is greylisting: the MX defers mail from a sender it does not know yet "
+        "and accepts it when the sender tries again, usually after 5 to 30 minutes. That is "
+        "normal and delays only the first mail from a new sender.",
+        "Nothing to do if a delay of some minutes for new senders is acceptable. If mail must "
+        "arrive at once, ask the provider to turn greylisting off for {address} or to let the "
+        "important senders through.",
+    ),
+    FindingSpec(
+        "INBOUND_BLOCKED",
+        _S.WARNING,
+        "The MX refuses this network",
+        "{mx_host} ({mx_address}) refused maildiag's connection before it could ask about "
+        "{address}: '{reply}'. The refusal is about the client (its address is on a blocklist, "
+        "has no reverse DNS, or its HELO name is not accepted), not about the mailbox: other "
+        "mail servers may well get through, so this says nothing about the address.",
+        "Run the check from another network (a server with a clean address and reverse DNS), "
+        "or look up the address maildiag ran from on the blocklist the reply names.",
+    ),
+    FindingSpec(
+        "INBOUND_NULL_SENDER_REFUSED",
+        _S.WARNING,
+        "The MX refuses the empty sender (bounces)",
+        "{mx_host} ({mx_address}) answers MAIL FROM:<> with '{reply}'. RFC 5321 §4.5.5 requires "
+        "every MX to accept the empty sender: bounces and delivery notifications travel with "
+        "it. Bounces to {address} are lost, and servers that verify senders with a callout "
+        "cannot verify it.",
+        "Ask the provider that runs {mx_host} to accept the empty sender (null reverse-path) "
+        "for {domain}.",
+    ),
+    FindingSpec(
+        "INBOUND_REJECTED",
+        _S.WARNING,
+        "The MX refuses mail for the address",
+        "{mx_host} ({mx_address}) refuses mail for {address}: '{reply}'. The reply is none of "
+        "the common causes maildiag recognises; senders get it as a bounce.",
+        "Read the server's reply for the reason and ask the provider that runs {mx_host} about it.",
+    ),
+    FindingSpec(
+        "INBOUND_DEFERRED",
+        _S.WARNING,
+        "The MX temporarily refuses mail for the address",
+        "{mx_host} ({mx_address}) refuses mail for {address} for now: '{reply}'. Senders keep "
+        "the mail and try again for a few days; if the cause lasts, it bounces.",
+        "Run the check again in a few minutes. If the refusal stays, ask the provider that runs "
+        "{mx_host} about the reason in its reply.",
+    ),
+    FindingSpec(
+        "INBOUND_INCONCLUSIVE",
+        _S.INFO,
+        "Inbound check inconclusive: port 25 seems blocked from this network",
+        "No MX of {domain} answered on port 25 ({mx_hosts}): every connection timed out or got "
+        "no banner. Many networks (home and mobile access providers, cloud hosts, company "
+        "firewalls) block outgoing connections to port 25, so this says nothing about whether "
+        "the MX servers are up.",
+        "Run the check from a network that may connect to port 25 (a mail or hosting server), "
+        "or check the MX servers with an external tool.",
+    ),
+    FindingSpec(
+        "INBOUND_MX_UNREACHABLE",
+        _S.CRITICAL,
+        "No MX of the domain takes mail",
+        "None of the MX servers of {domain} could be asked about {address}: {failures}. Sending "
+        "servers cannot deliver mail either; they retry for a few days, then bounce it. (If "
+        "this network blocks port 25, the cause may be local: check from another network.)",
+        "Make sure the mail server named in the MX record runs and accepts connections on port "
+        "25 from the internet, or correct the MX record.",
+    ),
+    FindingSpec(
+        "INBOUND_NOT_FINISHED",
+        _S.INFO,
+        "The inbound check did not finish in time",
+        "The run's deadline ended the dialogue with the MX servers of {domain} ({mx_hosts}) "
+        "before they said whether they accept mail for {address}.",
+        "Run the check again with a longer --deadline.",
+    ),
     # --- reaching the service ---------------------------------------------------
     FindingSpec(
         "PORT_CLOSED",

@@ -468,6 +468,93 @@ class TypedVerdict:
     findings: tuple[Finding, ...]
 
 
+class InboundVerdict(enum.StrEnum):
+    """What an MX answered about the address (at RCPT, or earlier by refusing us)."""
+
+    ACCEPTED = "accepted"  # 250/251/252 to RCPT TO
+    UNKNOWN_USER = "unknown_user"  # 550 5.1.1: no such mailbox
+    MAILBOX_FULL = "mailbox_full"  # 552 / 5.2.2 (4.2.2 when temporary)
+    RELAY_DENIED = "relay_denied"  # 554 5.7.1: the MX does not receive mail for the domain
+    GREYLISTED = "greylisted"  # 450/451: try again later, as greylisting asks
+    BLOCKED = "blocked"  # the MX refuses this client (blocklist, reputation, HELO, ...)
+    REJECTED = "rejected"  # another permanent refusal
+    DEFERRED = "deferred"  # another temporary refusal
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class InboundStep(enum.StrEnum):
+    """The steps of the port-25 dialogue with one MX, in order. Never DATA."""
+
+    DNS = "dns"
+    CONNECT = "connect"
+    BANNER = "banner"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    TLS = "tls"
+    MAIL = "mail"  # MAIL FROM:<>
+    RCPT = "rcpt"  # RCPT TO:<address>
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MxOutcome(enum.StrEnum):
+    """How the dialogue with one MX ended."""
+
+    ANSWERED = "answered"  # the MX gave a verdict (see ``MxAttempt.verdict``)
+    UNRESOLVED = "unresolved"
+    REFUSED = "refused"  # TCP RST on port 25
+    TIMEOUT = "timeout"  # no answer to the connect: port 25 filtered somewhere
+    NO_BANNER = "no_banner"  # connected, but no banner came
+    CLOSED = "closed"
+    STALLED = "stalled"
+    PROTOCOL_ERROR = "protocol_error"
+    DEADLINE = "deadline"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class MxAttempt:
+    """The port-25 dialogue with one MX host, up to RCPT TO and no further."""
+
+    preference: int
+    host: str
+    outcome: MxOutcome
+    step: InboundStep  # where it ended: the step of the verdict, or of the failure
+    address: str | None = None
+    # No MX record: RFC 5321 §5.1 has senders use the domain itself.
+    implicit: bool = False
+    verdict: InboundVerdict | None = None
+    reply: str | None = None  # the MX's words for the verdict
+    error: str | None = None  # what went wrong, for people
+    banner: str | None = None
+    starttls_offered: bool | None = None
+    # Certificate facts of the STARTTLS handshake. Senders rarely check MX
+    # certificates (opportunistic TLS, RFC 7435), so none of this is a failure.
+    tls: TlsFacts | None = None
+    tls_error: str | None = None  # the handshake failed; the dialogue went on in plaintext
+    timings: Mapping[str, float] = field(default_factory=dict)  # InboundStep value -> seconds
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """Would mail to ``address`` get in? Every MX asked, in preference order."""
+
+    address: str
+    attempts: tuple[MxAttempt, ...] = ()
+    # The run's deadline came before every MX had answered.
+    unfinished: bool = False
+
+    @property
+    def decisive(self) -> MxAttempt | None:
+        """The MX a sender's mail would get its answer from: the first that gave a verdict."""
+        return next((a for a in self.attempts if a.outcome is MxOutcome.ANSWERED), None)
+
+
 class Status(enum.IntEnum):
     """Exit status, as in the monitoring-plugins guidelines."""
 
@@ -494,3 +581,4 @@ class Diagnosis:
     typed: tuple[TypedVerdict, ...] = ()
     # Web ports (443, 80) of mail servers whose mail ports did not connect.
     port_checks: tuple[PortCheck, ...] = ()
+    inbound: InboundResult | None = None  # check --address, or --user with an address

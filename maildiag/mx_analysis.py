@@ -1,4 +1,4 @@
-"""Findings about where incoming mail goes: the MX records (pure, no I/O).
+"""Findings about where incoming mail goes: the MX records and the inbound check (pure).
 
 Part of ``maildiag.analysis``, kept apart because it judges the path of
 mail *to* the mailbox, while the rest judges the client endpoints.
@@ -7,9 +7,22 @@ mail *to* the mailbox, while the rest judges the client endpoints.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from .findings import make_finding
-from .model import Discovery, Finding, MxHost, ProbeResult, Protocol, Severity
+from .model import (
+    Discovery,
+    Finding,
+    InboundResult,
+    InboundStep,
+    InboundVerdict,
+    MxAttempt,
+    MxHost,
+    MxOutcome,
+    ProbeResult,
+    Protocol,
+    Severity,
+)
 from .providers import inside, is_ip_literal, provider_domain, same_provider
 
 # Only these protocols hold the mailbox (submission servers are often elsewhere).
@@ -17,13 +30,15 @@ MAILBOX_PROTOCOLS = (Protocol.IMAP, Protocol.POP3)
 
 
 def mx_findings(
-    discovery: Discovery, results: Iterable[ProbeResult], *, address_known: bool = False
+    discovery: Discovery, results: Iterable[ProbeResult], inbound: InboundResult | None = None
 ) -> Iterator[Finding]:
-    """Null MX, MX hosts without an address or behind a CNAME, MX at another provider.
+    """Null MX, MX hosts without an address or behind a CNAME, MX at another provider,
+    and what the MX servers said about the address (``inbound``).
 
-    ``address_known``: a mailbox address was given (--user, --address), so
-    a null MX certainly concerns a mailbox that should receive mail.
+    With an address (--user, --address) a null MX certainly concerns a
+    mailbox that should receive mail: critical.
     """
+    address_known = inbound is not None
     domain = discovery.domain
     if any(m.null for m in discovery.mx):
         yield make_finding(
@@ -52,6 +67,70 @@ def mx_findings(
     other = _other_provider(discovery, tuple(results))
     if other is not None:
         yield other
+    if inbound is not None:
+        yield from _inbound_findings(discovery, inbound)
+
+
+_VERDICT_CODES = {
+    InboundVerdict.ACCEPTED: "INBOUND_ACCEPTED",
+    InboundVerdict.UNKNOWN_USER: "INBOUND_UNKNOWN_USER",
+    InboundVerdict.MAILBOX_FULL: "INBOUND_MAILBOX_FULL",
+    InboundVerdict.RELAY_DENIED: "INBOUND_RELAY_DENIED",
+    InboundVerdict.GREYLISTED: "INBOUND_GREYLISTED",
+    InboundVerdict.BLOCKED: "INBOUND_BLOCKED",
+    InboundVerdict.REJECTED: "INBOUND_REJECTED",
+    InboundVerdict.DEFERRED: "INBOUND_DEFERRED",
+}
+# Connections that got nothing back: what a network blocking port 25 looks like.
+_SILENT = (MxOutcome.TIMEOUT, MxOutcome.NO_BANNER)
+
+
+def _inbound_findings(discovery: Discovery, inbound: InboundResult) -> Iterator[Finding]:
+    """One finding: the verdict of the MX a sender would get its answer from.
+
+    Senders try the MX hosts in preference order and stop at the first that
+    answers, so the first verdict decides; MX hosts that cannot be reached
+    only matter when none answers. A null MX or an MX host without an
+    address has its own finding already.
+    """
+    facts: dict[str, Any] = {"domain": discovery.domain, "address": inbound.address}
+    decisive = inbound.decisive
+    if decisive is not None:
+        assert decisive.verdict is not None
+        code = _VERDICT_CODES[decisive.verdict]
+        if decisive.step is InboundStep.MAIL and decisive.verdict in (
+            InboundVerdict.REJECTED,
+            InboundVerdict.DEFERRED,
+        ):
+            code = "INBOUND_NULL_SENDER_REFUSED"
+        yield make_finding(
+            code,
+            mx_host=decisive.host,
+            mx_address=decisive.address or "",
+            reply=decisive.reply or "",
+            step=decisive.step.value,
+            implicit_mx=decisive.implicit,
+            **facts,
+        )
+        return
+    tried = [a for a in inbound.attempts if a.outcome is not MxOutcome.UNRESOLVED]
+    hosts = ", ".join(a.host for a in tried)
+    if inbound.unfinished:
+        yield make_finding("INBOUND_NOT_FINISHED", mx_hosts=hosts, **facts)
+    elif tried and all(a.outcome in _SILENT for a in tried):
+        yield make_finding("INBOUND_INCONCLUSIVE", mx_hosts=hosts, **facts)
+    elif tried:
+        yield make_finding(
+            "INBOUND_MX_UNREACHABLE",
+            failures="; ".join(_failure(a) for a in tried),
+            mx_hosts=hosts,
+            **facts,
+        )
+
+
+def _failure(attempt: MxAttempt) -> str:
+    where = f"{attempt.host} ({attempt.address})" if attempt.address else attempt.host
+    return f"{where}: {attempt.error or attempt.outcome.value.replace('_', ' ')}"
 
 
 def _preference(discovery: Discovery, host: str) -> int:

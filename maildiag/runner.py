@@ -22,10 +22,11 @@ from .analysis import Thresholds, analyse, overall_status
 from .credentials_input import Credentials, as_credentials
 from .deadline import Deadline
 from .discovery import Overrides, discover
-from .dns import Resolver, to_ascii
+from .dns import InvalidDomain, Resolver, to_ascii
 from .limits import HostLimiter
-from .model import Diagnosis, Endpoint, Outcome, ProbeResult, TypedVerdict
+from .model import Diagnosis, Endpoint, InboundResult, Outcome, ProbeResult, TypedVerdict
 from .probes.endpoint import ConnectWatcher, ProbeSettings, SessionHook, probe_endpoint
+from .probes.inbound import check_inbound
 from .probes.mailbox import MailboxChecks
 from .probes.sync import measure_sync
 from .probes.webports import WebPortWatch
@@ -61,6 +62,10 @@ class CheckRequest:
     # Client settings the customer typed (check --typed): probed without the
     # password, judged in the customer's terms (see maildiag.typed).
     typed: tuple[Endpoint, ...] = ()
+    # The mailbox address whose inbound path is checked (check --address):
+    # the MX servers are asked whether they take mail for it. Without it,
+    # the --user name is used when it is an address at the domain.
+    address: str | None = None
 
 
 class AddressCache:
@@ -218,12 +223,29 @@ def diagnose(
             foreign_hosts=discovery.foreign_hosts,
         ).hook_for
     settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
+    lookup = AddressCache(resolver)
+    address = inbound_address(request, creds, domain_ascii)
+    inbound_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbound")
+    # Alongside the probes, not after them: the MX dialogues add no wait of their own.
+    inbound_future = (
+        inbound_pool.submit(
+            check_inbound,
+            address,
+            discovery,
+            lookup,
+            settings,
+            deadline,
+            host_limiter=host_limiter,
+        )
+        if address is not None
+        else None
+    )
     keys = {e.key for e in discovery.endpoints}
     extra = tuple(dict.fromkeys(e for e in request.typed if e.key not in keys))
     watch = WebPortWatch(request.timeout, deadline)
     probed = run_probes(
         discovery.endpoints + extra,
-        AddressCache(resolver),
+        lookup,
         settings,
         deadline,
         session_hook_factory,
@@ -238,10 +260,13 @@ def diagnose(
     sync = None
     if creds is not None and request.sync:
         sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
+    inbound = _inbound_result(inbound_future, address, deadline)
+    inbound_pool.shutdown(wait=False, cancel_futures=True)
     # Server text is quoted by analysis: make it safe first (escaped, bounded,
     # no secret), then check the finished diagnosis once more.
     quoted = Sanitizer.for_credentials(creds, limit=MAX_QUOTED_CHARS)
     discovery, results, sync = quoted(discovery), quoted(results), quoted(sync)
+    inbound = quoted(inbound)
     findings = analyse(
         discovery,
         results,
@@ -251,6 +276,7 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
         port_checks=port_checks,
+        inbound=inbound,
     )
     typed_results = quoted(typed_results)
     diagnosis = Diagnosis(
@@ -265,12 +291,40 @@ def diagnose(
         user=creds.user if creds else None,
         sync=sync,
         port_checks=port_checks,
+        inbound=inbound,
     )
     if request.typed:
         diagnosis = replace(
             diagnosis, typed=_judge_typed(request, diagnosis, results + typed_results)
         )
     return Sanitizer.for_credentials(creds)(diagnosis)
+
+
+def inbound_address(
+    request: CheckRequest, creds: Credentials | None, domain_ascii: str
+) -> str | None:
+    """The address whose inbound path is checked: --address, else a --user at the domain."""
+    if request.address:
+        return request.address
+    if creds is None or "@" not in creds.user:
+        return None
+    local, _, domain = creds.user.rpartition("@")
+    try:
+        same = bool(local) and to_ascii(domain) == domain_ascii
+    except InvalidDomain:
+        return None
+    return creds.user if same else None
+
+
+def _inbound_result(
+    future: Future[InboundResult] | None, address: str | None, deadline: Deadline
+) -> InboundResult | None:
+    if future is None or address is None:
+        return None
+    try:
+        return future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
+    except TimeoutError:
+        return InboundResult(address, unfinished=True)
 
 
 def _judge_typed(

@@ -27,6 +27,7 @@ from ..model import (
     Discovery,
     Endpoint,
     Finding,
+    InboundResult,
     Outcome,
     PortCheck,
     ProbeResult,
@@ -275,6 +276,35 @@ def typed_json(verdict: TypedVerdict, lang: str = "en") -> dict[str, Any]:
     }
 
 
+def inbound_json(inbound: InboundResult) -> dict[str, Any]:
+    decisive = inbound.decisive
+    return {
+        "address": inbound.address,
+        "verdict": decisive.verdict.value if decisive and decisive.verdict else None,
+        "mx": decisive.host if decisive else None,
+        "unfinished": inbound.unfinished,
+        "attempts": [
+            {
+                "preference": a.preference,
+                "host": a.host,
+                "implicit": a.implicit,
+                "address": a.address,
+                "outcome": a.outcome.value,
+                "step": a.step.value,
+                "verdict": a.verdict.value if a.verdict else None,
+                "reply": a.reply,
+                "error": a.error,
+                "banner": a.banner,
+                "starttls_offered": a.starttls_offered,
+                "tls": tls_json(a.tls) if a.tls else None,
+                "tls_error": a.tls_error,
+                "timings": {step: _seconds(seconds) for step, seconds in a.timings.items()},
+            }
+            for a in inbound.attempts
+        ],
+    }
+
+
 def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
     counts = {severity.value: 0 for severity in Severity}
     for finding in diagnosis.findings:
@@ -308,6 +338,7 @@ def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
             "cleaned_up": diagnosis.sync.cleaned_up,
             "error": diagnosis.sync.error,
         },
+        "inbound": None if diagnosis.inbound is None else inbound_json(diagnosis.inbound),
     }
 
 

@@ -281,6 +281,10 @@ class _SessionConfig:
     # FakeMailHost): IMAP "NO ..." after the tag, a POP3 "-ERR ..." line, an
     # SMTP reply (lines joined with CRLF). Counted as a failed login.
     login_refusal: str | None = None
+    # SMTP only: act as an MX on port 25 (MAIL and RCPT without AUTH, no
+    # DATA). Keys "banner", "ehlo", "mail", "rcpt" replace that reply with
+    # the given line ("550 5.1.1 ..."); missing keys answer positively.
+    mx_replies: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1477,9 +1481,18 @@ class _SmtpSession(_Session):
         self.queued = 0
 
     def greeting(self) -> bytes:
+        banner = (self.config.mx_replies or {}).get("banner")
+        if banner is not None:
+            # RFC 5321 §3.1: after a 554 banner, 503 to everything but QUIT.
+            self._refusing = banner.startswith("5")
+            return banner.encode("utf-8", "surrogateescape") + b"\r\n"
         return f"220 {self.config.hostname} ESMTP maildiag fake server\r\n".encode(
             "utf-8", "surrogateescape"
         )
+
+    def _mx_reply(self, step: str) -> bytes | None:
+        line = (self.config.mx_replies or {}).get(step)
+        return None if line is None else line.encode("utf-8", "surrogateescape") + b"\r\n"
 
     def throttled(self) -> bytes:
         return b"421 4.7.0 Too many connections, try again later\r\n"
@@ -1562,6 +1575,9 @@ class _SmtpSession(_Session):
         if verb == "EHLO":
             if not rest:
                 return [self._reply(501, "5.5.4 Syntax: EHLO hostname")]
+            refusal = self._mx_reply("ehlo")
+            if refusal is not None:
+                return [refusal]
             self._greeted = True
             self._reset_transaction()
             lines = [self.config.hostname, *self.ehlo_keywords()]
@@ -1665,6 +1681,8 @@ class _SmtpSession(_Session):
     def _transaction(self, verb: str) -> list[_Action]:
         if not self._greeted:
             return [self._reply(503, "5.5.1 Error: send HELO/EHLO first")]
+        if self.config.mx_replies is not None:
+            return self._mx_transaction(verb)
         if not self.authenticated:
             # RFC 6409 §4.3: submission requires authentication.
             return [self._reply(530, "5.7.0 Authentication required")]
@@ -1684,6 +1702,18 @@ class _SmtpSession(_Session):
             return [self._reply(503, "5.5.1 Error: need RCPT command")]
         self._in_data = True
         return [self._reply(354, "End data with <CR><LF>.<CR><LF>")]
+
+    def _mx_transaction(self, verb: str) -> list[_Action]:
+        """Port 25: anyone may name a sender and recipients; DATA is refused (and recorded)."""
+        if verb == "MAIL":
+            reply = self._mx_reply("mail") or self._reply(250, "2.1.0 Ok")
+            self._mail_from = reply.startswith(b"2")
+            return [reply]
+        if verb == "RCPT":
+            if not self._mail_from:
+                return [self._reply(503, "5.5.1 Error: need MAIL command")]
+            return [self._mx_reply("rcpt") or self._reply(250, "2.1.5 Ok")]
+        return [self._reply(554, "5.5.1 Error: this fake MX takes no DATA")]
 
 
 _SESSIONS: Mapping[str, type[_Session]] = {
@@ -1743,6 +1773,8 @@ class FakeMailServer:
     line that answers MAIL FROM after a login (None: "250 2.1.0 Ok").
     ``login_refusal`` is a provider's refusal sent to every login (IMAP: the
     status and text after the tag).
+    ``mx_replies`` makes an SMTP server an MX on port 25 (see
+    ``_SessionConfig.mx_replies``).
 
     Port 0 picks a free port; read it back from ``port`` after ``start()``.
     """
@@ -1769,6 +1801,7 @@ class FakeMailServer:
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
         login_refusal: str | None = None,
+        mx_replies: Mapping[str, str] | None = None,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1801,6 +1834,7 @@ class FakeMailServer:
             mail_from_reply=mail_from_reply,
             starttls_injection=behaviour is Behaviour.STARTTLS_INJECTION,
             login_refusal=login_refusal,
+            mx_replies=mx_replies,
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
