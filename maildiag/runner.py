@@ -260,8 +260,8 @@ def diagnose(
     sync = None
     if creds is not None and request.sync:
         sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
-    inbound = _inbound_result(inbound_future, address, deadline)
-    inbound_pool.shutdown(wait=False, cancel_futures=True)
+    inbound = _inbound_result(inbound_future, deadline)
+    inbound_pool.shutdown(wait=True)  # the check has ended: no thread outlives the run
     # Server text is quoted by analysis: make it safe first (escaped, bounded,
     # no secret), then check the finished diagnosis once more.
     quoted = Sanitizer.for_credentials(creds, limit=MAX_QUOTED_CHARS)
@@ -317,14 +317,16 @@ def inbound_address(
 
 
 def _inbound_result(
-    future: Future[InboundResult] | None, address: str | None, deadline: Deadline
+    future: Future[InboundResult] | None, deadline: Deadline
 ) -> InboundResult | None:
-    if future is None or address is None:
+    if future is None:
         return None
     try:
-        return future.result(timeout=deadline.wait_timeout(DEADLINE_GRACE_SECONDS))
+        return future.result(timeout=deadline.wait_timeout())
     except TimeoutError:
-        return InboundResult(address, unfinished=True)
+        # Every dialogue is bounded by the deadline; this wakes any still blocked.
+        deadline.cancel()
+        return future.result()
 
 
 def _judge_typed(

@@ -50,8 +50,6 @@ from .sessions import CLIENT_NAME, GreetingKind, SessionRefused, SmtpSession
 SMTP_PORT = 25
 # MX hosts talked to; senders rarely go further down the list either.
 MAX_MX = 5
-# Past the deadline, give the dialogues this long to notice before giving up on them.
-_GRACE = 0.5
 
 AddressLookup = Callable[[str, Deadline], list[str]]
 
@@ -154,26 +152,18 @@ def check_inbound(
     targets = _targets(discovery)
     if not targets:
         return InboundResult(address)
-    pool = ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="inbound")
-    futures = [
-        pool.submit(_attempt, target, address, lookup, settings, deadline, host_limiter)
-        for target in targets
-    ]
-    wait(futures, timeout=deadline.wait_timeout(_GRACE))
-    pool.shutdown(wait=False, cancel_futures=True)
-    attempts = tuple(
-        f.result()
-        if f.done() and not f.cancelled()
-        else MxAttempt(
-            t.preference,
-            t.host,
-            MxOutcome.DEADLINE,
-            InboundStep.CONNECT,
-            implicit=t.implicit,
-            error="the run's deadline passed",
-        )
-        for t, f in zip(targets, futures, strict=True)
-    )
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="inbound") as pool:
+        futures = [
+            pool.submit(_attempt, target, address, lookup, settings, deadline, host_limiter)
+            for target in targets
+        ]
+        _, pending = wait(futures, timeout=deadline.wait_timeout())
+        if pending:
+            # Every step is bounded by the deadline already; this shuts down
+            # the sockets still open, so no dialogue is left blocked.
+            deadline.cancel()
+        # Leaving the block waits for every dialogue: none outlives the run.
+    attempts = tuple(f.result() for f in futures)
     unfinished = any(a.outcome is MxOutcome.DEADLINE for a in attempts)
     return InboundResult(address, attempts, unfinished=unfinished)
 
