@@ -653,9 +653,40 @@ def batch(
     help="TOML file of named credential profiles (readable by its owner only); "
     "a probe picks one with profile=NAME.",
 )
+@click.option(
+    "--max-checks",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Checks running at the same time; a scrape over this is answered at once with "
+    'maildiag_probe_success 0 and maildiag_probe_no_diagnosis{reason="too_many_checks"}.',
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(0, 1000),
+    default=2,
+    show_default=True,
+    help="Connections open at the same time to one server address, across all "
+    "scrapes (0: no limit).",
+)
+@click.option(
+    "--share-probes/--no-share-probes",
+    default=True,
+    show_default=True,
+    help="Probe a server endpoint (host name, port) once and reuse the result, for a "
+    "minute, for every scraped domain that names it; --no-share-probes connects for "
+    "each scrape.",
+)
 @check_options
 @mailbox_options
-def serve(listen: str, credentials_file: str | None, **options: object) -> None:
+def serve(
+    listen: str,
+    credentials_file: str | None,
+    max_checks: int,
+    per_host: int,
+    share_probes: bool,
+    **options: object,
+) -> None:
     """Serve Prometheus metrics: GET /probe?target=DOMAIN checks a domain.
 
     /metrics has the exporter's own metrics. Each check is bounded by the scrape
@@ -675,7 +706,9 @@ def serve(listen: str, credentials_file: str | None, **options: object) -> None:
             profiles.update(load_profiles(credentials_file))
     except CredentialsError as exc:
         raise click.UsageError(str(exc)) from None
-    exporter = Exporter(template, profiles)
+    exporter = Exporter(
+        template, profiles, max_checks=max_checks, per_host=per_host, share_probes=share_probes
+    )
     try:
         server = exporter.make_server(host, port)
     except OSError as exc:

@@ -10,6 +10,13 @@ Prometheus sends (``X-Prometheus-Scrape-Timeout-Seconds``), less a margin
 for the answer to travel back: a check that does not finish in time still
 answers, with ``maildiag_probe_success 0``, before Prometheus gives up.
 
+Scrapes of a provider's customer domains all reach the same few servers, so
+the checks share what a batch shares: one ``HostLimiter`` (connections per
+server address) and one ``ProbeCache`` (a probe without a login is given to
+every check that names the same endpoint). At most ``max_checks`` run at
+once; a scrape over that cap is answered at once, with probe success 0 and
+``maildiag_probe_no_diagnosis{reason="too_many_checks"}``.
+
 Credentials never come from the URL (it ends up in logs, in Prometheus'
 target list and in its web UI): ``profile=NAME`` picks a named profile
 loaded from a private file or the environment (``maildiag.credentials``).
@@ -45,17 +52,24 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .credentials import Profile
+from .limits import HostLimiter
 from .model import Diagnosis, Endpoint, Outcome, ProbeResult, Severity, Status, TrustStatus
-from .runner import CheckRequest
+from .runner import CheckRequest, ProbeCache
 
 __all__ = ["Exporter", "ProbeAnswer", "diagnosis_metrics", "parse_listen", "probe_succeeded"]
 
 # Seconds kept free before Prometheus' own scrape timeout, for the answer to
 # get back (the blackbox exporter's default timeout_offset is also 0.5 s).
 SCRAPE_MARGIN = 0.5
-# After its deadline a check needs a little longer to collect abandoned
-# probes and analyse (the runner's grace periods); keep that inside the budget.
+# After its deadline a check needs a little longer: its probes are cancelled
+# and waited for, then analysed. Keep that inside the budget.
 CHECK_SLACK = 1.0
+# Checks running at once (maildiag serve --max-checks); each holds about 20
+# threads while it runs. The same default as batch --concurrency.
+DEFAULT_MAX_CHECKS = 20
+# Connections open at once to one server address, over all checks (--per-host),
+# as in batch.
+DEFAULT_PER_HOST = 2
 QUERY_PARAMETERS = ("target", "profile")
 ENDPOINT_LABELS = ("protocol", "host", "port", "security")
 
@@ -88,13 +102,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def default_check(request: CheckRequest, profile: Profile | None) -> Diagnosis:
-    """The check of one probe; a profile's login replaces the template's (--user)."""
-    from .runner import diagnose
-
-    return diagnose(request, credentials=profile)
-
-
 # --------------------------------------------------------------------------
 # The metrics of one probe
 
@@ -115,8 +122,14 @@ def probe_succeeded(diagnosis: Diagnosis | None) -> bool:
     return diagnosis.status in (Status.OK, Status.WARNING) and not timed_out
 
 
-def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[GaugeMetricFamily]:
-    """The /probe answer as metric families; ``None`` means the check did not finish."""
+def diagnosis_metrics(
+    diagnosis: Diagnosis | None, seconds: float, *, no_diagnosis: str = "timeout"
+) -> list[GaugeMetricFamily]:
+    """The /probe answer as metric families.
+
+    ``None`` means there is no diagnosis; ``no_diagnosis`` says why (timeout,
+    internal_error, too_many_checks).
+    """
     success = GaugeMetricFamily(
         "maildiag_probe_success",
         "1 if the check finished in time and found nothing critical (status OK or WARNING).",
@@ -131,7 +144,15 @@ def diagnosis_metrics(diagnosis: Diagnosis | None, seconds: float) -> list[Gauge
     if diagnosis is None:
         success.add_metric([], 0)
         status.add_metric([], int(Status.UNKNOWN))
-        return [success, duration, status]
+        why = GaugeMetricFamily(
+            "maildiag_probe_no_diagnosis",
+            "1 when the probe has no diagnosis: the check did not finish in time (timeout), "
+            "failed (internal_error) or was not run, the exporter being at --max-checks "
+            "(too_many_checks).",
+            labels=("reason",),
+        )
+        why.add_metric([no_diagnosis], 1)
+        return [success, duration, status, why]
 
     success.add_metric([], 1 if probe_succeeded(diagnosis) else 0)
     status.add_metric([], int(diagnosis.status))
@@ -259,12 +280,22 @@ class Exporter:
         template: CheckRequest,
         profiles: Mapping[str, Profile] | None = None,
         *,
-        check: CheckFunction = default_check,
+        check: CheckFunction | None = None,
         log: Callable[[str], None] | None = None,
+        max_checks: int = DEFAULT_MAX_CHECKS,
+        per_host: int = DEFAULT_PER_HOST,
+        share_probes: bool = True,
     ) -> None:
+        """``per_host`` 0 means no cap; ``check`` replaces the real check (tests)."""
+        if max_checks < 1:
+            raise ValueError("max_checks must be at least 1")
         self.template = template
         self.profiles = dict(profiles or {})
-        self.check = check
+        self.host_limiter = HostLimiter(per_host) if per_host else None
+        self.probe_cache = ProbeCache() if share_probes else None
+        self.max_checks = max_checks
+        self._check_slots = threading.BoundedSemaphore(max_checks)
+        self.check = check or self._diagnose
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
@@ -300,10 +331,21 @@ class Exporter:
             registry=self.registry,
         )
         build.labels(__version__).set(1)
-        for result in ("success", "failure", "timeout"):
+        for result in ("success", "failure", "timeout", "rejected"):
             self.probes.labels(result)
-        for reason in ("bad_request", "internal_error", "timeout"):
+        for reason in ("bad_request", "internal_error", "timeout", "too_many_checks"):
             self.errors.labels(reason)
+
+    def _diagnose(self, request: CheckRequest, profile: Profile | None) -> Diagnosis:
+        """The real check; a profile's login replaces the template's (--user)."""
+        from .runner import diagnose
+
+        return diagnose(
+            request,
+            credentials=profile,
+            host_limiter=self.host_limiter,
+            probe_cache=self.probe_cache,
+        )
 
     # -- /probe ---------------------------------------------------------------
 
@@ -384,24 +426,31 @@ class Exporter:
             self.errors.labels("bad_request").inc()
             return ProbeAnswer(400, (str(exc) + "\n").encode(), "text/plain; charset=utf-8")
 
-        self.in_flight.inc()
-        try:
-            diagnosis = self._run(request, profile, budget)
-        finally:
-            self.in_flight.dec()
+        if not self._check_slots.acquire(blocking=False):
+            # Over the cap: waiting for a slot would only make Prometheus give up.
+            self.errors.labels("too_many_checks").inc()
+            self.probes.labels("rejected").inc()
+            seconds = time.monotonic() - started
+            body = _exposition(diagnosis_metrics(None, seconds, no_diagnosis="too_many_checks"))
+            return ProbeAnswer(200, body, CONTENT_TYPE_LATEST)
+        diagnosis, why = self._run(request, profile, budget)
         seconds = time.monotonic() - started
         self.durations.observe(seconds)
         if diagnosis is None:
             self.probes.labels("timeout").inc()
         else:
             self.probes.labels("success" if probe_succeeded(diagnosis) else "failure").inc()
-        body = _exposition(diagnosis_metrics(diagnosis, seconds))
+        body = _exposition(diagnosis_metrics(diagnosis, seconds, no_diagnosis=why))
         return ProbeAnswer(200, body, CONTENT_TYPE_LATEST)
 
     def _run(
         self, request: CheckRequest, profile: Profile | None, budget: float
-    ) -> Diagnosis | None:
-        """The check in its own thread, so the answer goes out on time even if it hangs."""
+    ) -> tuple[Diagnosis | None, str]:
+        """The check in its own thread, so the answer goes out on time even if it hangs.
+
+        The thread holds its slot of ``max_checks`` until the check has
+        ended, not just until the scrape is answered.
+        """
         outcome: list[Diagnosis | None] = []
         finished = threading.Event()
 
@@ -414,16 +463,24 @@ class Exporter:
                 outcome.append(None)
             finally:
                 finished.set()
+                self.in_flight.dec()
+                self._check_slots.release()
 
-        threading.Thread(target=work, name=f"probe-{request.domain}", daemon=True).start()
+        self.in_flight.inc()
+        try:
+            threading.Thread(target=work, name=f"check-{request.domain}", daemon=True).start()
+        except BaseException:
+            self.in_flight.dec()
+            self._check_slots.release()
+            raise
         if not finished.wait(budget):
             self.errors.labels("timeout").inc()
             self.log(
                 f"maildiag exporter: check of {request.domain} did not finish within "
                 f"{budget:.1f} s; answered probe_success 0"
             )
-            return None
-        return outcome[0]
+            return None, "timeout"
+        return outcome[0], "internal_error"  # the reason counts only without a diagnosis
 
     # -- /metrics ----------------------------------------------------------------
 
@@ -439,9 +496,14 @@ class Exporter:
             pass
 
         Handler.exporter = exporter
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+
+        class Server(ThreadingHTTPServer):
+            # Prometheus starts many scrapes at once; socketserver's backlog of
+            # 5 would drop the rest of their SYNs, and each retry costs 1 s.
+            request_queue_size = 128
+            daemon_threads = True
+
+        return Server((host, port), Handler)
 
 
 _INDEX = """<!doctype html>

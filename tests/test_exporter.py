@@ -136,6 +136,11 @@ def exporter(lab: dict[str, object]) -> Iterator[Running]:
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Every answer the tests read is also checked by Prometheus' own promtool."""
     check_metrics(text)
+    return parsed(text)
+
+
+def parsed(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples of an exposition, without promtool (for many answers of one kind)."""
     found: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -368,8 +373,20 @@ def test_a_crashing_check_is_an_answer_not_a_crash(lab: dict[str, object]) -> No
         running.close()
 
 
-def test_concurrent_scrapes_run_concurrently(exporter: Running) -> None:
-    """Six scrapes of a server that takes a second to greet: together ≈ 1 s, not 6 s."""
+def test_concurrent_scrapes_run_concurrently(lab: dict[str, object]) -> None:
+    """Six scrapes of a server that takes a second to greet: together ≈ 1 s, not 6 s.
+
+    With a per-host cap that lets one check's six probes run at once (the
+    default of 2 would take three rounds of greetings).
+    """
+    exporter = Running(Exporter(template(lab), per_host=6))
+    try:
+        _six_slow_scrapes_at_once(exporter)
+    finally:
+        exporter.close()
+
+
+def _six_slow_scrapes_at_once(exporter: Running) -> None:
     started = time.monotonic()
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: exporter.get("/probe?target=slow.test", "10"), range(6)))
@@ -380,6 +397,115 @@ def test_concurrent_scrapes_run_concurrently(exporter: Running) -> None:
     own = samples(exporter.get("/metrics")[1])
     assert value(own, "maildiag_exporter_probes_total", result="success") == 6
     assert value(own, "maildiag_exporter_probes_in_flight") == 0
+
+
+# -- many customers of one provider ----------------------------------------------------
+
+PROVIDER_DNS = "127.0.7.1"
+PROVIDER_ADDRESS = "127.0.7.2"
+PROVIDER_HOST = "mail.provider.test"
+CUSTOMERS = tuple(f"c{n:02}.test" for n in range(50))
+MAX_CHECKS = 10
+
+
+@pytest.fixture(scope="module")
+def provider(pki: TestPKI) -> Iterator[tuple[FakeMailHost, str]]:
+    """One provider host for 50 customer domains that all name it in their MX record."""
+    zones: dict[str, object] = {d: {"@": {"MX": [f"10 {PROVIDER_HOST}."]}} for d in CUSTOMERS}
+    zones["provider.test"] = {"mail": {"A": [PROVIDER_ADDRESS]}}
+    host = FakeMailHost(
+        PROVIDER_ADDRESS,
+        pki.good([PROVIDER_HOST]).server_context(),
+        hostname=PROVIDER_HOST,
+        behaviours=dict.fromkeys(ALL_ENDPOINTS, Behaviour.SLOW_GREETING),
+        delay=0.2,  # so that the checks admitted are still running when the rest arrive
+    )
+    with DnsServer(zones, PROVIDER_DNS) as dns, host:
+        yield host, dns.nameserver
+
+
+@pytest.mark.parametrize(
+    ("per_host", "share_probes"),
+    [(2, True), (2, False), (0, False)],
+    ids=["cap_and_shared_probes", "cap_alone", "no_cap_twin"],
+)
+def test_50_concurrent_scrapes_of_one_provider(
+    lab: dict[str, object],
+    pki: TestPKI,
+    provider: tuple[FakeMailHost, str],
+    per_host: int,
+    share_probes: bool,
+) -> None:
+    """50 scrapes at once, of 50 customer domains on one server, over HTTP.
+
+    The connections counted at the server stay within --per-host (the twin
+    without a cap shows the count would go higher); at most --max-checks
+    checks run; the scrapes over that cap are answered at once, with probe
+    success 0 and the reason.
+    """
+    host, nameserver = provider
+    host.gauge.reset_peak()
+    exporter = Exporter(
+        template(lab, nameserver=nameserver, ca_file=str(pki.ca_pem_path)),
+        max_checks=MAX_CHECKS,
+        per_host=per_host,
+        share_probes=share_probes,
+    )
+    running_checks, most_checks, lock = [0], [0], threading.Lock()
+    real_check = exporter.check
+
+    def counted(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+        with lock:
+            running_checks[0] += 1
+            most_checks[0] = max(most_checks[0], running_checks[0])
+        try:
+            return real_check(request, profile)
+        finally:
+            with lock:
+                running_checks[0] -= 1
+
+    exporter.check = counted
+    running = Running(exporter)
+    start = threading.Barrier(len(CUSTOMERS))
+
+    def scrape(domain: str) -> tuple[int, str, float]:
+        start.wait()
+        started = time.monotonic()
+        status, text = running.get(f"/probe?target={domain}", "30", client_timeout=60)
+        return status, text, time.monotonic() - started
+
+    try:
+        with ThreadPoolExecutor(len(CUSTOMERS)) as pool:
+            answers = list(pool.map(scrape, CUSTOMERS))
+        own = samples(running.get("/metrics")[1])
+    finally:
+        running.close()
+
+    assert all(status == 200 for status, _, _ in answers)
+    found = [(parsed(text), seconds) for _, text, seconds in answers]
+    rejected = [
+        (f, seconds)
+        for f, seconds in found
+        if total(f, "maildiag_probe_no_diagnosis", reason="too_many_checks") == 1
+    ]
+    checked = [f for f, _ in found if "maildiag_endpoint_up" in f]
+    assert len(rejected) + len(checked) == len(CUSTOMERS)
+    assert rejected, "every scrape found a free slot: the cap was never reached"
+    check_metrics(next(text for _, text, _ in answers if "too_many_checks" in text))
+    for f, seconds in rejected:
+        assert value(f, "maildiag_probe_success") == 0
+        assert value(f, "maildiag_status") == 3
+        assert seconds < 1.0
+    assert all(value(f, "maildiag_probe_success") == 1 for f in checked)
+    assert most_checks[0] <= MAX_CHECKS
+    assert value(own, "maildiag_exporter_probes_total", result="rejected") == len(rejected)
+    assert value(own, "maildiag_exporter_probe_errors_total", reason="too_many_checks") == len(
+        rejected
+    )
+    if per_host:
+        assert 1 <= host.gauge.peak <= per_host
+    else:
+        assert host.gauge.peak > 2
 
 
 @pytest.mark.parametrize(
