@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The bench's own environment: peer tools, pinned, kept out of maildiag's.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+SSLYZE_VERSION := 6.3.1
 
-.PHONY: venv test lint bench demo docs lab-deps clean
+.PHONY: venv test lint bench bench-env demo docs lab-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +18,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet 'sslyze==$(SSLYZE_VERSION)'
+	touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
 
 lab-deps:
 	bash tests/lab/install-servers.sh
@@ -29,7 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check maildiag tests
 	$(VENV)/bin/mypy maildiag
 
-bench: venv lab-deps
+bench: venv lab-deps bench-env
 	$(PY) -m tests.bench
 
 demo: venv
@@ -39,4 +50,4 @@ docs: venv
 	$(PY) -m tests.update_docs
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info

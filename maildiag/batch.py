@@ -180,13 +180,13 @@ def _dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_json(domain: str, message: str, kind: str) -> dict[str, Any]:
+def error_json(domain: str, message: str, kind: str, lang: str = "en") -> dict[str, Any]:
     """The line for a domain that could not be checked: the report's shape, with ``error``."""
     from .report.json import SCHEMA_VERSION
 
     return {
         "schema_version": SCHEMA_VERSION,
-        "lang": "en",
+        "lang": lang,
         "tool": {"name": "maildiag", "version": __version__},
         "domain": domain,
         "domain_ascii": "",
@@ -362,6 +362,28 @@ def _put(results: queue.Queue[object], item: object, stop: threading.Event) -> N
 # Summary
 
 
+# The texts of the summary and the progress line (context "batch").
+TEXTS = {
+    "head": "maildiag batch: {domains} domains checked in {seconds} s",
+    "interrupted": " (interrupted)",
+    "bad_lines": "; {count} malformed line(s) skipped",
+    "Status": "Status",
+    "Domains": "Domains",
+    "Most common findings": "Most common findings",
+    "domains": "{count} domains",
+    "status/OK": "ok",
+    "status/WARNING": "warning",
+    "status/CRITICAL": "critical",
+    "status/UNKNOWN": "unknown",
+}
+
+
+def _words(lang: str) -> Any:
+    from .report.vocabulary import Words
+
+    return Words(lang, "batch", TEXTS)
+
+
 class Summary:
     """Counts per status and per finding code; constant memory whatever the batch size."""
 
@@ -391,23 +413,23 @@ class Summary:
             return Status.UNKNOWN  # nothing was checked
         return worst_status(self.statuses)
 
-    def render(self, top: int = 10, interrupted: bool = False) -> str:
+    def render(self, top: int = 10, interrupted: bool = False, lang: str = "en") -> str:
         from tabulate import tabulate
 
+        words = _words(lang)
         seconds = time.monotonic() - self.started
-        head = f"maildiag batch: {self.domains} domains checked in {seconds:.1f} s"
+        head = words("head", domains=self.domains, seconds=f"{seconds:.1f}")
         if interrupted:
-            head += " (interrupted)"
+            head += words("interrupted")
         if self.bad_lines:
-            head += f"; {self.bad_lines} malformed line(s) skipped"
+            head += words("bad_lines", count=self.bad_lines)
         rows = [[status.name, self.statuses.get(status, 0)] for status in Status]
-        parts = [head, "", tabulate(rows, headers=["Status", "Domains"], tablefmt="simple")]
+        headers = [words("Status"), words("Domains")]
+        parts = [head, "", tabulate(rows, headers=headers, tablefmt="simple")]
         if self.codes:
             common = self.codes.most_common(top)
-            parts += [
-                "",
-                tabulate(common, headers=["Most common findings", "Domains"], tablefmt="simple"),
-            ]
+            headers = [words("Most common findings"), words("Domains")]
+            parts += ["", tabulate(common, headers=headers, tablefmt="simple")]
         return "\n".join(parts) + "\n"
 
 
@@ -416,7 +438,8 @@ class Progress:
 
     WIDTH = 30
 
-    def __init__(self, stream: Any, total: int | None) -> None:
+    def __init__(self, stream: Any, total: int | None, lang: str = "en") -> None:
+        self.words = _words(lang)
         self.stream = stream
         self.total = total or None
         self.done = 0
@@ -431,7 +454,9 @@ class Progress:
         self._drawn = now
         elapsed = max(now - self.started, 1e-6)
         rate = self.done / elapsed
-        counts = " ".join(f"{s.name.lower()} {summary.statuses.get(s, 0)}" for s in Status)
+        counts = " ".join(
+            f"{self.words(f'status/{s.name}')} {summary.statuses.get(s, 0)}" for s in Status
+        )
         if self.total:
             filled = int(self.WIDTH * min(self.done / self.total, 1.0))
             bar = "#" * filled + "-" * (self.WIDTH - filled)
@@ -441,7 +466,7 @@ class Progress:
                 f"eta {int(eta) // 60}:{int(eta) % 60:02d}  {counts}"
             )
         else:
-            line = f"{self.done} domains {rate:.1f}/s  {counts}"
+            line = f"{self.words('domains', count=self.done)} {rate:.1f}/s  {counts}"
         self.stream.write("\r\x1b[K" + line)
         self.stream.flush()
 
@@ -457,6 +482,7 @@ def write_jsonl(
     *,
     complain: Any,
     progress: Progress | None = None,
+    lang: str = "en",
 ) -> None:
     """Writes each result as one flushed line of ``out`` (binary) as soon as it arrives.
 
@@ -469,7 +495,17 @@ def write_jsonl(
         if isinstance(item, BadLine):
             if progress is not None:
                 progress.close()
-            complain(f"maildiag: line {item.line}: {item.reason}: {item.text.strip()}")
+            from .messages import render, translate
+
+            reason = translate(item.reason, lang)
+            line = render(
+                "line {line}: {reason}: {text}",
+                lang,
+                line=item.line,
+                reason=reason,
+                text=item.text.strip(),
+            )
+            complain(f"maildiag: {line}")
         else:
             out.write(item.json_line.encode("utf-8") + b"\n")
             out.flush()

@@ -6,6 +6,7 @@ that ``maildiag --version`` and ``--help`` start fast.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
@@ -100,7 +101,8 @@ _CHECK_OPTIONS = [
         type=FiniteFloat(min=0.1, max=600),
         default=10.0,
         show_default=True,
-        help="Seconds allowed for each network step.",
+        help="Seconds allowed for each network step; a silent port is given up this long "
+        "after the check started.",
     ),
     click.option(
         "--deadline",
@@ -209,6 +211,16 @@ _MAILBOX_OPTIONS = [
 ]
 
 
+def lang_option(command: _Command) -> _Command:
+    return click.option(
+        "--lang",
+        type=click.Choice(["de", "en"]),
+        default=None,
+        help="Language of everything people read: report, settings sheet, summary, messages  "
+        "[default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, LANG: de* is German]",
+    )(command)
+
+
 def mailbox_options(command: _Command) -> _Command:
     """The login, quota and sync options (--user, ...); reusable by batch and serve."""
     for option in reversed(_MAILBOX_OPTIONS):
@@ -251,10 +263,9 @@ def _credentials(options: dict[str, object]):  # type: ignore[no-untyped-def]
 
 def build_request(domain: str, **options: object):  # type: ignore[no-untyped-def]
     """A ``CheckRequest`` from the shared options (see ``check_options``, ``mailbox_options``)."""
-    from .analysis import Thresholds
     from .discovery import Overrides
     from .dns import InvalidDomain
-    from .model import Protocol, Security
+    from .model import Protocol, Security, Thresholds
     from .runner import CheckRequest
 
     warning_days = float(options["cert_warning_days"])  # type: ignore[arg-type]
@@ -353,14 +364,14 @@ def terminal_width(stream: object, environ: Mapping[str, str] = os.environ) -> i
     return 80
 
 
-def _render_invalid(output_format: str, domain: str, message: str, kind: str) -> None:
+def _render_invalid(output_format: str, domain: str, message: str, kind: str, lang: str) -> None:
     """Scripts, monitoring and CI still get a well-formed answer for a bad request."""
     if output_format == "json":
         import json
 
         from .batch import error_json
 
-        document = error_json(domain, message, kind)
+        document = error_json(domain, message, kind, lang)
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     elif output_format == "nagios":
         from .report import nagios
@@ -369,7 +380,7 @@ def _render_invalid(output_format: str, domain: str, message: str, kind: str) ->
     elif output_format == "junit":
         from .report import junit
 
-        click.echo(junit.render_error(domain, message, kind), nl=False)
+        click.echo(junit.render_error(domain, message, kind, lang), nl=False)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -404,13 +415,7 @@ def _render_invalid(output_format: str, domain: str, message: str, kind: str) ->
     "(ssl = SSL/TLS). Probed as that client would (never with the password) and judged: "
     "works, warning or fails, with the setting to type instead.",
 )
-@click.option(
-    "--lang",
-    type=click.Choice(["de", "en"]),
-    default=None,
-    help="Language of the text report  [default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, "
-    "LANG: de* is German]",
-)
+@lang_option
 @click.option(
     "--address",
     metavar="ADDR",
@@ -429,7 +434,9 @@ def check(
     **options: object,
 ) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
+    from . import i18n
     from .dns import InvalidDomain
+    from .messages import translate
     from .runner import BadRequest, diagnose
     from .typed import TypedSettingError, parse_typed
 
@@ -444,30 +451,32 @@ def check(
         typed=settings,
         address=_inbound_address(address, domain),
     )
+    renderer = f"maildiag.report.{output_format}"  # json, nagios, junit, text
+    language = i18n.pick_language(lang)
     try:
-        diagnosis = diagnose(request)
+        diagnosis = diagnose(request, meanwhile=lambda: importlib.import_module(renderer))
     except (InvalidDomain, BadRequest) as exc:
-        click.echo(f"maildiag: {exc}", err=True)
+        message = translate(str(exc), language)
+        click.echo(f"maildiag: {message}", err=True)
         kind = "invalid_domain" if isinstance(exc, InvalidDomain) else "bad_request"
-        _render_invalid(output_format, domain, str(exc), kind)
+        _render_invalid(output_format, domain, message, kind, language)
         raise SystemExit(EXIT_UNKNOWN) from None
 
     stdout = sys.stdout
     if output_format == "json":
-        from . import i18n
         from .report import json as json_report
 
-        click.echo(json_report.render(diagnosis, i18n.pick_language(lang)), nl=False)
+        click.echo(json_report.render(diagnosis, language), nl=False)
     elif output_format == "nagios":
         from .report import nagios
 
-        click.echo(nagios.render(diagnosis, thresholds=request.thresholds), nl=False)
+        text = nagios.render(diagnosis, thresholds=request.thresholds, lang=language)
+        click.echo(text, nl=False)
     elif output_format == "junit":
         from .report import junit
 
-        click.echo(junit.render(diagnosis), nl=False)
+        click.echo(junit.render(diagnosis, language), nl=False)
     else:
-        from . import i18n
         from .report import text as text_report
 
         use_colour = _use_colour(colour, stdout)
@@ -475,7 +484,7 @@ def check(
             diagnosis,
             use_colour,
             verbose,
-            lang=i18n.pick_language(lang),
+            lang=language,
             width=terminal_width(stdout),
         )
         click.echo(report, color=use_colour)
@@ -549,6 +558,7 @@ def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
     help="Progress bar on stderr  [default: when stderr is a terminal]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No summary table on stderr at the end.")
+@lang_option
 @check_options
 @mailbox_options
 def batch(
@@ -560,13 +570,18 @@ def batch(
     processes: int | None,
     progress: bool | None,
     quiet: bool,
+    lang: str | None,
     **options: object,
 ) -> None:
-    """Check every domain listed in FILE (- for standard input); one JSON line per domain."""
+    """Check every domain listed in FILE (- for standard input); one JSON line per domain.
+
+    The JSON lines are English whatever --lang says (they are for programs);
+    --lang sets the language of the summary, the progress line and complaints.
+    """
     import signal
 
     from . import batch as batch_module
-    from . import workers
+    from . import i18n, workers
     from .limits import HostLimiter
     from .runner import ProbeCache
 
@@ -576,13 +591,14 @@ def batch(
     except OSError as exc:
         raise click.FileError(source, exc.strerror or str(exc)) from None
     err = sys.stderr
+    language = i18n.pick_language(lang)
     bar = None
     if err.isatty() if progress is None else progress:
         total = None
         if source != "-":
             with open(source, "rb") as counting:
                 total = batch_module.count_entries(counting)
-        bar = batch_module.Progress(err, total)
+        bar = batch_module.Progress(err, total, language)
 
     stop, interrupted = threading.Event(), threading.Event()
     previous = _on_stop_signals(stop, interrupted)
@@ -616,6 +632,7 @@ def batch(
             summary,
             complain=lambda text: click.echo(text, err=True),
             progress=bar,
+            lang=language,
         )
     except BrokenPipeError:
         broken_pipe = True  # the reader went away (| head): stop quietly
@@ -629,7 +646,8 @@ def batch(
     if bar is not None:
         bar.close()
     if not quiet and not broken_pipe:
-        click.echo(summary.render(interrupted=interrupted.is_set()), err=True, nl=False)
+        text = summary.render(interrupted=interrupted.is_set(), lang=language)
+        click.echo(text, err=True, nl=False)
     if broken_pipe or interrupted.is_set():
         # Checks still running are abandoned: waiting for their sockets to time out
         # would keep an interrupted batch alive for up to --timeout seconds.
@@ -735,11 +753,13 @@ def serve(
     default="markdown",
     show_default=True,
 )
-def codes(output_format: str) -> None:
+@lang_option
+def codes(output_format: str, lang: str | None) -> None:
     """List every finding code with its severity, explanation and fix."""
+    from . import i18n
     from .report.codes import render
 
-    click.echo(render(output_format), nl=False)
+    click.echo(render(output_format, i18n.pick_language(lang)), nl=False)
 
 
 SETTINGS_EPILOG = (
@@ -763,18 +783,14 @@ SETTINGS_EPILOG = (
     "import: Thunderbird config-v1.1.xml (autoconfig), Outlook autodiscover.xml "
     "(autodiscover), an iPhone/macOS profile (mobileconfig). None contains a password.",
 )
-@click.option(
-    "--lang",
-    type=click.Choice(["de", "en"]),
-    default=None,
-    help="Language of the text sheet  [default: from MAILDIAG_LANG, LC_ALL, LC_MESSAGES, LANG]",
-)
+@lang_option
 @check_options
 @mailbox_options
 def settings(domain: str, output_format: str, lang: str | None, **options: object) -> None:
     """The settings to type into a mail client for DOMAIN, as measured."""
     from . import i18n
     from .dns import InvalidDomain
+    from .messages import translate
     from .report import settings as sheet_formats
     from .runner import BadRequest, diagnose
     from .settings import build_sheet
@@ -787,7 +803,7 @@ def settings(domain: str, output_format: str, lang: str | None, **options: objec
     try:
         sheet = build_sheet(request, diagnose)
     except (InvalidDomain, BadRequest) as exc:
-        click.echo(f"maildiag: {exc}", err=True)
+        click.echo(f"maildiag: {translate(str(exc), language)}", err=True)
         raise SystemExit(EXIT_UNKNOWN) from None
     if output_format in sheet_formats.NEEDS_COMPLETE and not sheet.complete:
         # A file that sets up half an account is worse than none: say why instead.
@@ -804,9 +820,13 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
     ``started`` (a ``time.monotonic()`` reading) is when the process began,
     so that ``check --deadline`` counts the start-up too.
     """
+    from .messages import language_of_command_line, translate
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    lang = language_of_command_line(args)
     try:
         cli.main(
-            args=list(argv) if argv is not None else None,
+            args=args,
             prog_name="maildiag",
             standalone_mode=False,
             obj={"started": started},
@@ -822,13 +842,13 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
         ctx = getattr(exc, "ctx", None)
         if isinstance(exc, click.UsageError) and ctx is not None:
             message += f" (see '{ctx.command_path} --help')"
-        click.echo(f"maildiag: {message}", err=True)
+        click.echo(f"maildiag: {translate(message, lang)}", err=True)
         return EXIT_UNKNOWN
     except click.Abort:
-        click.echo("maildiag: aborted", err=True)
+        click.echo(f"maildiag: {translate('aborted', lang)}", err=True)
         return EXIT_UNKNOWN
     except KeyboardInterrupt:
-        click.echo("maildiag: interrupted", err=True)
+        click.echo(f"maildiag: {translate('interrupted', lang)}", err=True)
         return EXIT_UNKNOWN
     return 0
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from maildiag.autoconfig import autoconfig_urls, fetch_autoconfig
 from maildiag.deadline import Deadline
 from maildiag.dns import DnsLookupError, Resolver, to_ascii
 from maildiag.model import (
@@ -81,6 +80,22 @@ class Overrides:
                 raise ValueError(f"{slot[0]} {slot[1]} port {port} is not a port number")
 
 
+def _fetch_autoconfig(
+    domain_ascii: str, resolver: Resolver, **options: Any
+) -> tuple[AutoconfigResult, ...]:
+    # Imported here: HTTP, TLS and XML parsing cost start-up time that a run
+    # with --no-autoconfig never needs.
+    from maildiag.autoconfig import fetch_autoconfig
+
+    return fetch_autoconfig(domain_ascii, resolver, **options)
+
+
+def _autoconfig_url(domain_ascii: str, email: str | None) -> str:
+    from maildiag.autoconfig import autoconfig_urls
+
+    return autoconfig_urls(domain_ascii, email)[0]
+
+
 def discover(
     domain: str,
     resolver: Resolver,
@@ -116,7 +131,7 @@ def discover(
         guesses = {host: pool.submit(_addresses, resolver, host, deadline) for host in guess_hosts}
         fetched = (
             pool.submit(
-                fetch_autoconfig,
+                _fetch_autoconfig,
                 domain_ascii,
                 resolver,
                 ca_file=ca_file,
@@ -169,7 +184,7 @@ def discover(
             except Exception as e:
                 autoconfig_results = (
                     AutoconfigResult(
-                        url=autoconfig_urls(domain_ascii, email)[0],
+                        url=_autoconfig_url(domain_ascii, email),
                         error=f"maildiag internal error: {e!r}",
                     ),
                 )

@@ -582,3 +582,24 @@ class Diagnosis:
     # Web ports (443, 80) of mail servers whose mail ports did not connect.
     port_checks: tuple[PortCheck, ...] = ()
     inbound: InboundResult | None = None  # check --address, or --user with an address
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cert_warning_days: float = 21.0
+    cert_critical_days: float = 7.0
+    # Quota use in percent of the limit (--quota-warning / --quota-critical).
+    quota_warning_percent: float = 90.0
+    quota_critical_percent: float = 100.0
+    # An INBOX above either size syncs badly on slow links: clients fetch the
+    # headers of every message on first sync and after a UIDVALIDITY change.
+    inbox_large_messages: int = 10_000
+    inbox_large_bytes: int = 2 * 1024**3
+    # Seconds: delivery through submission to the INBOX, and a flag change
+    # from one IMAP session to another (IDLE is near-instant; clients that
+    # poll do so every few seconds at best).
+    sync_delivery_slow_s: float = 10.0
+    sync_flag_slow_s: float = 5.0
+    # Bytes (decimal MB, as providers state limits): below this EHLO SIZE,
+    # ordinary attachments (photos, scanned PDFs) bounce.
+    send_size_small_bytes: int = 10_000_000

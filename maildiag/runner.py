@@ -18,20 +18,24 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from .analysis import Thresholds, analyse, overall_status
 from .credentials_input import Credentials, as_credentials
 from .deadline import Deadline
 from .discovery import Overrides, discover
 from .dns import InvalidDomain, Resolver, to_ascii
 from .limits import HostLimiter
-from .model import Diagnosis, Endpoint, InboundResult, Outcome, ProbeResult, TypedVerdict
+from .model import (
+    Diagnosis,
+    Endpoint,
+    InboundResult,
+    Outcome,
+    ProbeResult,
+    Thresholds,
+    TypedVerdict,
+)
 from .probes.endpoint import ConnectWatcher, ProbeSettings, SessionHook, probe_endpoint
 from .probes.inbound import check_inbound
-from .probes.mailbox import MailboxChecks
-from .probes.sync import measure_sync
 from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
-from .tls import load_trust_anchors
 
 # Discovery (DNS, autoconfig over HTTPS) may use at most this share of the run,
 # so the probes always get the rest.
@@ -175,6 +179,7 @@ def diagnose(
     host_limiter: HostLimiter | None = None,
     credentials: object | None = None,
     probe_cache: ProbeCache | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Diagnosis:
     """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
 
@@ -183,16 +188,20 @@ def diagnose(
     (a ``Credentials`` or anything with ``user`` and ``password``, such as a
     credential profile) overrides ``request.credentials``. ``probe_cache``
     (shared by the checks of a batch) lets probes without a login be reused.
+    ``meanwhile`` is called while the probes wait for the network, e.g. to
+    import the renderer the caller will need.
     """
     creds = as_credentials(credentials) or request.credentials
     started_at = datetime.now(UTC)
     started = time.monotonic()
     domain_ascii = to_ascii(request.domain)
-    try:
-        # Loaded once, before the clock of any probe starts; a bad --ca-file fails here.
-        load_trust_anchors(request.ca_file)
-    except (OSError, ValueError) as exc:
-        raise BadRequest(f"cannot use the CA file {request.ca_file}: {exc}") from exc
+    if request.ca_file:
+        from .tls import read_ca_file
+
+        try:
+            read_ca_file(request.ca_file)  # a bad --ca-file fails here, not in every probe
+        except (OSError, ValueError) as exc:
+            raise BadRequest(f"cannot use the CA file {request.ca_file}: {exc}") from exc
     # The CLI checks these while parsing; a library caller gets BadRequest too,
     # not a traceback from deep inside, nor a nan timeout that fails every wait.
     for name, seconds in (("timeout", request.timeout), ("deadline", request.deadline)):
@@ -216,13 +225,19 @@ def diagnose(
     )
     discovery = replace(discovery, domain=request.domain)
     if creds is not None and session_hook_factory is None:
+        from .probes.mailbox import MailboxChecks
+
         # One MailboxChecks per run: its login gate must be shared by all probes.
         session_hook_factory = MailboxChecks(
             creds,
             allow_plaintext=request.allow_plaintext,
             foreign_hosts=discovery.foreign_hosts,
         ).hook_for
-    settings = ProbeSettings(timeout=request.timeout, ca_file=request.ca_file)
+    settings = ProbeSettings(
+        timeout=request.timeout,
+        ca_file=request.ca_file,
+        connect_by=(started if request.started is None else request.started) + request.timeout,
+    )
     lookup = AddressCache(resolver)
     address = inbound_address(request, creds, domain_ascii)
     inbound_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbound")
@@ -243,6 +258,10 @@ def diagnose(
     keys = {e.key for e in discovery.endpoints}
     extra = tuple(dict.fromkeys(e for e in request.typed if e.key not in keys))
     watch = WebPortWatch(request.timeout, deadline)
+    preparing = threading.Thread(
+        target=_prepare, args=(request.ca_file, meanwhile), name="prepare", daemon=True
+    )
+    preparing.start()
     probed = run_probes(
         discovery.endpoints + extra,
         lookup,
@@ -257,8 +276,13 @@ def diagnose(
     )
     port_checks = watch.results()
     results, typed_results = probed[: len(discovery.endpoints)], probed[len(discovery.endpoints) :]
+    preparing.join()
+    from .analysis import analyse, overall_status
+
     sync = None
     if creds is not None and request.sync:
+        from .probes.sync import measure_sync
+
         sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
     inbound = _inbound_result(inbound_future, deadline)
     inbound_pool.shutdown(wait=True)  # the check has ended: no thread outlives the run
@@ -327,6 +351,27 @@ def _inbound_result(
         # Every dialogue is bounded by the deadline; this wakes any still blocked.
         deadline.cancel()
         return future.result()
+
+
+def _prepare(ca_file: str | None, meanwhile: Callable[[], object] | None) -> None:
+    """What the end of the run needs, done while the probes wait for servers.
+
+    A check spends most of its time waiting for the network; importing the
+    analysis and loading the trust anchors (cryptography parsing certifi's
+    roots) then costs no wall time. A probe that needs the anchors sooner
+    waits for this load instead of doing its own (they are loaded once).
+    """
+    import importlib
+
+    from . import tls
+
+    try:
+        importlib.import_module("maildiag.analysis")
+        tls.load_trust_anchors(ca_file)
+        if meanwhile is not None:
+            meanwhile()
+    except Exception:  # noqa: BLE001 - only a head start: whoever needs it later sees the error
+        return
 
 
 def _judge_typed(

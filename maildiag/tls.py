@@ -60,6 +60,7 @@ __all__ = [
     "hostname_matches",
     "load_trust_anchors",
     "peer_chain_der",
+    "read_ca_file",
 ]
 
 # OpenSSL's SSL_OP_LEGACY_SERVER_CONNECT; the ssl module only names it from 3.12.
@@ -82,8 +83,7 @@ def client_context(ca_file: str | None = None) -> ssl.SSLContext:
 
     `ca_file` is accepted for symmetry with `analyse` but not loaded: with
     CERT_NONE OpenSSL would never use it, and a bad file must not break the
-    handshake of every probe. Check it once, up front, with
-    `load_trust_anchors`.
+    handshake of every probe. Check it once, up front, with `read_ca_file`.
     """
     global _shared_client_context
     with _client_context_lock:
@@ -509,20 +509,27 @@ def load_trust_anchors(ca_file: str | None = None) -> TrustAnchors:
         return cached
 
 
+def read_ca_file(ca_file: str) -> list[x509.Certificate]:
+    """The certificates of a --ca-file; OSError if unreadable, ValueError if none is usable."""
+    from cryptography import x509
+
+    with open(ca_file, "rb") as handle:
+        data = handle.read()
+    try:
+        with _quiet_cryptography():
+            return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError(f"no usable PEM certificate in {ca_file}: {exc}") from exc
+
+
 def _load_anchors(ca_file: str | None) -> TrustAnchors:
     import certifi
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.verification import Store
 
     certificates = list(_certifi_roots(certifi.where()))
     if ca_file:
-        with open(ca_file, "rb") as handle:
-            data = handle.read()
-        try:
-            certificates += x509.load_pem_x509_certificates(data)
-        except ValueError as exc:
-            raise ValueError(f"no usable PEM certificate in {ca_file}: {exc}") from exc
+        certificates += read_ca_file(ca_file)
     return TrustAnchors(
         certificates=tuple(certificates),
         store=Store(certificates),

@@ -96,13 +96,26 @@ class Connection:
         self._read_limit: int | None = None
 
     @classmethod
-    def open(cls, address: str, port: int, *, timeout: float, deadline: Deadline) -> Connection:
-        """Connects; the socket is the run's from the start, so cancelling wakes the connect."""
+    def open(
+        cls,
+        address: str,
+        port: int,
+        *,
+        timeout: float,
+        deadline: Deadline,
+        connect_timeout: float | None = None,
+    ) -> Connection:
+        """Connects within ``connect_timeout`` (default: ``timeout``, the bound of later steps).
+
+        The socket is the run's from the start, so cancelling wakes the connect.
+        """
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             deadline.track(sock)
-            sock.settimeout(deadline.step_timeout(timeout))
+            sock.settimeout(
+                deadline.step_timeout(timeout if connect_timeout is None else connect_timeout)
+            )
             sock.connect((address, port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return cls(sock, timeout=timeout, deadline=deadline)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .analysis import Thresholds, analyse
 from .dns import InvalidDomain, to_ascii
 from .findings import CATALOGUE, make_finding, render_text
 from .model import (
@@ -25,6 +24,7 @@ from .model import (
     Protocol,
     Security,
     Severity,
+    Thresholds,
     TlsFailure,
     TypedVerdict,
 )
@@ -188,6 +188,8 @@ def _endpoint_findings(
 ) -> list[Finding]:
     """What analysis says about this one endpoint (not about the domain as a whole)."""
     discovery = Discovery(diagnosis.domain, diagnosis.domain_ascii, True, endpoints=(typed,))
+    from .analysis import analyse
+
     findings = analyse(discovery, (result,), thresholds, timeout=timeout)
     # Said in the customer's terms by the TYPED_* codes already.
     redundant = {

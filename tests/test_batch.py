@@ -227,8 +227,8 @@ class ConnectionCounter:
         original_open, original_close = Connection.open.__func__, Connection.close  # type: ignore[attr-defined]
         counter = self
 
-        def counting_open(cls, address, port, *, timeout, deadline):  # type: ignore[no-untyped-def]
-            conn = original_open(cls, address, port, timeout=timeout, deadline=deadline)
+        def counting_open(cls, address, port, **options):  # type: ignore[no-untyped-def]
+            conn = original_open(cls, address, port, **options)
             with counter._lock:
                 counter.open[address] += 1
                 counter.peak[address] = max(counter.peak[address], counter.open[address])

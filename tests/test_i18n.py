@@ -16,6 +16,7 @@ from tests import translations
 
 # Words German uses as they are.
 SAME_IN_BOTH = {"", "Port", "OK", "TLS", "ok", "PREAUTH", "no AUTH", "Login"}
+SAME_IN_BOTH |= {"Code", "Status", "Domains", ":"}
 
 IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.example", 993, Security.TLS, ("guess",))
 
@@ -128,3 +129,20 @@ def test_the_language_comes_from_the_environment(environ: dict[str, str], expect
 def test_an_explicit_language_beats_the_environment() -> None:
     assert i18n.pick_language("en", {"LANG": "de_DE.UTF-8"}) == "en"
     assert i18n.pick_language("de", {"LANG": "C"}) == "de"
+
+
+def test_every_error_message_is_recognised_by_its_own_template() -> None:
+    # The templates are tried in order; a more general one listed earlier
+    # would swallow a message and give it the wrong German text.
+    from maildiag import messages
+
+    for template in messages.TEMPLATES:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        facts = {name: f"'<{name}>'" for name in names}
+        english = template.format(**facts)
+        recognised = messages._recognised(english)
+        assert recognised is not None and recognised[0] == template, (template, recognised)
+        german = messages.translate(english, "de")
+        assert all(value in german for value in facts.values()), german
+        if words(template) not in SAME_IN_BOTH:
+            assert german != english, template

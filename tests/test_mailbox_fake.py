@@ -20,7 +20,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from maildiag.analysis import Thresholds
 from maildiag.cli import main
 from maildiag.credentials import Profile
 from maildiag.credentials_input import (
@@ -32,7 +31,7 @@ from maildiag.credentials_input import (
     resolve_password,
 )
 from maildiag.deadline import Deadline
-from maildiag.model import AuthResult, AuthStatus, Endpoint, Outcome, Protocol, Security
+from maildiag.model import AuthResult, AuthStatus, Endpoint, Outcome, Protocol, Security, Thresholds
 from maildiag.probes.auth import LoginGate, Turn
 from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
 from maildiag.probes.mailbox import MailboxChecks

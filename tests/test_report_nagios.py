@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 import nagiosplugin
 import pytest
 
-from maildiag.analysis import Thresholds
 from maildiag.cli import main
 from maildiag.findings import make_finding
 from maildiag.model import (
@@ -45,6 +44,7 @@ from maildiag.model import (
     QuotaResource,
     Security,
     Status,
+    Thresholds,
 )
 from maildiag.report import nagios
 from tests.lab.certs import TestPKI

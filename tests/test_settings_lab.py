@@ -228,6 +228,12 @@ def test_the_settings_command_refuses_to_write(settings_cli, mail_lab):
     assert code == 3 and "--sync" in err
 
 
+def lab_options(mail_lab: MailLab, dns: DnsServer) -> list[str]:
+    """The options that point a command at the lab's DNS and CA, without autoconfig."""
+    ca = str(mail_lab.ca_pem_path)
+    return ["--nameserver", dns.nameserver, "--ca-file", ca, "--no-autoconfig", "--timeout", "5"]
+
+
 # --- the check report of these domains: verdict first, one cause once, 80 columns ---
 
 
@@ -423,13 +429,7 @@ def test_batch_with_a_login_runs_over_worker_processes(
             "--no-share-probes",
             "--user",
             alice.address,
-            "--nameserver",
-            dns.nameserver,
-            "--ca-file",
-            str(mail_lab.ca_pem_path),
-            "--no-autoconfig",
-            "--timeout",
-            "5",
+            *lab_options(mail_lab, dns),
         ]
     )
     out, err = capsys.readouterr()
@@ -447,3 +447,102 @@ def test_batch_with_a_login_runs_over_worker_processes(
         assert code == 0
     else:
         assert mail_lab.failed_logins(alice.address) - failed_before <= 2
+
+
+# --- every other format and command speaks the language too ---
+
+
+def test_nagios_output_in_german_keeps_the_plugin_keywords_and_perfdata(check_cli, mail_lab):
+    _, german = check_cli("kunde-abgelaufen.test", "--format", "nagios", "--lang", "de")
+    _, english = check_cli("kunde-abgelaufen.test", "--format", "nagios")
+    head_de, head_en = german.splitlines()[0], english.splitlines()[0]
+    # The status keyword and every perfdata label stay; the words change.
+    assert head_de.startswith("MAILDIAG CRITICAL - kunde-abgelaufen.test: Das Zertifikat ist")
+    assert head_de.split(" | ")[1].split("=")[0] == head_en.split(" | ")[1].split("=")[0]
+    assert [i.split("=")[0] for i in head_de.split(" | ")[1].split()] == [
+        i.split("=")[0] for i in head_en.split(" | ")[1].split()
+    ]
+    assert " und " not in head_en and "certificate EXPIRED" in english
+    assert "Server-Ports (0 von 6 ohne Probleme):" in german
+    assert "Zertifikat ABGELAUFEN" in german and "certificate" not in german.lower()
+
+
+def test_junit_messages_in_german_keep_the_test_names(check_cli):
+    _, german = check_cli("kunde-abgelaufen.test", "--format", "junit", "--lang", "de")
+    _, english = check_cli("kunde-abgelaufen.test", "--format", "junit")
+    names = [
+        [case.get("name") for case in ET.fromstring(doc).iter("testcase")]
+        for doc in (german, english)
+    ]
+    assert names[0] == names[1]
+    failures = [f for f in ET.fromstring(german).iter("failure")]
+    assert failures and all(f.get("message", "").startswith("Das Zertifikat") for f in failures)
+    assert all("Lösung: " in (f.text or "") and "Fix: " not in (f.text or "") for f in failures)
+
+
+@pytest.mark.parametrize(
+    ("args", "german", "english"),
+    [
+        (["check"], "Das Argument 'DOMAIN' fehlt.", "Missing argument 'DOMAIN'."),
+        (
+            ["check", "kunde.test", "--timeout", "nan"],
+            "Ungültiger Wert für '--timeout': 'nan' ist keine endliche Zahl.",
+            "Invalid value for '--timeout': 'nan' is not a finite number.",
+        ),
+        (
+            ["check", "https://kunde.test/webmail"],
+            "sieht aus wie eine URL: Geben Sie nur die Domain an, etwa 'kunde.test'",
+            "looks like a URL: give the domain only; try 'kunde.test'",
+        ),
+        (
+            ["check", "kunde.test", "--typed", "imap:mail.kunde.test:143:tls"],
+            "Als Verschlüsselung sind none, starttls oder ssl möglich",
+            "SECURITY must be none, starttls or ssl",
+        ),
+        (
+            ["settings", "kunde.test", "--nameserver", "1.2.3.4:99999"],
+            "ungültiger Nameserver '1.2.3.4:99999': '99999' ist keine Portnummer",
+            "bad nameserver '1.2.3.4:99999': '99999' is not a port number",
+        ),
+        (["frob"], "Den Befehl 'frob' gibt es nicht.", "No such command 'frob'."),
+    ],
+)
+def test_error_messages_follow_the_language(args, german, english, capsys, monkeypatch):
+    for name in ("MAILDIAG_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([*args, "--lang", "de"]) == 3
+    _, err_flag = capsys.readouterr()
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    assert main(args) == 3
+    _, err_env = capsys.readouterr()
+    monkeypatch.setenv("LANG", "C")
+    assert main(args) == 3
+    _, err_en = capsys.readouterr()
+    for err in (err_flag, err_env):
+        assert german in err and err.count("\n") == 1, err
+        assert "siehe '" in err or "Domain an" in err or "Verschlüsselung" in err
+    assert english in err_en
+
+
+def test_the_batch_summary_and_complaints_in_german(mail_lab, dns, tmp_path, capsys):
+    domains = tmp_path / "domains.txt"
+    domains.write_text("kunde-gut.test\nkunde-abgelaufen.test imap\nkunde-zwei.test frob=x\n")
+    code = main(
+        [
+            "batch",
+            str(domains),
+            "--processes",
+            "1",
+            "--no-progress",
+            "--lang",
+            "de",
+            *lab_options(mail_lab, dns),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert [json.loads(line)["lang"] for line in out.splitlines()] == ["en"]  # for programs
+    assert "maildiag: Zeile 2: 'imap': Nach der Domain dürfen nur imap=SERVER" in err
+    assert "maildiag: Zeile 3: unbekannter Schlüssel 'frob'; möglich sind imap, pop3, smtp" in err
+    assert "maildiag batch: 1 Domains in " in err and "2 fehlerhafte Zeile(n) übersprungen" in err
+    assert "Häufigste Befunde" in err or "Status" in err

@@ -18,6 +18,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
+from maildiag.batch import TEXTS as BATCH_TEXTS
 from maildiag.findings import (
     BLOCK_EVIDENCE,
     CATALOGUE,
@@ -29,6 +30,11 @@ from maildiag.findings import (
     WHERE,
 )
 from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
+from maildiag.messages import CONTEXT as CLI_CONTEXT
+from maildiag.messages import TEMPLATES as CLI_TEMPLATES
+from maildiag.report.codes import COLUMNS as CODES_COLUMNS
+from maildiag.report.junit import TEXTS as JUNIT_TEXTS
+from maildiag.report.nagios import TEXTS as NAGIOS_TEXTS
 from maildiag.report.settings import TEXTS as SETTINGS_TEXTS
 from maildiag.report.text import all_texts as report_texts
 
@@ -57,6 +63,16 @@ def english_texts() -> Iterator[tuple[str, str]]:
     for english in SETTINGS_TEXTS.values():
         yield "settings", english
     yield from report_texts()
+    for column in CODES_COLUMNS:
+        yield "codes", column
+    for english in NAGIOS_TEXTS.values():
+        yield "nagios", english
+    for english in JUNIT_TEXTS.values():
+        yield "junit", english
+    for english in BATCH_TEXTS.values():
+        yield "batch", english
+    for template in CLI_TEMPLATES:
+        yield CLI_CONTEXT, template
 
 
 def template() -> Catalog:

@@ -71,6 +71,22 @@ class ConnectWatcher(typing.Protocol):
 class ProbeSettings:
     timeout: float = 10.0  # per network step
     ca_file: str | None = None
+    # When the connect step must be done by (time.monotonic()): the run's start
+    # plus the timeout. Not part of what a cached probe is shared by.
+    connect_by: float | None = field(default=None, compare=False)
+
+    def connect_timeout(self) -> float:
+        """How long a connect may wait: what is left of the run's first ``timeout`` seconds.
+
+        A silent port is given up ``timeout`` seconds after the check started
+        (as the monitoring plugins' ``-t`` counts from the plugin's start), not
+        that long after start-up and discovery; but never less than half the
+        timeout, so a slow name server cannot shorten a connect to nothing.
+        """
+        if self.connect_by is None:
+            return self.timeout
+        left = self.connect_by - time.monotonic()
+        return min(self.timeout, max(self.timeout / 2, left))
 
 
 @dataclass
@@ -209,7 +225,11 @@ def _connect_and_talk(
     try:
         with rec.timing(Phase.CONNECT):
             conn = Connection.open(
-                rec.address, endpoint.port, timeout=settings.timeout, deadline=deadline
+                rec.address,
+                endpoint.port,
+                timeout=settings.timeout,
+                connect_timeout=settings.connect_timeout(),
+                deadline=deadline,
             )
     except ConnectRefused as exc:
         _tell(watcher, rec.address, False)

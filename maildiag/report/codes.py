@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
-from ..findings import CATALOGUE
+from .. import i18n
+from ..findings import CATALOGUE, FindingSpec
+
+COLUMNS = ("Code", "Usual severity", "Meaning")
 
 
-def render(output_format: str = "markdown") -> str:
-    specs = sorted(CATALOGUE.values(), key=lambda s: s.code)
+def render(output_format: str = "markdown", lang: str = "en") -> str:
+    """The catalogue; the templates keep their {facts}, in ``lang``. Codes never change."""
+    specs = [_in(lang, s) for s in sorted(CATALOGUE.values(), key=lambda s: s.code)]
     if output_format == "json":
         return (
             json.dumps(
@@ -26,6 +30,23 @@ def render(output_format: str = "markdown") -> str:
             )
             + "\n"
         )
-    lines = ["| Code | Usual severity | Meaning |", "|---|---|---|"]
+    head = (
+        "| Code | Usual severity | Meaning |"
+        if lang == "en"
+        else "| Code | Übliche Schwere | Bedeutung |"
+    )
+    lines = [head, "|---|---|---|"]
     lines += [f"| `{s.code}` | {s.severity.value} | {s.title} |" for s in specs]
     return "\n".join(lines) + "\n"
+
+
+def _in(lang: str, spec: FindingSpec) -> FindingSpec:
+    if lang == "en":
+        return spec
+    return FindingSpec(
+        spec.code,
+        spec.severity,
+        i18n.text(lang, spec.code, spec.title),
+        i18n.text(lang, spec.code, spec.explanation),
+        i18n.text(lang, spec.code, spec.fix),
+    )

@@ -36,6 +36,10 @@ The format follows ``fixtures/junit/junit.xsd`` (our strict subset) and the
 Jenkins xUnit plugin's ``fixtures/junit/junit-10.xsd``, which validates every
 report and allows no ``skipped`` count on ``<testsuites>`` (only on each
 ``<testsuite>``).
+
+Language: the messages and texts of failures, errors and skips are in the
+report's language; class and test case names stay English, because CI
+systems keep a test's history by its name.
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ from ..model import (
     Severity,
     Status,
 )
+from .vocabulary import Words, localised, outcome_word
+
+# The texts of failures, errors and skips (context "junit" in the catalogue).
+TEXTS = {
+    "fix": "Fix: {fix}",
+    "nothing_checked": "nothing could be checked",
+    "not_applicable": "not applicable: {reason}",
+    "srv_declined": "not applicable: the SRV record {service} says the service is not offered",
+    "no_server": "not applicable: no server found for it",
+}
 
 # XML 1.0 §2.2: characters a document may contain. A server greeting may hold
 # anything, and one control byte would make the whole report unreadable.
@@ -81,9 +95,10 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _finding_text(findings: Sequence[Finding]) -> str:
+def _finding_text(findings: Sequence[Finding], words: Words) -> str:
     blocks = [
-        f"[{f.severity.value.upper()}] {f.code}: {f.title}\n{f.explanation}\nFix: {f.fix}"
+        f"[{f.severity.value.upper()}] {f.code}: {f.title}\n{f.explanation}\n"
+        + words("fix", fix=f.fix)
         for f in findings
     ]
     return _text("\n\n".join(blocks))
@@ -94,7 +109,8 @@ def _worst(findings: Sequence[Finding]) -> Finding:
 
 
 class _Suite:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, words: Words) -> None:
+        self.words = words
         self.element = ET.Element("testsuite", name=_text(name))
         self.tests = self.failures = self.errors = self.skipped = 0
         self.time = 0.0
@@ -112,7 +128,7 @@ class _Suite:
         failure = ET.SubElement(
             case, "failure", message=_text(worst.title), type=worst.severity.value
         )
-        failure.text = _finding_text(findings)
+        failure.text = _finding_text(findings, self.words)
 
     def error(self, case: ET.Element, message: str, text: str, kind: str = "unknown") -> None:
         self.errors += 1
@@ -185,8 +201,10 @@ def _domain_facts(diagnosis: Diagnosis) -> list[str]:
     return lines
 
 
-def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
-    suite = _Suite(diagnosis.domain)
+def _testsuite(diagnosis: Diagnosis, index: int, lang: str) -> ET.Element:
+    words = Words(lang, "junit", TEXTS)
+    diagnosis = localised(diagnosis, lang)
+    suite = _Suite(diagnosis.domain, words)
     suite.element.set("id", str(index))
     base = package_name(diagnosis.domain_ascii)
     suite.element.set("package", base)
@@ -207,8 +225,8 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
     )
     bad = [f for f in general if f.severity.rank >= Severity.WARNING.rank]
     if diagnosis.status is Status.UNKNOWN:
-        reason = _worst(bad).title if bad else "nothing could be checked"
-        suite.error(case, reason, _finding_text(bad or general))
+        reason = _worst(bad).title if bad else words("nothing_checked")
+        suite.error(case, reason, _finding_text(bad or general, words))
     elif bad:
         suite.fail(case, bad)
     _out(case, _domain_facts(diagnosis))
@@ -224,8 +242,8 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
             suite.fail(case, bad)
         elif result.outcome is not Outcome.OK:
             info = [f for f in own if f.severity is Severity.INFO]
-            reason = info[0].title if info else result.outcome.value.replace("_", " ")
-            suite.skip(case, f"not applicable: {reason}")
+            reason = info[0].title if info else outcome_word(result.outcome, lang)
+            suite.skip(case, words("not_applicable", reason=reason))
         _out(case, _endpoint_facts(result))
 
     declined = _declined_slots(diagnosis)
@@ -235,13 +253,9 @@ def _testsuite(diagnosis: Diagnosis, index: int) -> ET.Element:
         label = f"{protocol.value.upper()} ({security.value})"
         case = suite.case(f"{base}.{protocol.value}", label, 0.0)
         if (protocol, security) in declined:
-            suite.skip(
-                case,
-                f"not applicable: the SRV record {declined[protocol, security]} "
-                "says the service is not offered",
-            )
+            suite.skip(case, words("srv_declined", service=declined[protocol, security]))
         else:
-            suite.skip(case, "not applicable: no server found for it")
+            suite.skip(case, words("no_server"))
     return suite.finish(diagnosis.seconds, diagnosis.started_at)
 
 
@@ -272,16 +286,16 @@ def _document(suites: Iterable[ET.Element]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
 
-def render(diagnoses: Diagnosis | Iterable[Diagnosis]) -> str:
+def render(diagnoses: Diagnosis | Iterable[Diagnosis], lang: str = "en") -> str:
     """A JUnit XML document for one diagnosis or several (one testsuite each)."""
     if isinstance(diagnoses, Diagnosis):
         diagnoses = [diagnoses]
-    return _document(_testsuite(d, i) for i, d in enumerate(diagnoses))
+    return _document(_testsuite(d, i, lang) for i, d in enumerate(diagnoses))
 
 
-def render_error(domain: str, message: str, kind: str = "invalid_domain") -> str:
+def render_error(domain: str, message: str, kind: str = "invalid_domain", lang: str = "en") -> str:
     """A report for a domain that could not be checked at all (one test case, in error)."""
-    suite = _Suite(domain or "(empty)")
+    suite = _Suite(domain or "(empty)", Words(lang, "junit", TEXTS))
     case = suite.case(f"{package_name(domain)}.discovery", f"Domain {domain or '(empty)'}", 0.0)
     suite.error(case, message, message, kind)
     return _document([suite.finish(0.0)])

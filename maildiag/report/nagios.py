@@ -35,10 +35,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ..analysis import Thresholds
-from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity, Status
+from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity, Status, Thresholds
+from .vocabulary import Words, localised, outcome_word
 
 PLUGIN = "MAILDIAG"
+# The texts of the plugin output (context "nagios" in the catalogue). The
+# status keyword (OK, WARNING, CRITICAL, UNKNOWN) and the severities in
+# brackets stay English in every language: they are the plugin API's words,
+# which people and scripts grep for, like the finding codes.
+TEXTS = {
+    "ok": "ok",
+    "more_subjects": "+{count} more",
+    "one_more_problem": "+1 more problem",
+    "more_problems": "+{count} more problems",
+    "endpoints_ok": "{ok}/{total} endpoints ok",
+    "nothing": "nothing to check",
+    "and": " and ",
+    "endpoints": "Endpoints ({ok} of {total} without problems):",
+    "cert_expired": "certificate EXPIRED",
+    "cert_days": "certificate {days} days",
+}
 # How many problems the status line names before it says "+N more".
 SUMMARY_CODES = 3
 
@@ -181,32 +197,34 @@ def _bad(findings: Sequence[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity.rank >= Severity.WARNING.rank]
 
 
-def _days(result: ProbeResult) -> str:
+def _days(result: ProbeResult, words: Words) -> str:
     tls = result.tls
     if tls is None or tls.days_remaining is None:
         return ""
     if tls.days_remaining < 0:
-        return ", certificate EXPIRED"
-    return f", certificate {int(tls.days_remaining)} days"
+        return ", " + words("cert_expired")
+    return ", " + words("cert_days", days=int(tls.days_remaining))
 
 
-def endpoint_line(result: ProbeResult, findings: Sequence[Finding] = ()) -> str:
+def endpoint_line(
+    result: ProbeResult, findings: Sequence[Finding] = (), *, lang: str = "en"
+) -> str:
     """One endpoint: "ok" only when it answered and no warning or critical finding
     concerns it; otherwise the worst severity (a working connection with an expired
     certificate is not ok)."""
+    words = Words(lang, "nagios", TEXTS)
     label = result.endpoint.label
     if result.outcome is Outcome.OK:
         own = _bad([f for f in findings if f.endpoint == result.endpoint])
-        state = max(own, key=lambda f: f.severity.rank).severity.name if own else "ok"
+        state = max(own, key=lambda f: f.severity.rank).severity.name if own else words("ok")
         version = f", {result.tls.version}" if result.tls else ""
-        return _clean(
-            f"{label}: {state}, {result.total_seconds * 1000:.0f} ms{version}{_days(result)}"
-        )
+        days = _days(result, words)
+        return _clean(f"{label}: {state}, {result.total_seconds * 1000:.0f} ms{version}{days}")
     detail = f" - {result.error}" if result.error else ""
-    return _clean(f"{label}: {result.outcome.value.replace('_', ' ')}{detail}")
+    return _clean(f"{label}: {outcome_word(result.outcome, lang)}{detail}")
 
 
-def finding_lines(findings: Sequence[Finding]) -> list[str]:
+def finding_lines(findings: Sequence[Finding], *, lang: str = "en") -> list[str]:
     """One line per non-ok finding, worst severity first; repeats of a code on the
     same endpoint share a line (a broken name server fails a dozen lookups, which
     is one problem)."""
@@ -226,12 +244,13 @@ def finding_lines(findings: Sequence[Finding]) -> list[str]:
         if subjects:
             more = len(subjects) - SUMMARY_CODES
             about = " (" + ", ".join(subjects[:SUMMARY_CODES])
-            about += f", +{more} more)" if more > 0 else ")"
+            more_text = Words(lang, "nagios", TEXTS)("more_subjects", count=more)
+            about += f", {more_text})" if more > 0 else ")"
         lines.append(_clean(f"[{severity.name}] {code}{where}: {titles[code]}{about}"))
     return lines
 
 
-def _where(findings: Sequence[Finding]) -> str:
+def _where(findings: Sequence[Finding], words: Words) -> str:
     """ "mail.kunde.test (IMAP 993, POP3 995)" for the endpoints of one problem."""
     by_host: dict[str, list[str]] = {}
     for finding in findings:
@@ -242,7 +261,7 @@ def _where(findings: Sequence[Finding]) -> str:
         slots = by_host.setdefault(endpoint.host, [])
         if slot not in slots:
             slots.append(slot)
-    return " and ".join(f"{host} ({', '.join(slots)})" for host, slots in by_host.items())
+    return words("and").join(f"{host} ({', '.join(slots)})" for host, slots in by_host.items())
 
 
 def _clean_count(diagnosis: Diagnosis) -> int:
@@ -251,7 +270,7 @@ def _clean_count(diagnosis: Diagnosis) -> int:
     return sum(1 for r in diagnosis.results if r.outcome is Outcome.OK and r.endpoint not in bad)
 
 
-def _summary(diagnosis: Diagnosis) -> str:
+def _summary(diagnosis: Diagnosis, words: Words) -> str:
     """The status line in words: the worst problems and where they are."""
     problems: dict[str, list[Finding]] = {}
     for finding in sorted(_bad(diagnosis.findings), key=lambda f: -f.severity.rank):
@@ -259,17 +278,19 @@ def _summary(diagnosis: Diagnosis) -> str:
     if problems:
         parts = []
         for group in problems.values():
-            where = _where(group)
+            where = _where(group, words)
             parts.append(group[0].title + (f": {where}" if where else ""))
         shown = "; ".join(parts[:SUMMARY_CODES])
         more = len(parts) - SUMMARY_CODES
         if more > 0:
-            shown += f"; +{more} more problem{'s' if more > 1 else ''}"
+            shown += "; " + (
+                words("one_more_problem") if more == 1 else words("more_problems", count=more)
+            )
         return _clean(f"{diagnosis.domain}: {shown}")
     if diagnosis.results:
-        ok = _clean_count(diagnosis)
-        return _clean(f"{diagnosis.domain}: {ok}/{len(diagnosis.results)} endpoints ok")
-    return _clean(f"{diagnosis.domain}: nothing to check")
+        ok = words("endpoints_ok", ok=_clean_count(diagnosis), total=len(diagnosis.results))
+        return _clean(f"{diagnosis.domain}: {ok}")
+    return _clean(f"{diagnosis.domain}: {words('nothing')}")
 
 
 def render(
@@ -278,12 +299,16 @@ def render(
     critical_days: float | None = None,
     *,
     thresholds: Thresholds | None = None,
+    lang: str = "en",
 ) -> str:
     """The plugin output; the process exit code is ``int(diagnosis.status)``.
 
     ``thresholds`` (the check's own) set the perfdata's warn/crit fields;
     ``warning_days``/``critical_days`` override its certificate days.
+    ``lang``: the language of the texts; perfdata labels never change.
     """
+    diagnosis = localised(diagnosis, lang)
+    words = Words(lang, "nagios", TEXTS)
     limits = thresholds or Thresholds()
     warning_days = limits.cert_warning_days if warning_days is None else warning_days
     critical_days = limits.cert_critical_days if critical_days is None else critical_days
@@ -297,11 +322,12 @@ def render(
         perf += endpoint_perfdata(
             result, warning_days, critical_days, prefix=prefix, thresholds=limits
         )
-    lines = [f"{PLUGIN} {diagnosis.status.name} - {_summary(diagnosis)} | " + " ".join(perf)]
-    lines += finding_lines(diagnosis.findings)
+    summary = _summary(diagnosis, words)
+    lines = [f"{PLUGIN} {diagnosis.status.name} - {summary} | " + " ".join(perf)]
+    lines += finding_lines(diagnosis.findings, lang=lang)
     if results:
-        lines.append(f"Endpoints ({ok} of {len(results)} without problems):")
-        lines += [endpoint_line(r, diagnosis.findings) for r in results]
+        lines.append(words("endpoints", ok=ok, total=len(results)))
+        lines += [endpoint_line(r, diagnosis.findings, lang=lang) for r in results]
     return "\n".join(lines) + "\n"
 
 

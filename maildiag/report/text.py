@@ -16,6 +16,7 @@ from .. import i18n
 from ..findings import render_text
 from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
 from .grouping import FindingGroup, affected, group_findings, root_causes
+from .vocabulary import OUTCOMES
 
 _COLOURS = {
     Severity.OK: "32",
@@ -95,23 +96,6 @@ SHORT: Mapping[str, str] = {
     "QUOTA_FULL": "mailbox full",
     "QUOTA_NEAR_LIMIT": "mailbox almost full",
     "IMAP_PREAUTH": "PREAUTH",
-}
-OUTCOMES: Mapping[Outcome, str] = {
-    Outcome.OK: "ok",
-    Outcome.UNRESOLVED: "unresolved",
-    Outcome.REFUSED: "refused",
-    Outcome.TIMEOUT: "timeout",
-    Outcome.NO_GREETING: "no greeting",
-    Outcome.CLOSED: "closed",
-    Outcome.STALLED: "stalled",
-    Outcome.UNAVAILABLE: "unavailable",
-    Outcome.THROTTLED: "throttled",
-    Outcome.PROTOCOL_ERROR: "protocol error",
-    Outcome.STARTTLS_MISSING: "starttls missing",
-    Outcome.STARTTLS_FAILED: "starttls failed",
-    Outcome.TLS_FAILED: "tls failed",
-    Outcome.PREAUTH: "preauth",
-    Outcome.DEADLINE: "deadline",
 }
 LOGIN_LABELS: Mapping[AuthStatus, str] = {
     AuthStatus.OK: "ok",
