@@ -2,7 +2,9 @@
 
 `MailLab` renders the templates in fixtures/lab/ into a private temporary
 directory, makes certificates with trustme/cryptography, starts Dovecot
-(IMAP, POP3, LMTP, SASL auth) and Postfix (submission on 587 and 465) on
+(IMAP, POP3, LMTP, SASL auth, quota-status) and Postfix (submission on 587
+and 465, the MX on 25, which refuses a full mailbox at RCPT through Dovecot's
+quota-status policy service) on
 127.0.0.20-127.0.0.27, seeds mailboxes, and stops everything again. Nothing in
 /etc is read for configuration or changed, and no system service is started.
 
@@ -131,8 +133,9 @@ def _users() -> dict[str, LabUser]:
 class MailLab:
     """Private Dovecot + Postfix on loopback; a context manager.
 
-    Ports are the standard ones (IMAP/IMAPS/POP3/POP3S/SUBMISSION/SUBMISSIONS)
-    on every lab address. Hosts: `good` (mail.lab.test, alias imap/pop/smtp),
+    Ports are the standard ones (IMAP/IMAPS/POP3/POP3S/SUBMISSION/SUBMISSIONS,
+    and SMTP on 25 as the lab domain's MX) on every lab address. Hosts: `good`
+    (mail.lab.test, alias imap/pop/smtp),
     `expired`, `self_signed`, `wrong_host`, all in `hosts`; `dns` maps every
     name to its address so tests can answer DNS queries for them; `address`
     and `hostname` are the good host's. Users: `alice` (a few messages),
@@ -151,8 +154,9 @@ class MailLab:
     POP3S = 995
     SUBMISSION = 587
     SUBMISSIONS = 465
+    SMTP = 25  # the MX: mail for the lab domain, no login (quota-status at RCPT)
     DOVECOT_PORTS = (IMAP, IMAPS, POP3, POP3S)
-    POSTFIX_PORTS = (SUBMISSION, SUBMISSIONS)
+    POSTFIX_PORTS = (SUBMISSION, SUBMISSIONS, SMTP)
 
     domain = DOMAIN
     quota_bytes = QUOTA_BYTES
@@ -275,6 +279,10 @@ class MailLab:
     @property
     def lmtp_socket_path(self) -> Path:
         return self._p("run", "lmtp")
+
+    @property
+    def quota_status_socket_path(self) -> Path:
+        return self._p("run", "quota-status")
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -482,7 +490,11 @@ class MailLab:
         self._wait_for_ports(
             self.DOVECOT_PORTS,
             "Dovecot",
-            sockets=(self.lmtp_socket_path, self._p("run", "auth-postfix")),
+            sockets=(
+                self.lmtp_socket_path,
+                self._p("run", "auth-postfix"),
+                self.quota_status_socket_path,
+            ),
         )
 
     def _doveadm(self, *args: str, input: bytes | None = None) -> str:
@@ -513,6 +525,19 @@ class MailLab:
                     f"{host.address}:{port} inet n - n - - smtpd\n"
                     + "".join(f"  -o {o}\n" for o in opts)
                 )
+            mx_opts = [
+                "syslog_name=postfix/mx",
+                f"smtpd_tls_chain_files={bundle}",
+                "smtpd_tls_security_level=may",
+                "smtpd_sasl_auth_enable=no",
+                "smtpd_sender_restrictions=",  # the sender login check needs SASL
+                "smtpd_relay_restrictions=$mx_relay_restrictions",
+                "smtpd_recipient_restrictions=$mx_recipient_restrictions",
+            ]
+            services.append(
+                f"{host.address}:{self.SMTP} inet n - n - - smtpd\n"
+                + "".join(f"  -o {o}\n" for o in mx_opts)
+            )
         vmailbox = etc / "vmailbox"
         _write(vmailbox, "".join(f"{u} OK\n" for u in self.users).encode(), 0o644)
         senders = etc / "sender_logins"
@@ -535,6 +560,7 @@ class MailLab:
                 LMTP_SOCKET=str(self.lmtp_socket_path),
                 DEFAULT_BUNDLE=str(self._cert_file(self.good, "bundle.pem")),
                 SASL_SOCKET=str(self._p("run", "auth-postfix")),
+                QUOTA_STATUS_SOCKET=str(self.quota_status_socket_path),
             ).encode(),
             0o644,
         )
