@@ -147,7 +147,9 @@ def test_shared_hosting_gets_the_name_the_certificate_is_issued_for(sheet_for, m
     assert names == {mail_lab.wrong_host_name}
     assert {s.certificate_name_of for s in sheet.incoming} == {mail_lab.wrong_host.name}
     german = " ".join(sheet_formats.render_text_sheet(sheet, "de").split())
-    assert f"Nicht {mail_lab.wrong_host.name}: Das Zertifikat des Servers ist für" in german
+    assert (
+        f"Nicht {mail_lab.wrong_host.name} eintragen: Das Zertifikat des Servers ist für" in german
+    )
     assert "wie vom Provider vergeben (nicht geprüft" in german  # no --user
 
 
@@ -477,7 +479,7 @@ def test_junit_messages_in_german_keep_the_test_names(check_cli):
     assert names[0] == names[1]
     failures = [f for f in ET.fromstring(german).iter("failure")]
     assert failures and all(f.get("message", "").startswith("Das Zertifikat") for f in failures)
-    assert all("Lösung: " in (f.text or "") and "Fix: " not in (f.text or "") for f in failures)
+    assert all("Abhilfe: " in (f.text or "") and "Fix: " not in (f.text or "") for f in failures)
 
 
 @pytest.mark.parametrize(
