@@ -45,6 +45,7 @@ from .model import (
 )
 from .mx_analysis import mx_findings
 from .protocols import sasl
+from .protocols.registry import ORDER, PROBED_SECURITIES, SRV_SERVICES, spec
 from .servers import (
     cleartext_login_setting,
     identify_software,
@@ -54,26 +55,6 @@ from .servers import (
 )
 from .tls import WEAK_SIGNATURE_HASHES, weak_key, weak_signature
 
-PROTOCOL_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP submission"}
-STARTTLS_COMMANDS = {Protocol.IMAP: "STARTTLS", Protocol.POP3: "STLS", Protocol.SMTP: "STARTTLS"}
-IMPLICIT_TLS_PORTS = {Protocol.IMAP: 993, Protocol.POP3: 995, Protocol.SMTP: 465}
-SRV_SERVICES = {
-    "_imap._tcp": "IMAP with STARTTLS",
-    "_imaps._tcp": "IMAP over TLS",
-    "_pop3._tcp": "POP3 with STLS",
-    "_pop3s._tcp": "POP3 over TLS",
-    "_submission._tcp": "mail submission with STARTTLS",
-    "_submissions._tcp": "mail submission over TLS",
-}
-# RFC 6186 §3 and RFC 8314 §5.1: the port each SRV service normally names.
-SRV_STANDARD_PORTS = {
-    "_imap._tcp": 143,
-    "_imaps._tcp": 993,
-    "_pop3._tcp": 110,
-    "_pop3s._tcp": 995,
-    "_submission._tcp": 587,
-    "_submissions._tcp": 465,
-}
 # Sources that mean "someone published this endpoint", as opposed to a guessed name.
 ANNOUNCED_SOURCE_PREFIXES = ("srv:", "autoconfig", "option")
 WEAK_CIPHER_MARKERS = ("RC4", "3DES", "DES-CBC", "NULL", "EXPORT", "MD5")
@@ -132,8 +113,26 @@ def overall_status(discovery: Discovery, findings: Iterable[Finding]) -> Status:
     return Status.OK
 
 
+def _srv_description(service: str) -> str:
+    """ "IMAP with STARTTLS", "mail submission over TLS": what an SRV service announces."""
+    if service not in SRV_SERVICES:
+        return service
+    protocol, security = SRV_SERVICES[service]
+    protocol_spec = spec(protocol)
+    if security is Security.TLS:
+        return f"{protocol_spec.service_name} over TLS"
+    return f"{protocol_spec.service_name} with {protocol_spec.starttls_command}"
+
+
+def _srv_standard_port(service: str) -> int | str:
+    if service not in SRV_SERVICES:
+        return "PORT"
+    protocol, security = SRV_SERVICES[service]
+    return spec(protocol).port(security)
+
+
 def _what(endpoint: Endpoint) -> str:
-    return PROTOCOL_NAMES[endpoint.protocol]
+    return spec(endpoint.protocol).long_name
 
 
 def _announced(endpoint: Endpoint) -> bool:
@@ -186,14 +185,14 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
                 target=record.target,
                 domain=discovery.domain_ascii,
                 port=record.port,
-                standard_port=SRV_STANDARD_PORTS.get(record.service, "PORT"),
-                what=SRV_SERVICES.get(record.service, record.service),
+                standard_port=_srv_standard_port(record.service),
+                what=_srv_description(record.service),
             )
         if record.not_offered:
             yield make_finding(
                 "SRV_NOT_OFFERED",
                 service=record.service,
-                what=SRV_SERVICES.get(record.service, record.service),
+                what=_srv_description(record.service),
             )
     if not discovery.endpoints and discovery.domain_exists:
         yield make_finding("NO_MAIL_ENDPOINTS", domain=domain)
@@ -236,8 +235,8 @@ def _endpoint_findings(
             make_finding(
                 "STARTTLS_INJECTION",
                 endpoint,
-                command=STARTTLS_COMMANDS[endpoint.protocol],
-                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                command=spec(endpoint.protocol).starttls_command,
+                tls_port=spec(endpoint.protocol).tls_port,
                 injected=result.starttls_injection,
                 **facts,
             )
@@ -256,7 +255,7 @@ def _endpoint_findings(
                 endpoint,
                 severity=Severity.WARNING if endpoint.security is Security.TLS else None,
                 greeting=result.greeting or "",
-                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                tls_port=spec(endpoint.protocol).tls_port,
                 **facts,
             )
         )
@@ -270,8 +269,8 @@ def _endpoint_findings(
             make_finding(
                 code,
                 endpoint,
-                command=STARTTLS_COMMANDS[endpoint.protocol],
-                tls_port=IMPLICIT_TLS_PORTS[endpoint.protocol],
+                command=spec(endpoint.protocol).starttls_command,
+                tls_port=spec(endpoint.protocol).tls_port,
                 reply=result.server_reply or "",
                 **facts,
             )
@@ -334,9 +333,6 @@ def _offers_auth(result: ProbeResult) -> bool:
     return any(c.upper() == "AUTH" or c.upper().startswith(("AUTH ", "AUTH=")) for c in caps)
 
 
-PLAINTEXT_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}
-TLS_NAMES = {Protocol.IMAP: "IMAPS", Protocol.POP3: "POP3S", Protocol.SMTP: "SMTPS"}
-STARTTLS_PORTS = {Protocol.IMAP: 143, Protocol.POP3: 110, Protocol.SMTP: 587}
 OUTDATED_ONLY = "a protocol older than TLS 1.0 (no version in common)"
 
 
@@ -348,10 +344,10 @@ def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
             "TLS_PORT_SPEAKS_PLAINTEXT",
             endpoint,
             greeting=result.greeting or result.error or "",
-            plain_name=PLAINTEXT_NAMES[protocol],
-            tls_name=f"{TLS_NAMES[protocol]} (implicit TLS)",
-            starttls_port=STARTTLS_PORTS[protocol],
-            tls_port=IMPLICIT_TLS_PORTS[protocol],
+            plain_name=spec(protocol).name,
+            tls_name=f"{spec(protocol).tls_name} (implicit TLS)",
+            starttls_port=spec(protocol).starttls_port,
+            tls_port=spec(protocol).tls_port,
             setting=implicit_tls_setting(_software(result), protocol),
             **facts,
         )
@@ -386,7 +382,7 @@ def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Ite
     yield make_finding(
         "PLAINTEXT_AUTH_ALLOWED" if exposing else "PLAINTEXT_AUTH_UNCLEAR",
         endpoint,
-        command=STARTTLS_COMMANDS[endpoint.protocol],
+        command=spec(endpoint.protocol).starttls_command,
         mechanisms=", ".join(exposing or unclear),
         software=str(software.product) if software else None,
         setting=cleartext_login_setting(software, endpoint.protocol),
@@ -560,18 +556,15 @@ def _protocol_findings(discovery: Discovery, results: tuple[ProbeResult, ...]) -
     for result in results:
         ok = result.outcome is Outcome.OK or result.outcome in INCONCLUSIVE
         working[result.endpoint.protocol] = working.get(result.endpoint.protocol, False) or ok
-    groups = {
-        Protocol.IMAP: ("IMAP_UNREACHABLE", {"_imap._tcp", "_imaps._tcp"}),
-        Protocol.POP3: ("POP3_UNREACHABLE", {"_pop3._tcp", "_pop3s._tcp"}),
-        Protocol.SMTP: ("SUBMISSION_UNREACHABLE", {"_submission._tcp", "_submissions._tcp"}),
-    }
-    for protocol, (code, services) in groups.items():
+    for protocol in ORDER:
+        protocol_spec = spec(protocol)
+        services = {protocol_spec.srv_service(s) for s in PROBED_SECURITIES}
         if working.get(protocol) or services <= declined:
             continue
         severity = None
         if protocol is Protocol.POP3 and working.get(Protocol.IMAP):
-            severity = Severity.INFO
-        yield make_finding(code, severity=severity)
+            severity = Severity.INFO  # the seeds' advice: IMAP is what to use anyway
+        yield make_finding(protocol_spec.unreachable_code, severity=severity)
 
 
 # --- mailbox checks (with credentials) ------------------------------------------
@@ -632,8 +625,8 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
         "mechanism": auth.mechanism or "-",
         "reply": auth.detail or "",
         "detail": auth.detail or "",
-        "command": STARTTLS_COMMANDS[endpoint.protocol],
-        "tls_port": IMPLICIT_TLS_PORTS[endpoint.protocol],
+        "command": spec(endpoint.protocol).starttls_command,
+        "tls_port": spec(endpoint.protocol).tls_port,
     }
     # RFC 8314 §3 / RFC 3207 §4: refusing logins before STARTTLS is the safe
     # setting; the capabilities before TLS already say so, no password needed.

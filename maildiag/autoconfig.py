@@ -25,6 +25,7 @@ from maildiag import __version__
 from maildiag.deadline import Deadline, DeadlineExceeded
 from maildiag.dns import DnsLookupError, InvalidDomain, Resolver, to_ascii
 from maildiag.model import AutoconfigResult, AutoconfigServer, Protocol, Security
+from maildiag.protocols.registry import BY_KEY, spec
 from maildiag.transport import (
     Connection,
     PeerClosed,
@@ -39,19 +40,7 @@ MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 3
 _REDIRECTS = (301, 302, 303, 307, 308)
 
-_PROTOCOLS = {"imap": Protocol.IMAP, "pop3": Protocol.POP3, "smtp": Protocol.SMTP}
 _SOCKET_TYPES = {"ssl": Security.TLS, "starttls": Security.STARTTLS, "plain": Security.PLAIN}
-_DEFAULT_PORTS = {
-    (Protocol.IMAP, Security.TLS): 993,
-    (Protocol.IMAP, Security.STARTTLS): 143,
-    (Protocol.IMAP, Security.PLAIN): 143,
-    (Protocol.POP3, Security.TLS): 995,
-    (Protocol.POP3, Security.STARTTLS): 110,
-    (Protocol.POP3, Security.PLAIN): 110,
-    (Protocol.SMTP, Security.TLS): 465,
-    (Protocol.SMTP, Security.STARTTLS): 587,
-    (Protocol.SMTP, Security.PLAIN): 587,
-}
 
 
 class AutoconfigError(ValueError):
@@ -117,7 +106,7 @@ def _child_text(element: ET.Element, name: str) -> str | None:
 
 
 def _server(element: ET.Element, domain: str) -> AutoconfigServer | None:
-    protocol = _PROTOCOLS.get((element.get("type") or "").strip().lower())
+    protocol = BY_KEY.get((element.get("type") or "").strip().lower())
     if protocol is None:
         return None
     if (_local(element.tag) == "outgoingServer") != (protocol is Protocol.SMTP):
@@ -136,7 +125,7 @@ def _server(element: ET.Element, domain: str) -> AutoconfigServer | None:
             return None
         port = int(port_text)
     else:
-        port = _DEFAULT_PORTS[(protocol, security)]
+        port = spec(protocol).port(security)
     return AutoconfigServer(protocol=protocol, host=host, port=port, security=security)
 
 

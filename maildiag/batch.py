@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .model import Diagnosis, Protocol, Severity, Status
+from .protocols.registry import BY_KEY
 
 if TYPE_CHECKING:
     from .limits import HostLimiter
@@ -53,11 +54,7 @@ __all__ = [
     "worst_status",
 ]
 
-HOST_KEYS: Mapping[str, Protocol] = {
-    "imap": Protocol.IMAP,
-    "pop3": Protocol.POP3,
-    "smtp": Protocol.SMTP,
-}
+HOST_KEYS: Mapping[str, Protocol] = BY_KEY  # imap=HOST, pop3=HOST, smtp=HOST
 MAX_LINE = 2048  # characters; a domain with three host names fits many times over
 
 # The order in which statuses make a batch's exit code: a domain that is down

@@ -18,6 +18,7 @@ import click
 from . import __version__
 
 _Command = Callable[..., object]
+_Decorator = Callable[[_Command], _Command]
 
 EXIT_CODES_HELP = (
     "Exit status (monitoring-plugins convention): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. "
@@ -95,7 +96,34 @@ def cli() -> None:
     submission endpoints, checks their TLS certificates and tells what to fix."""
 
 
-_CHECK_OPTIONS = [
+def _endpoint_options() -> list[_Decorator]:
+    """--imap-host ... --smtp-host, then --imap-port ... --submissions-port, from the registry."""
+    from .model import Security
+    from .protocols.registry import ORDER, PROBED_SECURITIES, spec
+
+    hosts: list[_Decorator] = [
+        click.option(
+            f"--{spec(p).key}-host",
+            metavar="HOST",
+            help=f"Use this {spec(p).long_name} server instead of discovery.",
+        )
+        for p in ORDER
+    ]
+    ports: list[_Decorator] = [
+        click.option(
+            f"--{spec(p).slot_name(s)}-port",
+            type=click.IntRange(1, 65535),
+            help=f"{spec(p).long_name} "
+            f"{spec(p).starttls_command if s is Security.STARTTLS else 'TLS'} port "
+            f"[{spec(p).port(s)}].",
+        )
+        for p in ORDER
+        for s in PROBED_SECURITIES
+    ]
+    return hosts + ports
+
+
+_CHECK_OPTIONS: list[_Decorator] = [
     click.option(
         "--timeout",
         type=FiniteFloat(min=0.1, max=600),
@@ -122,23 +150,7 @@ _CHECK_OPTIONS = [
         type=click.Path(exists=True, dir_okay=False),
         help="Also trust the CA certificates in this PEM file.",
     ),
-    click.option("--imap-host", metavar="HOST", help="Use this IMAP server instead of discovery."),
-    click.option("--pop3-host", metavar="HOST", help="Use this POP3 server instead of discovery."),
-    click.option(
-        "--smtp-host", metavar="HOST", help="Use this submission server instead of discovery."
-    ),
-    click.option("--imap-port", type=click.IntRange(1, 65535), help="IMAP STARTTLS port [143]."),
-    click.option("--imaps-port", type=click.IntRange(1, 65535), help="IMAP TLS port [993]."),
-    click.option("--pop3-port", type=click.IntRange(1, 65535), help="POP3 STLS port [110]."),
-    click.option("--pop3s-port", type=click.IntRange(1, 65535), help="POP3 TLS port [995]."),
-    click.option(
-        "--submission-port",
-        type=click.IntRange(1, 65535),
-        help="SMTP submission STARTTLS port [587].",
-    ),
-    click.option(
-        "--submissions-port", type=click.IntRange(1, 65535), help="SMTP submission TLS port [465]."
-    ),
+    *_endpoint_options(),
     click.option(
         "-w",
         "--cert-warning-days",
@@ -265,7 +277,8 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
     """A ``CheckRequest`` from the shared options (see ``check_options``, ``mailbox_options``)."""
     from .discovery import Overrides
     from .dns import InvalidDomain
-    from .model import Protocol, Security, Thresholds
+    from .model import Thresholds
+    from .protocols.registry import ORDER, SLOTS, spec
     from .runner import CheckRequest
 
     warning_days = float(options["cert_warning_days"])  # type: ignore[arg-type]
@@ -284,28 +297,16 @@ def build_request(domain: str, **options: object):  # type: ignore[no-untyped-de
         raise click.UsageError("--quota-warning must not be larger than --quota-critical")
     try:
         hosts = {
-            protocol: _host_name(str(options[name]))
-            for protocol, name in (
-                (Protocol.IMAP, "imap_host"),
-                (Protocol.POP3, "pop3_host"),
-                (Protocol.SMTP, "smtp_host"),
-            )
-            if options.get(name)
+            protocol: _host_name(str(options[f"{spec(protocol).key}_host"]))
+            for protocol in ORDER
+            if options.get(f"{spec(protocol).key}_host")
         }
     except InvalidDomain as exc:
         raise click.BadParameter(str(exc), param_hint="host") from exc
-    slots = {
-        "imap_port": (Protocol.IMAP, Security.STARTTLS),
-        "imaps_port": (Protocol.IMAP, Security.TLS),
-        "pop3_port": (Protocol.POP3, Security.STARTTLS),
-        "pop3s_port": (Protocol.POP3, Security.TLS),
-        "submission_port": (Protocol.SMTP, Security.STARTTLS),
-        "submissions_port": (Protocol.SMTP, Security.TLS),
-    }
     ports = {
-        slot: int(options[name])  # type: ignore[call-overload]
-        for name, slot in slots.items()
-        if options.get(name)
+        (protocol, security): int(options[name])  # type: ignore[call-overload]
+        for protocol, security, _ in SLOTS
+        if options.get(name := f"{spec(protocol).slot_name(security)}_port")
     }
     timeout = float(options["timeout"])  # type: ignore[arg-type]
     return CheckRequest(

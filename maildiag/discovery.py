@@ -29,37 +29,9 @@ from maildiag.model import (
     Security,
     SrvRecord,
 )
+from maildiag.protocols.registry import ORDER, SLOTS, SRV_SERVICES, spec
 
-__all__ = ["GUESS_PREFIXES", "SLOTS", "SRV_SERVICES", "Overrides", "discover"]
-
-# The six things maildiag probes: plaintext-then-STARTTLS and implicit TLS
-# for each protocol (RFC 8314 §3 for the implicit-TLS ports).
-SLOTS: tuple[tuple[Protocol, Security, int], ...] = (
-    (Protocol.IMAP, Security.STARTTLS, 143),
-    (Protocol.IMAP, Security.TLS, 993),
-    (Protocol.POP3, Security.STARTTLS, 110),
-    (Protocol.POP3, Security.TLS, 995),
-    (Protocol.SMTP, Security.STARTTLS, 587),
-    (Protocol.SMTP, Security.TLS, 465),
-)
-
-# RFC 6186 §3 (imap, pop3, submission) and RFC 8314 §5.1 (submissions).
-SRV_SERVICES: dict[str, tuple[Protocol, Security]] = {
-    "_imap._tcp": (Protocol.IMAP, Security.STARTTLS),
-    "_imaps._tcp": (Protocol.IMAP, Security.TLS),
-    "_pop3._tcp": (Protocol.POP3, Security.STARTTLS),
-    "_pop3s._tcp": (Protocol.POP3, Security.TLS),
-    "_submission._tcp": (Protocol.SMTP, Security.STARTTLS),
-    "_submissions._tcp": (Protocol.SMTP, Security.TLS),
-}
-
-# Host names providers commonly use, in the order mail clients try them;
-# "" is the bare domain.
-GUESS_PREFIXES: dict[Protocol, tuple[str, ...]] = {
-    Protocol.IMAP: ("imap", "mail", ""),
-    Protocol.POP3: ("pop3", "pop", "mail", ""),
-    Protocol.SMTP: ("smtp", "mail", ""),
-}
+__all__ = ["SLOTS", "SRV_SERVICES", "Overrides", "discover"]
 
 # MX hosts whose addresses discovery looks up; more MX records than this are
 # kept, but their hosts are not resolved (no sender tries that many).
@@ -245,7 +217,7 @@ def _choose_endpoints(
         if protocol in override_hosts:
             candidates.append((override_hosts[protocol], port_override or default_port, "option"))
 
-        service = next(s for s, slot in SRV_SERVICES.items() if slot == (protocol, security))
+        service = spec(protocol).srv_service(security)
         records = [r for r in srv if r.service == service]
         # A record with port 0 is unusable (SRV_INVALID): it is skipped as if
         # absent, and the service falls back to autoconfig and the guesses.
@@ -267,7 +239,7 @@ def _choose_endpoints(
             for server in result.servers:
                 if (server.protocol, server.security) == (protocol, security):
                     candidates.append((server.host, port_override or server.port, "autoconfig"))
-        for prefix in GUESS_PREFIXES[protocol]:
+        for prefix in spec(protocol).host_guesses:
             host = f"{prefix}.{domain_ascii}" if prefix else domain_ascii
             if host in resolved:
                 candidates.append((host, port_override or default_port, f"guess:{host}"))
@@ -336,10 +308,10 @@ def _mx_list(records: list[Any]) -> tuple[MxRecord, ...]:
 
 def _guess_hosts(domain_ascii: str, skip: Collection[Protocol]) -> list[str]:
     hosts: dict[str, None] = {}
-    for protocol, prefixes in GUESS_PREFIXES.items():
+    for protocol in ORDER:
         if protocol in skip:
             continue
-        for prefix in prefixes:
+        for prefix in spec(protocol).host_guesses:
             hosts[f"{prefix}.{domain_ascii}" if prefix else domain_ascii] = None
     return list(hosts)
 

@@ -20,13 +20,12 @@ from .model import (
     MxHost,
     MxOutcome,
     ProbeResult,
-    Protocol,
     Severity,
 )
+from .protocols.registry import INCOMING
 from .providers import inside, is_ip_literal, provider_domain, same_provider
 
 # Only these protocols hold the mailbox (submission servers are often elsewhere).
-MAILBOX_PROTOCOLS = (Protocol.IMAP, Protocol.POP3)
 
 
 def mx_findings(
@@ -152,7 +151,7 @@ def _other_provider(discovery: Discovery, results: tuple[ProbeResult, ...]) -> F
     best = min(m.preference for m in usable)
     primary = [m.host for m in usable if m.preference == best]
     hosts_by_name = {h.host: h for h in discovery.mx_hosts}
-    mailbox = [r for r in results if r.endpoint.protocol in MAILBOX_PROTOCOLS and r.reachable]
+    mailbox = [r for r in results if r.endpoint.protocol in INCOMING and r.reachable]
     mailbox_hosts = [
         r.endpoint.host
         for r in mailbox

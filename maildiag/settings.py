@@ -23,9 +23,9 @@ from .model import (
     Status,
     TrustStatus,
 )
+from .protocols.registry import INCOMING, ORDER
 from .runner import CheckRequest
 
-INCOMING = (Protocol.IMAP, Protocol.POP3)  # IMAP first: mail stays on the server
 _MODERN_TLS = ("TLSv1.2", "TLSv1.3")
 
 
@@ -152,18 +152,18 @@ def build_sheet(request: CheckRequest, diagnose: Diagnose) -> SettingsSheet:
     """Checks the domain and turns the measurements into the settings to type."""
     diagnosis = diagnose(request)
     chosen: dict[Protocol, ServerSetting] = {}
-    for protocol in (*INCOMING, Protocol.SMTP):
+    for protocol in ORDER:
         result = best(diagnosis, protocol)
         if result is not None:
             chosen[protocol] = _setting(result)
     renamed = {
         protocol: names[0]
-        for protocol in (*INCOMING, Protocol.SMTP)
+        for protocol in ORDER
         if protocol not in chosen and (names := certificate_names(diagnosis, protocol))
     }
     if renamed:
         chosen.update(_by_certificate_name(request, diagnose, renamed))
-    missing = [p for p in (*INCOMING, Protocol.SMTP) if p not in chosen]
+    missing = [p for p in ORDER if p not in chosen]
     return SettingsSheet(
         domain=diagnosis.domain,
         user=diagnosis.user,

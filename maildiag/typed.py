@@ -28,14 +28,11 @@ from .model import (
     TlsFailure,
     TypedVerdict,
 )
+from .protocols.registry import BY_KEY, spec
 
 TYPED_SECURITY = {"none": Security.PLAIN, "starttls": Security.STARTTLS, "ssl": Security.TLS}
 SECURITY_WORDS = {v: k for k, v in TYPED_SECURITY.items()}
 _ENCRYPTION = {Security.PLAIN: "none", Security.STARTTLS: "STARTTLS", Security.TLS: "SSL/TLS"}
-_STARTTLS_PORTS = {Protocol.IMAP: 143, Protocol.POP3: 110, Protocol.SMTP: 587}
-_TLS_PORTS = {Protocol.IMAP: 993, Protocol.POP3: 995, Protocol.SMTP: 465}
-_COMMANDS = {Protocol.IMAP: "STARTTLS", Protocol.POP3: "STLS", Protocol.SMTP: "STARTTLS"}
-_NAMES = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}
 # How a suggested setting reads in a fix; translated as "typed/suggestion".
 SUGGESTION = "{protocol}, server {host}, port {port}, {encryption}"
 NO_SUGGESTION = "no setting that works was found in this check (see the findings)"
@@ -53,10 +50,9 @@ def parse_typed(text: str) -> Endpoint:
             f"{text!r}: expected PROTO:HOST:PORT:SECURITY, e.g. imap:mail.example.org:993:ssl"
         )
     protocol_text, host, port_text, security_text = (p.strip() for p in parts)
-    try:
-        protocol = Protocol(protocol_text.lower())
-    except ValueError:
-        raise TypedSettingError(f"{text!r}: PROTO must be imap, pop3 or smtp") from None
+    protocol = BY_KEY.get(protocol_text.lower())
+    if protocol is None:
+        raise TypedSettingError(f"{text!r}: PROTO must be imap, pop3 or smtp")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise TypedSettingError(f"{text!r}: PORT must be a number from 1 to 65535")
     security = TYPED_SECURITY.get(security_text.lower())
@@ -90,11 +86,11 @@ def judge(
     own = _endpoint_findings(typed, result, diagnosis, thresholds, timeout)
     suggested = _suggest(typed, diagnosis)
     facts: dict[str, Any] = {
-        "what": _NAMES[typed.protocol],
+        "what": spec(typed.protocol).name,
         "encryption": _ENCRYPTION[typed.security],
         "suggested": setting_json(suggested) if suggested else None,
         "suggestion": suggestion_text(suggested),
-        "command": _COMMANDS[typed.protocol],
+        "command": spec(typed.protocol).starttls_command,
     }
     specific = [
         make_finding(code, typed, **facts) for code in _typed_codes(typed, result, diagnosis)
@@ -118,7 +114,7 @@ def suggestion_text(endpoint: Endpoint | None, template: str = SUGGESTION) -> st
     return render_text(
         template,
         {
-            "protocol": _NAMES[endpoint.protocol],
+            "protocol": spec(endpoint.protocol).name,
             "host": endpoint.host,
             "port": endpoint.port,
             "encryption": _ENCRYPTION[endpoint.security],
@@ -133,10 +129,10 @@ def _typed_codes(typed: Endpoint, result: ProbeResult, diagnosis: Diagnosis) -> 
         return
     if typed.security is Security.TLS and (
         result.tls_failure is TlsFailure.PLAINTEXT
-        or (port == _STARTTLS_PORTS[protocol] and result.outcome is Outcome.TLS_FAILED)
+        or (port == spec(protocol).starttls_port and result.outcome is Outcome.TLS_FAILED)
     ):
         yield "TYPED_SSL_ON_STARTTLS_PORT"
-    elif typed.security is Security.STARTTLS and port == _TLS_PORTS[protocol]:
+    elif typed.security is Security.STARTTLS and port == spec(protocol).tls_port:
         if result.outcome in (Outcome.NO_GREETING, Outcome.PROTOCOL_ERROR, Outcome.CLOSED):
             yield "TYPED_STARTTLS_ON_TLS_PORT"
     elif typed.security is Security.PLAIN and result.outcome is Outcome.OK:

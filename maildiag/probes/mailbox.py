@@ -30,6 +30,7 @@ from ..model import (
 )
 from ..protocols import imap, pop3
 from ..protocols.lines import ProtocolError
+from ..protocols.registry import spec
 from ..transport import PeerClosed, ReadTimeout
 from . import auth, sending
 from .endpoint import ProbeRecorder
@@ -184,7 +185,7 @@ class MailboxChecks:
 
 
 def session_name(endpoint: Endpoint) -> str:
-    return {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}[endpoint.protocol]
+    return spec(endpoint.protocol).name
 
 
 def _where(endpoint: Endpoint) -> str:

@@ -12,7 +12,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..model import Diagnosis, Endpoint, Finding, Protocol, Security, Severity
+from ..model import Diagnosis, Endpoint, Finding, Security, Severity
+from ..protocols.registry import ORDER
 
 # Findings that follow from others (no IMAP server works *because* its ports
 # fail; a login is skipped *because* the certificate failed): in the verdict
@@ -28,7 +29,6 @@ CONSEQUENCES = frozenset(
         "AUTH_SKIPPED_PLAINTEXT",
     }
 )
-_PROTOCOL_ORDER = (Protocol.IMAP, Protocol.POP3, Protocol.SMTP)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def root_causes(groups: Sequence[FindingGroup]) -> tuple[FindingGroup, ...]:
 def affected(endpoints: Sequence[Endpoint]) -> str:
     """``IMAP 143, 993 · POP3 110, 995 · SMTP 587, 465`` (one host is given elsewhere)."""
     parts = []
-    for protocol in _PROTOCOL_ORDER:
+    for protocol in ORDER:
         # STARTTLS first, as providers list them ("Port 143 / SSL: 993").
         mine = sorted(
             (e for e in endpoints if e.protocol is protocol),

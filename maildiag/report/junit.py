@@ -60,6 +60,7 @@ from ..model import (
     Severity,
     Status,
 )
+from ..protocols.registry import SLOTS, SRV_SERVICES
 from .vocabulary import Words, localised, outcome_word
 
 # The texts of failures, errors and skips (context "junit" in the catalogue).
@@ -74,7 +75,6 @@ TEXTS = {
 # XML 1.0 §2.2: characters a document may contain. A server greeting may hold
 # anything, and one control byte would make the whole report unreadable.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_SLOTS = tuple((p, s) for p in Protocol for s in (Security.STARTTLS, Security.TLS))
 
 
 def _text(value: str) -> str:
@@ -247,7 +247,7 @@ def _testsuite(diagnosis: Diagnosis, index: int, lang: str) -> ET.Element:
         _out(case, _endpoint_facts(result))
 
     declined = _declined_slots(diagnosis)
-    for protocol, security in _SLOTS:
+    for protocol, security, _ in SLOTS:
         if (protocol, security) in probed:
             continue
         label = f"{protocol.value.upper()} ({security.value})"
@@ -260,8 +260,6 @@ def _testsuite(diagnosis: Diagnosis, index: int, lang: str) -> ET.Element:
 
 
 def _declined_slots(diagnosis: Diagnosis) -> dict[tuple[Protocol, Security], str]:
-    from ..discovery import SRV_SERVICES
-
     return {
         SRV_SERVICES[record.service]: record.service
         for record in diagnosis.discovery.srv

@@ -16,6 +16,7 @@ from typing import Any
 from .. import i18n
 from ..findings import render_text
 from ..model import Protocol, Security
+from ..protocols.registry import spec
 from ..settings import ServerSetting, SettingsSheet
 
 # Every text of the sheet, in English; the translations are in the gettext
@@ -52,7 +53,6 @@ TEXTS: Mapping[str, str] = {
 }
 
 _ENCRYPTION = {Security.TLS: "SSL/TLS", Security.STARTTLS: "STARTTLS"}
-_PROTOCOL = {Protocol.IMAP: "IMAP", Protocol.POP3: "POP3", Protocol.SMTP: "SMTP"}
 
 
 def _t(lang: str, key: str, **facts: object) -> str:
@@ -86,7 +86,7 @@ def render_text_sheet(sheet: SettingsSheet, lang: str = "en", width: int = 80) -
 
     if sheet.incoming:
         first = sheet.incoming[0]
-        lines.append(_t(lang, "incoming", protocol=_PROTOCOL[first.protocol]))
+        lines.append(_t(lang, "incoming", protocol=spec(first.protocol).name))
         lines += server_rows(first)
         lines.append(row("username", _username(sheet, first, lang)))
         lines.append(row("password", _t(lang, "password_value")))
@@ -104,7 +104,7 @@ def render_text_sheet(sheet: SettingsSheet, lang: str = "en", width: int = 80) -
         label = (
             _t(lang, "outgoing")
             if missing.protocol is Protocol.SMTP
-            else _t(lang, "incoming", protocol=_PROTOCOL[missing.protocol])
+            else _t(lang, "incoming", protocol=spec(missing.protocol).name)
         )
         codes = ", ".join(missing.codes) or "-"
         lines.append(_t(lang, "none_safe", label=label, codes=codes, domain=sheet.domain))
@@ -117,7 +117,7 @@ def render_text_sheet(sheet: SettingsSheet, lang: str = "en", width: int = 80) -
                     _t(
                         lang,
                         "alternative",
-                        protocol=_PROTOCOL[other.protocol],
+                        protocol=spec(other.protocol).name,
                         host=other.host,
                         port=other.port,
                         encryption=_ENCRYPTION[other.security],
@@ -223,7 +223,7 @@ def render_autodiscover(sheet: SettingsSheet, lang: str = "en") -> str:
     ET.SubElement(account, "Action").text = "settings"
     for setting in (*sheet.incoming, *([sheet.outgoing] if sheet.outgoing else [])):
         protocol = ET.SubElement(account, "Protocol")
-        ET.SubElement(protocol, "Type").text = _PROTOCOL[setting.protocol]
+        ET.SubElement(protocol, "Type").text = spec(setting.protocol).name
         ET.SubElement(protocol, "Server").text = setting.host
         ET.SubElement(protocol, "Port").text = str(setting.port)
         ET.SubElement(protocol, "DomainRequired").text = "off"
