@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .blocking import blocked_findings, explain_symptoms
+from .dualstack import family_findings
 from .findings import (
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
@@ -281,6 +282,8 @@ def _endpoint_findings(
 
     if result.tls is not None:
         found.extend(_tls_findings(endpoint, result.tls, thresholds, _software(result)))
+
+    found.extend(family_findings(result, facts))
 
     if outcome is Outcome.OK and endpoint.protocol is Protocol.SMTP and not _offers_auth(result):
         # Found without credentials: the EHLO inside TLS already says that no
@@ -555,6 +558,8 @@ def _protocol_findings(discovery: Discovery, results: tuple[ProbeResult, ...]) -
     working: dict[Protocol, bool] = {}
     for result in results:
         ok = result.outcome is Outcome.OK or result.outcome in INCONCLUSIVE
+        # Working over the other IP family is working (IPV4_FAILS says the rest).
+        ok = ok or (result.other_family is not None and result.other_family.outcome is Outcome.OK)
         working[result.endpoint.protocol] = working.get(result.endpoint.protocol, False) or ok
     for protocol in ORDER:
         protocol_spec = spec(protocol)

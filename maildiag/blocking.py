@@ -60,6 +60,8 @@ SYMPTOMS = frozenset(
         "SMTP_THROTTLED",
         "SERVER_THROTTLED",
         "AUTH_TEMPORARY_FAILURE",
+        "IPV4_FAILS",
+        "IPV6_FAILS",
     }
 )
 

@@ -361,6 +361,32 @@ _SPECS = (
         "Repeat the check later; if it persists, the server is overloaded or limits this address.",
     ),
     FindingSpec(
+        "IPV6_FAILS",
+        _S.WARNING,
+        "Works over IPv4, fails over IPv6",
+        "{host} has an IPv4 and an IPv6 address. {what} on port {port} works over IPv4 "
+        "({works_address}) but not over IPv6 ({fails_address}: {failure}). Mail clients on a "
+        "network with IPv6 (more and more mobile, cable and fibre lines) try IPv6 first, so "
+        "some customers get timeouts or errors while others have no problem, and the same "
+        "laptop works at home and fails at the office.",
+        "Make the mail service listen on {fails_address} as well and allow its ports over IPv6 "
+        "in the firewall (ip6tables/nftables rules are separate from the IPv4 ones, and "
+        "fail2ban may ban IPv6 addresses separately); or remove the AAAA record of {host} "
+        "until IPv6 works.",
+    ),
+    FindingSpec(
+        "IPV4_FAILS",
+        _S.WARNING,
+        "Works over IPv6, fails over IPv4",
+        "{host} has an IPv4 and an IPv6 address. {what} on port {port} works over IPv6 "
+        "({works_address}) but not over IPv4 ({fails_address}: {failure}). Customers on a "
+        "network without IPv6 (many office, hotel and older home connections) cannot use it, "
+        "while those with IPv6 have no problem.",
+        "Make the mail service listen on {fails_address} as well and allow its ports over IPv4 "
+        "in the firewall, or correct the A record of {host} if it points to the wrong "
+        "machine.",
+    ),
+    FindingSpec(
         "CLIENT_ADDRESS_BLOCKED",
         _S.CRITICAL,
         "The server seems to block this client's address",

@@ -139,6 +139,10 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
     if code == "AUTH_FAILED" and isinstance(form, str) and form in USER_FORM_TEXTS:
         sentence = text(lang, f"AUTH_FAILED/user_form/{form}", USER_FORM_TEXTS[form])
         rebuilt["user_form"] = render_text(sentence, {"user": facts.get("user", "")})
+    failure = facts.get("failure")
+    if code in ("IPV6_FAILS", "IPV4_FAILS") and isinstance(failure, str):
+        # An outcome in the words of the report's table (report.text.OUTCOMES).
+        rebuilt["failure"] = text(lang, "report/outcome", failure)
     if code.startswith("TYPED_") and "suggestion" in facts:
         rebuilt["suggestion"] = _suggestion(facts.get("suggested"), lang)
     return rebuilt

@@ -281,6 +281,47 @@ class SyncResult:
     error: str | None = None
 
 
+class IpFamily(enum.StrEnum):
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @classmethod
+    def of(cls, address: str) -> IpFamily:
+        return cls.IPV6 if ":" in address else cls.IPV4
+
+    @property
+    def label(self) -> str:
+        return "IPv6" if self is IpFamily.IPV6 else "IPv4"
+
+    @property
+    def other(self) -> IpFamily:
+        return IpFamily.IPV4 if self is IpFamily.IPV6 else IpFamily.IPV6
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class FamilyProbe:
+    """The same endpoint probed over the host's other IP family, without a login.
+
+    Made when the host name has both A and AAAA records. Clients prefer IPv6
+    (RFC 6724 §10.3, RFC 8305), so a service that works over one family only
+    fails for some customers and not for others.
+    """
+
+    address: str
+    outcome: Outcome
+    failed_phase: Phase | None = None
+    error: str | None = None
+    local_address: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def family(self) -> IpFamily:
+        return IpFamily.of(self.address)
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     """Everything one probe of one endpoint learned, and how it ended."""
@@ -310,6 +351,9 @@ class ProbeResult:
     # Taken from a probe of the same endpoint made for another domain of a
     # batch moments before (see ``runner.ProbeCache``), not probed again.
     shared: bool = False
+    # The probe over the other IP family (IPv6 when ``address`` is IPv4), when
+    # the host name has addresses of both.
+    other_family: FamilyProbe | None = None
 
     @property
     def total_seconds(self) -> float:

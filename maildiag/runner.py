@@ -26,6 +26,7 @@ from .limits import HostLimiter
 from .model import (
     Diagnosis,
     Endpoint,
+    FamilyProbe,
     InboundResult,
     Outcome,
     ProbeResult,
@@ -33,6 +34,7 @@ from .model import (
     TypedVerdict,
 )
 from .probes.endpoint import ConnectWatcher, ProbeSettings, SessionHook, probe_endpoint
+from .probes.families import probe_other_family
 from .probes.inbound import check_inbound
 from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
@@ -412,7 +414,21 @@ def run_probes(
             hook = session_hook_factory(endpoint)
 
         def run() -> ProbeResult:
-            return probe_endpoint(
+            # The other IP family at the same time, not after: a dual-stack
+            # host costs no more time than one with a single address.
+            other: Future[FamilyProbe | None] | None = None
+            try:
+                other = pool.submit(
+                    probe_other_family,
+                    endpoint,
+                    lookup,
+                    settings,
+                    deadline,
+                    host_limiter=host_limiter,
+                )
+            except RuntimeError:
+                pass  # the run is ending (the pool no longer takes work)
+            result = probe_endpoint(
                 endpoint,
                 lookup,
                 settings,
@@ -421,12 +437,16 @@ def run_probes(
                 host_limiter=host_limiter,
                 watcher=watcher,
             )
+            # Bounded by the deadline like the probe itself.
+            found = other.result() if other is not None else None
+            return replace(result, other_family=found) if found is not None else result
 
         if probe_cache is None or hook is not None:
             return run()
         return probe_cache.probe(endpoint, settings, deadline, run)
 
-    with ThreadPoolExecutor(max_workers=len(endpoints), thread_name_prefix="probe") as pool:
+    # Two threads per endpoint: its probe and the probe of its other IP family.
+    with ThreadPoolExecutor(max_workers=2 * len(endpoints), thread_name_prefix="probe") as pool:
         futures = [pool.submit(probe, endpoint) for endpoint in endpoints]
         _, pending = wait(futures, timeout=deadline.wait_timeout())
         if pending:

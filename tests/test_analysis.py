@@ -353,6 +353,10 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         mx_address="192.0.2.25",
         mx_hosts="mx1.kunde.test, mx2.kunde.test",
         failures="mx1.kunde.test (192.0.2.25): connection refused",
+        # works over one IP family only
+        works_address="192.0.2.7",
+        fails_address="2001:db8::7",
+        failure="refused",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)

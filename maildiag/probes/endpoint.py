@@ -20,6 +20,7 @@ from ..deadline import Deadline, DeadlineExceeded
 from ..limits import HostLimiter
 from ..model import (
     Endpoint,
+    IpFamily,
     Outcome,
     Phase,
     ProbeResult,
@@ -156,6 +157,7 @@ def probe_endpoint(
     *,
     host_limiter: HostLimiter | None = None,
     watcher: ConnectWatcher | None = None,
+    family: IpFamily | None = None,
 ) -> ProbeResult:
     """Runs the whole dialogue against one endpoint and classifies how it ended.
 
@@ -163,12 +165,21 @@ def probe_endpoint(
     endpoint is known to work; the mailbox checks log in from there.
     ``host_limiter`` caps simultaneous connections per server address: the
     probe holds a slot while its connection is open. ``watcher`` hears when
-    the TCP connect starts and how it ended.
+    the TCP connect starts and how it ended. ``family``: connect to the
+    host's first address of that family instead of its first address.
     """
     rec = ProbeRecorder(endpoint)
     try:
         return _probe(
-            endpoint, lookup, settings, deadline, rec, after_capabilities, host_limiter, watcher
+            endpoint,
+            lookup,
+            settings,
+            deadline,
+            rec,
+            after_capabilities,
+            host_limiter,
+            watcher,
+            family,
         )
     except DeadlineExceeded as exc:
         return rec.result(Outcome.DEADLINE, str(exc))
@@ -185,6 +196,7 @@ def _probe(
     after_capabilities: SessionHook | None,
     host_limiter: HostLimiter | None = None,
     watcher: ConnectWatcher | None = None,
+    family: IpFamily | None = None,
 ) -> ProbeResult:
     from ..dns import DnsLookupError
 
@@ -201,8 +213,11 @@ def _probe(
                         Outcome.DEADLINE, f"{endpoint.host}: not resolved before the deadline"
                     )
                 return rec.result(Outcome.UNRESOLVED, f"{endpoint.host}: {exc.detail}")
+        if family is not None:
+            addresses = [a for a in addresses if IpFamily.of(a) is family]
         if not addresses:
-            return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no address")
+            which = f"{family.label} " if family is not None else ""
+            return rec.result(Outcome.UNRESOLVED, f"{endpoint.host} has no {which}address")
     rec.address = addresses[0]
     if host_limiter is None:
         return _connect_and_talk(endpoint, settings, deadline, rec, after_capabilities, watcher)

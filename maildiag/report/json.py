@@ -121,6 +121,17 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
     )
     if result.shared:
         data["shared"] = True
+    if result.other_family is not None:
+        other = result.other_family
+        data["other_family"] = {
+            "family": other.family.value,
+            "address": other.address,
+            "outcome": other.outcome.value,
+            "failed_phase": other.failed_phase.value if other.failed_phase else None,
+            "error": other.error,
+            "local_address": other.local_address,
+            "total_s": _seconds(other.seconds),
+        }
     if result.auth is not None:
         data["auth"] = {
             "status": result.auth.status,

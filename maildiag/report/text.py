@@ -96,6 +96,8 @@ SHORT: Mapping[str, str] = {
     "QUOTA_FULL": "mailbox full",
     "QUOTA_NEAR_LIMIT": "mailbox almost full",
     "IMAP_PREAUTH": "PREAUTH",
+    "IPV6_FAILS": "fails over IPv6",
+    "IPV4_FAILS": "fails over IPv4",
 }
 LOGIN_LABELS: Mapping[AuthStatus, str] = {
     AuthStatus.OK: "ok",

@@ -1,0 +1,59 @@
+"""A dual-stack host's other IP family: the same probe over IPv6 (or IPv4), without a login.
+
+The main probe connects to the host's first address (IPv4 before IPv6, as
+``dns.Resolver.addresses`` orders them). Mail clients on a network with IPv6
+try the AAAA address first, so when a name has both, the other family is
+probed too, in parallel with the main probe, to the same phases; only its
+outcome is kept. It never logs in: one mailbox, one login per endpoint.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ..deadline import Deadline
+from ..dns import DnsLookupError
+from ..limits import HostLimiter
+from ..model import Endpoint, FamilyProbe, IpFamily
+from .endpoint import AddressLookup, ProbeSettings, probe_endpoint
+
+
+def other_family(addresses: list[str]) -> IpFamily | None:
+    """The family of the host's addresses that its first address is not of, if it has one."""
+    families = list(dict.fromkeys(IpFamily.of(a) for a in addresses))
+    return families[1] if len(families) > 1 else None
+
+
+def probe_other_family(
+    endpoint: Endpoint,
+    lookup: AddressLookup,
+    settings: ProbeSettings,
+    deadline: Deadline,
+    *,
+    host_limiter: HostLimiter | None = None,
+) -> FamilyProbe | None:
+    """The endpoint probed over its host's other family; None for a single-family host."""
+    try:
+        ipaddress.ip_address(endpoint.host)
+        return None  # an address literal has one family
+    except ValueError:
+        pass
+    try:
+        # Cached per run: the main probe of this endpoint asks the same.
+        addresses = lookup(endpoint.host, deadline)
+    except (DnsLookupError, TimeoutError):
+        return None  # the main probe reports it
+    family = other_family(addresses)
+    if family is None:
+        return None
+    result = probe_endpoint(
+        endpoint, lookup, settings, deadline, None, host_limiter=host_limiter, family=family
+    )
+    return FamilyProbe(
+        address=result.address or next(a for a in addresses if IpFamily.of(a) is family),
+        outcome=result.outcome,
+        failed_phase=result.failed_phase,
+        error=result.error,
+        local_address=result.local_address,
+        seconds=result.total_seconds,
+    )
