@@ -6,16 +6,16 @@ that ``maildiag --version`` and ``--help`` start fast.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import click
 
 from . import __version__
+from .environment import Environment
 
 _Command = Callable[..., object]
 _Decorator = Callable[[_Command], _Command]
@@ -81,12 +81,11 @@ def _host_name(value: str) -> str:
         return to_ascii(value)
 
 
-def _use_colour(choice: str, stream: object) -> bool:
-    if choice == "always":
-        return True
-    if choice == "never" or "NO_COLOR" in os.environ:
-        return False
-    return bool(getattr(stream, "isatty", lambda: False)())
+def _environment() -> Environment:
+    """The environment ``main`` was given (a command invoked by other means gets the process's)."""
+    obj = click.get_current_context().obj or {}
+    env = obj.get("env")
+    return env if isinstance(env, Environment) else Environment()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
@@ -351,45 +350,12 @@ def _inbound_address(address: str | None, domain: str) -> str | None:
     return text
 
 
-def terminal_width(stream: object, environ: Mapping[str, str] = os.environ) -> int:
-    """$COLUMNS, else the terminal's width, else 80 (not a terminal)."""
-    columns = environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
-        try:
-            return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
-        except (OSError, ValueError, AttributeError):
-            pass
-    return 80
-
-
-def _render_invalid(output_format: str, domain: str, message: str, kind: str, lang: str) -> None:
-    """Scripts, monitoring and CI still get a well-formed answer for a bad request."""
-    if output_format == "json":
-        import json
-
-        from .batch import error_json
-
-        document = error_json(domain, message, kind, lang)
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
-    elif output_format == "nagios":
-        from .report import nagios
-
-        click.echo(nagios.render_error(message), nl=False)
-    elif output_format == "junit":
-        from .report import junit
-
-        click.echo(junit.render_error(domain, message, kind, lang), nl=False)
-
-
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("domain")
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "nagios", "junit"]),
+    type=click.Choice(["text", "json", "nagios", "junit"]),  # report.formats.NAMES
     default="text",
     show_default=True,
     help="Report for people (text), scripts (json), Nagios/Icinga (nagios) or CI "
@@ -435,9 +401,10 @@ def check(
     **options: object,
 ) -> None:
     """Check the mail endpoints of DOMAIN and explain every failure."""
-    from . import i18n
     from .dns import InvalidDomain
     from .messages import translate
+    from .report import formats
+    from .report.formats import RenderOptions
     from .runner import BadRequest, diagnose
     from .typed import TypedSettingError, parse_typed
 
@@ -452,43 +419,25 @@ def check(
         typed=settings,
         address=_inbound_address(address, domain),
     )
-    renderer = f"maildiag.report.{output_format}"  # json, nagios, junit, text
-    language = i18n.pick_language(lang)
+    env = _environment()
+    render_options = RenderOptions(
+        lang=env.language(lang),
+        colour=env.colour(colour),
+        verbose=verbose,
+        width=env.width(),
+        thresholds=request.thresholds,
+    )
     try:
-        diagnosis = diagnose(request, meanwhile=lambda: importlib.import_module(renderer))
+        diagnosis = diagnose(request, meanwhile=lambda: formats.get(output_format))
     except (InvalidDomain, BadRequest) as exc:
-        message = translate(str(exc), language)
-        click.echo(f"maildiag: {message}", err=True)
+        message = translate(str(exc), render_options.lang)
+        click.echo(f"maildiag: {message}", file=env.stderr)
         kind = "invalid_domain" if isinstance(exc, InvalidDomain) else "bad_request"
-        _render_invalid(output_format, domain, message, kind, language)
+        answer = formats.render_bad_request(output_format, domain, message, kind, render_options)
+        click.echo(answer, file=env.stdout, nl=False)
         raise SystemExit(EXIT_UNKNOWN) from None
-
-    stdout = sys.stdout
-    if output_format == "json":
-        from .report import json as json_report
-
-        click.echo(json_report.render(diagnosis, language), nl=False)
-    elif output_format == "nagios":
-        from .report import nagios
-
-        text = nagios.render(diagnosis, thresholds=request.thresholds, lang=language)
-        click.echo(text, nl=False)
-    elif output_format == "junit":
-        from .report import junit
-
-        click.echo(junit.render(diagnosis, language), nl=False)
-    else:
-        from .report import text as text_report
-
-        use_colour = _use_colour(colour, stdout)
-        report = text_report.render(
-            diagnosis,
-            use_colour,
-            verbose,
-            lang=language,
-            width=terminal_width(stdout),
-        )
-        click.echo(report, color=use_colour)
+    report = formats.render(output_format, diagnosis, render_options)
+    click.echo(report, file=env.stdout, nl=False, color=render_options.colour)
     raise SystemExit(int(diagnosis.status))
 
 
@@ -582,7 +531,7 @@ def batch(
     import signal
 
     from . import batch as batch_module
-    from . import i18n, workers
+    from . import workers
     from .limits import HostLimiter
     from .runner import ProbeCache
 
@@ -592,7 +541,7 @@ def batch(
     except OSError as exc:
         raise click.FileError(source, exc.strerror or str(exc)) from None
     err = sys.stderr
-    language = i18n.pick_language(lang)
+    language = _environment().language(lang)
     bar = None
     if err.isatty() if progress is None else progress:
         total = None
@@ -757,10 +706,10 @@ def serve(
 @lang_option
 def codes(output_format: str, lang: str | None) -> None:
     """List every finding code with its severity, explanation and fix."""
-    from . import i18n
     from .report.codes import render
 
-    click.echo(render(output_format, i18n.pick_language(lang)), nl=False)
+    env = _environment()
+    click.echo(render(output_format, env.language(lang)), file=env.stdout, nl=False)
 
 
 SETTINGS_EPILOG = (
@@ -789,7 +738,6 @@ SETTINGS_EPILOG = (
 @mailbox_options
 def settings(domain: str, output_format: str, lang: str | None, **options: object) -> None:
     """The settings to type into a mail client for DOMAIN, as measured."""
-    from . import i18n
     from .dns import InvalidDomain
     from .messages import translate
     from .report import settings as sheet_formats
@@ -800,37 +748,45 @@ def settings(domain: str, output_format: str, lang: str | None, **options: objec
         raise click.UsageError("settings never writes to the mailbox; --sync belongs to check")
     started = (click.get_current_context().obj or {}).get("started")
     request = replace(build_request(domain, **options), started=started)
-    language = i18n.pick_language(lang)
+    env = _environment()
+    language = env.language(lang)
     try:
         sheet = build_sheet(request, diagnose)
     except (InvalidDomain, BadRequest) as exc:
-        click.echo(f"maildiag: {translate(str(exc), language)}", err=True)
+        click.echo(f"maildiag: {translate(str(exc), language)}", file=env.stderr)
         raise SystemExit(EXIT_UNKNOWN) from None
     if output_format in sheet_formats.NEEDS_COMPLETE and not sheet.complete:
         # A file that sets up half an account is worse than none: say why instead.
-        click.echo(sheet_formats.render_text_sheet(sheet, language), err=True, nl=False)
+        click.echo(sheet_formats.render_text_sheet(sheet, language), file=env.stderr, nl=False)
     else:
         render = sheet_formats.FORMATS[output_format]
-        click.echo(render(sheet, language), nl=False)
+        click.echo(render(sheet, language), file=env.stdout, nl=False)
     raise SystemExit(int(sheet.status))
 
 
-def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    started: float | None = None,
+    env: Environment | None = None,
+) -> int:
     """Entry point; returns the exit status (usage errors are UNKNOWN, 3).
 
     ``started`` (a ``time.monotonic()`` reading) is when the process began,
-    so that ``check --deadline`` counts the start-up too.
+    so that ``check --deadline`` counts the start-up too. ``env``: the
+    streams and environment variables to use (default: the process's).
     """
     from .messages import language_of_command_line, translate
 
+    env = env or Environment()
     args = list(sys.argv[1:] if argv is None else argv)
-    lang = language_of_command_line(args)
+    lang = language_of_command_line(args, env.environ)
     try:
         cli.main(
             args=args,
             prog_name="maildiag",
             standalone_mode=False,
-            obj={"started": started},
+            obj={"started": started, "env": env},
         )
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
@@ -843,13 +799,13 @@ def main(argv: Sequence[str] | None = None, *, started: float | None = None) -> 
         ctx = getattr(exc, "ctx", None)
         if isinstance(exc, click.UsageError) and ctx is not None:
             message += f" (see '{ctx.command_path} --help')"
-        click.echo(f"maildiag: {translate(message, lang)}", err=True)
+        click.echo(f"maildiag: {translate(message, lang)}", file=env.stderr)
         return EXIT_UNKNOWN
     except click.Abort:
-        click.echo(f"maildiag: {translate('aborted', lang)}", err=True)
+        click.echo(f"maildiag: {translate('aborted', lang)}", file=env.stderr)
         return EXIT_UNKNOWN
     except KeyboardInterrupt:
-        click.echo(f"maildiag: {translate('interrupted', lang)}", err=True)
+        click.echo(f"maildiag: {translate('interrupted', lang)}", file=env.stderr)
         return EXIT_UNKNOWN
     return 0
 

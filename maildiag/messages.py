@@ -13,6 +13,7 @@ recognised (an operating system's error text) stays as it is.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 
 from . import i18n
@@ -163,7 +164,7 @@ def render(template: str, lang: str, **facts: object) -> str:
     return _FIELD.sub(lambda m: str(facts[m.group(1)]), i18n.text(lang, CONTEXT, template))
 
 
-def language_of_command_line(args: list[str]) -> str:
+def language_of_command_line(args: list[str], environ: Mapping[str, str] | None = None) -> str:
     """The language asked for by ``--lang X`` / ``--lang=X`` anywhere in ``args``, else by
     the environment: click's own errors come before the options are parsed."""
     for index, arg in enumerate(args):
@@ -173,4 +174,4 @@ def language_of_command_line(args: list[str]) -> str:
             return i18n.pick_language(args[index + 1])
         if arg.startswith("--lang="):
             return i18n.pick_language(arg.split("=", 1)[1])
-    return i18n.pick_language()
+    return i18n.pick_language() if environ is None else i18n.pick_language(None, environ)

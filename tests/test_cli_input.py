@@ -191,3 +191,29 @@ def test_a_bad_request_is_answered_in_the_format_asked_for(capsys, tmp_path, cas
     assert main([*args, "--format", "text"]) == 3
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("maildiag: ") and len(err.splitlines()) == 1
+
+
+def test_the_command_line_runs_in_process_with_its_own_environment(tmp_path):
+    """An Environment replaces sys's streams and os.environ: nothing leaks either way."""
+    import io
+
+    from maildiag.environment import Environment
+
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate\n")
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdout=out, stderr=err, environ={"LANG": "de_DE.UTF-8", "COLUMNS": "60"})
+    argv = ["check", "kunde.test", "--ca-file", str(bad_ca), "--format", "json"]
+    assert main(argv, env=env) == 3
+    document = json.loads(out.getvalue())
+    assert (document["status"], document["lang"], document["error_kind"]) == (
+        "UNKNOWN",
+        "de",
+        "bad_request",
+    )
+    assert err.getvalue().startswith("maildiag: Die CA-Datei ") and err.getvalue().count("\n") == 1
+
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdout=out, stderr=err, environ={})
+    assert main(["codes", "--format", "markdown"], env=env) == 0
+    assert out.getvalue().startswith("| Code | Usual severity | Meaning |") and not err.getvalue()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, i18n
 from ..model import (
@@ -36,6 +36,9 @@ from ..model import (
     TypedVerdict,
 )
 from .grouping import group_findings
+
+if TYPE_CHECKING:
+    from .formats import RenderOptions
 
 SCHEMA_VERSION = 3
 
@@ -355,3 +358,15 @@ def diagnosis_json(diagnosis: Diagnosis, lang: str = "en") -> dict[str, Any]:
 
 def render(diagnosis: Diagnosis, lang: str = "en") -> str:
     return json.dumps(diagnosis_json(diagnosis, lang), indent=2, ensure_ascii=False) + "\n"
+
+
+def render_report(diagnosis: Diagnosis, options: RenderOptions) -> str:
+    return render(diagnosis, options.lang)
+
+
+def render_bad_request(domain: str, message: str, kind: str, options: RenderOptions) -> str:
+    """The report's shape with status UNKNOWN and the reason: ``| jq`` keeps working."""
+    from ..batch import error_json
+
+    document = error_json(domain, message, kind, options.lang)
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

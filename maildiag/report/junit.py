@@ -48,6 +48,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..model import (
@@ -62,6 +63,9 @@ from ..model import (
 )
 from ..protocols.registry import SLOTS, SRV_SERVICES
 from .vocabulary import Words, localised, outcome_word
+
+if TYPE_CHECKING:
+    from .formats import RenderOptions
 
 # The texts of failures, errors and skips (context "junit" in the catalogue).
 TEXTS = {
@@ -297,3 +301,11 @@ def render_error(domain: str, message: str, kind: str = "invalid_domain", lang: 
     case = suite.case(f"{package_name(domain)}.discovery", f"Domain {domain or '(empty)'}", 0.0)
     suite.error(case, message, message, kind)
     return _document([suite.finish(0.0)])
+
+
+def render_report(diagnosis: Diagnosis, options: RenderOptions) -> str:
+    return render(diagnosis, options.lang)
+
+
+def render_bad_request(domain: str, message: str, kind: str, options: RenderOptions) -> str:
+    return render_error(domain, message, kind, options.lang)

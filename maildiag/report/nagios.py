@@ -34,9 +34,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity, Status, Thresholds
 from .vocabulary import Words, localised, outcome_word
+
+if TYPE_CHECKING:
+    from .formats import RenderOptions
 
 PLUGIN = "MAILDIAG"
 # The texts of the plugin output (context "nagios" in the catalogue). The
@@ -334,3 +338,11 @@ def render(
 def render_error(message: str, status: Status = Status.UNKNOWN) -> str:
     """A plugin answer when no diagnosis could be made (a bad domain, bad options)."""
     return f"{PLUGIN} {status.name} - {_clean(message)}\n"
+
+
+def render_report(diagnosis: Diagnosis, options: RenderOptions) -> str:
+    return render(diagnosis, thresholds=options.thresholds, lang=options.lang)
+
+
+def render_bad_request(domain: str, message: str, kind: str, options: RenderOptions) -> str:
+    return render_error(message)

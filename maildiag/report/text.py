@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
@@ -17,6 +18,9 @@ from ..findings import render_text
 from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
 from .grouping import FindingGroup, affected, group_findings, root_causes
 from .vocabulary import OUTCOMES
+
+if TYPE_CHECKING:
+    from .formats import RenderOptions
 
 _COLOURS = {
     Severity.OK: "32",
@@ -418,3 +422,14 @@ def render(
     else:
         lines += [words("no_problems"), ""]
     return "\n".join(lines)
+
+
+def render_report(diagnosis: Diagnosis, options: RenderOptions) -> str:
+    report = render(
+        diagnosis, options.colour, options.verbose, lang=options.lang, width=options.width
+    )
+    return report + "\n"
+
+
+def render_bad_request(domain: str, message: str, kind: str, options: RenderOptions) -> str:
+    return ""  # people read the one line on stderr
