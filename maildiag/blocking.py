@@ -62,6 +62,7 @@ SYMPTOMS = frozenset(
         "AUTH_TEMPORARY_FAILURE",
         "IPV4_FAILS",
         "IPV6_FAILS",
+        "AUTH_RATE_LIMITED",  # "too many failed logins" (maildiag.login_replies)
     }
 )
 

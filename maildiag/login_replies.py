@@ -522,8 +522,9 @@ RULES: tuple[Rule, ...] = (
         SMTP,
         _S.WRONG_CREDENTIALS,
         "AUTH_FAILED",
-        "Postfix, Gmail, Dovecot: 535 5.7.8; Microsoft 365: 535 5.7.139 ... the user "
-        "credentials were incorrect",
+        "Postfix, Gmail, Dovecot: 535 5.7.8; Exchange 2013-2019: 535 5.7.3 Authentication "
+        "unsuccessful; Microsoft 365: 535 5.7.139 ... the user credentials were incorrect; "
+        "Exim: 535 Incorrect authentication data",
         reply_code=535,
     ),
     Rule(

@@ -143,6 +143,19 @@ def test_a_server_that_counts_errors_stops_every_further_login(fake, check):
     assert code == 1
 
 
+def test_a_421_that_closes_the_submission_session_is_read_as_a_refusal(fake, check):
+    # Postfix's smtpd_hard_error_limit: 421, and the server hangs up.
+    host, dns = fake(
+        SUBMISSION_ONLY, login_refusals={"smtp": "421 4.7.0 mail.kunde.test Error: too many errors"}
+    )
+    code, report = check(dns)
+    assert _logins(host) == 1
+    statuses = sorted(_auth(report)[p]["status"] for p in (587, 465))
+    assert statuses == ["skipped", "temporary_failure"]
+    limited = _finding(report, "AUTH_RATE_LIMITED")
+    assert "too many errors" in limited["explanation"]
+
+
 def test_a_quoted_refusal_that_echoes_the_login_is_scrubbed(fake, check):
     # The refusal quotes the client's AUTH PLAIN line back; the finding quotes
     # the refusal. The password must show in neither form (check() asserts the
