@@ -22,6 +22,7 @@ from .findings import (
     make_finding,
     render_text,
 )
+from .i18n import SOURCE_AUTOCONFIG, SOURCE_SRV
 from .model import (
     AuthStatus,
     Discovery,
@@ -414,9 +415,9 @@ def _login_names(result: ProbeResult) -> list[str]:
 
 def _source_name(source: str) -> str:
     if source.startswith("srv:"):
-        return f"SRV record {source[4:]}"
+        return SOURCE_SRV.format(record=source[4:])
     if source.startswith("autoconfig"):
-        return "autoconfig file"
+        return SOURCE_AUTOCONFIG
     return source
 
 

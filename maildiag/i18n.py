@@ -14,6 +14,7 @@ import gettext
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -93,6 +94,70 @@ def localise(finding: Finding, lang: str) -> Finding:
     )
 
 
+# Facts that are words of their own language, not names: analysis passes them
+# in English ("SMTP submission", the phase "greeting", " after TLS"), so they
+# are translated as "fact/<name>" like any other text. Names (IMAP, hosts) are not.
+SOURCE_SRV = "SRV record {record}"
+SOURCE_AUTOCONFIG = "autoconfig file"
+DATE = "%Y-%m-%d"  # how analysis writes dates; the translation is the local order
+
+
+def fact_texts() -> list[tuple[str, str]]:
+    """(context, English) of the fact words, for the translation catalogue."""
+    pairs = [
+        (f"fact/{name}", english) for name, words in _fact_words().items() for english in words
+    ]
+    pairs += [("fact/source", SOURCE_SRV), ("fact/source", SOURCE_AUTOCONFIG), ("fact/date", DATE)]
+    return pairs
+
+
+@cache
+def _fact_words() -> dict[str, tuple[str, ...]]:
+    from .analysis import _srv_description
+    from .model import Phase
+    from .protocols.registry import SPECS, SRV_SERVICES
+
+    long_names = [s.long_name for s in SPECS.values() if s.long_name != s.name]
+    services = [_srv_description(service) for service in SRV_SERVICES]
+    return {
+        "what": tuple(dict.fromkeys((*long_names, *services))),
+        "phase": (*(phase.value for phase in Phase), "the dialogue"),
+        "where": (" after TLS",),
+        "security": ("plain", "starttls", "tls"),
+    }
+
+
+def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import render_text
+
+    rebuilt: dict[str, object] = {}
+    for name, words in _fact_words().items():
+        value = facts.get(name)
+        if isinstance(value, str) and value in words:
+            rebuilt[name] = text(lang, f"fact/{name}", value)
+    source = facts.get("source")
+    if code == "DISCOVERY_CONTRADICTION" and isinstance(source, str):
+        record = source.removeprefix("SRV record ")
+        if record != source:
+            rebuilt["source"] = render_text(
+                text(lang, "fact/source", SOURCE_SRV), {"record": record}
+            )
+        elif source == SOURCE_AUTOCONFIG:
+            rebuilt["source"] = text(lang, "fact/source", SOURCE_AUTOCONFIG)
+    outcome = facts.get("outcome")
+    if code == "DISCOVERY_CONTRADICTION" and isinstance(outcome, str):
+        rebuilt["outcome"] = text(lang, "report/outcome", outcome)
+    for name in ("not_after", "not_before"):
+        value = facts.get(name)
+        if isinstance(value, str):
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                continue
+            rebuilt[name] = day.strftime(text(lang, "fact/date", DATE))
+    return rebuilt
+
+
 def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
     """The facts that are sentences of their own (advice, ...), rebuilt in ``lang``."""
     from .findings import (
@@ -106,7 +171,7 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         render_text,
     )
 
-    rebuilt: dict[str, object] = {}
+    rebuilt = _fact_words_in(code, facts, lang)
     resource = facts.get("resource")
     if isinstance(resource, str) and resource.upper() in QUOTA_RESOURCES:
         rebuilt["resource"] = text(lang, "quota-resource", resource.upper())

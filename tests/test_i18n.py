@@ -146,3 +146,31 @@ def test_every_error_message_is_recognised_by_its_own_template() -> None:
         assert all(value in german for value in facts.values()), german
         if words(template) not in SAME_IN_BOTH:
             assert german != english, template
+
+
+def test_the_facts_that_are_words_read_in_german_too() -> None:
+    # analysis passes some facts as English words (the phase, "SMTP submission",
+    # the SRV record the endpoint came from): the German text gets them in German.
+    submission = Endpoint(
+        Protocol.SMTP, "mail.kunde.example", 587, Security.STARTTLS, ("srv:_submission._tcp",)
+    )
+    discovery = Discovery("kunde.example", "kunde.example", True, endpoints=(submission,))
+    closed = ProbeResult(submission, Outcome.CLOSED, failed_phase=Phase.GREETING)
+    findings = {f.code: f for f in analyse(discovery, [closed])}
+    english = findings["CONNECTION_CLOSED"].explanation
+    assert "during greeting" in english
+    german = i18n.localise(findings["CONNECTION_CLOSED"], "de").explanation
+    assert "während der Begrüßung getrennt" in german and "greeting" not in german
+    contradiction = i18n.localise(findings["DISCOVERY_CONTRADICTION"], "de").explanation
+    assert contradiction.startswith("Laut SRV-Eintrag _submission._tcp ist mail.kunde.example:587")
+    assert "für SMTP (Postausgang) zuständig" in contradiction
+    assert "(Verbindung getrennt)" in contradiction and "submission " not in contradiction
+    assert "SRV record _submission._tcp" in findings["DISCOVERY_CONTRADICTION"].explanation
+
+
+def test_a_date_in_a_german_text_is_written_the_german_way() -> None:
+    expired = make_finding(
+        "TLS_CERT_EXPIRED", IMAPS, not_after="2026-10-28", days_ago=35, what="IMAP"
+    )
+    assert "expired on 2026-10-28" in expired.explanation
+    assert "ist am 28.10.2026 abgelaufen" in i18n.localise(expired, "de").explanation

@@ -29,7 +29,7 @@ from maildiag.findings import (
     USER_FORM_TEXTS,
     WHERE,
 )
-from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR
+from maildiag.i18n import DOMAIN, LANGUAGES, LOCALE_DIR, fact_texts
 from maildiag.messages import CONTEXT as CLI_CONTEXT
 from maildiag.messages import TEMPLATES as CLI_TEMPLATES
 from maildiag.report.codes import COLUMNS as CODES_COLUMNS
@@ -62,6 +62,7 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"AUTH_FAILED/user_form/{key}", english
     for english in SETTINGS_TEXTS.values():
         yield "settings", english
+    yield from fact_texts()
     yield from report_texts()
     for column in CODES_COLUMNS:
         yield "codes", column

@@ -30,12 +30,8 @@ def render(output_format: str = "markdown", lang: str = "en") -> str:
             )
             + "\n"
         )
-    head = (
-        "| Code | Usual severity | Meaning |"
-        if lang == "en"
-        else "| Code | Übliche Schwere | Bedeutung |"
-    )
-    lines = [head, "|---|---|---|"]
+    head = " | ".join(i18n.text(lang, "codes", column) for column in COLUMNS)
+    lines = [f"| {head} |", "|---|---|---|"]
     lines += [f"| `{s.code}` | {s.severity.value} | {s.title} |" for s in specs]
     return "\n".join(lines) + "\n"
 

@@ -360,7 +360,7 @@ def typed_lines(diagnosis: Diagnosis, colour: bool, lang: str, width: int) -> li
         verdict = _paint(words(f"verdict/{typed.verdict}"), worst.severity, colour)
         head = f"{name}: {verdict}"
         if typed.verdict != "works":
-            titles = "; ".join(
+            titles = ". ".join(  # each title is a sentence of its own
                 dict.fromkeys(f.title for f in findings if f.severity.rank >= Severity.WARNING.rank)
             )
             template = i18n.text(lang, "typed/suggestion", SUGGESTION)
