@@ -100,6 +100,7 @@ def localise(finding: Finding, lang: str) -> Finding:
 SOURCE_SRV = "SRV record {record}"
 SOURCE_AUTOCONFIG = "autoconfig file"
 DATE = "%Y-%m-%d"  # how analysis writes dates; the translation is the local order
+_OUTCOME_FACT_CODES = ("DISCOVERY_CONTRADICTION", "IPV6_FAILS", "IPV4_FAILS")
 
 
 def fact_texts() -> list[tuple[str, str]]:
@@ -144,9 +145,10 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
             )
         elif source == SOURCE_AUTOCONFIG:
             rebuilt["source"] = text(lang, "fact/source", SOURCE_AUTOCONFIG)
-    outcome = facts.get("outcome")
-    if code == "DISCOVERY_CONTRADICTION" and isinstance(outcome, str):
-        rebuilt["outcome"] = text(lang, "report/outcome", outcome)
+    for name in ("outcome", "failure"):  # an Outcome, as the table's column words it
+        outcome = facts.get(name)
+        if code in _OUTCOME_FACT_CODES and isinstance(outcome, str):
+            rebuilt[name] = text(lang, "report/outcome", outcome)
     for name in ("not_after", "not_before"):
         value = facts.get(name)
         if isinstance(value, str):

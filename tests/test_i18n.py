@@ -174,3 +174,17 @@ def test_a_date_in_a_german_text_is_written_the_german_way() -> None:
     )
     assert "expired on 2026-10-28" in expired.explanation
     assert "ist am 28.10.2026 abgelaufen" in i18n.localise(expired, "de").explanation
+
+
+def test_the_failure_over_one_address_family_is_worded_like_the_table() -> None:
+    ipv6 = make_finding(
+        "IPV6_FAILS",
+        IMAPS,
+        what="IMAP",
+        works_address="192.0.2.1",
+        fails_address="2001:db8::1",
+        failure="timeout",
+        fails_outcome="timeout",
+    )
+    assert "(2001:db8::1: timeout)" in ipv6.explanation
+    assert "(2001:db8::1: keine Antwort)" in i18n.localise(ipv6, "de").explanation
