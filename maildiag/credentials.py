@@ -1,5 +1,8 @@
 """Named credential profiles for unattended checks (the exporter, scheduled batches).
 
+A profile is a ``Credentials``, the one credential type: its password is a
+``Secret`` from the moment it is read.
+
 Passwords never travel in a URL or on a command line, where logs, proxies and
 ``ps`` would show them. A profile is chosen by name; its secret comes from a
 TOML file that only its owner may read, or from the environment::
@@ -20,13 +23,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CredentialsError", "Profile", "load_profiles", "profiles_from_env"]
+from .credentials_input import Credentials, Secret, private_file_problem
+
+__all__ = ["CredentialsError", "load_profiles", "profiles_from_env"]
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ENV_VARIABLE = re.compile(r"MAILDIAG_PROFILE_([A-Z0-9_]+?)_(USER|PASSWORD)")
@@ -37,17 +40,9 @@ class CredentialsError(Exception):
     """The credential file or a profile in it cannot be used; the message says why."""
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A login for the mailbox checks. ``repr`` never shows the password."""
-
-    user: str
-    password: str = field(repr=False)
-
-
 def load_profiles(
     path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
-) -> dict[str, Profile]:
+) -> dict[str, Credentials]:
     """The profiles in the TOML file at *path*, by name.
 
     Refuses a file that its group or others may read or write: a password
@@ -58,8 +53,9 @@ def load_profiles(
     file = Path(path)
     try:
         with open(file, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            _check_private(file, info)
+            problem = private_file_problem(file, os.fstat(handle.fileno()), "credential file")
+            if problem:
+                raise CredentialsError(problem)
             data = tomllib.load(handle)
     except FileNotFoundError:
         raise CredentialsError(f"{file}: no such credential file") from None
@@ -84,7 +80,7 @@ def load_profiles(
     return {name: _profile(file, name, entry, environ) for name, entry in profiles.items()}
 
 
-def profiles_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Profile]:
+def profiles_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Credentials]:
     """Profiles from ``MAILDIAG_PROFILE_<NAME>_USER`` and ``..._PASSWORD`` pairs.
 
     The name is lower-cased (``MAILDIAG_PROFILE_KUNDE_USER`` → ``kunde``); a
@@ -104,22 +100,11 @@ def profiles_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Pro
             raise CredentialsError(f"profile {name!r}: {variable} is not set")
         if not entry["user"]:
             raise CredentialsError(f"profile {name!r}: the user name is empty")
-        profiles[name] = Profile(entry["user"], entry["password"])
+        profiles[name] = Credentials(entry["user"], Secret(entry["password"]))
     return profiles
 
 
-def _check_private(file: Path, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        raise CredentialsError(f"{file}: not a regular file")
-    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        mode = stat.S_IMODE(info.st_mode)
-        raise CredentialsError(
-            f"{file}: refusing a credential file that others can access (mode {mode:04o}); "
-            f"make it readable by its owner only: chmod 600 {file}"
-        )
-
-
-def _profile(file: Path, name: object, entry: object, environ: Mapping[str, str]) -> Profile:
+def _profile(file: Path, name: object, entry: object, environ: Mapping[str, str]) -> Credentials:
     where = f"{file}: profile {name!r}"
     if not isinstance(name, str) or not PROFILE_NAME.fullmatch(name):
         raise CredentialsError(f"{where}: a name may hold letters, digits, '_', '.', '-'")
@@ -144,4 +129,4 @@ def _profile(file: Path, name: object, entry: object, environ: Mapping[str, str]
         password = entry["password"]
         if not isinstance(password, str):
             raise CredentialsError(f"{where}: 'password' must be a string")
-    return Profile(user, password)
+    return Credentials(user, Secret(password))

@@ -20,7 +20,7 @@ __all__ = [
     "Credentials",
     "CredentialsInputError",
     "Secret",
-    "as_credentials",
+    "private_file_problem",
     "read_password_file",
     "resolve_password",
 ]
@@ -83,19 +83,18 @@ class Credentials:
             object.__setattr__(self, "password", Secret(self.password))
 
 
-def as_credentials(value: object) -> Credentials | None:
-    """``Credentials`` from ``Credentials`` or anything with ``user`` and ``password``.
-
-    The exporter's named profiles (``maildiag.credentials.Profile``) pass
-    through here, so both kinds work wherever a login is accepted.
-    """
-    if value is None or isinstance(value, Credentials):
-        return value
-    user = getattr(value, "user", None)
-    password = getattr(value, "password", None)
-    if not isinstance(user, str) or not isinstance(password, str | Secret):
-        raise TypeError("credentials need a user name and a password")
-    return Credentials(user, password if isinstance(password, Secret) else Secret(password))
+def private_file_problem(file: Path, info: os.stat_result, what: str) -> str | None:
+    """Why a file holding secrets must not be used, or None: not a regular file, or
+    readable or writable by its group or others (the rule ssh applies to private keys)."""
+    if not stat.S_ISREG(info.st_mode):
+        return f"{file}: not a regular file"
+    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        mode = stat.S_IMODE(info.st_mode)
+        return (
+            f"{file}: refusing a {what} that others can access (mode {mode:04o}); "
+            f"make it private: chmod 600 {file}"
+        )
+    return None
 
 
 def read_password_file(path: str | os.PathLike[str]) -> Secret:
@@ -108,15 +107,9 @@ def read_password_file(path: str | os.PathLike[str]) -> Secret:
     file = Path(path)
     try:
         with open(file, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise CredentialsInputError(f"{file}: not a regular file")
-            if os.name == "posix" and info.st_mode & 0o077:
-                mode = stat.S_IMODE(info.st_mode)
-                raise CredentialsInputError(
-                    f"{file}: refusing a password file that others can access "
-                    f"(mode {mode:04o}); make it private: chmod 600 {file}"
-                )
+            problem = private_file_problem(file, os.fstat(handle.fileno()), "password file")
+            if problem:
+                raise CredentialsInputError(problem)
             data = handle.read(_MAX_PASSWORD_FILE + 1)
     except FileNotFoundError:
         raise CredentialsInputError(f"{file}: no such password file") from None

@@ -51,7 +51,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .credentials import Profile
+from .credentials_input import Credentials
 from .limits import HostLimiter
 from .model import Diagnosis, Endpoint, Outcome, ProbeResult, Severity, Status, TrustStatus
 from .runner import CheckRequest, ProbeCache
@@ -73,7 +73,7 @@ DEFAULT_PER_HOST = 2
 QUERY_PARAMETERS = ("target", "profile")
 ENDPOINT_LABELS = ("protocol", "host", "port", "security")
 
-CheckFunction = Callable[[CheckRequest, Profile | None], Diagnosis]
+CheckFunction = Callable[[CheckRequest, Credentials | None], Diagnosis]
 
 
 class BadProbeRequest(ValueError):
@@ -278,7 +278,7 @@ class Exporter:
     def __init__(
         self,
         template: CheckRequest,
-        profiles: Mapping[str, Profile] | None = None,
+        profiles: Mapping[str, Credentials] | None = None,
         *,
         check: CheckFunction | None = None,
         log: Callable[[str], None] | None = None,
@@ -336,7 +336,7 @@ class Exporter:
         for reason in ("bad_request", "internal_error", "timeout", "too_many_checks"):
             self.errors.labels(reason)
 
-    def _diagnose(self, request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    def _diagnose(self, request: CheckRequest, profile: Credentials | None) -> Diagnosis:
         """The real check; a profile's login replaces the template's (--user)."""
         from .runner import diagnose
 
@@ -351,7 +351,7 @@ class Exporter:
 
     def request_for(
         self, query: str, scrape_timeout: str | None
-    ) -> tuple[CheckRequest, Profile | None, float]:
+    ) -> tuple[CheckRequest, Credentials | None, float]:
         """The check to run, its profile and the seconds within which to answer."""
         from .dns import InvalidDomain, to_ascii
 
@@ -444,7 +444,7 @@ class Exporter:
         return ProbeAnswer(200, body, CONTENT_TYPE_LATEST)
 
     def _run(
-        self, request: CheckRequest, profile: Profile | None, budget: float
+        self, request: CheckRequest, profile: Credentials | None, budget: float
     ) -> tuple[Diagnosis | None, str]:
         """The check in its own thread, so the answer goes out on time even if it hangs.
 

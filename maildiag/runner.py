@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from .credentials_input import Credentials, as_credentials
+from .credentials_input import Credentials
 from .deadline import Deadline
 from .discovery import Overrides, discover
 from .dns import InvalidDomain, Resolver, to_ascii
@@ -179,7 +179,7 @@ def diagnose(
     *,
     session_hook_factory: Callable[[Endpoint], SessionHook | None] | None = None,
     host_limiter: HostLimiter | None = None,
-    credentials: object | None = None,
+    credentials: Credentials | None = None,
     probe_cache: ProbeCache | None = None,
     meanwhile: Callable[[], object] | None = None,
 ) -> Diagnosis:
@@ -187,13 +187,13 @@ def diagnose(
 
     ``host_limiter`` (shared by the checks of a batch) caps simultaneous
     connections to one server address; None means no cap. ``credentials``
-    (a ``Credentials`` or anything with ``user`` and ``password``, such as a
-    credential profile) overrides ``request.credentials``. ``probe_cache``
+    (e.g. a credential profile of the exporter) overrides
+    ``request.credentials``. ``probe_cache``
     (shared by the checks of a batch) lets probes without a login be reused.
     ``meanwhile`` is called while the probes wait for the network, e.g. to
     import the renderer the caller will need.
     """
-    creds = as_credentials(credentials) or request.credentials
+    creds = credentials or request.credentials
     started_at = datetime.now(UTC)
     started = time.monotonic()
     domain_ascii = to_ascii(request.domain)

@@ -21,7 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maildiag.cli import build_request, main
-from maildiag.credentials import CredentialsError, Profile, load_profiles, profiles_from_env
+from maildiag.credentials import CredentialsError, load_profiles, profiles_from_env
+from maildiag.credentials_input import Credentials
 from maildiag.exporter import Exporter, diagnosis_metrics, parse_listen
 from maildiag.findings import make_finding
 from maildiag.model import (
@@ -128,7 +129,7 @@ class Running:
 
 @pytest.fixture
 def exporter(lab: dict[str, object]) -> Iterator[Running]:
-    running = Running(Exporter(template(lab), {"kunde": Profile("alice@example.test", "pw")}))
+    running = Running(Exporter(template(lab), {"kunde": Credentials("alice@example.test", "pw")}))
     yield running
     running.close()
 
@@ -331,7 +332,7 @@ def test_with_enough_time_the_slow_server_succeeds(exporter: Running) -> None:
 def test_a_hung_check_still_answers_in_time(lab: dict[str, object]) -> None:
     release = threading.Event()
 
-    def hung(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    def hung(request: CheckRequest, profile: Credentials | None) -> Diagnosis:
         release.wait(30)
         return diagnose(request)
 
@@ -355,7 +356,7 @@ def test_a_hung_check_still_answers_in_time(lab: dict[str, object]) -> None:
 def test_a_crashing_check_is_an_answer_not_a_crash(lab: dict[str, object]) -> None:
     calls = []
 
-    def crashing(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    def crashing(request: CheckRequest, profile: Credentials | None) -> Diagnosis:
         calls.append(request.domain)
         if len(calls) == 1:
             raise RuntimeError("boom")
@@ -454,7 +455,7 @@ def test_50_concurrent_scrapes_of_one_provider(
     running_checks, most_checks, lock = [0], [0], threading.Lock()
     real_check = exporter.check
 
-    def counted(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    def counted(request: CheckRequest, profile: Credentials | None) -> Diagnosis:
         with lock:
             running_checks[0] += 1
             most_checks[0] = max(most_checks[0], running_checks[0])
@@ -547,13 +548,13 @@ def test_bad_requests_are_counted_and_other_paths_are_404(exporter: Running) -> 
 
 
 def test_a_profile_is_chosen_by_name_and_reaches_the_check(lab: dict[str, object]) -> None:
-    seen: list[Profile | None] = []
+    seen: list[Credentials | None] = []
 
-    def recording(request: CheckRequest, profile: Profile | None) -> Diagnosis:
+    def recording(request: CheckRequest, profile: Credentials | None) -> Diagnosis:
         seen.append(profile)
         return diagnose(request)
 
-    kunde = Profile("alice@example.test", "wonderland")
+    kunde = Credentials("alice@example.test", "wonderland")
     running = Running(Exporter(template(lab), {"kunde": kunde}, check=recording))
     try:
         assert running.get("/probe?target=good.test&profile=kunde", "10")[0] == 200
@@ -566,8 +567,8 @@ def test_a_profile_is_chosen_by_name_and_reaches_the_check(lab: dict[str, object
 
 def test_a_profile_logs_in_and_reports_the_quota(lab: dict[str, object]) -> None:
     profiles = {
-        "kunde": Profile("alice@example.test", "wonderland"),
-        "wrong": Profile("alice@example.test", "not-the-password"),
+        "kunde": Credentials("alice@example.test", "wonderland"),
+        "wrong": Credentials("alice@example.test", "not-the-password"),
     }
     running = Running(Exporter(template(lab), profiles))
     try:
@@ -607,8 +608,8 @@ password_env = "SHOP_PASSWORD"
     )
     profiles = load_profiles(path, environ={"SHOP_PASSWORD": "from-env"})
     assert profiles == {
-        "kunde": Profile("alice@kunde.test", "s3cret"),
-        "shop": Profile("info@shop.test", "from-env"),
+        "kunde": Credentials("alice@kunde.test", "s3cret"),
+        "shop": Credentials("info@shop.test", "from-env"),
     }
 
 
@@ -651,7 +652,7 @@ def test_profiles_from_the_environment() -> None:
         "MAILDIAG_PROFILE_MY_SHOP_PASSWORD": "pw",
         "UNRELATED": "x",
     }
-    assert profiles_from_env(environ) == {"my_shop": Profile("info@shop.test", "pw")}
+    assert profiles_from_env(environ) == {"my_shop": Credentials("info@shop.test", "pw")}
     with pytest.raises(CredentialsError, match="MAILDIAG_PROFILE_HALF_PASSWORD is not set"):
         profiles_from_env({"MAILDIAG_PROFILE_HALF_USER": "u"})
 

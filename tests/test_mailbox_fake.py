@@ -21,12 +21,11 @@ import jsonschema
 import pytest
 
 from maildiag.cli import main
-from maildiag.credentials import Profile
+from maildiag.credentials import profiles_from_env
 from maildiag.credentials_input import (
     Credentials,
     CredentialsInputError,
     Secret,
-    as_credentials,
     read_password_file,
     resolve_password,
 )
@@ -517,12 +516,16 @@ def test_secret_never_shows_itself():
         pickle.dumps(secret)
 
 
-def test_credentials_from_a_profile():
-    creds = as_credentials(Profile("bob@kunde.test", "pw-1"))
-    assert creds == Credentials("bob@kunde.test", Secret("pw-1"))
-    assert as_credentials(None) is None
+def test_a_profile_is_the_one_credential_type_with_a_secret_password():
+    environ = {
+        "MAILDIAG_PROFILE_BOB_USER": "bob@kunde.test",
+        "MAILDIAG_PROFILE_BOB_PASSWORD": "pw-1",
+    }
+    profile = profiles_from_env(environ)["bob"]
+    assert profile == Credentials("bob@kunde.test", Secret("pw-1"))
+    assert isinstance(profile.password, Secret) and "pw-1" not in repr(profile)
     with pytest.raises(TypeError):
-        as_credentials(object())
+        pickle.dumps(profile)
 
 
 def test_password_file_rules(tmp_path):
