@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import weakref
 from typing import Protocol
 
 
@@ -32,14 +33,22 @@ class Deadline:
     socket is shut down.
     """
 
-    def __init__(self, seconds: float | None, *, start: float | None = None) -> None:
-        """``seconds`` from ``start`` (a ``time.monotonic()`` reading; default: now)."""
+    def __init__(
+        self, seconds: float | None, *, start: float | None = None, within: Deadline | None = None
+    ) -> None:
+        """``seconds`` from ``start`` (a ``time.monotonic()`` reading; default: now).
+
+        ``within``: a larger run (a batch) whose cancelling cancels this one too.
+        """
         begin = time.monotonic() if start is None else start
         self._end = None if seconds is None else begin + seconds
         self._cancelled = False
         self._lock = threading.Lock()
         self._open: set[Shutdownable] = set()
-        self._parts: list[Deadline] = []
+        # Weak, so a batch's scope does not keep every finished check's deadline.
+        self._parts: weakref.WeakSet[Deadline] = weakref.WeakSet()
+        if within is not None:
+            within._adopt(self)
 
     @classmethod
     def unlimited(cls) -> Deadline:
@@ -71,13 +80,14 @@ class Deadline:
         Discovery gets a share, so that a slow autoconfig server can never
         leave the probes without time. Cancelling the run cancels the part.
         """
-        part = Deadline(None if self._end is None else self.remaining() * fraction)
+        return Deadline(None if self._end is None else self.remaining() * fraction, within=self)
+
+    def _adopt(self, part: Deadline) -> None:
         with self._lock:
-            if self._cancelled:
-                part.cancel()
-            else:
-                self._parts.append(part)
-        return part
+            if not self._cancelled:
+                self._parts.add(part)
+                return
+        part.cancel()
 
     def step_timeout(self, per_step: float) -> float:
         left = self.remaining()
@@ -113,6 +123,7 @@ class Deadline:
                 except OSError:
                     pass  # not connected yet or already reset: nothing to wake
             self._open.clear()
-            parts, self._parts = self._parts, []
+            parts = list(self._parts)
+            self._parts.clear()
         for part in parts:
             part.cancel()

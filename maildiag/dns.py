@@ -313,7 +313,7 @@ class Resolver:
             raise DnsLookupError("error", f"cannot ask for this name: {e}", label) from None
         lifetime = self._lifetime(deadline, label)
         request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
-        response = self._exchange(request, lifetime, label)
+        response = self._exchange(request, lifetime, label, deadline)
         return self._answer(response, label)
 
     def addresses(self, host: str, deadline: Deadline | None = None) -> list[str]:
@@ -337,7 +337,7 @@ class Resolver:
             pass
         # One lifetime for both questions, so an address lookup costs no more
         # than any other query.
-        budget = Deadline(self._lifetime(deadline, f"{host} A"))
+        budget = Deadline(self._lifetime(deadline, f"{host} A"), within=deadline)
         errors: list[DnsLookupError] = []
         found: list[str] = []
         alias: str | None = None
@@ -373,7 +373,20 @@ class Resolver:
             ) from None
 
     def _exchange(
-        self, request: dns.message.Message, lifetime: float, label: str
+        self,
+        request: dns.message.Message,
+        lifetime: float,
+        label: str,
+        deadline: Deadline | None = None,
+    ) -> dns.message.Message:
+        """The answer of the first server that gives one; a cancelled ``deadline`` ends the wait."""
+        try:
+            return self._ask(request, lifetime, label, deadline or Deadline.unlimited())
+        except DeadlineExceeded:
+            raise DnsLookupError("timeout", "stopped: the run's deadline passed", label) from None
+
+    def _ask(
+        self, request: dns.message.Message, lifetime: float, label: str, deadline: Deadline
     ) -> dns.message.Message:
         if not self._servers:
             raise DnsLookupError(
@@ -391,7 +404,9 @@ class Resolver:
                     if remaining <= 0:
                         break
                     try:
-                        response = self._udp(server, sockets, request, min(wait, remaining))
+                        response = self._udp(
+                            server, sockets, request, min(wait, remaining), deadline
+                        )
                         if response is None:
                             continue  # not yet: sent again on the next round
                         if response is _TRUNCATED:
@@ -407,6 +422,7 @@ class Resolver:
                 wait *= 2
         finally:
             for sock in sockets.values():
+                deadline.untrack(sock)
                 sock.close()
         for server in alive:
             failures[server] = (
@@ -423,6 +439,7 @@ class Resolver:
         sockets: dict[_Nameserver, socket.socket],
         request: dns.message.Message,
         wait: float,
+        deadline: Deadline,
     ) -> dns.message.Message | None:
         """One UDP transmission of ``request`` and up to ``wait`` seconds for its answer.
 
@@ -431,8 +448,9 @@ class Resolver:
         try:
             sock = sockets.get(server)
             if sock is None:
-                sock = socket.socket(server.family, socket.SOCK_DGRAM)
+                sock = _UdpSocket(server.family, socket.SOCK_DGRAM)
                 sockets[server] = sock
+                deadline.track(sock)  # cancelling the run wakes the wait below
                 # dns.query waits on the socket with its own selector, so it
                 # wants it non-blocking.
                 sock.setblocking(False)
@@ -470,6 +488,8 @@ class Resolver:
                 "no_nameservers", f"nothing answers DNS on {server} (connection refused)"
             ) from None
         except OSError as e:
+            if deadline.cancelled:
+                raise DeadlineExceeded("the run was cancelled") from None
             raise _ServerFailed(
                 "no_nameservers", f"cannot reach {server}: {e.strerror or e}"
             ) from None
@@ -513,6 +533,27 @@ class Resolver:
         if chain.canonical_name != response.question[0].name:
             canonical = chain.canonical_name.to_text(omit_final_dot=True).lower()
         return list(chain.answer), canonical
+
+
+class _UdpSocket(socket.socket):
+    """A UDP socket whose reads fail once it is shut down.
+
+    ``Deadline.cancel`` shuts the sockets of a run down to wake their waits.
+    A shut-down UDP socket polls readable, but a non-blocking read of it
+    still says "try again" (Linux), so dnspython would go round between the
+    two until its own timeout.
+    """
+
+    aborted = False
+
+    def shutdown(self, how: int, /) -> None:
+        self.aborted = True
+        super().shutdown(how)
+
+    def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
+        if self.aborted:
+            raise ConnectionAbortedError("the run was cancelled")
+        return super().recvfrom(bufsize, flags)
 
 
 class _ServerFailed(Exception):

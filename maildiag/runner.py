@@ -182,6 +182,7 @@ def diagnose(
     credentials: Credentials | None = None,
     probe_cache: ProbeCache | None = None,
     meanwhile: Callable[[], object] | None = None,
+    within: Deadline | None = None,
 ) -> Diagnosis:
     """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
 
@@ -191,7 +192,8 @@ def diagnose(
     ``request.credentials``. ``probe_cache``
     (shared by the checks of a batch) lets probes without a login be reused.
     ``meanwhile`` is called while the probes wait for the network, e.g. to
-    import the renderer the caller will need.
+    import the renderer the caller will need. ``within`` (a batch's
+    ``Deadline``): cancelling it ends this check at once.
     """
     creds = credentials or request.credentials
     started_at = datetime.now(UTC)
@@ -209,7 +211,7 @@ def diagnose(
     for name, seconds in (("timeout", request.timeout), ("deadline", request.deadline)):
         if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
             raise BadRequest(f"the {name} must be a positive number of seconds, not {seconds!r}")
-    deadline = Deadline(request.deadline, start=request.started)
+    deadline = Deadline(request.deadline, start=request.started, within=within)
     try:
         resolver = Resolver(request.nameserver, timeout=request.timeout)
     except ValueError as exc:

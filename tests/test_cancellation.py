@@ -24,6 +24,7 @@ import pytest
 
 import maildiag
 from maildiag.deadline import Deadline, DeadlineExceeded
+from maildiag.dns import DnsLookupError, Resolver
 from maildiag.model import Outcome
 from maildiag.protocols import imap
 from maildiag.runner import CheckRequest, diagnose
@@ -274,3 +275,23 @@ def test_cancelling_a_run_cancels_its_discovery_share():
     run.cancel()
     assert discovery.cancelled and discovery.expired and discovery.remaining() == 0.0
     assert run.share(0.5).cancelled  # a part taken later is born cancelled
+
+
+def test_cancel_wakes_a_dns_lookup_that_gets_no_answer():
+    with DnsServer({"dropped.test": "DROP"}, "127.0.6.3") as dns:
+        resolver = Resolver(dns.nameserver, timeout=30)
+        deadline = Deadline(60)
+        error, seconds = _blocked_in(
+            lambda: resolver.addresses("mail.dropped.test", deadline), deadline
+        )
+    assert isinstance(error, DnsLookupError) and error.kind == "timeout", error
+    assert seconds < 1.0
+
+
+def test_cancelling_a_batch_cancels_the_checks_within_it(world, pki, loopback_address):
+    world.servers.enter_context(_stalling_host(pki, loopback_address, Behaviour.NEVER_GREET))
+    batch = Deadline.unlimited()
+    request = world.request(autoconfig=False, deadline=60.0)
+    error, seconds = _blocked_in(lambda: diagnose(request, within=batch), batch)
+    assert error is None and seconds < 1.5
+    assert maildiag_threads() == []
