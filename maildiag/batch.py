@@ -23,10 +23,9 @@ codes for the summary.
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from .model import Diagnosis, Protocol, Severity, Status
 from .protocols.registry import BY_KEY
 
 if TYPE_CHECKING:
+    from .deadline import Deadline
     from .limits import HostLimiter
     from .runner import CheckRequest, ProbeCache
 
@@ -229,8 +229,12 @@ def check_entry(
     template: CheckRequest,
     host_limiter: HostLimiter | None = None,
     probe_cache: ProbeCache | None = None,
+    within: Deadline | None = None,
 ) -> BatchResult:
-    """Checks one domain; never raises (a failure becomes an UNKNOWN line)."""
+    """Checks one domain; never raises (a failure becomes an UNKNOWN line).
+
+    ``within``: the batch's ``Deadline``; cancelling it ends the check at once.
+    """
     from .discovery import Overrides
     from .dns import InvalidDomain
     from .report.json import diagnosis_json
@@ -247,7 +251,9 @@ def check_entry(
                 ),
             )
         request = replace(request, domain=entry.domain)
-        diagnosis = diagnose(request, host_limiter=host_limiter, probe_cache=probe_cache)
+        diagnosis = diagnose(
+            request, host_limiter=host_limiter, probe_cache=probe_cache, within=within
+        )
     except InvalidDomain as exc:
         return failed_result(entry, str(exc), "invalid_domain")
     except Exception as exc:  # noqa: BLE001 - one broken domain must not end the batch
@@ -274,6 +280,49 @@ def failed_result(entry: BatchEntry, message: str, kind: str) -> BatchResult:
 
 
 _DONE = object()
+_CLOSED = object()
+
+
+class _Channel:
+    """Results from the check threads to the consumer; bounded, and ``close`` ends every wait.
+
+    Bounded, so a stalled consumer (a full pipe) stalls the checks too
+    instead of piling up results in memory.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: deque[object] = deque()
+        self._closed = False
+        lock = threading.Lock()
+        self._not_full = threading.Condition(lock)
+        self._not_empty = threading.Condition(lock)
+
+    def put(self, item: object) -> None:
+        """Hands ``item`` over; once closed, drops it."""
+        with self._not_full:
+            while len(self._items) >= self._size and not self._closed:
+                self._not_full.wait()
+            if self._closed:
+                return
+            self._items.append(item)
+            self._not_empty.notify()
+
+    def get(self) -> object:
+        """The next item, waiting for one; ``_CLOSED`` once closed."""
+        with self._not_empty:
+            while not self._items and not self._closed:
+                self._not_empty.wait()
+            if self._closed:
+                return _CLOSED
+            self._not_full.notify()
+            return self._items.popleft()
+
+    def close(self) -> None:
+        with self._not_empty:
+            self._closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
 
 
 def run_batch(
@@ -290,17 +339,19 @@ def run_batch(
     ``host_limiter`` and ``probe_cache`` are shared by all checks (see
     ``diagnose``). ``BadLine`` items are passed through, in input order among themselves.
     Workers pull the next line themselves, so a slow input (a pipe)
-    never holds back results that are ready. Setting ``stop`` ends the batch
-    without starting another domain; checks still running are abandoned.
+    never holds back results that are ready. Setting ``stop`` (or closing the
+    generator) ends the batch without starting another domain; the checks
+    still running are cancelled, and end at once.
     """
+    from .deadline import Deadline
+
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     stop = stop or threading.Event()
+    batch = Deadline.unlimited()
     source = iter(items)
     source_lock = threading.Lock()
-    # Bounded, so a stalled consumer (a full pipe) stalls the workers too
-    # instead of piling up results in memory.
-    results: queue.Queue[object] = queue.Queue(maxsize=2 * concurrency)
+    results = _Channel(2 * concurrency)
 
     def work() -> None:
         try:
@@ -309,16 +360,24 @@ def run_batch(
                     item = next(source, None)
                     while isinstance(item, BadLine):
                         # Reported while holding the input, so complaints keep their order.
-                        _put(results, item, stop)
+                        results.put(item)
                         item = next(source, None)
                 if item is None:
                     return
-                _put(results, check_entry(item, template, host_limiter, probe_cache), stop)
+                results.put(check_entry(item, template, host_limiter, probe_cache, batch))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            _put(results, exc, stop)
+            results.put(exc)
         finally:
-            _put(results, _DONE, stop)
+            results.put(_DONE)
 
+    def end_on_stop() -> None:
+        # ``stop`` is set by a signal handler, another thread or the finally below.
+        stop.wait()
+        batch.cancel()
+        results.close()
+
+    watcher = threading.Thread(target=end_on_stop, name="batch-stop", daemon=True)
+    watcher.start()
     workers = [
         threading.Thread(target=work, name=f"batch-{n}", daemon=True) for n in range(concurrency)
     ]
@@ -327,12 +386,9 @@ def run_batch(
     running = len(workers)
     try:
         while running:
-            try:
-                item = results.get(timeout=0.1)
-            except queue.Empty:
-                if stop.is_set():
-                    return
-                continue
+            item = results.get()
+            if item is _CLOSED:
+                return
             if item is _DONE:
                 running -= 1
             elif isinstance(item, BaseException):
@@ -343,16 +399,7 @@ def run_batch(
                     return
     finally:
         stop.set()
-
-
-def _put(results: queue.Queue[object], item: object, stop: threading.Event) -> None:
-    while True:
-        try:
-            results.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            if stop.is_set():
-                return
+        watcher.join()
 
 
 # --------------------------------------------------------------------------

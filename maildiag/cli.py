@@ -588,7 +588,7 @@ def batch(
         broken_pipe = True  # the reader went away (| head): stop quietly
         stop.set()
     finally:
-        results.close()  # ends worker processes before any os._exit below
+        results.close()  # cancels the checks still running and ends the worker processes
         if source != "-":
             handle.close()
         for signum, handler in previous.items():
@@ -598,11 +598,13 @@ def batch(
     if not quiet and not broken_pipe:
         text = summary.render(interrupted=interrupted.is_set(), lang=language)
         click.echo(text, err=True, nl=False)
+    if broken_pipe:
+        # Python flushes stdout once more on the way out; into the closed pipe that
+        # would print "Exception ignored ... BrokenPipeError" (see the signal
+        # module's documentation, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if broken_pipe or interrupted.is_set():
-        # Checks still running are abandoned: waiting for their sockets to time out
-        # would keep an interrupted batch alive for up to --timeout seconds.
-        sys.stderr.flush()
-        os._exit(EXIT_UNKNOWN)
+        raise SystemExit(EXIT_UNKNOWN)
     raise SystemExit(int(summary.worst))
 
 

@@ -15,6 +15,10 @@ why there are never more workers than the cap allows.
 Workers ignore Ctrl-C; the parent decides when a batch stops and then ends
 them. A worker that dies takes only its unfinished domains with it: they
 get an UNKNOWN line, like any domain that could not be checked.
+
+Nothing polls: the parent sleeps in ``multiprocessing.connection.wait`` on
+the workers' result pipes and a wake-up socket that the input reader and
+``stop`` write to; a worker sleeps in ``recv`` on its task pipe.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import queue
 import signal
+import socket
 import threading
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +48,8 @@ __all__ = ["run_in_processes", "split", "usable_cpus", "worker_count"]
 
 # How long a worker that was told to stop may take before it is killed.
 _STOP_GRACE_SECONDS = 2.0
+# Entries read ahead of the workers, at most.
+_READ_AHEAD = 256
 
 
 def usable_cpus() -> int:
@@ -97,22 +104,34 @@ def run_in_processes(
         )
     stop = stop or threading.Event()
     caps = split(per_host, processes) if per_host else [0] * processes
-    inbox = _Inbox(items, stop)
+    waker = _Waker()
+    inbox = _Inbox(items, stop, waker)
+
+    def wake_on_stop() -> None:
+        # ``stop`` is set by a signal handler or another thread; this wakes the waits.
+        stop.wait()
+        inbox.wake()
+        waker.wake()
+
+    watcher = threading.Thread(target=wake_on_stop, name="batch-stop", daemon=True)
+    watcher.start()
     workers: list[_Worker] = []
     try:
         with _sigint_ignored(), _few_malloc_arenas():  # both inherited by the workers
             for share, cap in zip(split(concurrency, processes), caps, strict=True):
                 workers.append(_Worker.start(template, share, cap, share_probes))
         inbox.start()
-        yield from _dispatch(workers, inbox, stop)
+        yield from _dispatch(workers, inbox, stop, waker)
     finally:
         stop.set()
+        watcher.join()
         for worker in workers:
             worker.end()
+        waker.close()
 
 
 def _dispatch(
-    workers: list[_Worker], inbox: _Inbox, stop: threading.Event
+    workers: list[_Worker], inbox: _Inbox, stop: threading.Event, waker: _Waker
 ) -> Iterator[BatchResult | BadLine]:
     by_pipe = {worker.results: worker for worker in workers}
     while not stop.is_set():
@@ -131,20 +150,26 @@ def _dispatch(
                 worker.finish()
         running = [worker.results for worker in workers if worker.running]
         if not running:
-            yield from _orphans(inbox, stop)
+            yield from _orphans(inbox, stop, waker)
             return
-        for pipe in wait(running, timeout=0.1):
-            worker = by_pipe[pipe]  # type: ignore[index]
-            yield from worker.receive()
+        for ready in wait([*running, waker.readable]):
+            if ready is waker.readable:
+                waker.clear()  # new input, or stop: looked at above
+            else:
+                yield from by_pipe[ready].receive()  # type: ignore[index]
 
 
-def _orphans(inbox: _Inbox, stop: threading.Event) -> Iterator[BatchResult | BadLine]:
+def _orphans(
+    inbox: _Inbox, stop: threading.Event, waker: _Waker
+) -> Iterator[BatchResult | BadLine]:
     """What is left of the input when every worker has died: reported, not dropped."""
     while not stop.is_set():
-        item = inbox.next_item(timeout=0.1)
+        item = inbox.next_item()
         if item is None:
             if inbox.exhausted:
                 return
+            wait([waker.readable])
+            waker.clear()
             continue
         if isinstance(item, BadLine):
             yield item
@@ -156,14 +181,53 @@ def _orphans(inbox: _Inbox, stop: threading.Event) -> Iterator[BatchResult | Bad
             )
 
 
-class _Inbox:
-    """Reads the input in a thread, so a slow pipe never holds back finished results."""
+class _Waker:
+    """A socket pair that wakes ``multiprocessing.connection.wait`` from any thread."""
 
-    def __init__(self, items: Iterable[BatchEntry | BadLine], stop: threading.Event) -> None:
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    @property
+    def readable(self) -> socket.socket:
+        """What to ``wait`` on: readable once woken, until ``clear``."""
+        return self._reader
+
+    def wake(self) -> None:
+        try:
+            self._writer.send(b"\0")
+        except OSError:
+            pass  # full (a wake-up is pending anyway) or closed (nobody waits)
+
+    def clear(self) -> None:
+        try:
+            while self._reader.recv(4096):
+                pass
+        except OSError:
+            pass  # nothing more to read
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+
+class _Inbox:
+    """Reads the input in a thread, so a slow pipe never holds back finished results.
+
+    Every entry it reads ahead wakes the dispatcher through ``waker``.
+    """
+
+    def __init__(
+        self, items: Iterable[BatchEntry | BadLine], stop: threading.Event, waker: _Waker
+    ) -> None:
         self._source = iter(items)
         self._stop = stop
+        self._waker = waker
+        self._cond = threading.Condition()
         # Bounded: the input is read only a little ahead of the workers.
-        self._queue: queue.Queue[BatchEntry | BadLine | None] = queue.Queue(maxsize=256)
+        self._items: deque[BatchEntry | BadLine] = deque()
+        self._read_all = False
         self._complaints: list[BadLine] = []
         self._thread = threading.Thread(target=self._read, name="batch-input", daemon=True)
         self.exhausted = False
@@ -174,19 +238,22 @@ class _Inbox:
     def _read(self) -> None:
         try:
             for item in self._source:
-                if not self._put(item):
-                    return
+                with self._cond:
+                    while len(self._items) >= _READ_AHEAD and not self._stop.is_set():
+                        self._cond.wait()
+                    if self._stop.is_set():
+                        return
+                    self._items.append(item)
+                self._waker.wake()
         finally:
-            self._put(None)
+            with self._cond:
+                self._read_all = True
+            self._waker.wake()
 
-    def _put(self, item: BatchEntry | BadLine | None) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def wake(self) -> None:
+        """Lets a reader waiting for room see ``stop``."""
+        with self._cond:
+            self._cond.notify_all()
 
     def next_entry(self) -> BatchEntry | None:
         """The next entry if one is ready (complaints met on the way are kept)."""
@@ -196,17 +263,15 @@ class _Inbox:
                 return item
             self._complaints.append(item)
 
-    def next_item(self, timeout: float = 0.0) -> BatchEntry | BadLine | None:
-        """The next entry or complaint, waiting up to ``timeout``; None when none is ready."""
-        if self.exhausted:
+    def next_item(self) -> BatchEntry | BadLine | None:
+        """The next entry or complaint; None when none is ready (``exhausted``: ever again)."""
+        with self._cond:
+            if self._items:
+                self._cond.notify()  # room for the reader
+                return self._items.popleft()
+            if self._read_all:
+                self.exhausted = True
             return None
-        try:
-            item = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if item is None:
-            self.exhausted = True
-        return item
 
     def complaints(self) -> list[BadLine]:
         found, self._complaints = self._complaints, []
@@ -356,6 +421,7 @@ def _work(
     With ``credentials_follow`` the first message is the login (user, password).
     """
     from .credentials_input import Credentials, Secret
+    from .deadline import Deadline
     from .limits import HostLimiter
     from .runner import ProbeCache
 
@@ -364,33 +430,39 @@ def _work(
         try:
             user, password = tasks.recv()
         except (EOFError, OSError):
-            os._exit(0)
+            return  # the parent is gone
         template = replace(template, credentials=Credentials(user, Secret(password)))
         del password
     limiter = HostLimiter(per_host) if per_host else None
     cache = ProbeCache() if share_probes else None
+    # Cancelled when the parent is gone: nobody is left to read results, so
+    # the checks running end at once (their sockets are shut down).
+    batch = Deadline.unlimited()
     send_lock = threading.Lock()
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check")
 
     def answer(number: int, future: Future[BatchResult]) -> None:
         try:
             with send_lock:
                 results.send((number, future.result()))
         except OSError:
-            os._exit(0)  # the parent is gone
+            batch.cancel()
 
-    while True:
-        try:
-            message = tasks.recv()
-        except (EOFError, OSError):
-            os._exit(0)  # the parent is gone: nobody is left to read results
-        if message is None:
-            break
-        number, entry = message
-        future = pool.submit(check_entry, entry, template, limiter, cache)
-        future.add_done_callback(functools.partial(answer, number))
-    pool.shutdown(wait=True)
-    with send_lock:
-        results.send(None)
-    # Probes a check gave up on may still wait for a socket timeout: leave them.
-    os._exit(0)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
+        while not batch.cancelled:
+            try:
+                message = tasks.recv()
+            except (EOFError, OSError):
+                batch.cancel()
+                break
+            if message is None:
+                break
+            number, entry = message
+            future = pool.submit(check_entry, entry, template, limiter, cache, batch)
+            future.add_done_callback(functools.partial(answer, number))
+        # Leaving the block waits for every check: the worker exits with no thread left.
+    if not batch.cancelled:
+        with send_lock:
+            try:
+                results.send(None)
+            except OSError:
+                pass

@@ -521,7 +521,9 @@ def test_missing_file_is_a_usage_error(capfd) -> None:
 # -- interruption ---------------------------------------------------------------------
 
 
-def _batch_process(lab: Provider, source: Path, out: Path) -> subprocess.Popen[bytes]:
+def _batch_process(
+    lab: Provider, source: Path, out: Path | None, *options: str
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [
@@ -536,9 +538,10 @@ def _batch_process(lab: Provider, source: Path, out: Path) -> subprocess.Popen[b
             "20",
             "--deadline",
             "60",
+            *options,
             *lab.cli_options(),
         ],
-        stdout=out.open("wb"),
+        stdout=out.open("wb") if out is not None else subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
         cwd=ROOT,
@@ -562,10 +565,12 @@ def stalling(tmp_path_factory: pytest.TempPathFactory):
         yield lab
 
 
-def test_ctrl_c_stops_at_once_and_leaves_whole_lines(stalling, tmp_path) -> None:
+@pytest.mark.parametrize("processes", [None, "1"], ids=["worker_processes", "one_process"])
+def test_ctrl_c_stops_at_once_and_leaves_whole_lines(stalling, tmp_path, processes) -> None:
     source = write_list(tmp_path / "domains.txt", stalling.domains)
     out = tmp_path / "out.jsonl"
-    process = _batch_process(stalling, source, out)
+    options = ("--processes", processes) if processes else ()
+    process = _batch_process(stalling, source, out, *options)
     try:
         deadline = time.monotonic() + 20
         while out.read_bytes().count(b"\n") < 3 and time.monotonic() < deadline:
@@ -584,6 +589,29 @@ def test_ctrl_c_stops_at_once_and_leaves_whole_lines(stalling, tmp_path) -> None
     records = [json.loads(line) for line in data.splitlines()]
     assert 3 <= len(records) < len(stalling.domains)
     assert b"(interrupted)" in err
+    assert b"Traceback" not in err and b"Exception ignored" not in err
+    assert process.returncode == 3
+
+
+@pytest.mark.parametrize("processes", [None, "1"], ids=["worker_processes", "one_process"])
+def test_a_reader_that_goes_away_ends_the_batch_quietly(stalling, tmp_path, processes) -> None:
+    """``maildiag batch ... | head -1``: the checks still running are cancelled, no traceback."""
+    source = write_list(tmp_path / "domains.txt", stalling.domains)
+    options = ("--processes", processes) if processes else ()
+    process = _batch_process(stalling, source, None, *options)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        closed_at = time.monotonic()
+        _, err = process.communicate(timeout=15)
+        assert time.monotonic() - closed_at < 5  # not the 20 s --timeout of the stalled ones
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert json.loads(first)["domain"] in stalling.domains
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err
     assert process.returncode == 3
 
 

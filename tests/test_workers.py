@@ -251,3 +251,67 @@ def test_stop_ends_the_batch_and_its_workers_at_once(lab: Provider) -> None:
     assert not runner.is_alive() and time.monotonic() - stopped_at < 5  # not the 20 s timeout
     assert collected == []  # nothing was finished, nothing half-written
     assert not multiprocessing.active_children()
+
+
+_ORPHANING_PARENT = """
+import sys
+from maildiag.batch import BatchEntry
+from maildiag.cli import build_request
+from maildiag.workers import run_in_processes
+
+nameserver, ca_file, *domains = sys.argv[1:]
+template = build_request(
+    "", timeout=20.0, deadline=60.0, nameserver=nameserver, ca_file=ca_file,
+    cert_warning_days=21.0, cert_critical_days=7.0, no_autoconfig=True,
+)
+entries = [BatchEntry(n, d) for n, d in enumerate(domains, start=1)]
+for result in run_in_processes(entries, template, processes=2, concurrency=4, per_host=2):
+    print(result, flush=True)
+"""
+
+
+def test_workers_whose_parent_dies_end_their_checks_and_exit(lab: Provider, tmp_path) -> None:
+    """SIGKILL leaves the parent no chance to end its workers: they notice and exit by
+    themselves, at once, not after the 20 s their stalled checks would take."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHANING_PARENT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    stalling = lab.domains[1::2][:4]
+    parent = subprocess.Popen(
+        [sys.executable, str(script), lab.dns.nameserver, str(lab.pki.ca_pem_path), *stalling],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    children: list[int] = []
+    try:
+        until = time.monotonic() + 20
+        while len(children) < 2 and time.monotonic() < until:
+            time.sleep(0.1)
+            children_file = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+            children = [
+                int(pid)
+                for pid in children_file.read_text().split()
+                # not multiprocessing's resource tracker, which the parent also starts
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+        assert len(children) == 2, "the workers did not start"
+        time.sleep(1.5)  # the workers are checking, waiting for greetings that never come
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        killed_at = time.monotonic()
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() - killed_at < 5, "a worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
