@@ -41,6 +41,7 @@ class LoginReply:
     enhanced: str | None = None  # SMTP enhanced status (RFC 3463), "5.7.8"
     alerts: tuple[str, ...] = ()  # IMAP [ALERT] texts sent with the refusal (RFC 3501 §7.1)
     encrypted: bool = True  # the login went over TLS
+    host: str = ""  # the server's name, for replies only one provider words so
 
     @property
     def words(self) -> str:
@@ -63,11 +64,15 @@ class Rule:
     enhanced: str | None = None
     text: str | None = None  # a regular expression, searched case-blind in LoginReply.words
     encrypted: bool | None = None  # None: either
+    host: str | None = None  # a regular expression, searched case-blind in LoginReply.host
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _host: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.text is not None:
             object.__setattr__(self, "_pattern", re.compile(self.text, re.IGNORECASE))
+        if self.host is not None:
+            object.__setattr__(self, "_host", re.compile(self.host, re.IGNORECASE))
 
     def matches(self, reply: LoginReply) -> bool:
         return (
@@ -78,6 +83,7 @@ class Rule:
             and self.enhanced in (None, reply.enhanced)
             and self.encrypted in (None, reply.encrypted)
             and (self._pattern is None or self._pattern.search(reply.words) is not None)
+            and (self._host is None or self._host.search(reply.host) is not None)
         )
 
 
@@ -111,6 +117,11 @@ RATE_LIMITED = (
 )
 PLAINTEXT = r"plaintext|ssl/tls|tls required|starttls|encryption required|non-secure"
 DISABLED = r"disabled|expired|locked|suspended|blocked"
+# Microsoft's hosted mail (Microsoft 365, Outlook.com): IMAP and POP3 take only
+# OAuth since Microsoft switched basic authentication off (Exchange Online in
+# October 2022, Outlook.com in September 2024); a password login gets the same
+# codeless refusal as a wrong password there.
+MICROSOFT_HOSTED = r"(^|\.)(office365|outlook|hotmail|live)\.com\.?$"
 TEMPORARY = r"temporar|try again|later|busy|unavailable"
 MECHANISM = r"mechanism|unsupported auth|unrecognized auth|unrecognised auth"
 
@@ -134,6 +145,17 @@ RULES: tuple[Rule, ...] = (
         "blocked. Login to your account via a web browser'; Yahoo (#MBR1240)",
         kind="NO",
         text=WEB_LOGIN,
+    ),
+    Rule(
+        "imap-microsoft-basic-auth-off",
+        IMAP,
+        _S.PASSWORD_LOGIN_DISABLED,
+        "AUTH_OAUTH_ONLY",
+        "Microsoft 365 / Outlook.com, outlook.office365.com: NO LOGIN failed. / NO "
+        "AUTHENTICATE failed.",
+        kind="NO",
+        text=r"^(LOGIN|AUTHENTICATE) failed",
+        host=MICROSOFT_HOSTED,
     ),
     Rule(
         "imap-plaintext-over-tls",
@@ -300,6 +322,16 @@ RULES: tuple[Rule, ...] = (
         "AUTH_WEB_LOGIN_REQUIRED",
         "Gmail: -ERR [AUTH] Web login required",
         text=WEB_LOGIN,
+    ),
+    Rule(
+        "pop3-microsoft-basic-auth-off",
+        POP3,
+        _S.PASSWORD_LOGIN_DISABLED,
+        "AUTH_OAUTH_ONLY",
+        "Microsoft 365 / Outlook.com, outlook.office365.com: -ERR Logon failure: unknown user "
+        "name or bad password.",
+        text=r"^Logon failure",
+        host=MICROSOFT_HOSTED,
     ),
     Rule(
         "pop3-plaintext-over-tls",
@@ -585,6 +617,7 @@ def from_imap(
     untagged: Iterable[imap.Untagged] = (),
     *,
     encrypted: bool = True,
+    host: str = "",
 ) -> LoginReply:
     """A refusal (tagged NO/BAD, or a BYE) and the untagged responses before it."""
     kind = answer.status if isinstance(answer, imap.Tagged) else answer.keyword
@@ -596,6 +629,7 @@ def from_imap(
         code=imap.response_code_name(answer.code),
         alerts=alerts,
         encrypted=encrypted,
+        host=host,
     )
 
 
@@ -606,17 +640,17 @@ def imap_alerts(untagged: Iterable[imap.Untagged]) -> Iterable[str]:
             yield response.text
 
 
-def from_pop3(response: pop3.Response, *, encrypted: bool = True) -> LoginReply:
+def from_pop3(response: pop3.Response, *, encrypted: bool = True, host: str = "") -> LoginReply:
     code = response.code
     text = response.text
     if code is not None:
         # The text after "[CODE] " (RFC 2449 §8).
         text = text[text.find("]") + 1 :].strip()
     # RFC 2449 §8: codes are hierarchical ("SYS/TEMP"); the rules name whole codes.
-    return LoginReply(POP3, "-ERR", text, code=code, encrypted=encrypted)
+    return LoginReply(POP3, "-ERR", text, code=code, encrypted=encrypted, host=host)
 
 
-def from_smtp(reply: smtp.Reply, *, encrypted: bool = True) -> LoginReply:
+def from_smtp(reply: smtp.Reply, *, encrypted: bool = True, host: str = "") -> LoginReply:
     enhanced = reply.enhanced_status
     # The enhanced status opens every line of a multi-line reply (Gmail): the
     # text is what follows it.
@@ -631,6 +665,7 @@ def from_smtp(reply: smtp.Reply, *, encrypted: bool = True) -> LoginReply:
         reply_code=reply.code,
         enhanced=enhanced,
         encrypted=encrypted,
+        host=host,
     )
 
 

@@ -8,8 +8,11 @@ further login to any endpoint of the run.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from tests import test_mailbox_fake as base
-from tests.lab.fake_servers import Behaviour
+from tests.lab.dns_server import DnsServer
+from tests.lab.fake_servers import Behaviour, FakeMailHost
 from tests.test_mailbox_fake import KEYS, PASSWORD, USER, _auth, _codes, _logins_sent, _statuses
 
 # The fixtures of the mailbox tests: a FakeMailHost with DNS for kunde.test,
@@ -171,3 +174,44 @@ def test_a_quoted_refusal_that_echoes_the_login_is_scrubbed(fake, check):
     sent = [c.split()[-1].decode() for c in blobs if c.upper().startswith(b"AUTH PLAIN ")]
     assert sent and all(blob not in str(report) for blob in sent)
     assert USER in finding["explanation"] and PASSWORD not in str(report)
+
+
+def test_microsoft_hosted_imap_and_pop3_refusals_mean_oauth_only(pki, loopback_address, check):
+    # Microsoft 365 answers every password login on outlook.office365.com with a
+    # codeless refusal (basic authentication is off); on premises the same
+    # words mean a wrong password (see the transcripts' twins).
+    name = "outlook.office365.com"
+    with ExitStack() as stack:
+        host = stack.enter_context(
+            FakeMailHost(
+                loopback_address,
+                pki.good([name]).server_context(),
+                hostname=name,
+                behaviours={"imap": None, "pop3": None, "submission": None, "submissions": None},
+                users={USER: PASSWORD},
+                login_refusals={
+                    "imap": "NO AUTHENTICATE failed.",
+                    "pop3": "-ERR Logon failure: unknown user name or bad password.",
+                },
+            )
+        )
+        zones = {
+            "kunde.test": {
+                "@": {"MX": ["10 kunde-test.mail.protection.outlook.com."]},
+                "_imaps._tcp": {"SRV": [f"0 1 993 {name}."]},
+                "_pop3s._tcp": {"SRV": [f"0 1 995 {name}."]},
+            },
+            "office365.com": {"outlook": {"A": [loopback_address]}},
+        }
+        dns = stack.enter_context(DnsServer(zones, base.DNS_ADDRESS))
+        code, report = check(dns)
+    assert code == 2
+    assert _logins(host) == 1
+    by_port = _auth(report)
+    assert sorted(by_port[p]["status"] for p in (993, 995)) == [
+        "password_login_disabled",
+        "skipped",
+    ]
+    finding = _finding(report, "AUTH_OAUTH_ONLY")
+    assert finding["endpoint"]["host"] == name
+    assert "AUTH_FAILED" not in _codes(report)

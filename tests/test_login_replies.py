@@ -59,7 +59,12 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
         "imap-bad",
     ],
     "imap/courier.bin": ["imap-no", "imap-temporary-words"],
-    "imap/exchange.bin": ["imap-no", "imap-no", "imap-web-login"],
+    "imap/exchange.bin": ["imap-no", "imap-no"],
+    "imap/office365.bin": [
+        "imap-microsoft-basic-auth-off",
+        "imap-microsoft-basic-auth-off",
+        "imap-web-login",
+    ],
     "imap/yahoo.bin": ["imap-web-login", "imap-authentication-failed"],
     "pop3/gmail.bin": ["pop3-app-password", "pop3-web-login", "pop3-auth", "pop3-login-delay"],
     "pop3/dovecot.bin": [
@@ -80,7 +85,8 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
         "pop3-temporary-words",
         "pop3-rate-limited",
     ],
-    "pop3/office365.bin": ["pop3-err", "pop3-disabled"],
+    "pop3/office365.bin": ["pop3-microsoft-basic-auth-off", "pop3-disabled"],
+    "pop3/exchange.bin": ["pop3-err", "pop3-temporary-words"],
     "smtp/office365.bin": [
         "smtp-m365-smtp-auth-disabled",
         "smtp-m365-smtp-auth-disabled",
@@ -110,6 +116,18 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
     "smtp/exim.bin": ["smtp-wrong-credentials", "smtp-too-many-connections", "smtp-5xx"],
 }
 
+# The server each transcript came from, where a rule looks at the host name;
+# every other one is "mail.example.org" (an on-premises server).
+HOSTS = {
+    "imap/office365.bin": "outlook.office365.com",
+    "pop3/office365.bin": "outlook.office365.com",
+    "smtp/office365.bin": "smtp.office365.com",
+    "imap/gmail.bin": "imap.gmail.com",
+    "pop3/gmail.bin": "pop.gmail.com",
+    "smtp/gmail.bin": "smtp.gmail.com",
+    "imap/yahoo.bin": "imap.mail.yahoo.com",
+}
+
 # rule -> its failure twin: (transcript, number of the refusal in it).
 TWINS: dict[str, tuple[str, int]] = {
     "imap-app-password": ("imap/gmail.bin", 4),  # Gmail's [ALERT] Invalid credentials
@@ -131,7 +149,9 @@ TWINS: dict[str, tuple[str, int]] = {
     "imap-bye": ("imap/dovecot.bin", 8),  # a BYE for too many connections
     "imap-mechanism-words": ("imap/courier.bin", 0),
     "imap-bad": ("imap/dovecot.bin", 0),  # a NO after an untagged BAD [ALERT]
-    "imap-no": ("imap/exchange.bin", 2),  # Outlook.com's plain NO asking for a web login
+    "imap-no": ("imap/office365.bin", 0),  # the same NO from Microsoft's hosted servers
+    "imap-microsoft-basic-auth-off": ("imap/exchange.bin", 0),  # the same NO, on premises
+    "pop3-microsoft-basic-auth-off": ("pop3/exchange.bin", 0),
     "pop3-app-password": ("pop3/gmail.bin", 2),
     "pop3-web-login": ("pop3/gmail.bin", 2),
     "pop3-plaintext-over-tls": ("pop3/dovecot.bin", 0),
@@ -186,10 +206,14 @@ def _imap_refusals(data: bytes) -> list[tuple[imap.Tagged | imap.Untagged, list[
 def replies(name: str, encrypted: list[bool] | None = None) -> list[LoginReply]:
     """The refusals of a transcript as LoginReplies (all encrypted unless told)."""
     data = (LOGIN / name).read_bytes()
+    host = HOSTS.get(name, "mail.example.org")
     if name.startswith("imap/"):
         answers = _imap_refusals(data)
         flags = encrypted or [True] * len(answers)
-        return [from_imap(a, u, encrypted=e) for (a, u), e in zip(answers, flags, strict=True)]
+        return [
+            from_imap(a, u, encrypted=e, host=host)
+            for (a, u), e in zip(answers, flags, strict=True)
+        ]
     if name.startswith("pop3/"):
         parser = pop3.ResponseParser()
         parser.feed(data)
@@ -197,14 +221,14 @@ def replies(name: str, encrypted: list[bool] | None = None) -> list[LoginReply]:
         while (response := parser.next_response()) is not None:
             found.append(response)
         flags = encrypted or [True] * len(found)
-        return [from_pop3(r, encrypted=e) for r, e in zip(found, flags, strict=True)]
+        return [from_pop3(r, encrypted=e, host=host) for r, e in zip(found, flags, strict=True)]
     smtp_parser = smtp.ReplyParser()
     smtp_parser.feed(data)
     got = []
     while (reply := smtp_parser.next_reply()) is not None:
         got.append(reply)
     flags = encrypted or [True] * len(got)
-    return [from_smtp(r, encrypted=e) for r, e in zip(got, flags, strict=True)]
+    return [from_smtp(r, encrypted=e, host=host) for r, e in zip(got, flags, strict=True)]
 
 
 def _expected(name: str) -> list[tuple[str, bool]]:

@@ -152,7 +152,7 @@ def _imap_read_until(
 
 
 def imap_login(
-    session: ImapSession, creds: Credentials, capabilities: Iterable[str]
+    session: ImapSession, creds: Credentials, capabilities: Iterable[str], *, host: str = ""
 ) -> tuple[AuthResult, tuple[str, ...]]:
     """Logs in; returns the result and the capabilities valid after the login.
 
@@ -213,7 +213,7 @@ def imap_login(
     code = f"[{answer.code}] " if answer.code else ""
     label = answer.status if isinstance(answer, imap.Tagged) else answer.keyword
     detail = f"{label} {code}{answer.text}".strip()
-    reply = login_replies.from_imap(answer, untagged, encrypted=session.conn.is_tls)
+    reply = login_replies.from_imap(answer, untagged, encrypted=session.conn.is_tls, host=host)
     if reply.alerts:
         # RFC 3501 §7.1: an [ALERT] text must be shown to the user.
         detail += "".join(f" (ALERT: {alert})" for alert in reply.alerts)
@@ -224,7 +224,9 @@ def imap_login(
 # --- POP3 -------------------------------------------------------------------------
 
 
-def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[str]) -> AuthResult:
+def pop3_login(
+    session: Pop3Session, creds: Credentials, capabilities: Iterable[str], *, host: str = ""
+) -> AuthResult:
     """AUTH PLAIN (RFC 5034) when SASL PLAIN is announced, else USER/PASS (RFC 1939 §7)."""
     started = time.perf_counter()
     mechanism = pop3_mechanism(capabilities)
@@ -258,7 +260,7 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
     if response.ok and not response.continuation:
         return _result(AuthStatus.OK, shown, str(response), creds, started)
     verdict = login_replies.classify(
-        login_replies.from_pop3(response, encrypted=session.conn.is_tls)
+        login_replies.from_pop3(response, encrypted=session.conn.is_tls, host=host)
     )
     return _refusal(verdict, shown, str(response), creds, started)
 
@@ -266,7 +268,9 @@ def pop3_login(session: Pop3Session, creds: Credentials, capabilities: Iterable[
 # --- SMTP -------------------------------------------------------------------------
 
 
-def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[str]) -> AuthResult:
+def smtp_login(
+    session: SmtpSession, creds: Credentials, capabilities: Iterable[str], *, host: str = ""
+) -> AuthResult:
     """AUTH PLAIN with an initial response, else AUTH LOGIN (RFC 4954)."""
     started = time.perf_counter()
     mechanism = smtp_mechanism(capabilities)
@@ -289,7 +293,7 @@ def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[
         code, _, text = exc.text.partition(" ")
         reply = smtp.Reply(int(code) if code.isdigit() else 421, (text,))
         verdict = login_replies.classify(
-            login_replies.from_smtp(reply, encrypted=session.conn.is_tls)
+            login_replies.from_smtp(reply, encrypted=session.conn.is_tls, host=host)
         )
         return _refusal(verdict, mechanism, exc.text, creds, started)
     if reply.code == 334:
@@ -298,7 +302,9 @@ def smtp_login(session: SmtpSession, creds: Credentials, capabilities: Iterable[
         return _result(AuthStatus.FAILED, mechanism, detail, creds, started)
     if reply.code == 235:
         return _result(AuthStatus.OK, mechanism, str(reply), creds, started)
-    verdict = login_replies.classify(login_replies.from_smtp(reply, encrypted=session.conn.is_tls))
+    verdict = login_replies.classify(
+        login_replies.from_smtp(reply, encrypted=session.conn.is_tls, host=host)
+    )
     return _refusal(verdict, mechanism, str(reply), creds, started)
 
 

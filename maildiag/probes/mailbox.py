@@ -98,7 +98,7 @@ class MailboxChecks:
         mechanism = auth.mechanism_for(session_name(endpoint), capabilities)
         try:
             with rec.timing(Phase.AUTH):
-                result, after = _login(session, self.credentials, capabilities)
+                result, after = _login(session, self.credentials, capabilities, endpoint.host)
         except Exception as exc:
             result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
             rec.extras["auth"] = result
@@ -203,14 +203,14 @@ def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> s
 
 
 def _login(
-    session: Session, creds: Credentials, capabilities: tuple[str, ...]
+    session: Session, creds: Credentials, capabilities: tuple[str, ...], host: str
 ) -> tuple[AuthResult, tuple[str, ...]]:
     if isinstance(session, ImapSession):
-        return auth.imap_login(session, creds, capabilities)
+        return auth.imap_login(session, creds, capabilities, host=host)
     if isinstance(session, Pop3Session):
-        return auth.pop3_login(session, creds, capabilities), capabilities
+        return auth.pop3_login(session, creds, capabilities, host=host), capabilities
     assert isinstance(session, SmtpSession)
-    return auth.smtp_login(session, creds, capabilities), capabilities
+    return auth.smtp_login(session, creds, capabilities, host=host), capabilities
 
 
 def _mailbox_facts(
