@@ -22,7 +22,7 @@ from .findings import (
     make_finding,
     render_text,
 )
-from .i18n import SOURCE_AUTOCONFIG, SOURCE_SRV
+from .i18n import SIGNED, SOURCE_AUTOCONFIG, SOURCE_SRV, TLS_NAME
 from .model import (
     AuthStatus,
     Discovery,
@@ -349,7 +349,8 @@ def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
             endpoint,
             greeting=result.greeting or result.error or "",
             plain_name=spec(protocol).name,
-            tls_name=f"{spec(protocol).tls_name} (implicit TLS)",
+            tls_name=TLS_NAME.format(name=spec(protocol).tls_name),
+            tls_name_of=spec(protocol).tls_name,
             starttls_port=spec(protocol).starttls_port,
             tls_port=spec(protocol).tls_port,
             setting=implicit_tls_setting(_software(result), protocol),
@@ -527,16 +528,21 @@ def _weak_crypto_findings(
             **base,
         )
     signatures = [c for c in sent if weak_signature(c) and not c.self_issued]
+    signed = [
+        {
+            "place": "leaf" if c is facts.chain[0] else "intermediate",
+            "subject": c.subject,
+            "hash": WEAK_SIGNATURE_HASHES[c.signature_hash or ""],
+            "algorithm": c.signature_algorithm,
+        }
+        for c in signatures
+    ]
     if signatures:
         yield make_finding(
             "TLS_SIGNATURE_WEAK",
             endpoint,
-            weak_signatures="; ".join(
-                f"{'its certificate' if c is facts.chain[0] else 'the intermediate'} "
-                f"{c.subject} signed with {WEAK_SIGNATURE_HASHES[c.signature_hash or '']} "
-                f"({c.signature_algorithm})"
-                for c in signatures
-            ),
+            weak_signatures="; ".join(SIGNED[c["place"]].format(**c) for c in signed),
+            signed=signed,
             certificates=[c.subject for c in signatures],
             **base,
         )

@@ -100,6 +100,12 @@ def localise(finding: Finding, lang: str) -> Finding:
 SOURCE_SRV = "SRV record {record}"
 SOURCE_AUTOCONFIG = "autoconfig file"
 DATE = "%Y-%m-%d"  # how analysis writes dates; the translation is the local order
+TLS_NAME = "{name} (implicit TLS)"
+# One certificate of TLS_SIGNATURE_WEAK's chain, by its place in the chain.
+SIGNED = {
+    "leaf": "its certificate {subject} signed with {hash} ({algorithm})",
+    "intermediate": "the intermediate {subject} signed with {hash} ({algorithm})",
+}
 _OUTCOME_FACT_CODES = ("DISCOVERY_CONTRADICTION", "IPV6_FAILS", "IPV4_FAILS")
 
 
@@ -109,12 +115,13 @@ def fact_texts() -> list[tuple[str, str]]:
         (f"fact/{name}", english) for name, words in _fact_words().items() for english in words
     ]
     pairs += [("fact/source", SOURCE_SRV), ("fact/source", SOURCE_AUTOCONFIG), ("fact/date", DATE)]
+    pairs += [("fact/tls_name", TLS_NAME), *(("fact/signed", text) for text in SIGNED.values())]
     return pairs
 
 
 @cache
 def _fact_words() -> dict[str, tuple[str, ...]]:
-    from .analysis import _srv_description
+    from .analysis import OUTDATED_ONLY, _srv_description
     from .model import Phase
     from .protocols.registry import SPECS, SRV_SERVICES
 
@@ -125,6 +132,7 @@ def _fact_words() -> dict[str, tuple[str, ...]]:
         "phase": (*(phase.value for phase in Phase), "the dialogue"),
         "where": (" after TLS",),
         "security": ("plain", "starttls", "tls"),
+        "version": (OUTDATED_ONLY,),
     }
 
 
@@ -149,6 +157,14 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
         outcome = facts.get(name)
         if code in _OUTCOME_FACT_CODES and isinstance(outcome, str):
             rebuilt[name] = text(lang, "report/outcome", outcome)
+    tls_name = facts.get("tls_name_of")
+    if isinstance(tls_name, str):
+        rebuilt["tls_name"] = render_text(text(lang, "fact/tls_name", TLS_NAME), {"name": tls_name})
+    signed = facts.get("signed")
+    if code == "TLS_SIGNATURE_WEAK" and isinstance(signed, list):
+        rebuilt["weak_signatures"] = "; ".join(
+            render_text(text(lang, "fact/signed", SIGNED[c["place"]]), c) for c in signed
+        )
     for name in ("not_after", "not_before"):
         value = facts.get(name)
         if isinstance(value, str):

@@ -17,6 +17,7 @@ import warnings
 
 import pytest
 
+from maildiag import i18n
 from maildiag.analysis import analyse
 from maildiag.deadline import Deadline
 from maildiag.model import Discovery, Endpoint, Outcome, Protocol, Security, TlsFailure
@@ -79,6 +80,8 @@ def test_plaintext_greeting_on_a_tls_port_says_so(key, loopback_address, pki):
     assert finding.severity == "critical"
     assert result.greeting in finding.explanation
     assert "STARTTLS" in finding.fix
+    german = i18n.localise(finding, "de").explanation
+    assert "(SSL/TLS vom ersten Byte an)" in german and "implicit" not in german
     if protocol is Protocol.SMTP:
         assert "not SMTPS" in finding.explanation
         assert "tls_on_connect_ports" in finding.fix and "smtpd_tls_wrappermode" in finding.fix

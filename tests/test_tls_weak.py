@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from maildiag import i18n
 from maildiag.analysis import analyse as analyse_results
 from maildiag.model import (
     Discovery,
@@ -142,6 +143,9 @@ def test_weak_signature_is_named_not_reported_as_not_verifying(
     assert weak.severity is Severity.CRITICAL
     assert name in weak.explanation
     assert ("its certificate" if where == "leaf" else "the intermediate") in weak.explanation
+    german = i18n.localise(weak, "de").explanation
+    assert ("das Serverzertifikat" if where == "leaf" else "das Zwischenzertifikat") in german
+    assert f"signiert mit {name}" in german and "signed" not in german
     assert "TLS_CERT_INVALID" not in found
 
 
