@@ -478,12 +478,18 @@ class Summary:
 
 
 class Progress:
-    """A one-line progress display for a terminal (the caller checks ``isatty``)."""
+    """A one-line progress display for a terminal (the caller checks ``isatty``).
 
-    WIDTH = 30
+    The line never wraps: the bar shrinks with the terminal, and what still
+    does not fit is cut at the terminal's width (a wrapped line would leave
+    a trail of old lines, as ``\r`` only returns to the start of the last one).
+    """
 
-    def __init__(self, stream: Any, total: int | None, lang: str = "en") -> None:
+    BAR = 30  # the bar's width on a terminal wide enough for everything
+
+    def __init__(self, stream: Any, total: int | None, lang: str = "en", width: int = 80) -> None:
         self.words = _words(lang)
+        self.width = max(width, 20)
         self.stream = stream
         self.total = total or None
         self.done = 0
@@ -502,16 +508,18 @@ class Progress:
             f"{self.words(f'status/{s.name}')} {summary.statuses.get(s, 0)}" for s in Status
         )
         if self.total:
-            filled = int(self.WIDTH * min(self.done / self.total, 1.0))
-            bar = "#" * filled + "-" * (self.WIDTH - filled)
             eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            line = (
-                f"[{bar}] {self.done}/{self.total} {rate:.1f}/s "
+            numbers = (
+                f" {self.done}/{self.total} {rate:.1f}/s "
                 f"eta {int(eta) // 60}:{int(eta) % 60:02d}  {counts}"
             )
+            # The bar gives way first, down to 10 characters.
+            size = max(10, min(self.BAR, self.width - 1 - len(numbers) - 2))
+            filled = int(size * min(self.done / self.total, 1.0))
+            line = f"[{'#' * filled}{'-' * (size - filled)}]{numbers}"
         else:
             line = f"{self.words('domains', count=self.done)} {rate:.1f}/s  {counts}"
-        self.stream.write("\r\x1b[K" + line)
+        self.stream.write("\r\x1b[K" + line[: self.width - 1])
         self.stream.flush()
 
     def close(self) -> None:

@@ -81,6 +81,15 @@ def _host_name(value: str) -> str:
         return to_ascii(value)
 
 
+def _stderr_width(stream: object) -> int:
+    import shutil
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size().columns
+
+
 def _environment() -> Environment:
     """The environment ``main`` was given (a command invoked by other means gets the process's)."""
     obj = click.get_current_context().obj or {}
@@ -548,7 +557,7 @@ def batch(
         if source != "-":
             with open(source, "rb") as counting:
                 total = batch_module.count_entries(counting)
-        bar = batch_module.Progress(err, total, language)
+        bar = batch_module.Progress(err, total, language, _stderr_width(err))
 
     stop, interrupted = threading.Event(), threading.Event()
     previous = _on_stop_signals(stop, interrupted)

@@ -626,3 +626,18 @@ def test_uninterrupted_run_of_the_same_kind_finishes(stalling, tmp_path) -> None
     assert sorted(r["domain"] for r in records) == sorted(healthy)
     assert b"(interrupted)" not in err
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize("width", [20, 40, 80, 200])
+def test_the_progress_line_never_wraps_on_a_narrow_terminal(width) -> None:
+    import io
+
+    from maildiag.batch import Progress, Summary
+
+    stream = io.StringIO()
+    progress = Progress(stream, total=1000, width=width)
+    summary = Summary()
+    progress.update(summary, force=True)
+    line = stream.getvalue().split("\r\x1b[K")[-1]
+    assert 0 < len(line) < width and line.startswith("[")
+    assert "0/1000" in line  # the bar gives way before the numbers
