@@ -191,6 +191,29 @@ def test_wrong_password_per_protocol_is_auth_failed_once(mail_lab: MailLab, chec
     assert mail_lab.wait_for_failed_logins(alice.address, before + 1) == before + 1
 
 
+def test_a_login_without_the_domain_is_told_about_the_full_address_and_tried_once(
+    mail_lab: MailLab, check
+):
+    # Dovecot knows only "alice@lab.test": "alice" is refused with
+    # [AUTHENTICATIONFAILED]. The finding names the other form; maildiag does
+    # not try it (that would be a second failed login).
+    alice = mail_lab.alice
+    local = alice.address.split("@")[0]
+    before = mail_lab.failed_logins(local)
+    before_full = mail_lab.failed_logins(alice.address)
+    code, out, _ = check("--format", "json", user=local, password=alice.password)
+    report = _json(out)
+    assert code == 2
+    statuses = sorted(_auth(report).values())
+    assert statuses == ["skipped"] * 5 + ["wrong_credentials"]
+    failed = next(f for f in report["findings"] if f["code"] == "AUTH_FAILED")
+    assert "complete e-mail address" in failed["explanation"]
+    assert f"'{local}'" in failed["explanation"]
+    assert mail_lab.wait_for_failed_logins(local, before + 1) == before + 1
+    # The full address was never tried: no attempt of it reached Dovecot.
+    assert mail_lab.failed_logins(alice.address) == before_full
+
+
 @pytest.mark.parametrize(
     ("protocol", "expected"),
     [
