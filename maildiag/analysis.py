@@ -22,7 +22,7 @@ from .findings import (
     make_finding,
     render_text,
 )
-from .i18n import SIGNED, SOURCE_AUTOCONFIG, SOURCE_SRV, TLS_NAME
+from .i18n import SIGNED, SIZE_UNKNOWN, SOURCE_AUTOCONFIG, SOURCE_SRV, TLS_NAME
 from .model import (
     AuthStatus,
     Discovery,
@@ -806,7 +806,7 @@ def _inbox_findings(
             "INBOX_LARGE",
             user=user,
             messages=messages,
-            size=_size(size) if size else "size unknown",
+            size=_size(size) if size else SIZE_UNKNOWN,
             size_bytes=size or None,
             max_messages=thresholds.inbox_large_messages,
             max_size=_size(thresholds.inbox_large_bytes),

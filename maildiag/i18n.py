@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gettext
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
@@ -101,6 +102,11 @@ SOURCE_SRV = "SRV record {record}"
 SOURCE_AUTOCONFIG = "autoconfig file"
 DATE = "%Y-%m-%d"  # how analysis writes dates; the translation is the local order
 TLS_NAME = "{name} (implicit TLS)"
+SIZE_UNKNOWN = "size unknown"
+DECIMAL_MARK = "."  # translated: the decimal mark of numbers and sizes ("2,5 GiB")
+# Facts that are sizes written with a decimal point ("2.5 GiB", "20.0 MB").
+_SIZE_FACTS = ("size", "max_size", "used", "limit", "attachments")
+_DECIMAL_SIZE = re.compile(r"\d+\.\d+ \w+")
 # One certificate of TLS_SIGNATURE_WEAK's chain, by its place in the chain.
 SIGNED = {
     "leaf": "its certificate {subject} signed with {hash} ({algorithm})",
@@ -116,6 +122,7 @@ def fact_texts() -> list[tuple[str, str]]:
     ]
     pairs += [("fact/source", SOURCE_SRV), ("fact/source", SOURCE_AUTOCONFIG), ("fact/date", DATE)]
     pairs += [("fact/tls_name", TLS_NAME), *(("fact/signed", text) for text in SIGNED.values())]
+    pairs.append(("fact/decimal_mark", DECIMAL_MARK))
     return pairs
 
 
@@ -133,6 +140,7 @@ def _fact_words() -> dict[str, tuple[str, ...]]:
         "where": (" after TLS",),
         "security": ("plain", "starttls", "tls"),
         "version": (OUTDATED_ONLY,),
+        "size": (SIZE_UNKNOWN,),
     }
 
 
@@ -165,6 +173,13 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
         rebuilt["weak_signatures"] = "; ".join(
             render_text(text(lang, "fact/signed", SIGNED[c["place"]]), c) for c in signed
         )
+    mark = text(lang, "fact/decimal_mark", DECIMAL_MARK)
+    if mark != DECIMAL_MARK:
+        for name, value in facts.items():
+            if isinstance(value, float):
+                rebuilt[name] = _Number(value, mark)
+            elif name in _SIZE_FACTS and isinstance(value, str) and _DECIMAL_SIZE.fullmatch(value):
+                rebuilt[name] = value.replace(DECIMAL_MARK, mark)
     for name in ("not_after", "not_before"):
         value = facts.get(name)
         if isinstance(value, str):
@@ -174,6 +189,20 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
                 continue
             rebuilt[name] = day.strftime(text(lang, "fact/date", DATE))
     return rebuilt
+
+
+class _Number(float):
+    """A float that formats with another decimal mark: the templates keep their specs."""
+
+    def __new__(cls, value: float, mark: str) -> _Number:
+        number = super().__new__(cls, value)
+        number.mark = mark
+        return number
+
+    mark: str
+
+    def __format__(self, spec: str) -> str:
+        return format(float(self), spec).replace(DECIMAL_MARK, self.mark)
 
 
 def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:

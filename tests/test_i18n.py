@@ -188,3 +188,26 @@ def test_the_failure_over_one_address_family_is_worded_like_the_table() -> None:
     )
     assert "(2001:db8::1: timeout)" in ipv6.explanation
     assert "(2001:db8::1: keine Antwort)" in i18n.localise(ipv6, "de").explanation
+
+
+def test_numbers_and_sizes_in_german_have_a_decimal_comma() -> None:
+    slow = make_finding(
+        "SYNC_DELIVERY_SLOW",
+        user="a@kunde.example",
+        delivery=12.25,
+        delivery_method="idle",
+        limit=10.0,
+    )
+    assert "after 12.2 s (idle; more than 10 s is slow)" in slow.explanation
+    german = i18n.localise(slow, "de").explanation
+    assert "erst nach 12,2 s im Posteingang (idle; mehr als 10 s ist langsam)" in german
+    large = make_finding(
+        "INBOX_LARGE",
+        user="a@kunde.example",
+        messages=12000,
+        size="2.5 GiB",
+        max_messages=10000,
+        max_size="2.0 GiB",
+    )
+    german = i18n.localise(large, "de").explanation
+    assert "12000 Nachrichten (2,5 GiB)" in german and "oder 2,0 GiB" in german

@@ -225,7 +225,7 @@ def endpoint_table(
             "Protocol": endpoint.protocol.value.upper(),
             "Host": endpoint.host,
             "Port": endpoint.port,
-            "Security": endpoint.security.value,
+            "Security": i18n.text(lang, "fact/security", endpoint.security.value),
             "Outcome": _outcome(result, own, colour, words),
             "Latency": _latency(result),
             "TLS": tls.version if tls else "-",
