@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from maildiag.deadline import Deadline
 from maildiag.findings import CATALOGUE
 from maildiag.login_replies import (
     RULES,
@@ -21,7 +22,8 @@ from maildiag.login_replies import (
     from_smtp,
     oauth_only,
 )
-from maildiag.model import AuthStatus, Protocol
+from maildiag.model import AuthResult, AuthStatus, Protocol
+from maildiag.probes.auth import LoginGate, Turn
 from maildiag.protocols import imap, pop3, smtp
 
 LOGIN = Path(__file__).resolve().parent.parent / "fixtures" / "transcripts" / "login"
@@ -343,3 +345,40 @@ def test_a_server_with_only_oauth_mechanisms_is_oauth_only(protocol, caps) -> No
 @pytest.mark.parametrize(("protocol", "caps"), NOT_OAUTH_ONLY)
 def test_oauth_beside_a_password_login_is_not_oauth_only(protocol, caps) -> None:
     assert oauth_only(protocol, caps) == ()
+
+
+# --- the verdicts the login gate acts on --------------------------------------------
+
+STOPPING = [
+    ("smtp/office365.bin", 0),  # SMTP AUTH off: the password is not taken this way
+    ("smtp/gmail.bin", 0),  # app password required
+    ("imap/office365.bin", 0),  # OAuth only
+    ("imap/dovecot.bin", 3),  # disabled account
+    ("imap/cyrus.bin", 0),  # expired password
+    ("imap/gmail.bin", 2),  # wrong password
+    ("smtp/postfix.bin", 6),  # "too many errors": the server counts this address
+]
+HANDING_ON = [
+    ("imap/dovecot.bin", 5),  # [UNAVAILABLE]: the password was not judged
+    ("pop3/dovecot.bin", 4),  # [IN-USE]
+    ("imap/gmail.bin", 3),  # [LIMIT] too many connections
+    ("smtp/postfix.bin", 8),  # no usable mechanism
+]
+
+
+def _gate_turn_after(verdict_of: tuple[str, int]) -> Turn:
+    verdict = classify(_reply(*verdict_of))
+    gate = LoginGate()
+    _, pilot = gate.wait_turn(Deadline(5))
+    gate.report(pilot, "pilot", AuthResult(verdict.status, "PLAIN", "r", cause=verdict.cause))
+    return gate.wait_turn(Deadline(5))[0]
+
+
+@pytest.mark.parametrize("where", STOPPING, ids=str)
+def test_a_definite_refusal_stops_every_further_login(where) -> None:
+    assert _gate_turn_after(where) is Turn.SKIP
+
+
+@pytest.mark.parametrize("where", HANDING_ON, ids=str)
+def test_a_refusal_that_did_not_judge_the_password_hands_the_login_on(where) -> None:
+    assert _gate_turn_after(where) is Turn.PILOT

@@ -3,7 +3,9 @@
 Each ``*_login`` function drives one login over an open (normally encrypted)
 session and turns the server's answer into an ``AuthResult`` whose status
 tells a wrong password from a disabled account, a refusal to log in before
-TLS, a missing mechanism and a temporary failure. The password is revealed
+TLS, a missing mechanism and a temporary failure, and whose cause names what
+the reply says (an app password required, SMTP AUTH off, ...): the table of
+known replies is ``maildiag.login_replies``. The password is revealed
 only to build the bytes sent to the server, and every text kept from the
 server is scrubbed of it.
 
@@ -331,8 +333,10 @@ class LoginGate:
 
     The first probe to reach its login becomes the pilot; the others wait
     (their connection and TLS checks already done in parallel). A successful
-    login lets them all go; wrong credentials, a disabled account or a login
-    without an answer (None or NO_ANSWER) make them skip; any other outcome
+    login lets them all go; wrong credentials, a disabled account, a password
+    the provider does not take this way, a server throttling this address
+    (``stops_further_logins``) or a login without an answer (None or
+    NO_ANSWER) make them skip; any other outcome
     (mechanism missing, temporary failure) hands the pilot's role to the next
     waiter. A stop reported at any time stops the endpoints that have not
     tried yet: hosting servers count failed logins per address (fail2ban), so
