@@ -20,6 +20,7 @@ from .findings import (
     USER_FORM_TEXTS,
     WHERE,
     make_finding,
+    quota_advice,
     render_text,
 )
 from .i18n import SIGNED, SIZE_UNKNOWN, SOURCE_AUTOCONFIG, SOURCE_SRV, TLS_NAME
@@ -28,7 +29,10 @@ from .model import (
     Discovery,
     Endpoint,
     Finding,
+    Folder,
+    FolderListing,
     InboundResult,
+    MailboxFacts,
     Outcome,
     Phase,
     PortCheck,
@@ -614,6 +618,7 @@ def mailbox_findings(
         if result.send is not None:
             yield from _send_findings(result, result.send, thresholds, who)
     yield from _quota_findings(tried, thresholds, who)
+    yield from _folder_findings(tried)
     yield from _inbox_findings(tried, thresholds, who)
     yield from _advice(tried)
     if sync is not None:
@@ -775,7 +780,8 @@ def _quota_findings(
     advice_keys = list(
         dict.fromkeys(q.name.upper() if q.name.upper() in QUOTA_ADVICE else "" for q in pressing)
     )
-    advice = " ".join(QUOTA_ADVICE[key] for key in advice_keys)
+    folder_space = _folder_space(mailbox, worst.name)
+    advice = quota_advice(advice_keys, folder_space, lambda _context, english: english)
     facts: dict[str, Any] = {
         "user": user,
         "resource": worst.name,
@@ -788,11 +794,104 @@ def _quota_findings(
         ],
     }
     if percent >= thresholds.quota_critical_percent:
-        yield make_finding("QUOTA_FULL", advice=advice, advice_for=advice_keys, **facts)
+        yield make_finding(
+            "QUOTA_FULL", advice=advice, advice_for=advice_keys, folder_space=folder_space, **facts
+        )
     elif percent >= thresholds.quota_warning_percent:
-        yield make_finding("QUOTA_NEAR_LIMIT", advice=advice, advice_for=advice_keys, **facts)
+        yield make_finding(
+            "QUOTA_NEAR_LIMIT",
+            advice=advice,
+            advice_for=advice_keys,
+            folder_space=folder_space,
+            **facts,
+        )
     else:
         yield make_finding("QUOTA_OK", **facts)
+
+
+# Folders whose content the user can simply throw away (RFC 6154 §2).
+_EMPTYABLE = frozenset({"\\Trash", "\\Junk"})
+_LARGEST_SHOWN = 3
+
+
+def _folder_space(mailbox: MailboxFacts, resource: str) -> list[dict[str, Any]]:
+    """The folders that hold the quota: Trash and Junk (when they hold a tenth or more of
+    it), then the largest others.
+
+    By size where STATUS=SIZE gave it (and the quota is not a message count),
+    else by message count; empty folders are left out.
+    """
+    by_size = resource.upper() != "MESSAGE" and any(f.size_bytes for f in mailbox.folders)
+
+    def amount(folder: Folder) -> int:
+        return (folder.size_bytes if by_size else folder.messages) or 0
+
+    measured = sorted((f for f in mailbox.folders if amount(f) > 0), key=amount, reverse=True)
+    total = sum(amount(f) for f in measured)
+    # Trash and Junk are named as the first step only when that step matters.
+    emptyable = [f for f in measured if _EMPTYABLE & set(f.special_use) and amount(f) * 10 >= total]
+    others = [f for f in measured if f not in emptyable][:_LARGEST_SHOWN]
+    return [
+        {
+            "name": f.name,
+            "size": _size(amount(f)) if by_size else None,
+            "size_bytes": f.size_bytes,
+            "messages": f.messages,
+            "empty": f in emptyable,
+        }
+        for f in (*emptyable, *others)
+    ]
+
+
+# RFC 6154 §2: the four a mail client needs to place sent, drafted, deleted and spam mail.
+_NEEDED_SPECIAL_USE = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk")
+_FOLDERS_SHOWN = 12
+
+
+def _folder_findings(tried: list[ProbeResult]) -> Iterator[Finding]:
+    """Special-use marks and IDLE: facts of the mailbox, from the first IMAP login that listed."""
+    listed = [
+        r.mailbox
+        for r in tried
+        if r.endpoint.protocol is Protocol.IMAP
+        and r.auth is not None
+        and r.auth.status == AuthStatus.OK
+        and r.mailbox is not None
+        and r.mailbox.folder_listing not in (None, FolderListing.FAILED)
+    ]
+    if not listed:
+        return
+    mailbox = listed[0]
+    marked = {use for f in mailbox.folders for use in f.special_use}
+    missing = [use for use in _NEEDED_SPECIAL_USE if use not in marked]
+    names = [f.name for f in mailbox.folders]
+    shown = ", ".join(names[:_FOLDERS_SHOWN]) + (", ..." if len(names) > _FOLDERS_SHOWN else "")
+    facts: dict[str, Any] = {
+        "listing": str(mailbox.folder_listing),
+        "folder_names": names,
+        "special_use": {f.name: list(f.special_use) for f in mailbox.folders if f.special_use},
+    }
+    if missing:
+        # Sent and Trash are where mail "vanishes"; Drafts and Junk matter less.
+        severity = None if {"\\Sent", "\\Trash"} & set(missing) else Severity.INFO
+        yield make_finding(
+            "FOLDERS_SPECIAL_USE_MISSING",
+            severity=severity,
+            missing=", ".join(missing),
+            missing_uses=missing,
+            folders=shown or "-",
+            **facts,
+        )
+    else:
+        pairs = [
+            f"{use} {f.name}"
+            for use in _NEEDED_SPECIAL_USE
+            for f in mailbox.folders
+            if use in f.special_use
+        ]
+        yield make_finding("FOLDERS_SPECIAL_USE_OK", marked=", ".join(pairs), **facts)
+    if mailbox.idle is False:
+        yield make_finding("IMAP_IDLE_MISSING")
 
 
 def _inbox_findings(

@@ -9,7 +9,7 @@ a support technician who has to pass the fix on to a customer.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -993,6 +993,40 @@ _SPECS = (
         "Move older mail into archive folders (for example one per year); most clients have "
         "an archive function for this.",
     ),
+    # --- folders and push (after an IMAP login) --------------------------------
+    FindingSpec(
+        "FOLDERS_SPECIAL_USE_OK",
+        _S.OK,
+        "The special folders are marked",
+        "The IMAP server marks the folders for sent mail, drafts, deleted mail and spam "
+        "(RFC 6154 special use): {marked}. Mail clients find them without being told.",
+        "Nothing to do.",
+    ),
+    FindingSpec(
+        "FOLDERS_SPECIAL_USE_MISSING",
+        _S.WARNING,
+        "The server does not mark the special folders",
+        "The IMAP server marks no folder as {missing} (RFC 6154 special use). Without the mark "
+        "each mail client picks these folders by name or creates its own (Outlook: 'Sent Items' "
+        "and 'Deleted Items', in German 'Gesendete Elemente' and 'Gelöschte Elemente'; Apple "
+        "Mail: 'Sent Messages'), so sent and deleted mail ends up in a different folder on each "
+        "device and seems to vanish. The account's folders: {folders}.",
+        "Have the provider mark the folders (Dovecot: special_use = \\Sent, \\Trash, "
+        "\\Drafts, \\Junk in the mailbox sections of the inbox namespace). Until then, choose "
+        "the folders by hand in every mail client: Thunderbird under Account Settings, Copies & "
+        "Folders; iPhone and Apple Mail under the account's Mailbox Behaviors; Outlook under "
+        "the account's IMAP settings (folder for sent and deleted items).",
+    ),
+    FindingSpec(
+        "IMAP_IDLE_MISSING",
+        _S.INFO,
+        "The server offers no push (IDLE)",
+        "The IMAP server does not offer IDLE (RFC 2177), so it cannot tell a mail client about "
+        "new mail at once: clients have to ask at intervals. Phones then show new mail only "
+        "every 15 minutes or more, or when the app is opened.",
+        "Ask the provider to enable IDLE (Dovecot and Cyrus offer it by default). Until then, "
+        "set a shorter fetch interval on the phone, at some cost in battery.",
+    ),
     # --- sending (after a submission login) ----------------------------------
     FindingSpec(
         "SEND_OK",
@@ -1033,7 +1067,7 @@ _SPECS = (
         "Sending was not checked",
         "The sending check on {host}:{port} was not made: {reason}.",
         "To check whether the login may send as its address, give the full e-mail address as "
-        "--user.",
+        "--user, or with --address.",
     ),
     FindingSpec(
         "SEND_SIZE_LIMIT",
@@ -1241,6 +1275,46 @@ QUOTA_ADVICE: Mapping[str, str] = {
     "": "Delete or archive old mail and empty Trash and Junk (deleted mail counts until those "
     "folders are emptied).",
 }
+
+# Sentences added to the {advice} of QUOTA_NEAR_LIMIT and QUOTA_FULL when
+# the folder sizes (or message counts) were measured: where the space is.
+QUOTA_FOLDER_TEXTS: Mapping[str, str] = {
+    "empty": "Here, emptying {folders} frees the most.",
+    "largest": "The largest other folders: {folders}.",
+    "messages": "{count} messages",
+}
+
+
+def quota_advice(
+    advice_for: Sequence[str],
+    folder_space: Sequence[Mapping[str, Any]],
+    translate: Callable[[str, str], str],
+) -> str:
+    """The {advice} of the quota findings, in the language ``translate`` gives.
+
+    ``folder_space`` lists folders worst first, each with ``name``, ``size``
+    (a formatted size, or None when only ``messages`` is known) and whether
+    it is a folder to ``empty`` (Trash, Junk).
+    """
+    parts = [translate(f"QUOTA_ADVICE/{key or 'other'}", QUOTA_ADVICE[key]) for key in advice_for]
+    for group, empty in (("empty", True), ("largest", False)):
+        named = [
+            "{} ({})".format(
+                space["name"],
+                space["size"]
+                or render_text(
+                    translate("QUOTA_FOLDERS/messages", QUOTA_FOLDER_TEXTS["messages"]),
+                    {"count": space["messages"]},
+                ),
+            )
+            for space in folder_space
+            if bool(space.get("empty")) is empty
+        ]
+        if named:
+            sentence = translate(f"QUOTA_FOLDERS/{group}", QUOTA_FOLDER_TEXTS[group])
+            parts.append(render_text(sentence, {"folders": ", ".join(named)}))
+    return " ".join(parts)
+
 
 # The quota resources of RFC 9208 §5, as the {resource} fact names them.
 QUOTA_RESOURCES = ("STORAGE", "MESSAGE", "MAILBOX", "ANNOTATION-STORAGE")

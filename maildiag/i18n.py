@@ -215,6 +215,7 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         USE_IMAP_TEXTS,
         USER_FORM_TEXTS,
         WHERE,
+        quota_advice,
         render_text,
     )
 
@@ -224,8 +225,11 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         rebuilt["resource"] = text(lang, "quota-resource", resource.upper())
     advice_for = facts.get("advice_for")
     if isinstance(advice_for, list) and all(key in QUOTA_ADVICE for key in advice_for):
-        rebuilt["advice"] = " ".join(
-            text(lang, f"QUOTA_ADVICE/{key or 'other'}", QUOTA_ADVICE[key]) for key in advice_for
+        folder_space = facts.get("folder_space")
+        rebuilt["advice"] = quota_advice(
+            advice_for,
+            folder_space if isinstance(folder_space, list) else [],
+            lambda context, english: text(lang, context, english),
         )
     ca_issuers = facts.get("ca_issuers")
     if code == "TLS_CHAIN_INCOMPLETE" and isinstance(ca_issuers, list):

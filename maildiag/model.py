@@ -234,6 +234,28 @@ class QuotaResource:
         return self.usage / self.limit if self.limit else None
 
 
+class FolderListing(enum.StrEnum):
+    """How the folders were listed, which says how their special use could be seen."""
+
+    SPECIAL_USE = "special-use"  # LIST "" "*" RETURN (SPECIAL-USE) (RFC 6154 with RFC 5258)
+    LIST = "list"  # plain LIST: carries the attributes when SPECIAL-USE is announced
+    XLIST = "xlist"  # Gmail's pre-RFC 6154 XLIST
+    FAILED = "failed"  # the server refused the command; no folders known
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One mailbox of the account, as LIST shows it (and STATUS measured it)."""
+
+    name: str  # for people (modified UTF-7 decoded)
+    special_use: tuple[str, ...] = ()  # "\\Sent", "\\Trash", ... (RFC 6154; XLIST mapped)
+    messages: int | None = None  # STATUS MESSAGES, only when the quota is pressing
+    size_bytes: int | None = None  # STATUS SIZE (RFC 8438), where offered
+
+
 @dataclass(frozen=True)
 class MailboxFacts:
     """Read-only facts about a mailbox (filled in by the mailbox checks)."""
@@ -243,6 +265,11 @@ class MailboxFacts:
     quota_supported: bool | None = None
     inbox_messages: int | None = None
     inbox_size_bytes: int | None = None
+    # IMAP: the folders and how they were listed (None: not listed, e.g. POP3),
+    # whether IDLE (RFC 2177, push) is offered after the login.
+    folder_listing: FolderListing | None = None
+    folders: tuple[Folder, ...] = ()
+    idle: bool | None = None
 
 
 class SendStatus(enum.StrEnum):

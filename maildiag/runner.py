@@ -236,6 +236,9 @@ def diagnose(
             creds,
             allow_plaintext=request.allow_plaintext,
             foreign_hosts=discovery.foreign_hosts,
+            quota_warning_percent=request.thresholds.quota_warning_percent,
+            # The sending check's sender when the login is no address.
+            address=request.address,
         ).hook_for
     settings = ProbeSettings(
         timeout=request.timeout,

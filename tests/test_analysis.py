@@ -14,11 +14,15 @@ from maildiag.model import (
     Discovery,
     DnsProblem,
     Endpoint,
+    Folder,
+    FolderListing,
+    MailboxFacts,
     MxRecord,
     Outcome,
     Phase,
     ProbeResult,
     Protocol,
+    QuotaResource,
     Security,
     SendCheck,
     Severity,
@@ -357,6 +361,10 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         works_address="192.0.2.7",
         fails_address="2001:db8::7",
         failure="refused",
+        # folders after an IMAP login
+        marked="\\Sent Sent",
+        missing="\\Junk",
+        folders="INBOX, Sent",
     )
     for code, spec in CATALOGUE.items():
         finding = make_finding(code, IMAPS, **facts)
@@ -399,3 +407,61 @@ def test_the_size_warning_follows_the_threshold():
     strict = Thresholds(send_size_small_bytes=25_000_000)
     small = next(f for f in mailbox_findings([_sent(send)], strict) if f.code == "SEND_SIZE_SMALL")
     assert "20.0 MB" in small.explanation and "15.0 MB" in small.explanation
+
+
+def _imap_login(mailbox):
+    auth = AuthResult("ok", "PLAIN", "OK Logged in")
+    return ok(IMAPS, tls=tls(), auth=auth, mailbox=mailbox)
+
+
+def test_a_full_message_quota_names_folders_by_message_count():
+    mailbox = MailboxFacts(
+        quota=(QuotaResource("MESSAGE", 1000, 1000), QuotaResource("STORAGE", 10, 1_000_000)),
+        folder_listing=FolderListing.SPECIAL_USE,
+        folders=(
+            Folder("INBOX", (), 300, 5_000_000),
+            Folder("Papierkorb", ("\\Trash",), 650, 1_000_000),
+            Folder("Spam", ("\\Junk",), 40, 200_000),  # under a tenth: not the first step
+            Folder("Sent", ("\\Sent",), 10, 9_000_000),
+        ),
+        idle=True,
+    )
+    full = next(f for f in mailbox_findings([_imap_login(mailbox)]) if f.code == "QUOTA_FULL")
+    assert "Here, emptying Papierkorb (650 messages) frees the most." in full.fix
+    assert "The largest other folders: INBOX (300 messages), Spam (40 messages), Sent" in full.fix
+    assert full.details["folder_space"][0] == {
+        "name": "Papierkorb",
+        "size": None,
+        "size_bytes": 1_000_000,
+        "messages": 650,
+        "empty": True,
+    }
+
+
+def test_a_storage_quota_names_folders_by_size_in_german_too():
+    from maildiag.i18n import localise
+
+    mailbox = MailboxFacts(
+        quota=(QuotaResource("STORAGE", 950_000, 1_000_000),),
+        folder_listing=FolderListing.LIST,
+        folders=(
+            Folder("INBOX", (), 10, 300 * 1024**2),
+            Folder("Trash", ("\\Trash",), 99, 1024**3),
+        ),
+        idle=True,
+    )
+    near = next(f for f in mailbox_findings([_imap_login(mailbox)]) if f.code == "QUOTA_NEAR_LIMIT")
+    assert "emptying Trash (1.0 GiB) frees the most" in near.fix
+    assert "The largest other folders: INBOX (300.0 MiB)." in near.fix
+    german = localise(near, "de")
+    assert "das Leeren von Trash (1.0 GiB)" in german.fix
+    assert "Die größten übrigen Ordner: INBOX (300.0 MiB)." in german.fix
+
+
+def test_without_measured_folders_the_quota_advice_is_as_before():
+    mailbox = MailboxFacts(quota=(QuotaResource("STORAGE", 950, 1000),))
+    near = next(f for f in mailbox_findings([_imap_login(mailbox)]) if f.code == "QUOTA_NEAR_LIMIT")
+    assert "emptying" not in near.fix and near.details["folder_space"] == []
+    assert not {"FOLDERS_SPECIAL_USE_OK", "FOLDERS_SPECIAL_USE_MISSING", "IMAP_IDLE_MISSING"} & set(
+        codes(mailbox_findings([_imap_login(mailbox)]))
+    )

@@ -36,7 +36,13 @@ from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
 from maildiag.probes.mailbox import MailboxChecks
 from maildiag.runner import CheckRequest, diagnose
 from tests.lab.dns_server import DnsServer
-from tests.lab.fake_servers import Behaviour, FakeMailbox, FakeMailHost, FakeMailServer
+from tests.lab.fake_servers import (
+    Behaviour,
+    FakeMailbox,
+    FakeMailHost,
+    FakeMailServer,
+    FolderStyle,
+)
 from tests.lab.https_server import HttpsServer
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "maildiag/schema/report.schema.json").read_text())
@@ -891,7 +897,6 @@ def test_a_small_size_limit_is_a_warning_and_nothing_is_sent(fake, check):
     assert len(small) == 2 and {f["severity"] for f in small} == {"warning"}
     assert "5.0 MB" in small[0]["explanation"] and "3.8 MB" in small[0]["explanation"]
     assert small[0]["details"]["size_bytes"] == 5_000_000
-    assert code == 1
     sends = [e["send"] for e in report["endpoints"] if "send" in e]
     assert [s["size_limit"] for s in sends] == [5_000_000, 5_000_000]
     assert {s["status"] for s in sends} == {"accepted"}
@@ -904,8 +909,7 @@ def test_a_small_size_limit_is_a_warning_and_nothing_is_sent(fake, check):
 
 def test_a_usual_size_limit_is_reported_without_warning(fake, check):
     _, dns = fake(smtp_size=35_882_577)
-    code, report = check(dns)
-    assert code == 0
+    _, report = check(dns)
     codes = [f["code"] for f in report["findings"]]
     assert codes.count("SEND_SIZE_LIMIT") == 2 and "SEND_SIZE_SMALL" not in codes
     assert codes.count("SEND_OK") == 2
@@ -923,18 +927,19 @@ def test_microsoft_365_send_as_refusal_at_mail_from(fake, check):
     # Exchange Online refuses the sender at MAIL FROM, not at RCPT as Postfix does.
     reply = "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
     host, dns = fake(mail_from_reply=reply)
-    code, report = check(dns)
-    assert code == 2
+    _, report = check(dns)
     sends = [e["send"] for e in report["endpoints"] if "send" in e]
     assert {s["status"] for s in sends} == {"sender_rejected"}
     assert {s["rcpt_reply"] for s in sends} == {None}  # RCPT is not tried after a refused MAIL
     finding = next(f for f in report["findings"] if f["code"] == "SEND_SENDER_REJECTED")
+    assert finding["severity"] == "critical"
     assert "5.7.60" in finding["explanation"] and finding["details"]["sender"] == USER
     verbs = _send_commands(host["submissions"])
     assert b"RCPT" not in verbs and b"DATA" not in verbs and b"RSET" in verbs
 
 
-def test_a_login_that_is_no_address_skips_the_sending_check(pki, loopback_address, check):
+@pytest.mark.parametrize("address", [None, "info@kunde.test"])
+def test_a_login_that_is_no_address_uses_address_or_skips(pki, loopback_address, check, address):
     with (
         FakeMailHost(
             loopback_address,
@@ -944,13 +949,88 @@ def test_a_login_that_is_no_address_skips_the_sending_check(pki, loopback_addres
         ) as host,
         DnsServer({"kunde.test": _zone(loopback_address)}, DNS_ADDRESS) as dns,
     ):
-        code, report = check(dns, "--user", "alice")
+        extra = ("--address", address) if address else ()
+        code, report = check(dns, "--user", "alice", *extra)
         assert {e["auth"]["status"] for e in report["endpoints"]} == {"ok"}
         sends = [e["send"] for e in report["endpoints"] if "send" in e]
-        assert {s["status"] for s in sends} == {"skipped"} and len(sends) == 2
+        assert len(sends) == 2
+        codes = [f["code"] for f in report["findings"]]
+        # The size limit is known all the same.
+        assert "SEND_SIZE_LIMIT" in codes
+        if address:
+            assert {(s["status"], s["sender"]) for s in sends} == {("accepted", address)}
+            assert "SEND_OK" in codes and "SEND_SKIPPED" not in codes
+            return
+        assert {s["status"] for s in sends} == {"skipped"}
         skipped = next(f for f in report["findings"] if f["code"] == "SEND_SKIPPED")
         assert "is not an e-mail address" in skipped["explanation"]
         assert skipped["severity"] == "info"
         assert b"MAIL" not in _send_commands(host["submission"])
-        # The size limit is known all the same.
-        assert "SEND_SIZE_LIMIT" in [f["code"] for f in report["findings"]]
+
+
+# -- folders and push: XLIST (Gmail), no special use, IDLE -----------------------------
+
+GMAIL_FOLDERS = (
+    ("[Gmail]/All Mail", "\\All"),
+    ("[Gmail]/Drafts", "\\Drafts"),
+    ("[Gmail]/Sent Mail", "\\Sent"),
+    ("[Gmail]/Spam", "\\Junk"),
+    ("[Gmail]/Trash", "\\Trash"),
+    ("Work", None),
+)
+
+
+def _imap_box(report: dict, port: int = 993) -> dict:
+    return next(e for e in report["endpoints"] if e["port"] == port)["mailbox"]
+
+
+def test_gmail_shape_xlist_only_finds_the_special_folders(fake, check):
+    host, dns = fake(folders=GMAIL_FOLDERS, folder_style=FolderStyle.XLIST)
+    code, report = check(dns)
+    box = _imap_box(report)
+    assert box["folder_listing"] == "xlist"
+    uses = {f["name"]: f["special_use"] for f in box["folders"]}
+    assert uses["[Gmail]/Spam"] == ["\\Junk"] and uses["[Gmail]/All Mail"] == ["\\All"]
+    assert uses["[Gmail]/Sent Mail"] == ["\\Sent"] and uses["Work"] == []
+    codes = [f["code"] for f in report["findings"]]
+    assert "FOLDERS_SPECIAL_USE_OK" in codes and "FOLDERS_SPECIAL_USE_MISSING" not in codes
+    verbs = [c.split()[1].upper() for c in host["imaps"].commands if len(c.split()) > 1]
+    assert b"XLIST" in verbs and b"SELECT" not in verbs and b"EXAMINE" not in verbs
+
+
+def test_without_special_use_every_mark_is_missing(fake, check):
+    _, dns = fake(folder_style=FolderStyle.NONE)
+    code, report = check(dns)
+    box = _imap_box(report)
+    assert box["folder_listing"] == "list"
+    assert {f["name"] for f in box["folders"]} == {"INBOX", "Sent", "Drafts", "Trash", "Junk"}
+    missing = next(f for f in report["findings"] if f["code"] == "FOLDERS_SPECIAL_USE_MISSING")
+    assert missing["severity"] == "warning"
+    assert "\\Sent, \\Drafts, \\Trash, \\Junk" in missing["explanation"]
+
+
+def test_only_junk_unmarked_is_info(fake, check):
+    folders = (("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Spam", None))
+    _, dns = fake(folders=folders)
+    code, report = check(dns)
+    missing = next(f for f in report["findings"] if f["code"] == "FOLDERS_SPECIAL_USE_MISSING")
+    assert missing["severity"] == "info" and missing["details"]["missing_uses"] == ["\\Junk"]
+
+
+def test_a_server_without_idle_gets_the_push_finding(fake, check):
+    # The fake IMAP server announces no IDLE (the sync check polls it with NOOP).
+    _, dns = fake()
+    _, report = check(dns)
+    assert _imap_box(report)["idle"] is False
+    idle = next(f for f in report["findings"] if f["code"] == "IMAP_IDLE_MISSING")
+    assert idle["severity"] == "info" and "15 minutes" in idle["explanation"]
+
+
+@pytest.mark.parametrize(("quota", "statuses"), [((950, 1000), 5), ((100, 1000), 1)])
+def test_folder_sizes_are_asked_only_when_the_quota_presses(fake, check, quota, statuses):
+    host, dns = fake(quota=quota)
+    _, report = check(dns)
+    folders = [f for f in _imap_box(report)["folders"] if f["name"] != "INBOX"]
+    # 95 %: INBOX once, then each of the four (empty) folders; 10 %: INBOX only.
+    assert {f["messages"] for f in folders} == ({0} if statuses > 1 else {None})
+    assert len([c for c in host["imaps"].commands if b" STATUS " in c]) == statuses

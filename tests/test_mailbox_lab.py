@@ -540,3 +540,81 @@ def test_queued_from_counts_a_message_that_really_was_sent(mail_lab: MailLab):
         smtp.sendmail(alice.address, [alice.address], f"Subject: {subject}\r\n\r\nHello.\r\n")
     mail_lab.wait_for_message(alice.address, subject, timeout=5)
     assert mail_lab.queued_from(alice.address) == before + 1
+
+
+# -- folders and push: LIST (SPECIAL-USE), IDLE, STATUS per folder --------------------
+
+
+def _imap(report: dict, port: int = 993) -> dict:
+    return next(e for e in report["endpoints"] if e["port"] == port)
+
+
+def test_special_use_folders_are_found_when_dovecot_marks_them(mail_lab: MailLab, check):
+    alice = mail_lab.alice
+    _, out, _ = check(
+        "--format", "json", user=alice.address, password=alice.password, domain="imap-only.test"
+    )
+    report = _json(out)
+    box = _imap(report)["mailbox"]
+    assert box["folder_listing"] == "special-use"  # Dovecot: SPECIAL-USE and LIST-EXTENDED
+    uses = {f["name"]: f["special_use"] for f in box["folders"]}
+    assert uses["Sent"] == ["\\Sent"] and uses["Trash"] == ["\\Trash"]
+    assert uses["Drafts"] == ["\\Drafts"] and uses["Junk"] == ["\\Junk"]
+    assert uses["INBOX"] == []
+    assert box["idle"] is True
+    # The quota is far from its warning level: no STATUS round trip per folder.
+    assert {f["messages"] for f in box["folders"]} == {None}
+    assert "FOLDERS_SPECIAL_USE_OK" in _codes(report)
+    ok = next(f for f in report["findings"] if f["code"] == "FOLDERS_SPECIAL_USE_OK")
+    assert "\\Sent Sent" in ok["explanation"] and "\\Junk Junk" in ok["explanation"]
+    assert not {"FOLDERS_SPECIAL_USE_MISSING", "IMAP_IDLE_MISSING"} & set(_codes(report))
+
+
+def test_folders_without_special_use_are_a_finding_naming_what_is_missing(mail_lab: MailLab, check):
+    ivy = mail_lab.ivy
+    code, out, _ = check(
+        "--format", "json", user=ivy.address, password=ivy.password, domain="imap-only.test"
+    )
+    report = _json(out)
+    box = _imap(report)["mailbox"]
+    names = {f["name"] for f in box["folders"]}
+    assert {"INBOX", "Sent", "Gesendete Elemente", "Trash"} <= names
+    assert all(f["special_use"] == [] for f in box["folders"])
+    missing = next(f for f in report["findings"] if f["code"] == "FOLDERS_SPECIAL_USE_MISSING")
+    assert missing["severity"] == "warning" and code == 1
+    assert missing["details"]["missing_uses"] == ["\\Sent", "\\Drafts", "\\Trash", "\\Junk"]
+    assert "Gesendete Elemente" in missing["explanation"]
+    assert "FOLDERS_SPECIAL_USE_OK" not in _codes(report)
+
+
+def test_a_quota_near_its_limit_names_the_folders_that_hold_the_space(mail_lab: MailLab, check):
+    jack = mail_lab.jack
+    before = mail_lab.inbox_state(jack.address)
+    _, out, _ = check(
+        "--format", "json", user=jack.address, password=jack.password, domain="imap-only.test"
+    )
+    report = _json(out)
+    box = _imap(report)["mailbox"]
+    sizes = {f["name"]: f["size_bytes"] for f in box["folders"]}
+    # STATUS=SIZE (RFC 8438): the seeded shares of the 1 MiB quota, exactly.
+    assert sizes["Trash"] == round(mail_lab.quota_bytes * 0.6)
+    assert sizes["Sent"] == sizes["Junk"] == round(mail_lab.quota_bytes * 0.1)
+    assert sizes["INBOX"] == round(mail_lab.quota_bytes * 0.15)
+    near = next(f for f in report["findings"] if f["code"] == "QUOTA_NEAR_LIMIT")
+    assert "Here, emptying Trash (614 KiB), Junk (102 KiB) frees the most." in near["fix"]
+    assert "The largest other folders: INBOX (154 KiB), Sent (102 KiB)." in near["fix"]
+    assert [s["name"] for s in near["details"]["folder_space"]] == [
+        "Trash",
+        "Junk",
+        "INBOX",
+        "Sent",
+    ]
+    assert mail_lab.inbox_state(jack.address) == before  # STATUS and LIST only
+
+
+def test_the_folder_advice_reads_in_german(mail_lab: MailLab, check):
+    jack = mail_lab.jack
+    _, out, _ = check(
+        "--lang", "de", user=jack.address, password=jack.password, domain="imap-only.test"
+    )
+    assert "das Leeren von Trash (614 KiB), Junk (102 KiB)." in " ".join(out.split())

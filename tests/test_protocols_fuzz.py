@@ -49,7 +49,8 @@ FRAGMENTS = [
     b"STORAGE", b"MESSAGES", b"INBOX", b"\\Seen", b"+OK", b"-ERR", b".", b"..", b"SASL",
     b"STLS", b"LOGIN-DELAY", b"EXPIRE", b"IMPLEMENTATION", b"220", b"250", b"250-",
     b"334 ", b"421-", b"535 ", b"5.7.8", b"AUTH", b"AUTH=", b"SIZE", b"STARTTLS", b"\x00",
-    b"\xff", b"\xc3\xa9",
+    b"\xff", b"\xc3\xa9", b"LIST", b"XLIST", b"\\Sent", b"\\Noselect", b"&", b"&-",
+    b"&APw-", b"&ZeVnLIqe-",
 ]  # fmt: skip
 
 noise = st.one_of(
@@ -73,6 +74,12 @@ def only_protocol_errors(call: Callable[[], object]) -> None:
         call()
     except ProtocolError:
         pass
+
+
+@FUZZ
+@given(name=st.text(max_size=40))
+def test_mailbox_name_decoding_never_raises(name: str) -> None:
+    assert isinstance(imap.decode_mailbox_name(name), str)
 
 
 # --- random bytes -------------------------------------------------------------
@@ -119,6 +126,8 @@ def exercise_imap(response: imap.Untagged | imap.Tagged | imap.Continuation) -> 
             "STATUS": imap.parse_status,
             "SEARCH": imap.parse_search,
             "FETCH": imap.parse_fetch,
+            "LIST": imap.parse_list,
+            "XLIST": imap.parse_list,
         }
         parse = parsers.get(response.keyword)
         if parse is not None:

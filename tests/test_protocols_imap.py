@@ -665,3 +665,95 @@ def test_quote_refuses_line_breaks_without_echoing() -> None:
     with pytest.raises(ValueError) as info:
         imap.quote("hunter2\r\n")
     assert "hunter2" not in str(info.value)
+
+
+# --- LIST / XLIST -----------------------------------------------------------------
+
+
+def test_dovecot_list_return_special_use() -> None:
+    data = (
+        b'* LIST (\\HasNoChildren) "." INBOX\r\n'
+        b'* LIST (\\HasNoChildren \\Sent) "." Sent\r\n'
+        b'* LIST (\\HasNoChildren \\Trash) "." "Deleted Messages"\r\n'
+        b'* LIST (\\Noselect \\HasChildren) "." Archiv\r\n'
+        b'* LIST (\\HasNoChildren \\Drafts) "." "Entw&APw-rfe"\r\n'
+    )
+    entries = [imap.parse_list(r) for r in responses(data) if isinstance(r, Untagged)]
+    assert [e.name for e in entries] == ["INBOX", "Sent", "Deleted Messages", "Archiv", "Entwürfe"]
+    assert [e.special_use for e in entries] == [(), ("\\Sent",), ("\\Trash",), (), ("\\Drafts",)]
+    assert [e.selectable for e in entries] == [True, True, True, False, True]
+    assert entries[4].wire_name == "Entw&APw-rfe" and entries[1].delimiter == "."
+
+
+def test_gmail_xlist_names_are_mapped_to_rfc_6154() -> None:
+    data = (
+        b'* XLIST (\\HasNoChildren \\Inbox) "/" "Inbox"\r\n'
+        b'* XLIST (\\Noselect \\HasChildren) "/" "[Gmail]"\r\n'
+        b'* XLIST (\\HasNoChildren \\AllMail) "/" "[Gmail]/All Mail"\r\n'
+        b'* XLIST (\\HasNoChildren \\Spam) "/" "[Gmail]/Spam"\r\n'
+        b'* XLIST (\\HasNoChildren \\Starred) "/" "[Gmail]/Starred"\r\n'
+        b'* XLIST (\\HasNoChildren \\Sent) "/" "[Gmail]/Sent Mail"\r\n'
+    )
+    entries = [imap.parse_list(r) for r in responses(data) if isinstance(r, Untagged)]
+    assert [e.special_use for e in entries] == [
+        (),
+        (),
+        ("\\All",),
+        ("\\Junk",),
+        ("\\Flagged",),
+        ("\\Sent",),
+    ]
+
+
+def test_list_with_a_literal_name_nil_delimiter_and_extended_data() -> None:
+    data = (
+        b"* LIST (\\Sent) NIL {18}\r\nGesendete Elemente\r\n"
+        b'* LIST (\\Subscribed) "/" "Lists" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
+        b'* LIST (\\sent \\NonExistent) "/" Gone\r\n'
+    )
+    first, second, third = (imap.parse_list(r) for r in responses(data) if isinstance(r, Untagged))
+    assert first.name == "Gesendete Elemente" and first.delimiter is None
+    assert second.name == "Lists" and second.special_use == ()
+    assert third.special_use == ("\\Sent",) and not third.selectable  # attributes are case-blind
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"* LIST\r\n",
+        b'* LIST (\\Sent) "."\r\n',
+        b'* LIST \\Sent "." Sent\r\n',
+        b'* LIST ("Sent") "." Sent\r\n',
+        b'* LIST () ".." Sent\r\n',
+        b'* LIST () "." ""\r\n',
+        b'* LIST () "." (Sent)\r\n',
+    ],
+)
+def test_malformed_list_is_a_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        imap.parse_list(untagged(data))
+
+
+def test_parse_list_refuses_other_responses() -> None:
+    with pytest.raises(ValueError):
+        imap.parse_list(untagged(b"* STATUS INBOX (MESSAGES 1)\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("wire", "name"),
+    [
+        ("Entw&APw-rfe", "Entwürfe"),
+        ("Gel&APY-schte Elemente", "Gelöschte Elemente"),
+        ("&BB4EQgQ,BEAEMAQyBDsENQQ9BD0ESwQ1-", "Отправленные"),
+        ("Tom &- Jerry", "Tom & Jerry"),
+        ("&ZeVnLIqe-", "日本語"),
+        ("plain", "plain"),
+        # Not modified UTF-7: shown as the server sent it.
+        ("Entw&APw", "Entw&APw"),
+        ("a&!!-b", "a&!!-b"),
+        ("&AP-", "&AP-"),
+        ("Entwürfe", "Entwürfe"),
+    ],
+)
+def test_modified_utf7_mailbox_names(wire: str, name: str) -> None:
+    assert imap.decode_mailbox_name(wire) == name

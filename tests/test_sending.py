@@ -37,7 +37,8 @@ def test_judge(mail: smtp.Reply, rcpt: smtp.Reply | None, expected: SendStatus) 
     assert judge(mail, rcpt) is expected
 
 
-def test_the_sender_is_the_given_address_else_a_login_that_is_one() -> None:
+def test_the_sender_is_a_login_that_is_an_address_else_the_address_given() -> None:
     assert sender_for("info@kunde.example") == "info@kunde.example"
+    assert sender_for("info@kunde.example", "other@kunde.example") == "info@kunde.example"
     assert sender_for("web123p1") is None
     assert sender_for("web123p1", "info@kunde.example") == "info@kunde.example"

@@ -24,6 +24,7 @@ from maildiag.findings import (
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
     QUOTA_ADVICE,
+    QUOTA_FOLDER_TEXTS,
     QUOTA_RESOURCES,
     USE_IMAP_TEXTS,
     USER_FORM_TEXTS,
@@ -53,6 +54,8 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"CLIENT_ADDRESS_BLOCKED/{evidence}", sentence
     for resource, advice in QUOTA_ADVICE.items():
         yield f"QUOTA_ADVICE/{resource or 'other'}", advice
+    for key, english in QUOTA_FOLDER_TEXTS.items():
+        yield f"QUOTA_FOLDERS/{key}", english
     for resource in QUOTA_RESOURCES:
         yield "quota-resource", resource
     yield "ADVICE_USE_IMAP/where", WHERE

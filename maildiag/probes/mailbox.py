@@ -1,11 +1,11 @@
-"""The mailbox checks inside each probe: log in, then read quota and INBOX size
-(IMAP, POP3) or check that the login may send as its address (SMTP).
+"""The mailbox checks inside each probe: log in, then read quota, INBOX size and
+folders (IMAP, POP3) or check that the login may send as its address (SMTP).
 
 ``MailboxChecks`` is built once per run; ``hook_for(endpoint)`` gives the
 session hook that ``probe_endpoint`` calls inside the encrypted session. All
 hooks of a run share one ``LoginGate`` (see ``maildiag.probes.auth``).
 
-Read-only by design: IMAP uses GETQUOTAROOT and STATUS, never SELECT (which
+Read-only by design: IMAP uses GETQUOTAROOT, LIST and STATUS, never SELECT (which
 would reset \\Recent and may change flags), and POP3 uses STAT, never DELE.
 """
 
@@ -32,7 +32,7 @@ from ..protocols import imap, pop3
 from ..protocols.lines import ProtocolError
 from ..protocols.registry import spec
 from ..transport import PeerClosed, ReadTimeout
-from . import auth, sending
+from . import auth, folders, sending
 from .endpoint import ProbeRecorder
 from .sessions import ImapSession, Pop3Session, Session, SmtpSession
 
@@ -47,10 +47,13 @@ class MailboxChecks:
         allow_plaintext: bool = False,
         foreign_hosts: Collection[str] = (),
         address: str | None = None,
+        quota_warning_percent: float = 90.0,
     ) -> None:
         self.credentials = credentials
-        # The address the sending check tries: the one given, else the login
-        # when it is one (None: the check is skipped and says why).
+        # From this quota use on, the folder sizes are measured (one STATUS each).
+        self.quota_warning_percent = quota_warning_percent
+        # The address the sending check tries: the login when it is one, else
+        # the one given (None: the check is skipped and says why).
         self.sender = sending.sender_for(credentials.user, address)
         self.allow_plaintext = allow_plaintext
         # Hosts only an autoconfig document from elsewhere vouches for.
@@ -117,7 +120,7 @@ class MailboxChecks:
                     session, self.sender, after, self.credentials.user
                 )
         elif result.status == AuthStatus.OK:
-            facts = _mailbox_facts(session, rec, after)
+            facts = _mailbox_facts(session, rec, after, self.quota_warning_percent)
             if facts is not None:
                 rec.extras["mailbox"] = facts
 
@@ -214,10 +217,10 @@ def _login(
 
 
 def _mailbox_facts(
-    session: Session, rec: ProbeRecorder, capabilities: tuple[str, ...]
+    session: Session, rec: ProbeRecorder, capabilities: tuple[str, ...], measure_from: float
 ) -> MailboxFacts | None:
     if isinstance(session, ImapSession):
-        return imap_mailbox_facts(session, rec, capabilities)
+        return imap_mailbox_facts(session, rec, capabilities, measure_folders_from=measure_from)
     if isinstance(session, Pop3Session):
         with rec.timing(Phase.MAILBOX):
             response = session.run(pop3.STAT_COMMAND)
@@ -235,9 +238,17 @@ def imap_has_quota(capabilities: tuple[str, ...]) -> bool:
 
 
 def imap_mailbox_facts(
-    session: ImapSession, rec: ProbeRecorder | None, capabilities: tuple[str, ...]
+    session: ImapSession,
+    rec: ProbeRecorder | None,
+    capabilities: tuple[str, ...],
+    *,
+    measure_folders_from: float | None = None,
 ) -> MailboxFacts:
-    """Quota (GETQUOTAROOT INBOX) and the INBOX's size (STATUS), both read-only."""
+    """Quota (GETQUOTAROOT INBOX), the INBOX's size (STATUS) and the folders (LIST).
+
+    All read-only. When a quota is used to ``measure_folders_from`` percent
+    or more, every folder's size (or message count) is asked with STATUS too.
+    """
     caps = tuple(c.upper() for c in capabilities)
     quota_root: str | None = None
     resources: list[QuotaResource] = []
@@ -273,13 +284,26 @@ def imap_mailbox_facts(
                 continue
             messages = values.get("MESSAGES", messages)
             size = values.get("SIZE", size)
+    with _timing(rec, Phase.MAILBOX):
+        listing, entries = folders.list_folders(session, caps)
+        measured: dict[str, tuple[int | None, int | None]] = {}
+        if measure_folders_from is not None and _pressing(resources, measure_folders_from):
+            measured = folders.measure(session, entries, caps, (messages, size))
     return MailboxFacts(
         quota_root=quota_root,
         quota=tuple(resources),
         quota_supported=supported,
         inbox_messages=messages,
         inbox_size_bytes=size,
+        folder_listing=listing,
+        folders=folders.folders_from(entries, measured),
+        # RFC 2177; the capabilities after the login are the ones that count.
+        idle="IDLE" in caps,
     )
+
+
+def _pressing(resources: list[QuotaResource], percent: float) -> bool:
+    return any(q.limit > 0 and q.usage * 100 >= percent * q.limit for q in resources)
 
 
 def _timing(rec: ProbeRecorder | None, phase: Phase) -> AbstractContextManager[None]:

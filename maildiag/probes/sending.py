@@ -21,10 +21,10 @@ from .sessions import SessionRefused, SmtpSession
 
 
 def sender_for(login: str, address: str | None = None) -> str | None:
-    """The address to try: the one given, else the login when it is an address."""
-    if address:
-        return address
-    return login if "@" in login else None
+    """The address to try: the login when it is one, else the address given (--address)."""
+    if "@" in login:
+        return login
+    return address or None
 
 
 def judge(mail: smtp.Reply, rcpt: smtp.Reply | None) -> SendStatus:
@@ -48,7 +48,7 @@ def check_sending(
     if sender is None:
         detail = (
             f"not tried: the login {login!r} is not an e-mail address "
-            "(give the address as --user to check sending)"
+            "(give the address with --address, or as --user, to check sending)"
         )
         return SendCheck(SendStatus.SKIPPED, None, size, detail=detail)
     params: tuple[str, ...] = ()

@@ -13,6 +13,8 @@ normalised to CRLF), and every ``parse_*`` function works from ``raw``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -677,3 +679,111 @@ def _flag(value: Value) -> str:
     if not isinstance(value, Atom):
         raise ProtocolError("a flag must be an atom")
     return str(value)
+
+
+# --- LIST / XLIST ---------------------------------------------------------------
+
+# RFC 6154 §2: the special-use attributes.
+SPECIAL_USE = frozenset(
+    {"\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash"}
+)
+# Gmail's XLIST (before RFC 6154) names two of them differently, adds \Inbox
+# and other markers of its own (\Starred, \Important).
+_XLIST_NAMES = {"\\ALLMAIL": "\\All", "\\SPAM": "\\Junk", "\\STARRED": "\\Flagged"}
+_SPECIAL_BY_UPPER = {name.upper(): name for name in SPECIAL_USE}
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One "* LIST" (or "* XLIST") response: a mailbox with its attributes."""
+
+    name: str  # for people: modified UTF-7 decoded (RFC 3501 §5.1.3)
+    wire_name: str  # as the server sent it, to name the mailbox in later commands
+    delimiter: str | None  # None: a flat namespace (NIL)
+    attributes: tuple[str, ...]  # as sent: "\\HasNoChildren", "\\Sent", ...
+
+    @property
+    def special_use(self) -> tuple[str, ...]:
+        """The RFC 6154 attributes in their canonical spelling (XLIST's mapped)."""
+        found: list[str] = []
+        for attribute in self.attributes:
+            upper = attribute.upper()
+            name = _XLIST_NAMES.get(upper) or _SPECIAL_BY_UPPER.get(upper)
+            if name is not None and name not in found:
+                found.append(name)
+        return tuple(found)
+
+    @property
+    def selectable(self) -> bool:
+        # RFC 3501 §7.2.2 \Noselect; RFC 5258 §3 \NonExistent implies it.
+        upper = {a.upper() for a in self.attributes}
+        return not upper & {"\\NOSELECT", "\\NONEXISTENT"}
+
+
+def parse_list(resp: Untagged) -> ListEntry:
+    """RFC 3501 §7.2.2 / RFC 5258 §6: "* LIST" (attrs) SP delimiter SP mailbox [SP ext].
+
+    Gmail's "* XLIST" has the same shape. Extended data after the name
+    (RFC 5258 "CHILDINFO") is ignored.
+    """
+    keyword = resp.keyword if resp.keyword in ("LIST", "XLIST") else "LIST"
+    values = _payload(resp, keyword)
+    if len(values) < 3:
+        raise ProtocolError(f"a {keyword} response must hold attributes, a delimiter and a name")
+    attributes = tuple(_flag(v) for v in _list(values[0]))
+    delimiter_value = _nstring(values[1])
+    delimiter = None if delimiter_value is None else _decode(delimiter_value)
+    if delimiter is not None and len(delimiter) != 1:
+        raise ProtocolError("a LIST delimiter must be one character or NIL")
+    wire_name = _astring(values[2])
+    if not wire_name:
+        raise ProtocolError("a LIST response without a mailbox name")
+    return ListEntry(decode_mailbox_name(wire_name), wire_name, delimiter, attributes)
+
+
+def decode_mailbox_name(name: str) -> str:
+    """RFC 3501 §5.1.3 modified UTF-7 ("Entw&APw-rfe" -> "Entwürfe").
+
+    A name that is not valid modified UTF-7 (a server sending raw UTF-8, as
+    with UTF8=ACCEPT, RFC 6855) is returned unchanged.
+    """
+    if "&" not in name:
+        return name
+    out: list[str] = []
+    pos = 0
+    while pos < len(name):
+        amp = name.find("&", pos)
+        if amp < 0:
+            out.append(name[pos:])
+            break
+        out.append(name[pos:amp])
+        end = name.find("-", amp)
+        if end < 0:
+            return name
+        chunk = name[amp + 1 : end]
+        if not chunk:
+            out.append("&")  # "&-" is a literal "&"
+        else:
+            decoded = _decode_utf7_chunk(chunk)
+            if decoded is None:
+                return name
+            out.append(decoded)
+        pos = end + 1
+    return "".join(out)
+
+
+def _decode_utf7_chunk(chunk: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9+,]+", chunk):
+        return None
+    data = chunk.replace(",", "/")
+    data += "=" * (-len(data) % 4)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) % 2:
+        return None  # not whole UTF-16 code units
+    try:
+        return raw.decode("utf-16-be")
+    except UnicodeDecodeError:
+        return None

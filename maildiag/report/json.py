@@ -161,6 +161,20 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
             "inbox_messages": box.inbox_messages,
             "inbox_size_bytes": box.inbox_size_bytes,
         }
+        if box.folder_listing is not None:
+            data["mailbox"].update(
+                folder_listing=box.folder_listing.value,
+                folders=[
+                    {
+                        "name": f.name,
+                        "special_use": list(f.special_use),
+                        "messages": f.messages,
+                        "size_bytes": f.size_bytes,
+                    }
+                    for f in box.folders
+                ],
+                idle=box.idle,
+            )
     if result.send is not None:
         send = result.send
         data["send"] = {

@@ -254,6 +254,29 @@ class _StartTls(enum.Enum):
     STALL = "stall"
 
 
+class FolderStyle(enum.StrEnum):
+    """How a fake IMAP server shows the special use of its folders."""
+
+    # SPECIAL-USE and LIST-EXTENDED announced, the attributes in every LIST (Dovecot).
+    SPECIAL_USE = "special_use"
+    # Gmail before RFC 6154: XLIST announced; XLIST carries \Inbox, \Sent,
+    # \Spam, \AllMail ..., plain LIST none of them.
+    XLIST = "xlist"
+    # No marks at all (a server without special_use configured).
+    NONE = "none"
+
+
+#: The folders of a fake IMAP account besides INBOX, with their special use.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+)
+# XLIST's names for the RFC 6154 attributes that it spells differently.
+_XLIST_SPELLING = {"\\Junk": "\\Spam", "\\All": "\\AllMail"}
+
+
 @dataclass(frozen=True)
 class _SessionConfig:
     hostname: str
@@ -285,6 +308,10 @@ class _SessionConfig:
     # DATA). Keys "banner", "ehlo", "mail", "rcpt" replace that reply with
     # the given line ("550 5.1.1 ..."); missing keys answer positively.
     mx_replies: Mapping[str, str] | None = None
+    # IMAP folders besides INBOX with their RFC 6154 special use, and how
+    # the server shows it (see FolderStyle).
+    folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS
+    folder_style: FolderStyle = FolderStyle.SPECIAL_USE
 
 
 @dataclass(frozen=True)
@@ -689,6 +716,10 @@ def _imap_tokens(raw: bytes) -> list[_ImapToken]:
     return top
 
 
+def _imap_quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class _ImapSession(_Session):
     """IMAP4rev1 (RFC 3501) with STARTTLS/LOGINDISABLED (RFC 3501 §6.2.1, RFC 2595)."""
 
@@ -707,6 +738,10 @@ class _ImapSession(_Session):
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "NAMESPACE", "UNSELECT"]
+        if self.config.folder_style is FolderStyle.SPECIAL_USE:
+            caps += ["LIST-EXTENDED", "SPECIAL-USE"]
+        elif self.config.folder_style is FolderStyle.XLIST:
+            caps.append("XLIST")
         if self.config.quota is not None:
             caps.append("QUOTA")
         if self.config.mailbox is not None and self.config.mailbox.uidplus:
@@ -929,15 +964,32 @@ class _ImapSession(_Session):
             self._reply(tag, "OK", "Namespace completed."),
         ]
 
-    def _list(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+    def _list(self, tag: str, args: list[_ImapToken], *, xlist: bool = False) -> list[_Action]:
         pattern = self._string(args, 1)
+        verb = "XLIST" if xlist else "LIST"
+        style = self.config.folder_style
         out: list[_Action] = []
         if pattern == "":  # RFC 3501 §6.3.8: asks for the hierarchy delimiter
-            out.append(b'* LIST (\\Noselect) "." ""\r\n')
+            out.append(f'* {verb} (\\Noselect) "." ""\r\n'.encode())
         elif pattern in ("*", "%") or pattern.upper() == "INBOX":
-            out.append(b'* LIST (\\HasNoChildren) "." INBOX\r\n')
-        out.append(self._reply(tag, "OK", "List completed."))
+            inbox = "\\HasNoChildren \\Inbox" if xlist else "\\HasNoChildren"
+            out.append(f'* {verb} ({inbox}) "." INBOX\r\n'.encode())
+            if pattern.upper() != "INBOX":
+                for name, use in self.config.folders:
+                    marks = ["\\HasNoChildren"]
+                    if use and xlist:
+                        marks.append(_XLIST_SPELLING.get(use, use))
+                    elif use and style is FolderStyle.SPECIAL_USE:
+                        marks.append(use)
+                    line = f'* {verb} ({" ".join(marks)}) "." {_imap_quote(name)}\r\n'
+                    out.append(line.encode("utf-8", "surrogateescape"))
+        out.append(self._reply(tag, "OK", f"{verb} completed."))
         return out
+
+    def _xlist(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
+        if self.config.folder_style is not FolderStyle.XLIST:
+            return [self._reply(tag, "BAD", "Unknown command XLIST.")]
+        return self._list(tag, args, xlist=True)
 
     def _select(
         self, tag: str, args: list[_ImapToken], *, read_only: bool = False
@@ -988,18 +1040,24 @@ class _ImapSession(_Session):
         mailbox = self._mailbox(args)
         if len(args) < 2 or not isinstance(args[1], list):
             raise _ImapSyntaxError("STATUS needs a list of items")
-        if mailbox is None:
+        folder = self._string(args, 0)
+        if mailbox is None and folder in {name for name, _ in self.config.folders}:
+            mailbox = _imap_quote(folder)  # an empty folder: STATUS, never SELECT
+            count, size = 0, 0
+        elif mailbox is None:
             return [self._reply(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist.")]
-        count = len(self._messages)
-        if self.config.mailbox is not None:
-            count = len(self.config.mailbox.snapshot())
+        else:
+            count = len(self._messages)
+            if self.config.mailbox is not None:
+                count = len(self.config.mailbox.snapshot())
+            size = sum(len(m) for m in self._messages)
         values = {
             "MESSAGES": count,
             "RECENT": 0,
             "UIDNEXT": count + 1,
             "UIDVALIDITY": _IMAP_UIDVALIDITY,
             "UNSEEN": 1 if count else 0,
-            "SIZE": sum(len(m) for m in self._messages),
+            "SIZE": size,
         }
         items = []
         for item in args[1]:
@@ -1214,6 +1272,7 @@ class _ImapSession(_Session):
             "ENABLE",
             "NAMESPACE",
             "LIST",
+            "XLIST",
             "SELECT",
             "EXAMINE",
             "STATUS",
@@ -1237,6 +1296,7 @@ _ImapSession._HANDLERS = {
     "ENABLE": _ImapSession._enable,
     "NAMESPACE": _ImapSession._namespace,
     "LIST": _ImapSession._list,
+    "XLIST": _ImapSession._xlist,
     "SELECT": _ImapSession._select,
     "EXAMINE": _ImapSession._examine,
     "STATUS": _ImapSession._status,
@@ -1775,6 +1835,8 @@ class FakeMailServer:
     status and text after the tag).
     ``mx_replies`` makes an SMTP server an MX on port 25 (see
     ``_SessionConfig.mx_replies``).
+    ``folders`` are the IMAP folders besides INBOX with their special use
+    (empty, STATUS only), shown as ``folder_style`` says.
 
     Port 0 picks a free port; read it back from ``port`` after ``start()``.
     """
@@ -1802,6 +1864,8 @@ class FakeMailServer:
         mail_from_reply: str | None = None,
         login_refusal: str | None = None,
         mx_replies: Mapping[str, str] | None = None,
+        folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS,
+        folder_style: FolderStyle = FolderStyle.SPECIAL_USE,
     ) -> None:
         if protocol not in _SESSIONS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(_SESSIONS)}")
@@ -1835,6 +1899,8 @@ class FakeMailServer:
             starttls_injection=behaviour is Behaviour.STARTTLS_INJECTION,
             login_refusal=login_refusal,
             mx_replies=mx_replies,
+            folders=folders,
+            folder_style=FolderStyle(folder_style),
         )
         # One lock guards every counter, the live-socket table and the lists;
         # the condition lets tests wait for a state instead of sleeping.
@@ -2380,6 +2446,8 @@ class FakeMailHost:
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
         login_refusals: Mapping[str, str] | None = None,
+        folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS,
+        folder_style: FolderStyle = FolderStyle.SPECIAL_USE,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -2419,6 +2487,8 @@ class FakeMailHost:
                 smtp_size=smtp_size,
                 mail_from_reply=mail_from_reply,
                 login_refusal=(login_refusals or {}).get(protocol),
+                folders=folders,
+                folder_style=folder_style,
             )
 
     def __getitem__(self, key: str) -> FakeMailServer:

@@ -102,6 +102,16 @@ class LabUser:
     # None: the user's own login. Another login here makes the user's own
     # logins unable to send as the address (reject_..._sender_login_mismatch).
     sender_owner: str | None = None
+    # Folders besides INBOX (Maildir++ ".Name"), each with the share of the
+    # storage quota its seeded messages fill.
+    folders: tuple[tuple[str, float], ...] = (
+        ("Sent", 0.0),
+        ("Drafts", 0.0),
+        ("Trash", 0.0),
+        ("Junk", 0.0),
+    )
+    # False: Dovecot's namespace without the special-use marks (see dovecot.conf.in).
+    special_use: bool = True
 
     @property
     def local_part(self) -> str:
@@ -126,6 +136,21 @@ def _users() -> dict[str, LabUser]:
         # belongs to another login (a shared address handed to a colleague):
         # sending as it is refused with 553 5.7.1 "not owned by user".
         LabUser(f"henry@{DOMAIN}", "henry-Secret-6", sender_owner=f"office@{DOMAIN}"),
+        # The folders a client created itself, on a server that marks none
+        # of them for special use.
+        LabUser(
+            f"ivy@{DOMAIN}",
+            "ivy-Secret-7",
+            folders=(("Sent", 0.0), ("Gesendete Elemente", 0.0), ("Trash", 0.0)),
+            special_use=False,
+        ),
+        # 95 % of the quota, most of it deleted mail still in Trash.
+        LabUser(
+            f"jack@{DOMAIN}",
+            "jack-Secret-8",
+            fill=0.15,
+            folders=(("Sent", 0.1), ("Drafts", 0.0), ("Trash", 0.6), ("Junk", 0.1)),
+        ),
     ]
     return {u.address: u for u in users}
 
@@ -141,11 +166,13 @@ class MailLab:
     and `hostname` are the good host's. Users: `alice` (a few messages),
     `bob` (95 % of quota), `carol` (100 %), `dave` (disabled), `erin` (message
     count quota full, storage nearly empty), `henry` (may not send as his own
-    address: Postfix's sender login map gives it to another login), all in `users`
+    address: Postfix's sender login map gives it to another login), `ivy`
+    (folders without special-use marks), `jack` (95 % of quota, 60 % in
+    Trash), all in `users`
     by address, with passwords. `ca_pem_path` is the CA to trust (maildiag's
     --ca-file); `client_context()` is an SSLContext trusting it.
 
-    Do not deliver to bob or carol: their quota fill is session-wide state.
+    Do not deliver to bob, carol or jack: their quota fill is session-wide state.
     """
 
     IMAP = 143
@@ -215,6 +242,8 @@ class MailLab:
         self.dave = self.users[f"dave@{DOMAIN}"]
         self.erin = self.users[f"erin@{DOMAIN}"]
         self.henry = self.users[f"henry@{DOMAIN}"]
+        self.ivy = self.users[f"ivy@{DOMAIN}"]
+        self.jack = self.users[f"jack@{DOMAIN}"]
 
         self.ca = trustme.CA()
         self.intermediate = self.ca.create_child_ca()
@@ -421,11 +450,22 @@ class MailLab:
             if user.disabled:
                 # See import_environment in dovecot.conf.in for why %{env:}.
                 extra += ["nologin", "reason=%{env:MAILDIAG_LAB_DISABLED_REASON}"]
+            if not user.special_use:
+                extra += [
+                    "userdb_namespace/inbox/disabled=yes",
+                    "userdb_namespace/plain/disabled=no",
+                ]
             lines.append(
                 f"{user.address}:{{PLAIN}}{user.password}:{self._mail_uid}:{self._mail_gid}"
                 f"::{home}::{' '.join(extra)}"
             )
             _write_maildir(home / "Maildir", _seed_messages(user), self._mail_uid, self._mail_gid)
+            for index, (folder, share) in enumerate(user.folders):
+                messages = _folder_messages(user, folder, share, index)
+                # Maildir++ (Dovecot's default layout): a folder is ".Name" in the Maildir.
+                _write_maildir(
+                    home / "Maildir" / f".{folder}", messages, self._mail_uid, self._mail_gid
+                )
         users_file = self._p("dovecot", "users")
         users_file.parent.mkdir(mode=0o755)
         _write(users_file, ("\n".join(lines) + "\n").encode(), 0o640)
@@ -881,9 +921,25 @@ def _seed_messages(user: LabUser) -> list[tuple[bytes, str]]:
     ]
 
 
+def _folder_messages(
+    user: LabUser, folder: str, share: float, index: int
+) -> list[tuple[bytes, str]]:
+    """Read messages filling ``share`` of the quota, in four equal parts."""
+    total = round(QUOTA_BYTES * share)
+    if not total:
+        return []
+    sizes = [total // 4] * 4
+    sizes[-1] += total - sum(sizes)
+    sender = f"seed@{DOMAIN}"
+    return [
+        (_message(sender, user.address, f"{folder} {i}", size, 100 * (index + 1) + i), "S")
+        for i, size in enumerate(sizes)
+    ]
+
+
 def _write_maildir(maildir: Path, messages: list[tuple[bytes, str]], uid: int, gid: int) -> None:
     for sub in ("", "cur", "new", "tmp"):
-        (maildir / sub).mkdir(parents=True, mode=0o700)
+        (maildir / sub).mkdir(parents=True, mode=0o700, exist_ok=sub != "")
     now = int(time.time())
     for i, (msg, flags) in enumerate(messages):
         # S= and W= let Dovecot take sizes from the name instead of reading files.
