@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maildiag.deadline import Deadline
 from maildiag.findings import CATALOGUE
@@ -382,3 +384,34 @@ def test_a_definite_refusal_stops_every_further_login(where) -> None:
 @pytest.mark.parametrize("where", HANDING_ON, ids=str)
 def test_a_refusal_that_did_not_judge_the_password_hands_the_login_on(where) -> None:
     assert _gate_turn_after(where) is Turn.PILOT
+
+
+# --- any reply gets a catalogued verdict ---------------------------------------------
+
+words = st.lists(
+    st.sampled_from(
+        list("abcdefg ./-[]@:") + ["disabled", "too many", "app password", "LOGIN failed", "TLS"]
+    ),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    protocol=st.sampled_from(list(Protocol)),
+    kind=st.sampled_from(["NO", "BAD", "BYE", "-ERR", "4xx", "5xx", "2xx"]),
+    text=words,
+    code=st.one_of(st.none(), st.sampled_from(["AUTH", "SYS/TEMP", "EXPIRED", "ALERT", "X"])),
+    reply_code=st.one_of(st.none(), st.integers(200, 599)),
+    encrypted=st.booleans(),
+    host=st.sampled_from(["", "outlook.office365.com", "mail.example.org"]),
+)
+def test_any_reply_gets_a_catalogued_verdict(
+    protocol, kind, text, code, reply_code, encrypted, host
+) -> None:
+    reply = LoginReply(
+        protocol, kind, text, code=code, reply_code=reply_code, encrypted=encrypted, host=host
+    )
+    verdict = classify(reply)
+    assert verdict.cause in CATALOGUE
+    assert isinstance(verdict.status, AuthStatus)
