@@ -658,12 +658,14 @@ def batch(
 )
 @check_options
 @mailbox_options
+@lang_option
 def serve(
     listen: str,
     credentials_file: str | None,
     max_checks: int,
     per_host: int,
     share_probes: bool,
+    lang: str | None,
     **options: object,
 ) -> None:
     """Serve Prometheus metrics: GET /probe?target=DOMAIN checks a domain.
@@ -673,6 +675,7 @@ def serve(
     logs in with the profile named by profile=NAME, else with --user if given."""
     from .credentials import CredentialsError, load_profiles, profiles_from_env
     from .exporter import Exporter, parse_listen
+    from .messages import render
 
     try:
         host, port = parse_listen(listen)
@@ -693,11 +696,14 @@ def serve(
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
-    click.echo(
-        f"maildiag exporter on http://{shown}:{server.server_address[1]}/ "
-        f"(probe: /probe?target=DOMAIN; {len(profiles)} credential profile(s))",
-        err=True,
+    env = _environment()
+    started_line = render(
+        "maildiag exporter on {url} (probe: /probe?target=DOMAIN; {count} credential profile(s))",
+        env.language(lang),
+        url=f"http://{shown}:{server.server_address[1]}/",
+        count=len(profiles),
     )
+    click.echo(started_line, file=env.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -66,6 +66,7 @@ TEMPLATES: tuple[str, ...] = (
     "cannot listen on {listen}: {reason}",
     "{value}: expected ADDR:PORT, for example 127.0.0.1:9137",
     "{value}: write an IPv6 address in brackets, e.g. [::1]:9137",
+    "maildiag exporter on {url} (probe: /probe?target=DOMAIN; {count} credential profile(s))",
     "aborted",
     "interrupted",
     "{value} is not an address at {domain} (LOCAL@{same})",
