@@ -39,6 +39,8 @@ from .probes.inbound import check_inbound
 from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
 
+# Outcomes of a probe whose TCP connect failed.
+NOT_CONNECTED = (Outcome.REFUSED, Outcome.TIMEOUT)
 # Discovery (DNS, autoconfig over HTTPS) may use at most this share of the run,
 # so the probes always get the rest.
 DISCOVERY_SHARE = 0.5
@@ -448,7 +450,16 @@ def run_probes(
 
         if probe_cache is None or hook is not None:
             return run()
-        return probe_cache.probe(endpoint, settings, deadline, run)
+        result = probe_cache.probe(endpoint, settings, deadline, run)
+        if result.shared and result.outcome in NOT_CONNECTED and watcher is not None:
+            # Probed for another domain of the batch: this run's watcher hears
+            # of the failed connect all the same, so a blocked server is
+            # judged alike for every domain that names it. (Working connects
+            # need no word: they start nothing.)
+            assert result.address is not None
+            watcher.connecting(result.address)
+            watcher.connected(result.address, False)
+        return result
 
     # Two threads per endpoint: its probe and the probe of its other IP family.
     with ThreadPoolExecutor(max_workers=2 * len(endpoints), thread_name_prefix="probe") as pool:

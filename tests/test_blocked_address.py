@@ -78,6 +78,7 @@ def run(pki, loopback_address, capsys):
         scripted: Mapping[str, Dialogue] | None = None,
         timeout: float = 1.0,
         fmt: str = "json",
+        lang: str = "en",
     ):
         cert = pki.good([HOST])
         context = cert.server_context()
@@ -102,7 +103,7 @@ def run(pki, loopback_address, capsys):
             dns = stack.enter_context(DnsServer(zone(loopback_address), DNS_ADDRESS))
             capsys.readouterr()
             started = time.monotonic()
-            code = main(argv(pki, dns, timeout=timeout, fmt=fmt))
+            code = main([*argv(pki, dns, timeout=timeout, fmt=fmt), "--lang", lang])
             seconds = time.monotonic() - started
             out = capsys.readouterr().out
         if fmt != "json":
@@ -162,6 +163,16 @@ def test_the_text_verdict_names_the_ban_and_not_the_ports(run):
     assert "block this client's address" in verdict
     assert "Connection refused" not in verdict
     assert "(a consequence of CLIENT_ADDRESS_BLOCKED)" in " ".join(text.split())
+
+
+def test_in_german_the_sign_is_rebuilt_in_german(run):
+    code, report, _ = run(dict.fromkeys(KEYS), web="open", lang="de")
+    finding = blocked(report)
+    assert finding["explanation"].startswith("Alle Mail-Ports von mail.kunde.test")
+    assert "Port 443" in finding["explanation"]
+    assert finding["details"]["evidence"] == "web_answers"  # the facts stay as they are
+    (closed, *_) = [f for f in report["findings"] if f["code"] == "PORT_CLOSED"]
+    assert closed["explained_by"] == CODE
 
 
 def test_nothing_answering_at_all_is_a_host_down_not_a_ban(run, loopback_address):
@@ -280,3 +291,44 @@ def test_421_that_blames_the_address_is_a_suspected_ban(run):
 )
 def test_which_replies_blame_the_address(reply, blames):
     assert blames_address(reply) is blames
+
+
+def test_in_a_batch_the_domains_sharing_a_blocked_server_all_hear_of_it(pki, loopback_address):
+    # The second domain reuses the first one's probes (runner.ProbeCache),
+    # without connecting: the block is judged for it all the same.
+    from maildiag.runner import CheckRequest, ProbeCache, diagnose
+
+    zones = zone(loopback_address)
+    zones["zwei.test"] = {
+        "@": {"MX": [f"10 {HOST}."]},
+        **{k: v for k, v in zones[DOMAIN].items() if k.startswith("_")},
+    }
+    for records in zones["zwei.test"].values():
+        if "SRV" in records:
+            records["SRV"] = [r.replace(" mail", f" {HOST}.") for r in records["SRV"]]
+    cache = ProbeCache()
+    context = pki.good([HOST]).server_context()
+    with (
+        FakeMailHost(loopback_address, context, hostname=HOST, behaviours=dict.fromkeys(KEYS)),
+        web_port_open(loopback_address),
+        DnsServer(zones, DNS_ADDRESS) as dns,
+    ):
+        diagnoses = [
+            diagnose(
+                CheckRequest(
+                    domain,
+                    nameserver=dns.nameserver,
+                    ca_file=str(pki.ca_pem_path),
+                    timeout=1.0,
+                    deadline=6.0,
+                    autoconfig=False,
+                ),
+                probe_cache=cache,
+            )
+            for domain in (DOMAIN, "zwei.test")
+        ]
+    first, second = diagnoses
+    assert {r.endpoint.host for r in second.results} == {HOST}
+    assert all(r.shared for r in second.results)
+    for diagnosis in diagnoses:
+        assert CODE in [f.code for f in diagnosis.findings], diagnosis.domain
