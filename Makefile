@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 SSLYZE_VERSION := 6.3.1
+# The lowest declared version of every runtime dependency (tests/constraints-min.txt).
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+# The unit tests: all that need neither the real lab nor minutes of load
+# (the fault suite and batch's many-domain runs stay with `make test`).
+MIN_TESTS := -m "not lab" --ignore=tests/test_fault_suite.py --ignore=tests/test_batch.py
 
-.PHONY: venv test lint bench bench-env demo docs lab-deps clean
+.PHONY: venv test test-min lint bench bench-env demo docs lab-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +41,15 @@ lab-deps:
 test: venv lab-deps
 	$(PY) -m pytest
 
+$(MIN_STAMP): pyproject.toml tests/constraints-min.txt
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --constraint tests/constraints-min.txt -e '.[test]'
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	MAILDIAG_MIN_VERSIONS=1 $(MIN_VENV)/bin/python -m pytest $(MIN_TESTS)
+
 lint: venv
 	$(VENV)/bin/ruff check maildiag tests
 	$(VENV)/bin/ruff format --check maildiag tests
@@ -50,4 +65,4 @@ docs: venv
 	$(PY) -m tests.update_docs
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(MIN_VENV) build *.egg-info
