@@ -101,6 +101,7 @@ def run(report: Report) -> None:
     try:
         with DnsServer(_zone(lab), DNS_ADDRESS) as dns:
             _bench(lab, dns, report)
+            _bench_inbound(lab, dns, report)
     finally:
         lab_context.__exit__(None, None, None)
 
@@ -186,6 +187,55 @@ def _bench(lab: MailLab, dns: DnsServer, report: Report) -> None:
     report(
         f"--sync: flag seen by a 2nd session ({method}, median)",
         f"{statistics.median(flag) * 1000:.0f} ms",
+    )
+
+
+def _bench_inbound(lab: MailLab, dns: DnsServer, report: Report) -> None:
+    """--user at the domain also asks the MX (Postfix on 25) about the address (issue 9,
+    item 3): timed against the same check with that step left out. It runs beside the
+    probes, so it should add round trips, not a serial wait (goal: within 1.3x)."""
+    from maildiag import runner
+
+    args = [
+        "check",
+        lab.domain,
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(lab.ca_pem_path),
+        "--no-autoconfig",
+        "--format",
+        "json",
+        "--timeout",
+        "5",
+        "--user",
+        lab.alice.address,
+    ]
+    original = runner.inbound_address
+    with_inbound, without_inbound, dialogue = [], [], []
+    try:
+        for _ in range(ROUNDS):
+            runner.inbound_address = original  # type: ignore[assignment]
+            elapsed, result = _check(args, lab.alice.password)
+            if result["inbound"]["verdict"] != "accepted":
+                raise RuntimeError(f"the MX did not accept alice: {result['inbound']}")
+            with_inbound.append(elapsed)
+            dialogue.append(sum(result["inbound"]["attempts"][0]["timings"].values()))
+            runner.inbound_address = lambda *_: None  # type: ignore[assignment]
+            elapsed, result = _check(args, lab.alice.password)
+            assert result["inbound"] is None
+            without_inbound.append(elapsed)
+    finally:
+        runner.inbound_address = original  # type: ignore[assignment]
+    before, after = statistics.median(without_inbound), statistics.median(with_inbound)
+    report(f"check --user without the inbound path (median of {ROUNDS})", f"{before * 1000:.0f} ms")
+    report(
+        f"check --user with the inbound path: MX on 25 (median of {ROUNDS})",
+        f"{after * 1000:.0f} ms ({after / before:.2f}x, goal <= 1.3x)",
+    )
+    report(
+        "the MX dialogue itself (EHLO, STARTTLS, MAIL, RCPT; median)",
+        f"{statistics.median(dialogue) * 1000:.0f} ms",
     )
 
 

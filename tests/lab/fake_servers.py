@@ -2417,14 +2417,15 @@ class FakeMailServer:
 
 
 class FakeMailHost:
-    """All six standard mail endpoints of one host on one address.
+    """All six standard mail endpoints of one host on one address, and its MX on 25.
 
     ``behaviours`` maps endpoint keys (see ``ENDPOINTS``) to a Behaviour; a
     missing key is HEALTHY and None means nothing listens (connection
     refused). ``ports`` overrides the standard port of any key.
     ``login_refusals`` maps a protocol ("imap", "pop3", "smtp") to the
-    ``login_refusal`` of its servers. Other keyword arguments are passed to
-    every FakeMailServer.
+    ``login_refusal`` of its servers. ``mx`` (default True) also listens on
+    port 25 as an MX that accepts every recipient (``host.mx``). Other keyword
+    arguments are passed to every FakeMailServer.
     """
 
     def __init__(
@@ -2448,6 +2449,7 @@ class FakeMailHost:
         login_refusals: Mapping[str, str] | None = None,
         folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS,
         folder_style: FolderStyle = FolderStyle.SPECIAL_USE,
+        mx: bool = True,
     ) -> None:
         behaviours = dict(behaviours or {})
         ports = dict(ports or {})
@@ -2490,6 +2492,24 @@ class FakeMailHost:
                 folders=folders,
                 folder_style=folder_style,
             )
+        # Port 25 as the domain's MX, accepting mail for any address (no DATA),
+        # as a provider's mail host does: a check with --user asks it about the
+        # address. Not in ``servers``, which are the six client endpoints.
+        self.mx: FakeMailServer | None = (
+            FakeMailServer(
+                "smtp",
+                address,
+                25,
+                implicit_tls=False,
+                ssl_context=ssl_context,
+                hostname=hostname,
+                idle_timeout=idle_timeout,
+                gauge=self.gauge,
+                mx_replies={},
+            )
+            if mx
+            else None
+        )
 
     def __getitem__(self, key: str) -> FakeMailServer:
         return self.servers[key]
@@ -2500,10 +2520,13 @@ class FakeMailHost:
             return self.servers[key].port
         return ENDPOINTS[key][1]
 
+    def _all(self) -> list[FakeMailServer]:
+        return [*self.servers.values(), *([self.mx] if self.mx is not None else [])]
+
     def start(self) -> Self:
         started: list[FakeMailServer] = []
         try:
-            for server in self.servers.values():
+            for server in self._all():
                 started.append(server.start())
         except BaseException:
             for server in started:
@@ -2512,7 +2535,7 @@ class FakeMailHost:
         return self
 
     def stop(self) -> None:
-        for server in self.servers.values():
+        for server in self._all():
             server.stop()
 
     def __enter__(self) -> Self:
