@@ -384,11 +384,15 @@ def test_typed_settings_are_judged_as_the_client_would_meet_them(check_cli, mail
 
 def test_typed_settings_in_the_german_report(check_cli, mail_lab):
     good = mail_lab.good.name
-    _, out = check_cli("kunde-gut.test", "--lang", "de", "--typed", f"smtp:{good}:587:ssl")
+    typed = ["--typed", f"smtp:{good}:587:ssl", "--typed", f"imap:{good}:143:none"]
+    _, out = check_cli("kunde-gut.test", "--lang", "de", *typed)
     text = " ".join(out.split())
     assert "Eingabe des Kunden:" in text
     assert f"SMTP {good}:587 SSL/TLS: funktioniert nicht — SSL/TLS auf einem STARTTLS-Port" in text
     assert f"Tragen Sie stattdessen ein: SMTP, Server {good}, Port 587, STARTTLS." in text
+    assert (
+        f"IMAP {good}:143 ohne Verschlüsselung: funktioniert nicht — Keine Verschlüsselung" in text
+    )
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,7 @@ def all_texts() -> list[tuple[str, str]]:
     from ..typed import NO_SUGGESTION, SUGGESTION
 
     pairs += [("typed/suggestion", SUGGESTION), ("typed/suggestion", NO_SUGGESTION)]
+    pairs.append(("typed/security", "none"))  # STARTTLS and SSL/TLS read the same
     return list(dict.fromkeys(pairs))
 
 
@@ -356,7 +357,8 @@ def typed_lines(diagnosis: Diagnosis, colour: bool, lang: str, width: int) -> li
         findings = [i18n.localise(f, lang) for f in typed.findings]
         worst = max(findings, key=lambda f: f.severity.rank)
         name = f"{setting.protocol.value.upper()} {setting.host}:{setting.port} "
-        name += {"plain": "none", "starttls": "STARTTLS", "tls": "SSL/TLS"}[setting.security.value]
+        security = {"plain": "none", "starttls": "STARTTLS", "tls": "SSL/TLS"}
+        name += i18n.text(lang, "typed/security", security[setting.security.value])
         verdict = _paint(words(f"verdict/{typed.verdict}"), worst.severity, colour)
         head = f"{name}: {verdict}"
         if typed.verdict != "works":
