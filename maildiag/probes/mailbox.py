@@ -206,7 +206,7 @@ def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> s
 
 
 def _login(
-    session: Session, creds: Credentials, capabilities: tuple[str, ...], host: str
+    session: Session, creds: Credentials, capabilities: tuple[str, ...], host: str = ""
 ) -> tuple[AuthResult, tuple[str, ...]]:
     if isinstance(session, ImapSession):
         return auth.imap_login(session, creds, capabilities, host=host)
