@@ -130,6 +130,7 @@ def fact_texts() -> list[tuple[str, str]]:
 def _fact_words() -> dict[str, tuple[str, ...]]:
     from .analysis import OUTDATED_ONLY, _srv_description
     from .model import Phase
+    from .probes.mailbox import FIXED_REASONS
     from .protocols.registry import SPECS, SRV_SERVICES
 
     long_names = [s.long_name for s in SPECS.values() if s.long_name != s.name]
@@ -141,6 +142,7 @@ def _fact_words() -> dict[str, tuple[str, ...]]:
         "security": ("plain", "starttls", "tls"),
         "version": (OUTDATED_ONLY,),
         "size": (SIZE_UNKNOWN,),
+        "reason": FIXED_REASONS,
     }
 
 

@@ -211,3 +211,12 @@ def test_numbers_and_sizes_in_german_have_a_decimal_comma() -> None:
     )
     german = i18n.localise(large, "de").explanation
     assert "12000 Nachrichten (2,5 GiB)" in german and "oder 2,0 GiB" in german
+
+
+def test_a_fixed_reason_for_not_trying_the_password_reads_in_german() -> None:
+    from maildiag.probes.mailbox import FOREIGN_HOST
+
+    skipped = make_finding("AUTH_SKIPPED_FOREIGN_HOST", IMAPS, reason=FOREIGN_HOST, what="IMAP")
+    assert FOREIGN_HOST in skipped.explanation
+    german = i18n.localise(skipped, "de").explanation
+    assert "gesendet: Nur ein Autoconfig-Dokument, für das das DNS der Domain nicht bürgt" in german

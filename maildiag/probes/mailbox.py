@@ -36,6 +36,18 @@ from . import auth, folders, sending
 from .endpoint import ProbeRecorder
 from .sessions import ImapSession, Pop3Session, Session, SmtpSession
 
+# Why a login was not tried, when nothing about it varies: fixed sentences, so
+# that maildiag.i18n can give them in the report's language.
+NOT_TRIED = "not tried: "
+NO_PILOT_VERDICT = "the first login of this run did not finish before the deadline"
+FOREIGN_HOST = (
+    "only an autoconfig document that the domain's DNS does not vouch "
+    "for names this server (--imap-host/--pop3-host/--smtp-host to try it)"
+)
+NOT_ENCRYPTED = "the connection is not encrypted (--allow-plaintext to try)"
+UNTRUSTED_CERTIFICATE = "the server's certificate did not verify"
+FIXED_REASONS = (NO_PILOT_VERDICT, FOREIGN_HOST, NOT_ENCRYPTED, UNTRUSTED_CERTIFICATE)
+
 
 class MailboxChecks:
     """Login and mailbox facts for every endpoint of one run."""
@@ -92,7 +104,7 @@ class MailboxChecks:
             rec.extras["auth"] = AuthResult(
                 AuthStatus.SKIPPED,
                 None,
-                "not tried: the first login of this run did not finish before the deadline",
+                NOT_TRIED + NO_PILOT_VERDICT,
                 skipped_because="no_pilot_verdict",
             )
             return
@@ -136,8 +148,7 @@ class MailboxChecks:
             return AuthResult(
                 AuthStatus.SKIPPED,
                 None,
-                "not tried: only an autoconfig document that the domain's DNS does not vouch "
-                "for names this server (--imap-host/--pop3-host/--smtp-host to try it)",
+                NOT_TRIED + FOREIGN_HOST,
                 skipped_because="foreign_host",
             )
         if not encrypted:
@@ -152,7 +163,7 @@ class MailboxChecks:
                 return AuthResult(
                     AuthStatus.SKIPPED,
                     None,
-                    "not tried: the connection is not encrypted (--allow-plaintext to try)",
+                    NOT_TRIED + NOT_ENCRYPTED,
                     skipped_because="plaintext",
                 )
         elif (
@@ -165,7 +176,7 @@ class MailboxChecks:
             return AuthResult(
                 AuthStatus.SKIPPED,
                 None,
-                "not tried: the server's certificate did not verify",
+                NOT_TRIED + UNTRUSTED_CERTIFICATE,
                 skipped_because="untrusted_certificate",
             )
         name = session_name(endpoint)
