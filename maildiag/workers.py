@@ -94,7 +94,7 @@ def run_in_processes(
     batch, divided between the workers. With ``share_probes`` each worker
     reuses its probes without a login (``runner.ProbeCache``). ``BadLine`` items are passed
     through in input order. Setting ``stop`` ends the batch without starting
-    another domain; the workers are ended, checks still running abandoned.
+    another domain; the workers are ended (their checks with them).
     Close the iterator (or exhaust it) to end the workers.
     """
     if not 1 <= processes <= concurrency or (per_host and processes > per_host):
