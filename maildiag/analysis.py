@@ -657,7 +657,11 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
     if auth.status == AuthStatus.SKIPPED:
         code = _SKIP_CODES.get(auth.skipped_because or "", "AUTH_SKIPPED_LOCKOUT")
         reason = (auth.detail or "skipped").removeprefix("not tried: ")
-        yield make_finding(code, endpoint, reason=reason, **facts)
+        # The earlier verdict as facts, so the reason can be worded in any language.
+        held_back: dict[str, Any] = {
+            f"lockout_{k}" if k != "lockout" else k: v for k, v in auth.skipped_facts
+        }
+        yield make_finding(code, endpoint, reason=reason, **held_back, **facts)
         return
     # The cause the server's reply names (maildiag.login_replies), else the status's.
     if auth.cause is not None and auth.cause in CATALOGUE:

@@ -115,6 +115,18 @@ SIGNED = {
 _OUTCOME_FACT_CODES = ("DISCOVERY_CONTRADICTION", "IPV6_FAILS", "IPV4_FAILS")
 
 
+def _login_word(status: str, lang: str) -> str:
+    """An AuthStatus value as the report's Login column words it, in ``lang``."""
+    from .model import AuthStatus
+    from .report.text import LOGIN_LABELS
+
+    try:
+        label = LOGIN_LABELS.get(AuthStatus(status))
+    except ValueError:
+        label = None
+    return status if label is None else text(lang, "report/login", label)
+
+
 def fact_texts() -> list[tuple[str, str]]:
     """(context, English) of the fact words, for the translation catalogue."""
     pairs = [
@@ -123,6 +135,9 @@ def fact_texts() -> list[tuple[str, str]]:
     pairs += [("fact/source", SOURCE_SRV), ("fact/source", SOURCE_AUTOCONFIG), ("fact/date", DATE)]
     pairs += [("fact/tls_name", TLS_NAME), *(("fact/signed", text) for text in SIGNED.values())]
     pairs.append(("fact/decimal_mark", DECIMAL_MARK))
+    from .probes.mailbox import LOCKOUT_REASONS
+
+    pairs += [(f"fact/lockout/{kind}", english) for kind, english in LOCKOUT_REASONS.items()]
     return pairs
 
 
@@ -154,6 +169,19 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
         value = facts.get(name)
         if isinstance(value, str) and value in words:
             rebuilt[name] = text(lang, f"fact/{name}", value)
+    lockout = facts.get("lockout")
+    if code == "AUTH_SKIPPED_LOCKOUT" and isinstance(lockout, str):
+        from .probes.mailbox import LOCKOUT_REASONS
+
+        if lockout in LOCKOUT_REASONS:
+            rebuilt["reason"] = render_text(
+                text(lang, f"fact/lockout/{lockout}", LOCKOUT_REASONS[lockout]),
+                {
+                    "where": facts.get("lockout_where", ""),
+                    "status": _login_word(str(facts.get("lockout_status", "")), lang),
+                    "cause": facts.get("lockout_cause", ""),
+                },
+            )
     source = facts.get("source")
     if code == "DISCOVERY_CONTRADICTION" and isinstance(source, str):
         record = source.removeprefix("SRV record ")

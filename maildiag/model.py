@@ -218,6 +218,9 @@ class AuthResult:
     # Why a login was not tried (status "skipped"): lockout, untrusted_certificate,
     # plaintext, no_pilot_verdict, foreign_host (autoconfig named another domain's server).
     skipped_because: str | None = None
+    # For "lockout": which earlier verdict holds the password back, as facts
+    # (lockout = refused | no_answer | limited, where, status, cause).
+    skipped_facts: tuple[tuple[str, str], ...] = ()
     # The finding code of the cause the server's reply names (maildiag.login_replies),
     # finer than ``status``: AUTH_APP_PASSWORD_REQUIRED, AUTH_IN_USE, ...
     cause: str | None = None

@@ -220,3 +220,21 @@ def test_a_fixed_reason_for_not_trying_the_password_reads_in_german() -> None:
     assert FOREIGN_HOST in skipped.explanation
     german = i18n.localise(skipped, "de").explanation
     assert "gesendet: Nur ein Autoconfig-Dokument, für das das DNS der Domain nicht bürgt" in german
+
+
+def test_the_reason_a_login_was_held_back_reads_in_german() -> None:
+    finding = make_finding(
+        "AUTH_SKIPPED_LOCKOUT",
+        IMAPS,
+        reason="IMAP mail.kunde.example:143 (starttls) already refused these credentials "
+        "(wrong_credentials)",
+        lockout="refused",
+        lockout_where="IMAP mail.kunde.example:143 (starttls)",
+        lockout_status="wrong_credentials",
+        lockout_cause="AUTH_FAILED",
+    )
+    german = i18n.localise(finding, "de").explanation
+    where = "IMAP mail.kunde.example:143 (starttls)"
+    assert f"{where} hat diese Zugangsdaten bereits abgelehnt (falsches Passwort)" in german
+    assert "already" not in german and "wrong_credentials" not in german
+    assert finding.explanation.count("already refused these credentials") == 1

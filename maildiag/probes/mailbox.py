@@ -47,6 +47,13 @@ FOREIGN_HOST = (
 NOT_ENCRYPTED = "the connection is not encrypted (--allow-plaintext to try)"
 UNTRUSTED_CERTIFICATE = "the server's certificate did not verify"
 FIXED_REASONS = (NO_PILOT_VERDICT, FOREIGN_HOST, NOT_ENCRYPTED, UNTRUSTED_CERTIFICATE)
+# Why the password is held back after an earlier verdict of the run; the
+# translations come from the catalogue ("fact/lockout/<kind>").
+LOCKOUT_REASONS = {
+    "no_answer": "the login on {where} got no answer in time",
+    "limited": "{where} limits logins from this address ({cause})",
+    "refused": "{where} already refused these credentials ({status})",
+}
 
 
 class MailboxChecks:
@@ -91,13 +98,23 @@ class MailboxChecks:
             verdict = self.gate.refusal
             assert verdict is not None
             if verdict.result.status == AuthStatus.NO_ANSWER:
-                why = f"the login on {verdict.where} got no answer in time"
+                kind = "no_answer"
             elif verdict.result.status == AuthStatus.TEMPORARY_FAILURE:
-                why = f"{verdict.where} limits logins from this address ({verdict.result.cause})"
+                kind = "limited"
             else:
-                why = f"{verdict.where} already refused these credentials ({verdict.result.status})"
+                kind = "refused"
+            earlier = {
+                "where": verdict.where,
+                "status": str(verdict.result.status),
+                "cause": str(verdict.result.cause),
+            }
+            why = LOCKOUT_REASONS[kind].format(**earlier)
             rec.extras["auth"] = AuthResult(
-                AuthStatus.SKIPPED, None, f"not tried: {why}", skipped_because="lockout"
+                AuthStatus.SKIPPED,
+                None,
+                f"not tried: {why}",
+                skipped_because="lockout",
+                skipped_facts=(("lockout", kind), *earlier.items()),
             )
             return
         if turn is auth.Turn.GIVE_UP:
