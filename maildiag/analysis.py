@@ -108,8 +108,8 @@ def overall_status(discovery: Discovery, findings: Iterable[Finding]) -> Status:
     "could not find out" (DNS failed) and for bad input (the CLI's exit 3).
     """
     findings = tuple(findings)
-    codes = {f.code for f in findings}
-    if "NO_MAIL_ENDPOINTS" in codes and discovery.problems:
+    # Nothing found, and DNS failed on the way: nothing could be judged.
+    if not discovery.endpoints and discovery.domain_exists and discovery.problems:
         return Status.UNKNOWN
     worst = max((f.severity.rank for f in findings), default=0)
     if worst >= Severity.CRITICAL.rank:
@@ -151,7 +151,7 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
         yield make_finding("DOMAIN_NOT_FOUND", domain=domain)
     failures: dict[tuple[str, str], list[str]] = {}
     for problem in discovery.problems:
-        if problem.kind in ("nxdomain", "nodata"):
+        if problem.kind.is_answer:
             continue  # an absent record is an answer, not a failed lookup
         failures.setdefault((problem.kind, problem.detail), []).append(problem.query)
     for (kind, detail), queries in failures.items():
@@ -162,9 +162,7 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
         yield make_finding(
             "DNS_LOOKUP_FAILED", query=shown, detail=detail, kind=kind, queries=queries
         )
-    mx_failed = any(
-        p.query.endswith(" MX") and p.kind not in ("nxdomain", "nodata") for p in discovery.problems
-    )
+    mx_failed = any(p.query.endswith(" MX") and not p.kind.is_answer for p in discovery.problems)
     if discovery.domain_exists and not discovery.mx and not mx_failed:
         yield make_finding("MX_MISSING", domain=domain)
     for result in discovery.autoconfig:
@@ -963,10 +961,9 @@ def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Itera
     problems = False
     if sync.delivery_latency_s is None or sync.flag_sync_latency_s is None:
         problems = True
-        not_measured = reason.startswith("not measured")
         yield make_finding(
             "SYNC_FAILED",
-            severity=Severity.INFO if not_measured else None,
+            severity=Severity.INFO if sync.not_measured else None,
             reason=reason,
             **facts,
         )

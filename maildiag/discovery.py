@@ -21,6 +21,7 @@ from maildiag.dns import DnsLookupError, Resolver, to_ascii
 from maildiag.model import (
     AutoconfigResult,
     Discovery,
+    DnsFailure,
     DnsProblem,
     Endpoint,
     MxHost,
@@ -163,13 +164,15 @@ def discover(
 
     # RFC 8020: NXDOMAIN means nothing exists at or below the name; NODATA
     # (the name without this record type) still means the domain exists.
-    domain_exists = not any(e is not None and e.kind == "nxdomain" for e in (apex_error, mx_error))
+    domain_exists = not any(
+        e is not None and e.kind is DnsFailure.NXDOMAIN for e in (apex_error, mx_error)
+    )
     if not domain_exists:
         problems.insert(
             0,
             DnsProblem(
                 query=f"{domain_ascii} SOA",
-                kind="nxdomain",
+                kind=DnsFailure.NXDOMAIN,
                 detail="the domain does not exist in DNS",
             ),
         )
@@ -361,10 +364,12 @@ def _mx_host(
     except DnsLookupError as e:
         error = e
     except Exception as e:
-        error = DnsLookupError("error", f"maildiag internal error: {e!r}", f"{host} A/AAAA")
+        error = DnsLookupError(
+            DnsFailure.ERROR, f"maildiag internal error: {e!r}", f"{host} A/AAAA"
+        )
     else:
         return MxHost(host, tuple(addresses), cname=alias)
-    if error.kind not in ("nxdomain", "nodata"):
+    if not error.kind.is_answer:
         problems.append(DnsProblem(query=error.query, kind=error.kind, detail=error.detail))
     return MxHost(host, error_kind=error.kind, error=error.detail)
 
@@ -400,7 +405,7 @@ def _result(
         error = e
     except Exception as e:
         # A bug in one lookup must not hide what the others found.
-        error = DnsLookupError("error", f"maildiag internal error: {e!r}", query)
-    if error.kind not in ("nxdomain", "nodata"):
+        error = DnsLookupError(DnsFailure.ERROR, f"maildiag internal error: {e!r}", query)
+    if not error.kind.is_answer:
         problems.append(DnsProblem(query=error.query, kind=error.kind, detail=error.detail))
     return [], error

@@ -34,6 +34,7 @@ import dns.resolver
 import idna
 
 from maildiag.deadline import Deadline, DeadlineExceeded
+from maildiag.model import DnsFailure
 
 __all__ = [
     "DnsLookupError",
@@ -57,7 +58,7 @@ class DnsLookupError(Exception):
     refused, error.
     """
 
-    def __init__(self, kind: str, detail: str, query: str) -> None:
+    def __init__(self, kind: DnsFailure, detail: str, query: str) -> None:
         super().__init__(f"{query}: {detail}")
         self.kind = kind
         self.detail = detail
@@ -272,7 +273,14 @@ def _system_nameservers() -> list[_Nameserver]:
 
 # When several nameservers fail differently, the most telling reason wins:
 # an answer that says "broken" beats silence, silence beats "nobody there".
-_KIND_RANK = {"servfail": 0, "refused": 1, "error": 2, "timeout": 3, "no_nameservers": 4}
+# The most telling failure of several name servers is the one reported.
+_KIND_RANK = {
+    DnsFailure.SERVFAIL: 0,
+    DnsFailure.REFUSED: 1,
+    DnsFailure.ERROR: 2,
+    DnsFailure.TIMEOUT: 3,
+    DnsFailure.NO_NAMESERVERS: 4,
+}
 
 
 class Resolver:
@@ -310,7 +318,9 @@ class Resolver:
             qname = _query_name(name)
             qtype = dns.rdatatype.from_text(rdtype)
         except (dns.exception.DNSException, ValueError) as e:
-            raise DnsLookupError("error", f"cannot ask for this name: {e}", label) from None
+            raise DnsLookupError(
+                DnsFailure.ERROR, f"cannot ask for this name: {e}", label
+            ) from None
         lifetime = self._lifetime(deadline, label)
         request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
         response = self._exchange(request, lifetime, label, deadline)
@@ -347,7 +357,11 @@ class Resolver:
             except DnsLookupError as e:
                 # No AAAA query can help when the name does not exist or the
                 # nameserver is silent: it would only spend the rest of the time.
-                if rdtype == "A" and e.kind in ("nxdomain", "timeout", "no_nameservers"):
+                if rdtype == "A" and e.kind in (
+                    DnsFailure.NXDOMAIN,
+                    DnsFailure.TIMEOUT,
+                    DnsFailure.NO_NAMESERVERS,
+                ):
                     raise
                 errors.append(e)
                 continue
@@ -356,9 +370,11 @@ class Resolver:
         if found:
             return found, alias
         for error in errors:
-            if error.kind != "nodata":
+            if error.kind is not DnsFailure.NODATA:
                 raise error
-        raise DnsLookupError("nodata", "the name has no A or AAAA record", f"{host} A/AAAA")
+        raise DnsLookupError(
+            DnsFailure.NODATA, "the name has no A or AAAA record", f"{host} A/AAAA"
+        )
 
     # -- internals ---------------------------------------------------------
 
@@ -369,7 +385,7 @@ class Resolver:
             return deadline.step_timeout(self.timeout)
         except DeadlineExceeded:
             raise DnsLookupError(
-                "timeout", "not asked: the run's deadline had already passed", label
+                DnsFailure.TIMEOUT, "not asked: the run's deadline had already passed", label
             ) from None
 
     def _exchange(
@@ -383,19 +399,21 @@ class Resolver:
         try:
             return self._ask(request, lifetime, label, deadline or Deadline.unlimited())
         except DeadlineExceeded:
-            raise DnsLookupError("timeout", "stopped: the run's deadline passed", label) from None
+            raise DnsLookupError(
+                DnsFailure.TIMEOUT, "stopped: the run's deadline passed", label
+            ) from None
 
     def _ask(
         self, request: dns.message.Message, lifetime: float, label: str, deadline: Deadline
     ) -> dns.message.Message:
         if not self._servers:
             raise DnsLookupError(
-                "no_nameservers", "no nameserver is configured (/etc/resolv.conf)", label
+                DnsFailure.NO_NAMESERVERS, "no nameserver is configured (/etc/resolv.conf)", label
             )
         end = time.monotonic() + lifetime
         alive = list(self._servers)
         sockets: dict[_Nameserver, socket.socket] = {}
-        failures: dict[_Nameserver, tuple[str, str]] = {}
+        failures: dict[_Nameserver, tuple[DnsFailure, str]] = {}
         wait = _FIRST_RETRY
         try:
             while alive and time.monotonic() < end:
@@ -426,7 +444,7 @@ class Resolver:
                 sock.close()
         for server in alive:
             failures[server] = (
-                "timeout",
+                DnsFailure.TIMEOUT,
                 f"no answer from {server} within {lifetime:.1f} s",
             )
         kind, _ = min(failures.values(), key=lambda f: _KIND_RANK.get(f[0], 9))
@@ -485,13 +503,13 @@ class Resolver:
             return _TRUNCATED
         except ConnectionRefusedError:
             raise _ServerFailed(
-                "no_nameservers", f"nothing answers DNS on {server} (connection refused)"
+                DnsFailure.NO_NAMESERVERS, f"nothing answers DNS on {server} (connection refused)"
             ) from None
         except OSError as e:
             if deadline.cancelled:
                 raise DeadlineExceeded("the run was cancelled") from None
             raise _ServerFailed(
-                "no_nameservers", f"cannot reach {server}: {e.strerror or e}"
+                DnsFailure.NO_NAMESERVERS, f"cannot reach {server}: {e.strerror or e}"
             ) from None
 
     def _tcp(
@@ -499,36 +517,39 @@ class Resolver:
     ) -> dns.message.Message:
         remaining = end - time.monotonic()
         if remaining <= 0:
-            raise _ServerFailed("timeout", f"{server} truncated the answer and time ran out")
+            raise _ServerFailed(
+                DnsFailure.TIMEOUT, f"{server} truncated the answer and time ran out"
+            )
         # RFC 7766 §5: a truncated UDP answer is asked again over TCP.
         try:
             return dns.query.tcp(request, server.address, timeout=remaining, port=server.port)
         except dns.exception.Timeout:
             raise _ServerFailed(
-                "timeout", f"no answer over TCP from {server} (the UDP answer was truncated)"
+                DnsFailure.TIMEOUT,
+                f"no answer over TCP from {server} (the UDP answer was truncated)",
             ) from None
         except (OSError, EOFError, dns.exception.DNSException) as e:
             raise _ServerFailed(
-                "error",
+                DnsFailure.ERROR,
                 f"{server} truncated the UDP answer and TCP failed: {e or type(e).__name__}",
             ) from None
 
     def _answer(self, response: dns.message.Message, label: str) -> tuple[list[Any], str | None]:
         if not isinstance(response, dns.message.QueryMessage):
-            raise DnsLookupError("error", "the answer is not a query response", label)
+            raise DnsLookupError(DnsFailure.ERROR, "the answer is not a query response", label)
         try:
             chain = response.resolve_chaining()
         except dns.exception.DNSException as e:
-            raise DnsLookupError("error", f"unusable answer: {e}", label) from None
+            raise DnsLookupError(DnsFailure.ERROR, f"unusable answer: {e}", label) from None
         if response.rcode() == dns.rcode.NXDOMAIN:
             where = (
                 ""
                 if chain.canonical_name == response.question[0].name
                 else (f" ({chain.canonical_name.to_text(omit_final_dot=True)}, via CNAME)")
             )
-            raise DnsLookupError("nxdomain", f"the name does not exist{where}", label)
+            raise DnsLookupError(DnsFailure.NXDOMAIN, f"the name does not exist{where}", label)
         if chain.answer is None:
-            raise DnsLookupError("nodata", "the name exists but has no such record", label)
+            raise DnsLookupError(DnsFailure.NODATA, "the name exists but has no such record", label)
         canonical = None
         if chain.canonical_name != response.question[0].name:
             canonical = chain.canonical_name.to_text(omit_final_dot=True).lower()
@@ -557,7 +578,7 @@ class _UdpSocket(socket.socket):
 
 
 class _ServerFailed(Exception):
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: DnsFailure, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
@@ -567,9 +588,12 @@ class _ServerFailed(Exception):
 _TRUNCATED = dns.message.Message()
 
 
-def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> tuple[str, str]:
+def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> tuple[DnsFailure, str]:
     if rcode == dns.rcode.SERVFAIL:
-        return "servfail", f"{server} answered SERVFAIL (the zone's DNS is broken or unreachable)"
+        return (
+            DnsFailure.SERVFAIL,
+            f"{server} answered SERVFAIL (the zone's DNS is broken or unreachable)",
+        )
     if rcode == dns.rcode.REFUSED:
-        return "refused", f"{server} refused to answer (REFUSED)"
-    return "error", f"{server} answered {dns.rcode.to_text(rcode)}"
+        return DnsFailure.REFUSED, f"{server} refused to answer (REFUSED)"
+    return DnsFailure.ERROR, f"{server} answered {dns.rcode.to_text(rcode)}"

@@ -309,6 +309,8 @@ class SyncResult:
     flag_sync_method: str | None
     cleaned_up: bool
     error: str | None = None
+    # Nothing could be measured: no endpoint of IMAP or submission took the login.
+    not_measured: bool = False
 
 
 class IpFamily(enum.StrEnum):
@@ -446,7 +448,7 @@ class MxHost:
     # The canonical name when the host is an alias (CNAME), which RFC 2181
     # §10.3 and RFC 5321 §5.1 forbid for an MX target.
     cname: str | None = None
-    error_kind: str | None = None  # a DnsLookupError kind when it did not resolve
+    error_kind: DnsFailure | None = None  # why it did not resolve
     error: str | None = None
 
     @property
@@ -490,10 +492,27 @@ class AutoconfigResult:
     final_url: str | None = None
 
 
+class DnsFailure(enum.StrEnum):
+    """Why a DNS lookup gave no records."""
+
+    NXDOMAIN = "nxdomain"  # the name does not exist (RFC 8020: nor anything below it)
+    NODATA = "nodata"  # the name exists without records of that type
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    NO_NAMESERVERS = "no_nameservers"  # none configured, or none reachable
+    ERROR = "error"
+
+    @property
+    def is_answer(self) -> bool:
+        """NXDOMAIN and NODATA are answers about the name, not failures to ask."""
+        return self in (DnsFailure.NXDOMAIN, DnsFailure.NODATA)
+
+
 @dataclass(frozen=True)
 class DnsProblem:
     query: str  # "example.org MX"
-    kind: str  # nxdomain, servfail, timeout, no_nameservers, error
+    kind: DnsFailure
     detail: str
 
 

@@ -46,7 +46,7 @@ def mx_findings(
     any_resolves = any(h.resolves for h in discovery.mx_hosts)
     for host in discovery.mx_hosts:
         preference = _preference(discovery, host.host)
-        if host.error_kind in ("nxdomain", "nodata"):
+        if host.error_kind is not None and host.error_kind.is_answer:
             yield make_finding(
                 "MX_HOST_UNRESOLVED",
                 severity=Severity.WARNING if any_resolves else None,

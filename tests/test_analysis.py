@@ -12,6 +12,7 @@ from maildiag.model import (
     AuthResult,
     CertificateInfo,
     Discovery,
+    DnsFailure,
     DnsProblem,
     Endpoint,
     Folder,
@@ -246,7 +247,9 @@ def test_nonexistent_domain_is_critical():
 
 
 def test_dns_failure_with_nothing_found_is_unknown_but_clean_nothing_is_critical():
-    failed = discovery(mx=(), problems=(DnsProblem("kunde.test MX", "timeout", "no answer"),))
+    failed = discovery(
+        mx=(), problems=(DnsProblem("kunde.test MX", DnsFailure.TIMEOUT, "no answer"),)
+    )
     findings = analyse(failed, [])
     assert {"DNS_LOOKUP_FAILED", "NO_MAIL_ENDPOINTS"} <= set(codes(findings))
     assert "MX_MISSING" not in codes(findings)  # we don't know: the lookup failed

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from maildiag.deadline import Deadline
-from maildiag.model import Endpoint, Outcome, Phase, Protocol, Security, TrustStatus
+from maildiag.model import DnsFailure, Endpoint, Outcome, Phase, Protocol, Security, TrustStatus
 from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
 from tests.lab.fake_servers import ENDPOINTS, Behaviour, FakeMailServer
 
@@ -243,7 +243,7 @@ def test_unresolvable_host(pki):
     from maildiag.dns import DnsLookupError
 
     def lookup(host, deadline):
-        raise DnsLookupError("nxdomain", f"{host} does not exist", f"{host} A")
+        raise DnsLookupError(DnsFailure.NXDOMAIN, f"{host} does not exist", f"{host} A")
 
     endpoint = Endpoint(Protocol.IMAP, "nowhere.kunde.test", 993, Security.TLS, ("test",))
     result = probe_endpoint(endpoint, lookup, ProbeSettings(timeout=1), Deadline(5))
@@ -293,7 +293,9 @@ def test_a_name_not_resolved_before_the_deadline_is_not_a_dns_verdict():
     endpoint = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS)
 
     def lookup_after_the_deadline(host, deadline):
-        raise DnsLookupError("timeout", "not asked: the run's deadline had already passed", host)
+        raise DnsLookupError(
+            DnsFailure.TIMEOUT, "not asked: the run's deadline had already passed", host
+        )
 
     result = probe_endpoint(endpoint, lookup_after_the_deadline, ProbeSettings(), Deadline(0))
     assert result.outcome is Outcome.DEADLINE
@@ -305,7 +307,7 @@ def test_a_name_not_resolved_before_the_deadline_is_not_a_dns_verdict():
     assert result.outcome is Outcome.DEADLINE
 
     def no_such_name(host, deadline):  # the twin: a real DNS verdict
-        raise DnsLookupError("nxdomain", "the name does not exist", host)
+        raise DnsLookupError(DnsFailure.NXDOMAIN, "the name does not exist", host)
 
     result = probe_endpoint(endpoint, no_such_name, ProbeSettings(), Deadline(5))
     assert result.outcome is Outcome.UNRESOLVED

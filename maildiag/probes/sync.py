@@ -62,9 +62,10 @@ class _Measured:
     cleaned_up: bool = True
     cleanup_note: str | None = None
 
-    def result(self, error: str | None = None) -> SyncResult:
+    def result(self, error: str | None = None, *, not_measured: bool = False) -> SyncResult:
         notes = [n for n in (error, self.cleanup_note) if n]
         return SyncResult(
+            not_measured=not_measured,
             delivery_latency_s=self.delivery_latency_s,
             delivery_method=self.delivery_method,
             flag_sync_latency_s=self.flag_sync_latency_s,
@@ -132,7 +133,9 @@ def measure_sync(
             for name, found in (("IMAP", imap_result), ("SMTP submission", smtp_result))
             if found is None
         )
-        return _Measured().result(f"not measured: no {missing} endpoint where the login worked")
+        return _Measured().result(
+            f"not measured: no {missing} endpoint where the login worked", not_measured=True
+        )
     measured = _Measured()
     run = _SyncRun(imap_result, smtp_result, credentials, settings, deadline, domain, measured)
     try:
