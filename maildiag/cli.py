@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -458,20 +457,6 @@ BATCH_EPILOG = (
 )
 
 
-def _on_stop_signals(*events: threading.Event) -> dict[int, object]:
-    """Ctrl-C and SIGTERM set ``events`` instead of raising mid-write; returns what to restore."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: object) -> None:
-        for event in events:
-            event.set()
-
-    return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-
-
 @cli.command(epilog=BATCH_EPILOG)
 @click.argument("source", metavar="FILE|-")
 @click.option(
@@ -537,12 +522,8 @@ def batch(
     The JSON lines are English whatever --lang says (they are for programs);
     --lang sets the language of the summary, the progress line and complaints.
     """
-    import signal
-
     from . import batch as batch_module
-    from . import workers
-    from .limits import HostLimiter
-    from .runner import ProbeCache
+    from . import batch_run
 
     template = build_request("", **options)
     try:
@@ -558,63 +539,22 @@ def batch(
             with open(source, "rb") as counting:
                 total = batch_module.count_entries(counting)
         bar = batch_module.Progress(err, total, language, _stderr_width(err))
-
-    stop, interrupted = threading.Event(), threading.Event()
-    previous = _on_stop_signals(stop, interrupted)
-    summary = batch_module.Summary()
-    broken_pipe = False
-    entries = batch_module.read_entries(handle)
-    processes = workers.worker_count(processes, concurrency=concurrency, per_host=per_host)
-    if processes > 1:
-        results = workers.run_in_processes(
-            entries,
-            template,
-            processes=processes,
-            concurrency=concurrency,
-            per_host=per_host,
-            share_probes=share_probes,
-            stop=stop,
-        )
-    else:
-        results = batch_module.run_batch(
-            entries,
-            template,
-            concurrency=concurrency,
-            host_limiter=HostLimiter(per_host) if per_host else None,
-            probe_cache=ProbeCache() if share_probes else None,
-            stop=stop,
-        )
+    settings = batch_run.BatchSettings(
+        concurrency=concurrency,
+        per_host=per_host,
+        share_probes=share_probes,
+        processes=processes,
+        quiet=quiet,
+        lang=language,
+    )
     try:
-        batch_module.write_jsonl(
-            results,
-            sys.stdout.buffer,
-            summary,
-            complain=lambda text: click.echo(text, err=True),
-            progress=bar,
-            lang=language,
+        status = batch_run.run(
+            handle, template, settings, out=sys.stdout.buffer, err=err, progress=bar
         )
-    except BrokenPipeError:
-        broken_pipe = True  # the reader went away (| head): stop quietly
-        stop.set()
     finally:
-        results.close()  # cancels the checks still running and ends the worker processes
         if source != "-":
             handle.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-    if bar is not None:
-        bar.close()
-    if not quiet and not broken_pipe:
-        text = summary.render(interrupted=interrupted.is_set(), lang=language)
-        click.echo(text, err=True, nl=False)
-    if broken_pipe:
-        # Python flushes stdout once more on the way out; into the closed pipe that
-        # would print "Exception ignored ... BrokenPipeError" (see the signal
-        # module's documentation, "Note on SIGPIPE").
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if broken_pipe or interrupted.is_set():
-        raise SystemExit(EXIT_UNKNOWN)
-    raise SystemExit(int(summary.worst))
+    raise SystemExit(status)
 
 
 @cli.command()
