@@ -102,6 +102,7 @@ def run(report: Report) -> None:
         with DnsServer(_zone(lab), DNS_ADDRESS) as dns:
             _bench(lab, dns, report)
             _bench_inbound(lab, dns, report)
+            _bench_against_release(lab, dns, report)
     finally:
         lab_context.__exit__(None, None, None)
 
@@ -245,3 +246,69 @@ def _report(label: str, value: str) -> None:
 
 if __name__ == "__main__":
     run(_report)
+
+
+# Issue 9 ("beyond the port") added sending, folders and the inbound path to a
+# check with --user; its goal is a check at most 1.3x as long as before it.
+BEFORE_TICKETS = "2de2deb"
+
+
+def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None:
+    """The same check with --user, by maildiag now and by maildiag at BEFORE_TICKETS."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    print(f"(mailbox) check --user now vs. maildiag at {BEFORE_TICKETS}", flush=True)
+    with tempfile.TemporaryDirectory() as directory:
+        old = Path(directory)
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", BEFORE_TICKETS, "maildiag"],
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0 or shutil.which("tar") is None:
+            print(f"  skipped: no git history with {BEFORE_TICKETS} here", flush=True)
+            return
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        args = [
+            "check",
+            lab.domain,
+            "--nameserver",
+            dns.nameserver,
+            "--ca-file",
+            str(lab.ca_pem_path),
+            "--no-autoconfig",
+            "--format",
+            "json",
+            "--timeout",
+            "5",
+            "--user",
+            lab.alice.address,
+        ]
+        trees = {"now": root, BEFORE_TICKETS: old}
+        checks: dict[str, list[float]] = {name: [] for name in trees}
+        for round_number in range(ROUNDS + 1):
+            for name, tree in trees.items():
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": str(tree),
+                    "MAILDIAG_PASSWORD": lab.alice.password,
+                }
+                done = subprocess.run(
+                    [sys.executable, "-m", "maildiag", *args],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    cwd=tree,
+                    check=False,
+                )
+                if round_number:  # the first round warms both up
+                    checks[name].append(json.loads(done.stdout)["duration_s"])
+    now, before = (statistics.median(checks[name]) for name in trees)
+    report(f"check --user at {BEFORE_TICKETS} (median of {ROUNDS})", f"{before * 1000:.0f} ms")
+    report("check --user now: + sending, folders, inbound path", f"{now * 1000:.0f} ms")
+    report("now / before (goal <= 1.3x)", f"{now / before:.2f}x")
