@@ -70,6 +70,24 @@ def _password(value: str | None) -> Iterator[None]:
             os.environ["MAILDIAG_PASSWORD"] = saved
 
 
+def _lab_check(lab: MailLab, dns: DnsServer, *extra: str) -> list[str]:
+    """``maildiag check`` of the lab domain as JSON, through the lab's DNS and CA."""
+    return [
+        "check",
+        lab.domain,
+        "--nameserver",
+        dns.nameserver,
+        "--ca-file",
+        str(lab.ca_pem_path),
+        "--no-autoconfig",
+        "--format",
+        "json",
+        "--timeout",
+        "5",
+        *extra,
+    ]
+
+
 def _check(args: list[str], password: str | None) -> tuple[float, dict]:
     out = io.StringIO()
     with _password(password), contextlib.redirect_stdout(out):
@@ -108,19 +126,7 @@ def run(report: Report) -> None:
 
 
 def _bench(lab: MailLab, dns: DnsServer, report: Report) -> None:
-    base = [
-        "check",
-        lab.domain,
-        "--nameserver",
-        dns.nameserver,
-        "--ca-file",
-        str(lab.ca_pem_path),
-        "--no-autoconfig",
-        "--format",
-        "json",
-        "--timeout",
-        "5",
-    ]
+    base = _lab_check(lab, dns)
     with_user = [*base, "--user", lab.alice.address]
     _check(base, None)  # warm up: imports, Dovecot's auth and login processes
     _check(with_user, lab.alice.password)
@@ -197,21 +203,7 @@ def _bench_inbound(lab: MailLab, dns: DnsServer, report: Report) -> None:
     probes, so it should add round trips, not a serial wait (goal: within 1.3x)."""
     from maildiag import runner
 
-    args = [
-        "check",
-        lab.domain,
-        "--nameserver",
-        dns.nameserver,
-        "--ca-file",
-        str(lab.ca_pem_path),
-        "--no-autoconfig",
-        "--format",
-        "json",
-        "--timeout",
-        "5",
-        "--user",
-        lab.alice.address,
-    ]
+    args = _lab_check(lab, dns, "--user", lab.alice.address)
     original = runner.inbound_address
     with_inbound, without_inbound, dialogue = [], [], []
     try:
@@ -274,21 +266,7 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
             print(f"  skipped: no git history with {BEFORE_TICKETS} here", flush=True)
             return
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-        args = [
-            "check",
-            lab.domain,
-            "--nameserver",
-            dns.nameserver,
-            "--ca-file",
-            str(lab.ca_pem_path),
-            "--no-autoconfig",
-            "--format",
-            "json",
-            "--timeout",
-            "5",
-            "--user",
-            lab.alice.address,
-        ]
+        args = _lab_check(lab, dns, "--user", lab.alice.address)
         trees = {"now": root, BEFORE_TICKETS: old}
         checks: dict[str, list[float]] = {name: [] for name in trees}
         for round_number in range(ROUNDS + 1):
