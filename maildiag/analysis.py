@@ -12,6 +12,7 @@ from typing import Any
 
 from .blocking import blocked_findings, explain_symptoms
 from .dualstack import family_findings
+from .finding_codes import FindingCode
 from .findings import (
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
@@ -148,7 +149,7 @@ def _announced(endpoint: Endpoint) -> bool:
 def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
     domain = discovery.domain
     if not discovery.domain_exists:
-        yield make_finding("DOMAIN_NOT_FOUND", domain=domain)
+        yield make_finding(FindingCode.DOMAIN_NOT_FOUND, domain=domain)
     failures: dict[tuple[str, str], list[str]] = {}
     for problem in discovery.problems:
         if problem.kind.is_answer:
@@ -160,11 +161,11 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
             f" and {len(queries) - 4} more" if len(queries) > 4 else ""
         )
         yield make_finding(
-            "DNS_LOOKUP_FAILED", query=shown, detail=detail, kind=kind, queries=queries
+            FindingCode.DNS_LOOKUP_FAILED, query=shown, detail=detail, kind=kind, queries=queries
         )
     mx_failed = any(p.query.endswith(" MX") and not p.kind.is_answer for p in discovery.problems)
     if discovery.domain_exists and not discovery.mx and not mx_failed:
-        yield make_finding("MX_MISSING", domain=domain)
+        yield make_finding(FindingCode.MX_MISSING, domain=domain)
     for result in discovery.autoconfig:
         foreign = [s.host for s in result.servers if s.host in discovery.foreign_hosts]
         if foreign:
@@ -174,7 +175,7 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
                 else ""
             )
             yield make_finding(
-                "AUTOCONFIG_FOREIGN_HOST",
+                FindingCode.AUTOCONFIG_FOREIGN_HOST,
                 domain=domain,
                 url=result.url,
                 final_url=result.final_url,
@@ -184,7 +185,7 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
     for record in discovery.srv:
         if record.invalid:
             yield make_finding(
-                "SRV_INVALID",
+                FindingCode.SRV_INVALID,
                 service=record.service,
                 target=record.target,
                 domain=discovery.domain_ascii,
@@ -194,12 +195,12 @@ def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
             )
         if record.not_offered:
             yield make_finding(
-                "SRV_NOT_OFFERED",
+                FindingCode.SRV_NOT_OFFERED,
                 service=record.service,
                 what=_srv_description(record.service),
             )
     if not discovery.endpoints and discovery.domain_exists:
-        yield make_finding("NO_MAIL_ENDPOINTS", domain=domain)
+        yield make_finding(FindingCode.NO_MAIL_ENDPOINTS, domain=domain)
 
 
 def _endpoint_findings(
@@ -214,30 +215,38 @@ def _endpoint_findings(
     minor = None if _announced(endpoint) else Severity.INFO
 
     if outcome is Outcome.UNRESOLVED:
-        found.append(make_finding("HOST_UNRESOLVED", endpoint, detail=result.error or "", **facts))
+        found.append(
+            make_finding(FindingCode.HOST_UNRESOLVED, endpoint, detail=result.error or "", **facts)
+        )
     elif outcome is Outcome.REFUSED:
-        found.append(make_finding("PORT_CLOSED", endpoint, severity=minor, **facts))
+        found.append(make_finding(FindingCode.PORT_CLOSED, endpoint, severity=minor, **facts))
     elif outcome is Outcome.TIMEOUT:
-        found.append(make_finding("PORT_FILTERED", endpoint, severity=minor, **facts))
+        found.append(make_finding(FindingCode.PORT_FILTERED, endpoint, severity=minor, **facts))
     elif outcome is Outcome.NO_GREETING:
-        found.append(make_finding("NO_GREETING", endpoint, **facts))
+        found.append(make_finding(FindingCode.NO_GREETING, endpoint, **facts))
     elif outcome is Outcome.STALLED and result.failed_phase is Phase.TLS:
-        found.append(make_finding("TLS_HANDSHAKE_TIMEOUT", endpoint, **facts))
+        found.append(make_finding(FindingCode.TLS_HANDSHAKE_TIMEOUT, endpoint, **facts))
     elif outcome is Outcome.STALLED:
-        found.append(make_finding("SERVER_STALLED", endpoint, phase=phase, **facts))
+        found.append(make_finding(FindingCode.SERVER_STALLED, endpoint, phase=phase, **facts))
     elif outcome is Outcome.CLOSED:
-        found.append(make_finding("CONNECTION_CLOSED", endpoint, phase=phase, **facts))
+        found.append(make_finding(FindingCode.CONNECTION_CLOSED, endpoint, phase=phase, **facts))
     elif outcome is Outcome.UNAVAILABLE:
         found.append(
-            make_finding("SERVICE_UNAVAILABLE", endpoint, reply=result.server_reply or "", **facts)
+            make_finding(
+                FindingCode.SERVICE_UNAVAILABLE, endpoint, reply=result.server_reply or "", **facts
+            )
         )
     elif outcome is Outcome.THROTTLED:
-        code = "SMTP_THROTTLED" if endpoint.protocol is Protocol.SMTP else "SERVER_THROTTLED"
+        code = (
+            FindingCode.SMTP_THROTTLED
+            if endpoint.protocol is Protocol.SMTP
+            else FindingCode.SERVER_THROTTLED
+        )
         found.append(make_finding(code, endpoint, reply=result.server_reply or "", **facts))
     elif outcome is Outcome.PROTOCOL_ERROR and result.starttls_injection is not None:
         found.append(
             make_finding(
-                "STARTTLS_INJECTION",
+                FindingCode.STARTTLS_INJECTION,
                 endpoint,
                 command=spec(endpoint.protocol).starttls_command,
                 tls_port=spec(endpoint.protocol).tls_port,
@@ -246,7 +255,9 @@ def _endpoint_findings(
             )
         )
     elif outcome is Outcome.PROTOCOL_ERROR:
-        found.append(make_finding("PROTOCOL_ERROR", endpoint, detail=result.error or "", **facts))
+        found.append(
+            make_finding(FindingCode.PROTOCOL_ERROR, endpoint, detail=result.error or "", **facts)
+        )
     elif outcome is Outcome.TLS_FAILED:
         found.append(_tls_failed_finding(result, facts))
     elif outcome is Outcome.PREAUTH:
@@ -255,7 +266,7 @@ def _endpoint_findings(
         # implicit TLS it is encrypted, but still a mailbox without a login.
         found.append(
             make_finding(
-                "IMAP_PREAUTH",
+                FindingCode.IMAP_PREAUTH,
                 endpoint,
                 severity=Severity.WARNING if endpoint.security is Security.TLS else None,
                 greeting=result.greeting or "",
@@ -265,10 +276,16 @@ def _endpoint_findings(
         )
     elif outcome is Outcome.DEADLINE:
         found.append(
-            make_finding("DEADLINE_EXCEEDED", endpoint, phase=phase, deadline=deadline, **facts)
+            make_finding(
+                FindingCode.DEADLINE_EXCEEDED, endpoint, phase=phase, deadline=deadline, **facts
+            )
         )
     elif outcome in (Outcome.STARTTLS_MISSING, Outcome.STARTTLS_FAILED):
-        code = "STARTTLS_MISSING" if outcome is Outcome.STARTTLS_MISSING else "STARTTLS_FAILED"
+        code = (
+            FindingCode.STARTTLS_MISSING
+            if outcome is Outcome.STARTTLS_MISSING
+            else FindingCode.STARTTLS_FAILED
+        )
         found.append(
             make_finding(
                 code,
@@ -294,7 +311,7 @@ def _endpoint_findings(
         # without authenticators). Critical: for the customer, sending fails.
         found.append(
             make_finding(
-                "SUBMISSION_NO_AUTH",
+                FindingCode.SUBMISSION_NO_AUTH,
                 endpoint,
                 where=" after TLS" if endpoint.security is not Security.PLAIN else "",
                 setting=submission_auth_setting(_software(result)),
@@ -309,7 +326,7 @@ def _endpoint_findings(
     ):
         found.append(
             make_finding(
-                "DISCOVERY_CONTRADICTION",
+                FindingCode.DISCOVERY_CONTRADICTION,
                 endpoint,
                 source=_source_name(endpoint.sources[0]),
                 outcome=outcome.value.replace("_", " "),
@@ -318,7 +335,7 @@ def _endpoint_findings(
         )
 
     if outcome is Outcome.OK and not any(f.severity.rank >= Severity.WARNING.rank for f in found):
-        found.append(make_finding("ENDPOINT_OK", endpoint, **facts))
+        found.append(make_finding(FindingCode.ENDPOINT_OK, endpoint, **facts))
     yield from found
 
 
@@ -347,7 +364,7 @@ def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
     protocol = endpoint.protocol
     if result.tls_failure is TlsFailure.PLAINTEXT and endpoint.security is Security.TLS:
         return make_finding(
-            "TLS_PORT_SPEAKS_PLAINTEXT",
+            FindingCode.TLS_PORT_SPEAKS_PLAINTEXT,
             endpoint,
             greeting=result.greeting or result.error or "",
             plain_name=spec(protocol).name,
@@ -360,13 +377,15 @@ def _tls_failed_finding(result: ProbeResult, facts: dict[str, Any]) -> Finding:
         )
     if result.tls_failure is TlsFailure.OUTDATED_PROTOCOL:
         return make_finding(
-            "TLS_PROTOCOL_OUTDATED",
+            FindingCode.TLS_PROTOCOL_OUTDATED,
             endpoint,
             version=OUTDATED_ONLY,
             setting=tls_min_version_setting(_software(result)),
             **facts,
         )
-    return make_finding("TLS_HANDSHAKE_FAILED", endpoint, detail=result.error or "", **facts)
+    return make_finding(
+        FindingCode.TLS_HANDSHAKE_FAILED, endpoint, detail=result.error or "", **facts
+    )
 
 
 def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Iterator[Finding]:
@@ -387,7 +406,7 @@ def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Ite
         return
     software = identify_software(result.greeting, (*result.capabilities, *result.capabilities_tls))
     yield make_finding(
-        "PLAINTEXT_AUTH_ALLOWED" if exposing else "PLAINTEXT_AUTH_UNCLEAR",
+        FindingCode.PLAINTEXT_AUTH_ALLOWED if exposing else FindingCode.PLAINTEXT_AUTH_UNCLEAR,
         endpoint,
         command=spec(endpoint.protocol).starttls_command,
         mechanisms=", ".join(exposing or unclear),
@@ -438,13 +457,13 @@ def _tls_findings(
         )
     detail = facts.trust_detail or facts.trust.value.replace("_", " ")
     trust_codes = {
-        TrustStatus.EXPIRED: "TLS_CERT_EXPIRED",
-        TrustStatus.NOT_YET_VALID: "TLS_CERT_NOT_YET_VALID",
-        TrustStatus.SELF_SIGNED: "TLS_CERT_SELF_SIGNED",
-        TrustStatus.UNTRUSTED_ROOT: "TLS_CERT_UNTRUSTED",
-        TrustStatus.INCOMPLETE_CHAIN: "TLS_CHAIN_INCOMPLETE",
-        TrustStatus.INVALID: "TLS_CERT_INVALID",
-        TrustStatus.NO_CERTIFICATE: "TLS_CERT_INVALID",
+        TrustStatus.EXPIRED: FindingCode.TLS_CERT_EXPIRED,
+        TrustStatus.NOT_YET_VALID: FindingCode.TLS_CERT_NOT_YET_VALID,
+        TrustStatus.SELF_SIGNED: FindingCode.TLS_CERT_SELF_SIGNED,
+        TrustStatus.UNTRUSTED_ROOT: FindingCode.TLS_CERT_UNTRUSTED,
+        TrustStatus.INCOMPLETE_CHAIN: FindingCode.TLS_CHAIN_INCOMPLETE,
+        TrustStatus.INVALID: FindingCode.TLS_CERT_INVALID,
+        TrustStatus.NO_CERTIFICATE: FindingCode.TLS_CERT_INVALID,
     }
     # A chain refused only for its weak key or signature hash is reported by
     # TLS_KEY_WEAK / TLS_SIGNATURE_WEAK below, which say what to replace.
@@ -452,7 +471,7 @@ def _tls_findings(
         days_ago = int(-(facts.days_remaining or 0))
         code = trust_codes[facts.trust]
         extra: dict[str, Any] = {}
-        if code == "TLS_CHAIN_INCOMPLETE":
+        if code == FindingCode.TLS_CHAIN_INCOMPLETE:
             # Without an AIA caIssuers URL (RFC 5280 §4.2.2.1) no client can
             # fetch the missing intermediate: critical, not "some clients".
             urls = leaf.ca_issuers if leaf is not None else ()
@@ -467,7 +486,7 @@ def _tls_findings(
         # RFC 9525 §6.3: the CN is no identifier any more; TLS_HOSTNAME_MISMATCH
         # would tell the customer to use the CN, which fails just the same.
         yield make_finding(
-            "TLS_CERT_NO_SAN",
+            FindingCode.TLS_CERT_NO_SAN,
             endpoint,
             hostname=facts.hostname,
             common_name=leaf.common_name or "none",
@@ -476,7 +495,7 @@ def _tls_findings(
     elif not facts.hostname_matches and leaf is not None:
         names = [n for n in leaf.sans] or ([leaf.common_name] if leaf.common_name else [])
         yield make_finding(
-            "TLS_HOSTNAME_MISMATCH",
+            FindingCode.TLS_HOSTNAME_MISMATCH,
             endpoint,
             hostname=facts.hostname,
             valid_for=", ".join(names) or "no name at all",
@@ -488,19 +507,19 @@ def _tls_findings(
     if days is not None and facts.trust is not TrustStatus.EXPIRED and days >= 0:
         if days <= thresholds.cert_critical_days:
             yield make_finding(
-                "TLS_CERT_EXPIRING",
+                FindingCode.TLS_CERT_EXPIRING,
                 endpoint,
                 severity=Severity.CRITICAL,
                 days_left=int(days),
                 **base,
             )
         elif days <= thresholds.cert_warning_days:
-            yield make_finding("TLS_CERT_EXPIRING", endpoint, days_left=int(days), **base)
+            yield make_finding(FindingCode.TLS_CERT_EXPIRING, endpoint, days_left=int(days), **base)
     if facts.version in OUTDATED_TLS_VERSIONS:
         # The probe offers up to TLS 1.3, so the version negotiated is the
         # newest the server has: below 1.2, current clients cannot connect.
         yield make_finding(
-            "TLS_PROTOCOL_OUTDATED",
+            FindingCode.TLS_PROTOCOL_OUTDATED,
             endpoint,
             version=facts.version,
             setting=tls_min_version_setting(software),
@@ -509,7 +528,11 @@ def _tls_findings(
     weak_bits = facts.cipher_bits is not None and facts.cipher_bits < 128
     if weak_bits or any(marker in facts.cipher.upper() for marker in WEAK_CIPHER_MARKERS):
         yield make_finding(
-            "TLS_CIPHER_WEAK", endpoint, cipher=facts.cipher, bits=facts.cipher_bits, **base
+            FindingCode.TLS_CIPHER_WEAK,
+            endpoint,
+            cipher=facts.cipher,
+            bits=facts.cipher_bits,
+            **base,
         )
 
 
@@ -523,7 +546,7 @@ def _weak_crypto_findings(
     keys = [c for c in sent if weak_key(c)]
     if keys:
         yield make_finding(
-            "TLS_KEY_WEAK",
+            FindingCode.TLS_KEY_WEAK,
             endpoint,
             weak_keys="; ".join(f"{c.subject}: {c.key_description}" for c in keys),
             certificates=[c.subject for c in keys],
@@ -541,7 +564,7 @@ def _weak_crypto_findings(
     ]
     if signatures:
         yield make_finding(
-            "TLS_SIGNATURE_WEAK",
+            FindingCode.TLS_SIGNATURE_WEAK,
             endpoint,
             weak_signatures="; ".join(SIGNED[c["place"]].format(**c) for c in signed),
             signed=signed,
@@ -584,20 +607,20 @@ def _protocol_findings(discovery: Discovery, results: tuple[ProbeResult, ...]) -
 # --- mailbox checks (with credentials) ------------------------------------------
 
 _AUTH_CODES = {
-    AuthStatus.OK: "AUTH_OK",
-    AuthStatus.WRONG_CREDENTIALS: "AUTH_FAILED",
-    AuthStatus.ACCOUNT_DISABLED: "AUTH_ACCOUNT_DISABLED",
-    AuthStatus.PLAINTEXT_REFUSED: "AUTH_PLAINTEXT_REFUSED",
-    AuthStatus.MECHANISM_UNAVAILABLE: "AUTH_MECHANISM_UNAVAILABLE",
-    AuthStatus.TEMPORARY_FAILURE: "AUTH_TEMPORARY_FAILURE",
-    AuthStatus.FAILED: "AUTH_REFUSED",
-    AuthStatus.NO_ANSWER: "AUTH_NO_ANSWER",
-    AuthStatus.PASSWORD_LOGIN_DISABLED: "AUTH_REFUSED",
+    AuthStatus.OK: FindingCode.AUTH_OK,
+    AuthStatus.WRONG_CREDENTIALS: FindingCode.AUTH_FAILED,
+    AuthStatus.ACCOUNT_DISABLED: FindingCode.AUTH_ACCOUNT_DISABLED,
+    AuthStatus.PLAINTEXT_REFUSED: FindingCode.AUTH_PLAINTEXT_REFUSED,
+    AuthStatus.MECHANISM_UNAVAILABLE: FindingCode.AUTH_MECHANISM_UNAVAILABLE,
+    AuthStatus.TEMPORARY_FAILURE: FindingCode.AUTH_TEMPORARY_FAILURE,
+    AuthStatus.FAILED: FindingCode.AUTH_REFUSED,
+    AuthStatus.NO_ANSWER: FindingCode.AUTH_NO_ANSWER,
+    AuthStatus.PASSWORD_LOGIN_DISABLED: FindingCode.AUTH_REFUSED,
 }
 _SKIP_CODES = {
-    "untrusted_certificate": "AUTH_SKIPPED_UNTRUSTED",
-    "plaintext": "AUTH_SKIPPED_PLAINTEXT",
-    "foreign_host": "AUTH_SKIPPED_FOREIGN_HOST",
+    "untrusted_certificate": FindingCode.AUTH_SKIPPED_UNTRUSTED,
+    "plaintext": FindingCode.AUTH_SKIPPED_PLAINTEXT,
+    "foreign_host": FindingCode.AUTH_SKIPPED_FOREIGN_HOST,
 }
 
 
@@ -649,11 +672,11 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
         endpoint.security is Security.STARTTLS and result.plaintext_login_offered is False
     )
     if refused_before_tls or auth.status == AuthStatus.PLAINTEXT_REFUSED:
-        yield make_finding("AUTH_PLAINTEXT_REFUSED", endpoint, **facts)
+        yield make_finding(FindingCode.AUTH_PLAINTEXT_REFUSED, endpoint, **facts)
     if auth.status == AuthStatus.PLAINTEXT_REFUSED:
         return
     if auth.status == AuthStatus.SKIPPED:
-        code = _SKIP_CODES.get(auth.skipped_because or "", "AUTH_SKIPPED_LOCKOUT")
+        code = _SKIP_CODES.get(auth.skipped_because or "", FindingCode.AUTH_SKIPPED_LOCKOUT)
         reason = (auth.detail or "skipped").removeprefix("not tried: ")
         # The earlier verdict as facts, so the reason can be worded in any language.
         held_back: dict[str, Any] = {
@@ -665,20 +688,20 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
     if auth.cause is not None and auth.cause in CATALOGUE:
         code = auth.cause
     else:
-        code = _AUTH_CODES.get(AuthStatus(auth.status), "AUTH_REFUSED")
-    if code == "AUTH_FAILED":
+        code = _AUTH_CODES.get(AuthStatus(auth.status), FindingCode.AUTH_REFUSED)
+    if code == FindingCode.AUTH_FAILED:
         facts["user_form"] = render_text(USER_FORM_TEXTS.get(form, ""), {"user": user})
         facts["user_form_key"] = form
     yield make_finding(code, endpoint, **facts)
 
 
 _SEND_CODES = {
-    SendStatus.ACCEPTED: "SEND_OK",
-    SendStatus.SENDER_REJECTED: "SEND_SENDER_REJECTED",
-    SendStatus.REFUSED: "SEND_REFUSED",
-    SendStatus.TEMPORARY: "SEND_REFUSED",
-    SendStatus.NO_ANSWER: "SEND_REFUSED",
-    SendStatus.SKIPPED: "SEND_SKIPPED",
+    SendStatus.ACCEPTED: FindingCode.SEND_OK,
+    SendStatus.SENDER_REJECTED: FindingCode.SEND_SENDER_REJECTED,
+    SendStatus.REFUSED: FindingCode.SEND_REFUSED,
+    SendStatus.TEMPORARY: FindingCode.SEND_REFUSED,
+    SendStatus.NO_ANSWER: FindingCode.SEND_REFUSED,
+    SendStatus.SKIPPED: FindingCode.SEND_SKIPPED,
 }
 
 
@@ -703,7 +726,7 @@ def _send_findings(
     }
     if status is SendStatus.SKIPPED:
         reason = (send.detail or "skipped").removeprefix("not tried: ")
-        yield make_finding("SEND_SKIPPED", endpoint, reason=reason, **facts)
+        yield make_finding(FindingCode.SEND_SKIPPED, endpoint, reason=reason, **facts)
     else:
         # A temporary refusal or a broken-off dialogue says nothing yet about the address.
         severity = Severity.INFO if inconclusive else None
@@ -716,7 +739,9 @@ def _send_findings(
             "threshold_bytes": thresholds.send_size_small_bytes,
         }
         small = send.size_limit < thresholds.send_size_small_bytes
-        yield make_finding("SEND_SIZE_SMALL" if small else "SEND_SIZE_LIMIT", endpoint, **size)
+        yield make_finding(
+            FindingCode.SEND_SIZE_SMALL if small else FindingCode.SEND_SIZE_LIMIT, endpoint, **size
+        )
 
 
 def _megabytes(n: int) -> str:
@@ -756,7 +781,7 @@ def _quota_findings(
     with_quota = [r for r in imap_logins if r.mailbox and r.mailbox.quota]
     if not with_quota:
         if imap_logins and not any(r.mailbox and r.mailbox.quota_supported for r in imap_logins):
-            yield make_finding("QUOTA_UNSUPPORTED", user=user)
+            yield make_finding(FindingCode.QUOTA_UNSUPPORTED, user=user)
         return
     # The quota belongs to the mailbox, not the endpoint: one finding, from the
     # first endpoint that reported it.
@@ -797,18 +822,22 @@ def _quota_findings(
     }
     if percent >= thresholds.quota_critical_percent:
         yield make_finding(
-            "QUOTA_FULL", advice=advice, advice_for=advice_keys, folder_space=folder_space, **facts
+            FindingCode.QUOTA_FULL,
+            advice=advice,
+            advice_for=advice_keys,
+            folder_space=folder_space,
+            **facts,
         )
     elif percent >= thresholds.quota_warning_percent:
         yield make_finding(
-            "QUOTA_NEAR_LIMIT",
+            FindingCode.QUOTA_NEAR_LIMIT,
             advice=advice,
             advice_for=advice_keys,
             folder_space=folder_space,
             **facts,
         )
     else:
-        yield make_finding("QUOTA_OK", **facts)
+        yield make_finding(FindingCode.QUOTA_OK, **facts)
 
 
 # Folders whose content the user can simply throw away (RFC 6154 §2).
@@ -877,7 +906,7 @@ def _folder_findings(tried: list[ProbeResult]) -> Iterator[Finding]:
         # Sent and Trash are where mail "vanishes"; Drafts and Junk matter less.
         severity = None if {"\\Sent", "\\Trash"} & set(missing) else Severity.INFO
         yield make_finding(
-            "FOLDERS_SPECIAL_USE_MISSING",
+            FindingCode.FOLDERS_SPECIAL_USE_MISSING,
             severity=severity,
             missing=", ".join(missing),
             missing_uses=missing,
@@ -891,9 +920,9 @@ def _folder_findings(tried: list[ProbeResult]) -> Iterator[Finding]:
             for f in mailbox.folders
             if use in f.special_use
         ]
-        yield make_finding("FOLDERS_SPECIAL_USE_OK", marked=", ".join(pairs), **facts)
+        yield make_finding(FindingCode.FOLDERS_SPECIAL_USE_OK, marked=", ".join(pairs), **facts)
     if mailbox.idle is False:
-        yield make_finding("IMAP_IDLE_MISSING")
+        yield make_finding(FindingCode.IMAP_IDLE_MISSING)
 
 
 def _inbox_findings(
@@ -904,7 +933,7 @@ def _inbox_findings(
     size = max((b.inbox_size_bytes or 0 for b in boxes), default=0)
     if messages >= thresholds.inbox_large_messages or size >= thresholds.inbox_large_bytes:
         yield make_finding(
-            "INBOX_LARGE",
+            FindingCode.INBOX_LARGE,
             user=user,
             messages=messages,
             size=_size(size) if size else SIZE_UNKNOWN,
@@ -939,7 +968,7 @@ def _advice(tried: list[ProbeResult]) -> Iterator[Finding]:
         keys = ("only_pop3", "keep_copy")
     place = render_text(WHERE, where)
     yield make_finding(
-        "ADVICE_USE_IMAP",
+        FindingCode.ADVICE_USE_IMAP,
         situation=render_text(USE_IMAP_TEXTS[keys[0]], {"where": place}),
         advice=render_text(USE_IMAP_TEXTS[keys[1]], {"where": place}),
         imap=endpoint.key if imap_ok else None,
@@ -962,7 +991,7 @@ def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Itera
     if sync.delivery_latency_s is None or sync.flag_sync_latency_s is None:
         problems = True
         yield make_finding(
-            "SYNC_FAILED",
+            FindingCode.SYNC_FAILED,
             severity=Severity.INFO if sync.not_measured else None,
             reason=reason,
             **facts,
@@ -971,14 +1000,16 @@ def _sync_findings(sync: SyncResult, thresholds: Thresholds, user: str) -> Itera
         sync.delivery_latency_s > thresholds.sync_delivery_slow_s
     ):
         problems = True
-        yield make_finding("SYNC_DELIVERY_SLOW", limit=thresholds.sync_delivery_slow_s, **facts)
+        yield make_finding(
+            FindingCode.SYNC_DELIVERY_SLOW, limit=thresholds.sync_delivery_slow_s, **facts
+        )
     if sync.flag_sync_latency_s is not None and (
         sync.flag_sync_latency_s > thresholds.sync_flag_slow_s
     ):
         problems = True
-        yield make_finding("SYNC_FLAG_SLOW", limit=thresholds.sync_flag_slow_s, **facts)
+        yield make_finding(FindingCode.SYNC_FLAG_SLOW, limit=thresholds.sync_flag_slow_s, **facts)
     if not sync.cleaned_up:
         problems = True
-        yield make_finding("SYNC_CLEANUP_FAILED", reason=reason, **facts)
+        yield make_finding(FindingCode.SYNC_CLEANUP_FAILED, reason=reason, **facts)
     if not problems:
-        yield make_finding("SYNC_OK", **facts)
+        yield make_finding(FindingCode.SYNC_OK, **facts)

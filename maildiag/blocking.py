@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from .finding_codes import FindingCode
 from .findings import BLOCK_EVIDENCE, make_finding, render_text
 from .model import (
     AuthStatus,
@@ -32,7 +33,7 @@ from .model import (
     ProbeResult,
 )
 
-CODE = "CLIENT_ADDRESS_BLOCKED"
+CODE = FindingCode.CLIENT_ADDRESS_BLOCKED
 
 # Words of a refusal that blames the client's address (Postfix/Exim DNSBL
 # rejections "Client host [198.51.100.7] blocked using ...", fail2ban-style
@@ -52,17 +53,17 @@ _DROPPED_PHASES = (Phase.GREETING, Phase.CAPABILITIES, Phase.CAPABILITIES_TLS)
 # The findings that a block explains, on the endpoints it concerns.
 SYMPTOMS = frozenset(
     {
-        "PORT_CLOSED",
-        "PORT_FILTERED",
-        "CONNECTION_CLOSED",
-        "DISCOVERY_CONTRADICTION",
-        "SERVICE_UNAVAILABLE",
-        "SMTP_THROTTLED",
-        "SERVER_THROTTLED",
-        "AUTH_TEMPORARY_FAILURE",
-        "IPV4_FAILS",
-        "IPV6_FAILS",
-        "AUTH_RATE_LIMITED",  # "too many failed logins" (maildiag.login_replies)
+        FindingCode.PORT_CLOSED,
+        FindingCode.PORT_FILTERED,
+        FindingCode.CONNECTION_CLOSED,
+        FindingCode.DISCOVERY_CONTRADICTION,
+        FindingCode.SERVICE_UNAVAILABLE,
+        FindingCode.SMTP_THROTTLED,
+        FindingCode.SERVER_THROTTLED,
+        FindingCode.AUTH_TEMPORARY_FAILURE,
+        FindingCode.IPV4_FAILS,
+        FindingCode.IPV6_FAILS,
+        FindingCode.AUTH_RATE_LIMITED,  # "too many failed logins" (maildiag.login_replies)
     }
 )
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .finding_codes import FindingCode
 from .findings import make_finding
 from .model import Finding, Outcome, Phase, ProbeResult, Severity
 
 # Outcomes that say nothing about the service either way.
 _INCONCLUSIVE = (Outcome.THROTTLED, Outcome.DEADLINE)
-_CODES = {"ipv6": "IPV6_FAILS", "ipv4": "IPV4_FAILS"}
+_CODES = {"ipv6": FindingCode.IPV6_FAILS, "ipv4": FindingCode.IPV4_FAILS}
 
 
 def _fails(outcome: Outcome) -> bool:

@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .finding_codes import FindingCode
 from .model import Endpoint, Finding, Severity
 
 
 @dataclass(frozen=True)
 class FindingSpec:
-    code: str
+    code: FindingCode
     severity: Severity  # the usual severity; analysis may raise or lower it per case
     title: str
     explanation: str
@@ -26,6 +27,7 @@ class FindingSpec:
 
 
 _S = Severity
+_C = FindingCode
 
 # Appended to the explanation of every certificate failure a client warns
 # about: the FAQ pages of hosting providers tell customers to click it away.
@@ -37,7 +39,7 @@ CLICK_OK = (
 _SPECS = (
     # --- the domain and its DNS -------------------------------------------------
     FindingSpec(
-        "DOMAIN_NOT_FOUND",
+        _C.DOMAIN_NOT_FOUND,
         _S.CRITICAL,
         "The domain does not exist in DNS",
         "The name servers answer that {domain} does not exist (NXDOMAIN). No mail client and "
@@ -46,7 +48,7 @@ _SPECS = (
         "and delegated to working name servers (whois, the registrar's control panel).",
     ),
     FindingSpec(
-        "DNS_LOOKUP_FAILED",
+        _C.DNS_LOOKUP_FAILED,
         _S.WARNING,
         "A DNS lookup failed",
         "DNS lookups failed ({query}): {detail}. Discovery may have missed endpoints.",
@@ -54,7 +56,7 @@ _SPECS = (
         "DNSSEC signature or an unreachable authoritative server).",
     ),
     FindingSpec(
-        "MX_MISSING",
+        _C.MX_MISSING,
         _S.WARNING,
         "The domain has no MX record",
         "{domain} has no MX record, so other servers do not know where to deliver mail for it "
@@ -63,7 +65,7 @@ _SPECS = (
         "'{domain}. IN MX 10 mx.<provider>.'.",
     ),
     FindingSpec(
-        "NO_MAIL_ENDPOINTS",
+        _C.NO_MAIL_ENDPOINTS,
         _S.CRITICAL,
         "No mail server found for the domain",
         "Neither SRV records, autoconfig, the usual host names (imap., pop3., smtp., mail.) nor "
@@ -72,7 +74,7 @@ _SPECS = (
         "--pop3-host and --smtp-host; publish SRV records (RFC 6186) so clients can find them.",
     ),
     FindingSpec(
-        "AUTOCONFIG_FOREIGN_HOST",
+        _C.AUTOCONFIG_FOREIGN_HOST,
         _S.WARNING,
         "Autoconfig names a server of another domain",
         "The autoconfig document {url} names {hosts}, which belong(s) neither to {domain} nor "
@@ -84,7 +86,7 @@ _SPECS = (
         "autoconfig document or the redirect on the web server of autoconfig.{domain}.",
     ),
     FindingSpec(
-        "SRV_NOT_OFFERED",
+        _C.SRV_NOT_OFFERED,
         _S.INFO,
         "A service is declared as not offered",
         "The SRV record {service} has the target '.', which by RFC 2782 means the domain "
@@ -93,7 +95,7 @@ _SPECS = (
         "the server and port.",
     ),
     FindingSpec(
-        "SRV_INVALID",
+        _C.SRV_INVALID,
         _S.WARNING,
         "An SRV record names port 0",
         "The SRV record {service} points to {target} on port 0. Port 0 is not a service port "
@@ -105,7 +107,7 @@ _SPECS = (
         "('0 0 0 .').",
     ),
     FindingSpec(
-        "DISCOVERY_CONTRADICTION",
+        _C.DISCOVERY_CONTRADICTION,
         _S.WARNING,
         "Published settings point to a dead endpoint",
         "The {source} announces {host}:{port} for {what}, but nothing usable answers there "
@@ -113,7 +115,7 @@ _SPECS = (
         "Correct the {source} or make the service answer on that port.",
     ),
     FindingSpec(
-        "HOST_UNRESOLVED",
+        _C.HOST_UNRESOLVED,
         _S.CRITICAL,
         "The server name does not resolve",
         "The host name {host} has no address in DNS ({detail}), so clients cannot connect.",
@@ -122,7 +124,7 @@ _SPECS = (
     ),
     # --- where incoming mail goes (MX) --------------------------------------------
     FindingSpec(
-        "MX_NULL",
+        _C.MX_NULL,
         _S.WARNING,
         "The domain declares that it receives no mail (null MX)",
         "{domain} publishes the null MX record '{domain}. IN MX 0 .' (RFC 7505). It tells "
@@ -133,7 +135,7 @@ _SPECS = (
         "is only right for a domain that never receives mail.",
     ),
     FindingSpec(
-        "MX_HOST_UNRESOLVED",
+        _C.MX_HOST_UNRESOLVED,
         _S.CRITICAL,
         "An MX record names a host without an address",
         "The MX record of {domain} names {mx_host}, which has no address in DNS ({detail}). "
@@ -143,7 +145,7 @@ _SPECS = (
         "provider's mail server.",
     ),
     FindingSpec(
-        "MX_CNAME",
+        _C.MX_CNAME,
         _S.WARNING,
         "An MX record names an alias (CNAME)",
         "The MX record of {domain} names {mx_host}, which is an alias (CNAME) of {cname}. "
@@ -152,7 +154,7 @@ _SPECS = (
         "Point the MX record directly at the real name: '{domain}. IN MX {preference} {cname}.'.",
     ),
     FindingSpec(
-        "MX_OTHER_PROVIDER",
+        _C.MX_OTHER_PROVIDER,
         _S.WARNING,
         "Incoming mail goes to another provider than the mailbox",
         "The MX record of {domain} sends incoming mail to {mx_host} ({mx_provider}), but the "
@@ -167,7 +169,7 @@ _SPECS = (
     ),
     # --- the inbound path: would the MX accept mail for the address? ---------------
     FindingSpec(
-        "INBOUND_ACCEPTED",
+        _C.INBOUND_ACCEPTED,
         _S.OK,
         "The MX accepts mail for the address",
         "{mx_host} ({mx_address}), the MX of {domain} that answered first, accepts mail for "
@@ -177,7 +179,7 @@ _SPECS = (
         "rules.",
     ),
     FindingSpec(
-        "INBOUND_UNKNOWN_USER",
+        _C.INBOUND_UNKNOWN_USER,
         _S.CRITICAL,
         "The MX does not know the address",
         "{mx_host} ({mx_address}), the MX of {domain}, refuses mail for {address} as an "
@@ -187,7 +189,7 @@ _SPECS = (
         "its receiving servers know it yet.",
     ),
     FindingSpec(
-        "INBOUND_MAILBOX_FULL",
+        _C.INBOUND_MAILBOX_FULL,
         _S.CRITICAL,
         "The mailbox is full: incoming mail is refused",
         "{mx_host} ({mx_address}) refuses mail for {address} because the mailbox is over its "
@@ -198,7 +200,7 @@ _SPECS = (
         "be sent again by its senders.",
     ),
     FindingSpec(
-        "INBOUND_RELAY_DENIED",
+        _C.INBOUND_RELAY_DENIED,
         _S.CRITICAL,
         "The MX does not accept mail for the domain",
         "{mx_host} ({mx_address}) answers RCPT TO:<{address}> with '{reply}': it does not "
@@ -209,7 +211,7 @@ _SPECS = (
         "the MX record of {domain} to the server that holds the mailbox.",
     ),
     FindingSpec(
-        "INBOUND_GREYLISTED",
+        _C.INBOUND_GREYLISTED,
         _S.INFO,
         "Greylisting: the first delivery attempt is deferred",
         "{mx_host} ({mx_address}) answers RCPT TO:<{address}> with a temporary refusal "
@@ -221,7 +223,7 @@ _SPECS = (
         "important senders through.",
     ),
     FindingSpec(
-        "INBOUND_BLOCKED",
+        _C.INBOUND_BLOCKED,
         _S.WARNING,
         "The MX refuses this network",
         "{mx_host} ({mx_address}) refused maildiag's connection before it could ask about "
@@ -232,7 +234,7 @@ _SPECS = (
         "or look up the address maildiag ran from on the blocklist the reply names.",
     ),
     FindingSpec(
-        "INBOUND_NULL_SENDER_REFUSED",
+        _C.INBOUND_NULL_SENDER_REFUSED,
         _S.WARNING,
         "The MX refuses the empty sender (bounces)",
         "{mx_host} ({mx_address}) answers MAIL FROM:<> with '{reply}'. RFC 5321 §4.5.5 requires "
@@ -243,7 +245,7 @@ _SPECS = (
         "for {domain}.",
     ),
     FindingSpec(
-        "INBOUND_REJECTED",
+        _C.INBOUND_REJECTED,
         _S.WARNING,
         "The MX refuses mail for the address",
         "{mx_host} ({mx_address}) refuses mail for {address}: '{reply}'. The reply is none of "
@@ -251,7 +253,7 @@ _SPECS = (
         "Read the server's reply for the reason and ask the provider that runs {mx_host} about it.",
     ),
     FindingSpec(
-        "INBOUND_DEFERRED",
+        _C.INBOUND_DEFERRED,
         _S.WARNING,
         "The MX temporarily refuses mail for the address",
         "{mx_host} ({mx_address}) refuses mail for {address} for now: '{reply}'. Senders keep "
@@ -260,7 +262,7 @@ _SPECS = (
         "{mx_host} about the reason in its reply.",
     ),
     FindingSpec(
-        "INBOUND_INCONCLUSIVE",
+        _C.INBOUND_INCONCLUSIVE,
         _S.INFO,
         "Inbound check inconclusive: port 25 seems blocked from this network",
         "No MX of {domain} answered on port 25 ({mx_hosts}): every connection timed out or got "
@@ -271,7 +273,7 @@ _SPECS = (
         "or check the MX servers with an external tool.",
     ),
     FindingSpec(
-        "INBOUND_MX_UNREACHABLE",
+        _C.INBOUND_MX_UNREACHABLE,
         _S.CRITICAL,
         "No MX of the domain takes mail",
         "None of the MX servers of {domain} could be asked about {address}: {failures}. Sending "
@@ -281,7 +283,7 @@ _SPECS = (
         "25 from the internet, or correct the MX record.",
     ),
     FindingSpec(
-        "INBOUND_NOT_FINISHED",
+        _C.INBOUND_NOT_FINISHED,
         _S.INFO,
         "The inbound check did not finish in time",
         "The run's deadline ended the dialogue with the MX servers of {domain} ({mx_hosts}) "
@@ -290,7 +292,7 @@ _SPECS = (
     ),
     # --- reaching the service ---------------------------------------------------
     FindingSpec(
-        "PORT_CLOSED",
+        _C.PORT_CLOSED,
         _S.WARNING,
         "Connection refused: the service is not running",
         "{host} answered the connection to port {port} with a refusal. The machine is "
@@ -300,7 +302,7 @@ _SPECS = (
         "Otherwise configure clients to use one of the ports that work.",
     ),
     FindingSpec(
-        "PORT_FILTERED",
+        _C.PORT_FILTERED,
         _S.WARNING,
         "No answer: a firewall drops the connection",
         "The connection to {host}:{port} got no answer within {timeout:g} s. A refused port "
@@ -310,7 +312,7 @@ _SPECS = (
         "network blocks port {port}; otherwise ask the provider to open it.",
     ),
     FindingSpec(
-        "NO_GREETING",
+        _C.NO_GREETING,
         _S.WARNING,
         "The server accepted the connection but never greeted",
         "{host}:{port} accepted the TCP connection but sent no greeting within {timeout:g} s. "
@@ -320,7 +322,7 @@ _SPECS = (
         "configure the client for SSL/TLS instead of STARTTLS.",
     ),
     FindingSpec(
-        "CONNECTION_CLOSED",
+        _C.CONNECTION_CLOSED,
         _S.WARNING,
         "The server hung up",
         "{host}:{port} closed the connection during {phase}. Clients see this as a sudden "
@@ -329,7 +331,7 @@ _SPECS = (
         "fail2ban rule against this address).",
     ),
     FindingSpec(
-        "SERVER_STALLED",
+        _C.SERVER_STALLED,
         _S.WARNING,
         "The server stopped answering",
         "{host}:{port} stopped answering during {phase} (nothing within {timeout:g} s). "
@@ -337,14 +339,14 @@ _SPECS = (
         "Check the load and the log of the mail service on {host}.",
     ),
     FindingSpec(
-        "SERVICE_UNAVAILABLE",
+        _C.SERVICE_UNAVAILABLE,
         _S.CRITICAL,
         "The server refuses service",
         '{host}:{port} answered, but refused to serve: "{reply}".',
         "The provider has to re-enable the service, or the client must use another server.",
     ),
     FindingSpec(
-        "SMTP_THROTTLED",
+        _C.SMTP_THROTTLED,
         _S.WARNING,
         "The mail server is throttling this check (inconclusive)",
         '{host}:{port} answered with a temporary refusal: "{reply}". This is an SMTP server, '
@@ -354,14 +356,14 @@ _SPECS = (
         "provider about connection limits or a block on their address.",
     ),
     FindingSpec(
-        "SERVER_THROTTLED",
+        _C.SERVER_THROTTLED,
         _S.WARNING,
         "The server is temporarily refusing connections",
         '{host}:{port} refused the session temporarily: "{reply}". The result is inconclusive.',
         "Repeat the check later; if it persists, the server is overloaded or limits this address.",
     ),
     FindingSpec(
-        "IPV6_FAILS",
+        _C.IPV6_FAILS,
         _S.WARNING,
         "Works over IPv4, fails over IPv6",
         "{host} has an IPv4 and an IPv6 address. {what} on port {port} works over IPv4 "
@@ -375,7 +377,7 @@ _SPECS = (
         "until IPv6 works.",
     ),
     FindingSpec(
-        "IPV4_FAILS",
+        _C.IPV4_FAILS,
         _S.WARNING,
         "Works over IPv6, fails over IPv4",
         "{host} has an IPv4 and an IPv6 address. {what} on port {port} works over IPv6 "
@@ -387,7 +389,7 @@ _SPECS = (
         "machine.",
     ),
     FindingSpec(
-        "CLIENT_ADDRESS_BLOCKED",
+        _C.CLIENT_ADDRESS_BLOCKED,
         _S.CRITICAL,
         "The server seems to block this client's address",
         "{seen} That is how a mail server looks from an address it has banned: fail2ban bans an "
@@ -403,7 +405,7 @@ _SPECS = (
         "back.",
     ),
     FindingSpec(
-        "PROTOCOL_ERROR",
+        _C.PROTOCOL_ERROR,
         _S.CRITICAL,
         "The server did not speak the expected protocol",
         "{host}:{port} did not answer like a {what} server: {detail}.",
@@ -411,7 +413,7 @@ _SPECS = (
         "and that the client uses the right port for the protocol.",
     ),
     FindingSpec(
-        "DEADLINE_EXCEEDED",
+        _C.DEADLINE_EXCEEDED,
         _S.WARNING,
         "The check ran out of time",
         "The probe of {host}:{port} was stopped in phase {phase} because the run's deadline "
@@ -420,7 +422,7 @@ _SPECS = (
     ),
     # --- encryption ---------------------------------------------------------------
     FindingSpec(
-        "STARTTLS_MISSING",
+        _C.STARTTLS_MISSING,
         _S.CRITICAL,
         "No encryption offered on this port",
         "{host}:{port} does not offer {command}, so a client on this port sends the password "
@@ -429,7 +431,7 @@ _SPECS = (
         "{tls_port} with SSL/TLS.",
     ),
     FindingSpec(
-        "STARTTLS_FAILED",
+        _C.STARTTLS_FAILED,
         _S.CRITICAL,
         "The encryption upgrade was refused",
         '{host}:{port} announces {command} but answered it with "{reply}". Clients that '
@@ -438,7 +440,7 @@ _SPECS = (
         "enabled); the server log names the reason.",
     ),
     FindingSpec(
-        "STARTTLS_INJECTION",
+        _C.STARTTLS_INJECTION,
         _S.CRITICAL,
         "Plaintext was slipped in after the encryption upgrade",
         "{host}:{port} agreed to {command}, but before the encryption started it sent more "
@@ -458,7 +460,7 @@ _SPECS = (
         "phase to slip anything into.",
     ),
     FindingSpec(
-        "IMAP_PREAUTH",
+        _C.IMAP_PREAUTH,
         _S.CRITICAL,
         "The IMAP server logs clients in before any password (PREAUTH)",
         '{host}:{port} greeted with PREAUTH: "{greeting}". The session counts as logged in '
@@ -477,7 +479,7 @@ _SPECS = (
         "port {tls_port} with SSL/TLS.",
     ),
     FindingSpec(
-        "PLAINTEXT_AUTH_ALLOWED",
+        _C.PLAINTEXT_AUTH_ALLOWED,
         _S.WARNING,
         "Login is allowed before encryption",
         "{host}:{port} offers login ({mechanisms}) on the unencrypted connection, before "
@@ -486,7 +488,7 @@ _SPECS = (
         "Allow password logins only after TLS ({setting}).",
     ),
     FindingSpec(
-        "PLAINTEXT_AUTH_UNCLEAR",
+        _C.PLAINTEXT_AUTH_UNCLEAR,
         _S.INFO,
         "Login before encryption may be possible",
         "{host}:{port} lists {mechanisms} on the unencrypted connection, before {command}. "
@@ -497,7 +499,7 @@ _SPECS = (
         "configuration to be sure ({setting}).",
     ),
     FindingSpec(
-        "TLS_HANDSHAKE_FAILED",
+        _C.TLS_HANDSHAKE_FAILED,
         _S.CRITICAL,
         "The TLS handshake failed",
         "The encrypted connection to {host}:{port} could not be set up: {detail}.",
@@ -505,7 +507,7 @@ _SPECS = (
         "ciphers that current clients support (TLS 1.2 or 1.3).",
     ),
     FindingSpec(
-        "TLS_HANDSHAKE_TIMEOUT",
+        _C.TLS_HANDSHAKE_TIMEOUT,
         _S.CRITICAL,
         "The TLS handshake stalled",
         "{host}:{port} accepted the connection but did not complete the TLS handshake within "
@@ -515,7 +517,7 @@ _SPECS = (
         "clients for STARTTLS on it or fix the server.",
     ),
     FindingSpec(
-        "TLS_PORT_SPEAKS_PLAINTEXT",
+        _C.TLS_PORT_SPEAKS_PLAINTEXT,
         _S.CRITICAL,
         "This TLS port speaks plaintext",
         "{host}:{port} is where clients expect {what} over implicit TLS (SSL/TLS from the "
@@ -526,7 +528,7 @@ _SPECS = (
         "STARTTLS), or make the server speak implicit TLS on port {tls_port}: {setting}.",
     ),
     FindingSpec(
-        "TLS_HOSTNAME_MISMATCH",
+        _C.TLS_HOSTNAME_MISMATCH,
         _S.CRITICAL,
         "The certificate is for another server name",
         "The certificate of {host}:{port} is not valid for '{hostname}'. It is valid for: "
@@ -538,7 +540,7 @@ _SPECS = (
         "issue a certificate that includes '{hostname}'.",
     ),
     FindingSpec(
-        "TLS_CERT_EXPIRED",
+        _C.TLS_CERT_EXPIRED,
         _S.CRITICAL,
         "The certificate has expired",
         "The certificate of {host}:{port} expired on {not_after} ({days_ago} days ago). "
@@ -547,14 +549,14 @@ _SPECS = (
         "the renewal job runs and that the service is reloaded afterwards).",
     ),
     FindingSpec(
-        "TLS_CERT_EXPIRING",
+        _C.TLS_CERT_EXPIRING,
         _S.WARNING,
         "The certificate expires soon",
         "The certificate of {host}:{port} expires on {not_after}, in {days_left} days.",
         "Renew it before then and reload the mail service; check that automatic renewal works.",
     ),
     FindingSpec(
-        "TLS_CERT_NOT_YET_VALID",
+        _C.TLS_CERT_NOT_YET_VALID,
         _S.CRITICAL,
         "The certificate is not valid yet",
         "The certificate of {host}:{port} is valid only from {not_before}. Either it was "
@@ -562,7 +564,7 @@ _SPECS = (
         "Check the server's clock (and this machine's); install a certificate that is valid now.",
     ),
     FindingSpec(
-        "TLS_CERT_SELF_SIGNED",
+        _C.TLS_CERT_SELF_SIGNED,
         _S.CRITICAL,
         "The certificate is self-signed",
         "{host}:{port} presents a self-signed certificate ({subject}). No client trusts it, so "
@@ -572,7 +574,7 @@ _SPECS = (
         "clients use.",
     ),
     FindingSpec(
-        "TLS_CERT_UNTRUSTED",
+        _C.TLS_CERT_UNTRUSTED,
         _S.CRITICAL,
         "The certificate is not from a trusted authority",
         "The certificate of {host}:{port} could not be verified: {detail}." + CLICK_OK,
@@ -580,7 +582,7 @@ _SPECS = (
         "clients (and pass it to maildiag with --ca-file).",
     ),
     FindingSpec(
-        "TLS_CHAIN_INCOMPLETE",
+        _C.TLS_CHAIN_INCOMPLETE,
         _S.WARNING,
         "The server does not send the intermediate certificate",
         "{host}:{port} sends its certificate without the intermediate certificate(s) that "
@@ -588,14 +590,14 @@ _SPECS = (
         "Configure the full chain file on the server (Let's Encrypt: fullchain.pem, not cert.pem).",
     ),
     FindingSpec(
-        "TLS_CERT_INVALID",
+        _C.TLS_CERT_INVALID,
         _S.CRITICAL,
         "The certificate is invalid",
         "The certificate of {host}:{port} is not valid: {detail}." + CLICK_OK,
         "Install a correctly issued certificate for the server name.",
     ),
     FindingSpec(
-        "TLS_CERT_NO_SAN",
+        _C.TLS_CERT_NO_SAN,
         _S.CRITICAL,
         "The certificate names its server only in the common name",
         "The certificate of {host}:{port} ({subject}) has no subjectAltName; the server name "
@@ -607,7 +609,7 @@ _SPECS = (
         "'-addext \"subjectAltName = DNS:{hostname}\"' to the openssl req command.",
     ),
     FindingSpec(
-        "TLS_KEY_WEAK",
+        _C.TLS_KEY_WEAK,
         _S.CRITICAL,
         "The certificate's key is too weak",
         "{host}:{port} presents a certificate with a key that current clients refuse: "
@@ -620,7 +622,7 @@ _SPECS = (
         "-newkey rsa:3072), then install it and reload the mail service.",
     ),
     FindingSpec(
-        "TLS_SIGNATURE_WEAK",
+        _C.TLS_SIGNATURE_WEAK,
         _S.CRITICAL,
         "The certificate is signed with SHA-1 or MD5",
         "{host}:{port} presents {weak_signatures}. Such signatures can be forged, and current "
@@ -631,7 +633,7 @@ _SPECS = (
         "intermediate signed with SHA-1 must be replaced too).",
     ),
     FindingSpec(
-        "TLS_PROTOCOL_OUTDATED",
+        _C.TLS_PROTOCOL_OUTDATED,
         _S.CRITICAL,
         "The server speaks only an outdated TLS version",
         "{host}:{port} offers nothing newer than {version}, although maildiag asks for TLS 1.3 "
@@ -641,7 +643,7 @@ _SPECS = (
         "Enable TLS 1.2 and 1.3 on the server and switch the old versions off: {setting}.",
     ),
     FindingSpec(
-        "TLS_CIPHER_WEAK",
+        _C.TLS_CIPHER_WEAK,
         _S.WARNING,
         "A weak cipher was negotiated",
         "{host}:{port} negotiated the cipher {cipher} ({bits} bit), which is no longer "
@@ -650,14 +652,14 @@ _SPECS = (
     ),
     # --- summary per endpoint and protocol ---------------------------------------
     FindingSpec(
-        "ENDPOINT_OK",
+        _C.ENDPOINT_OK,
         _S.OK,
         "The endpoint works",
         "{what} on {host}:{port} ({security}) answered correctly with a valid certificate.",
         "Nothing to do.",
     ),
     FindingSpec(
-        "IMAP_UNREACHABLE",
+        _C.IMAP_UNREACHABLE,
         _S.CRITICAL,
         "No working IMAP server",
         "None of the IMAP endpoints (143 with STARTTLS, 993 with TLS) works, so no device can "
@@ -665,7 +667,7 @@ _SPECS = (
         "Fix the IMAP findings above; until then, customers cannot use IMAP.",
     ),
     FindingSpec(
-        "POP3_UNREACHABLE",
+        _C.POP3_UNREACHABLE,
         _S.WARNING,
         "No working POP3 server",
         "None of the POP3 endpoints (110 with STLS, 995 with TLS) works.",
@@ -673,7 +675,7 @@ _SPECS = (
         "use IMAP, which keeps mail on the server for every device.",
     ),
     FindingSpec(
-        "SUBMISSION_NO_AUTH",
+        _C.SUBMISSION_NO_AUTH,
         _S.CRITICAL,
         "Nobody can log in to send mail here",
         "{host}:{port} is a mail submission port, but its EHLO reply{where} offers no AUTH. "
@@ -684,7 +686,7 @@ _SPECS = (
         "Enable SMTP authentication on the submission service, offered after TLS: {setting}.",
     ),
     FindingSpec(
-        "SUBMISSION_UNREACHABLE",
+        _C.SUBMISSION_UNREACHABLE,
         _S.CRITICAL,
         "No working server for sending mail",
         "Neither submission port (587 with STARTTLS, 465 with TLS) works, so mail clients "
@@ -694,14 +696,14 @@ _SPECS = (
     ),
     # --- login (with --user) ---------------------------------------------------------
     FindingSpec(
-        "AUTH_OK",
+        _C.AUTH_OK,
         _S.OK,
         "Login works",
         "{user} logged in to {what} on {host}:{port} ({mechanism}).",
         "Nothing to do.",
     ),
     FindingSpec(
-        "AUTH_FAILED",
+        _C.AUTH_FAILED,
         _S.CRITICAL,
         "Wrong user name or password",
         '{host}:{port} refused the login of {user}: "{reply}". The user name or the password '
@@ -711,7 +713,7 @@ _SPECS = (
         "old password can get the customer's address blocked (fail2ban).",
     ),
     FindingSpec(
-        "AUTH_ACCOUNT_DISABLED",
+        _C.AUTH_ACCOUNT_DISABLED,
         _S.CRITICAL,
         "The account is disabled",
         '{host}:{port} does not let {user} log in: "{reply}". The server says the account '
@@ -720,7 +722,7 @@ _SPECS = (
         "an unpaid invoice, an abuse or spam block, an expired password).",
     ),
     FindingSpec(
-        "AUTH_PLAINTEXT_REFUSED",
+        _C.AUTH_PLAINTEXT_REFUSED,
         _S.OK,
         "No login before encryption (good)",
         "{host}:{port} does not accept a password before the connection is encrypted "
@@ -729,7 +731,7 @@ _SPECS = (
         "Nothing to do. Clients must use {command} on port {port} or SSL/TLS on port {tls_port}.",
     ),
     FindingSpec(
-        "AUTH_MECHANISM_UNAVAILABLE",
+        _C.AUTH_MECHANISM_UNAVAILABLE,
         _S.WARNING,
         "No usable login method",
         "{host}:{port} offers no login method that maildiag and common mail clients use "
@@ -739,7 +741,7 @@ _SPECS = (
         "documents.",
     ),
     FindingSpec(
-        "AUTH_TEMPORARY_FAILURE",
+        _C.AUTH_TEMPORARY_FAILURE,
         _S.WARNING,
         "The login failed temporarily",
         '{host}:{port} answered the login with a temporary failure: "{reply}". The password '
@@ -749,7 +751,7 @@ _SPECS = (
         "authentication backend (LDAP, SQL) and the server log.",
     ),
     FindingSpec(
-        "AUTH_APP_PASSWORD_REQUIRED",
+        _C.AUTH_APP_PASSWORD_REQUIRED,
         _S.CRITICAL,
         "An app password is required",
         '{host}:{port} refused the login of {user}: "{reply}". The account uses two-step '
@@ -761,7 +763,7 @@ _SPECS = (
         "in with the provider's login window (OAuth2).",
     ),
     FindingSpec(
-        "AUTH_SMTP_AUTH_DISABLED_M365",
+        _C.AUTH_SMTP_AUTH_DISABLED_M365,
         _S.CRITICAL,
         "Microsoft 365 does not allow SMTP AUTH here",
         '{host}:{port} refused the login of {user}: "{reply}". Microsoft 365 has SMTP AUTH '
@@ -776,7 +778,7 @@ _SPECS = (
         "OAuth (modern authentication).",
     ),
     FindingSpec(
-        "AUTH_OAUTH_ONLY",
+        _C.AUTH_OAUTH_ONLY,
         _S.CRITICAL,
         "Only OAuth2 sign-in is accepted",
         "{host}:{port} accepts only OAuth2 / modern authentication for {what} ({reply}): no "
@@ -788,7 +790,7 @@ _SPECS = (
         "one. Typing the password again does not help.",
     ),
     FindingSpec(
-        "AUTH_WEB_LOGIN_REQUIRED",
+        _C.AUTH_WEB_LOGIN_REQUIRED,
         _S.CRITICAL,
         "The provider blocks the sign-in until it is confirmed on the web",
         '{host}:{port} refused the login of {user}: "{reply}". The provider has blocked '
@@ -801,7 +803,7 @@ _SPECS = (
         "the block in place.",
     ),
     FindingSpec(
-        "AUTH_PASSWORD_EXPIRED",
+        _C.AUTH_PASSWORD_EXPIRED,
         _S.CRITICAL,
         "The password has expired",
         '{host}:{port} no longer accepts the password of {user}: "{reply}". The password has '
@@ -810,7 +812,7 @@ _SPECS = (
         "asks for it at the next sign-in), then enter the new password on every device.",
     ),
     FindingSpec(
-        "AUTH_CONTACT_ADMIN",
+        _C.AUTH_CONTACT_ADMIN,
         _S.CRITICAL,
         "The provider has to be asked about this account",
         '{host}:{port} does not let {user} log in: "{reply}". The server asks the user to '
@@ -821,7 +823,7 @@ _SPECS = (
         "log in; the server log (Microsoft 365: the Entra sign-in logs) names the policy.",
     ),
     FindingSpec(
-        "AUTH_NOT_AUTHORIZED",
+        _C.AUTH_NOT_AUTHORIZED,
         _S.CRITICAL,
         "This login may not use the mailbox",
         '{host}:{port} does not let the login {user} act on this mailbox: "{reply}" (RFC 5530 '
@@ -831,7 +833,7 @@ _SPECS = (
         "access to the mailbox.",
     ),
     FindingSpec(
-        "AUTH_IN_USE",
+        _C.AUTH_IN_USE,
         _S.WARNING,
         "The mailbox is locked by another session",
         '{host}:{port} answered the login of {user} with "{reply}". Another session holds '
@@ -843,7 +845,7 @@ _SPECS = (
         "at once.",
     ),
     FindingSpec(
-        "AUTH_LOGIN_DELAY",
+        _C.AUTH_LOGIN_DELAY,
         _S.WARNING,
         "The mailbox is checked too often",
         '{host}:{port} answered the login of {user} with "{reply}". The server allows one '
@@ -854,7 +856,7 @@ _SPECS = (
         "use IMAP.",
     ),
     FindingSpec(
-        "AUTH_TOO_MANY_CONNECTIONS",
+        _C.AUTH_TOO_MANY_CONNECTIONS,
         _S.WARNING,
         "Too many connections for this mailbox",
         '{host}:{port} refused the login of {user} for now: "{reply}". The server limits '
@@ -867,7 +869,7 @@ _SPECS = (
         "mail_max_userip_connections).",
     ),
     FindingSpec(
-        "AUTH_RATE_LIMITED",
+        _C.AUTH_RATE_LIMITED,
         _S.WARNING,
         "The server limits logins from this address",
         '{host}:{port} refused the login for now: "{reply}". The server has counted too many '
@@ -880,7 +882,7 @@ _SPECS = (
         "the address (fail2ban-client set <jail> unbanip <address>).",
     ),
     FindingSpec(
-        "AUTH_REFUSED_AS_UNENCRYPTED",
+        _C.AUTH_REFUSED_AS_UNENCRYPTED,
         _S.CRITICAL,
         "The server treats the encrypted connection as unencrypted",
         "{host}:{port} refused the login as if the connection were unencrypted: "
@@ -893,7 +895,7 @@ _SPECS = (
         "mail service itself.",
     ),
     FindingSpec(
-        "AUTH_NO_ANSWER",
+        _C.AUTH_NO_ANSWER,
         _S.WARNING,
         "The login got no answer in time",
         "{host}:{port} did not answer the login of {user} ({reply}). Some servers answer a "
@@ -905,7 +907,7 @@ _SPECS = (
         "authentication backend (authdaemon, LDAP, SQL) and the server log.",
     ),
     FindingSpec(
-        "AUTH_REFUSED",
+        _C.AUTH_REFUSED,
         _S.WARNING,
         "The server refused the login",
         "{host}:{port} refused the login of {user} for a reason other than the password: "
@@ -914,7 +916,7 @@ _SPECS = (
         "it means for this account.",
     ),
     FindingSpec(
-        "AUTH_SKIPPED_LOCKOUT",
+        _C.AUTH_SKIPPED_LOCKOUT,
         _S.INFO,
         "Login not tried, to avoid a lockout",
         "maildiag did not try the password on {host}:{port}: {reason}. Hosting servers block "
@@ -923,7 +925,7 @@ _SPECS = (
         "Fix the credentials (see the login finding above) and check again.",
     ),
     FindingSpec(
-        "AUTH_SKIPPED_FOREIGN_HOST",
+        _C.AUTH_SKIPPED_FOREIGN_HOST,
         _S.INFO,
         "Login not tried: the server belongs to another domain",
         "maildiag did not send the password to {host}:{port}: {reason}.",
@@ -931,7 +933,7 @@ _SPECS = (
         "--smtp-host {host}; see the autoconfig finding above.",
     ),
     FindingSpec(
-        "AUTH_SKIPPED_UNTRUSTED",
+        _C.AUTH_SKIPPED_UNTRUSTED,
         _S.INFO,
         "Login not tried: the certificate did not verify",
         "The certificate of {host}:{port} did not verify, so the other end could be an "
@@ -940,7 +942,7 @@ _SPECS = (
         "certificate sends its password to whoever presents it.",
     ),
     FindingSpec(
-        "AUTH_SKIPPED_PLAINTEXT",
+        _C.AUTH_SKIPPED_PLAINTEXT,
         _S.INFO,
         "Login not tried on an unencrypted connection",
         "{host}:{port} would take the password unencrypted; maildiag does not send it there "
@@ -950,14 +952,14 @@ _SPECS = (
     ),
     # --- quota and mailbox size (with --user) ------------------------------------------
     FindingSpec(
-        "QUOTA_OK",
+        _C.QUOTA_OK,
         _S.OK,
         "The mailbox has room",
         "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of {limit}).",
         "Nothing to do.",
     ),
     FindingSpec(
-        "QUOTA_NEAR_LIMIT",
+        _C.QUOTA_NEAR_LIMIT,
         _S.WARNING,
         "The mailbox is almost full",
         "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
@@ -966,7 +968,7 @@ _SPECS = (
         "{advice} Or have the provider raise the quota.",
     ),
     FindingSpec(
-        "QUOTA_FULL",
+        _C.QUOTA_FULL,
         _S.CRITICAL,
         "The mailbox is full: new mail is rejected",
         "The mailbox of {user} uses {percent:.0f} % of its {resource} quota ({used} of "
@@ -976,7 +978,7 @@ _SPECS = (
         "{advice} Or have the provider raise the quota. Ask important senders to send again.",
     ),
     FindingSpec(
-        "QUOTA_UNSUPPORTED",
+        _C.QUOTA_UNSUPPORTED,
         _S.INFO,
         "The server does not report the quota",
         "The IMAP server does not announce QUOTA (RFC 9208), so the mailbox's quota cannot be "
@@ -984,7 +986,7 @@ _SPECS = (
         "Look at the quota in the provider's webmail or control panel.",
     ),
     FindingSpec(
-        "INBOX_LARGE",
+        _C.INBOX_LARGE,
         _S.WARNING,
         "The INBOX is very large",
         "The INBOX of {user} holds {messages} messages ({size}). Beyond about {max_messages} "
@@ -995,7 +997,7 @@ _SPECS = (
     ),
     # --- folders and push (after an IMAP login) --------------------------------
     FindingSpec(
-        "FOLDERS_SPECIAL_USE_OK",
+        _C.FOLDERS_SPECIAL_USE_OK,
         _S.OK,
         "The special folders are marked",
         "The IMAP server marks the folders for sent mail, drafts, deleted mail and spam "
@@ -1003,7 +1005,7 @@ _SPECS = (
         "Nothing to do.",
     ),
     FindingSpec(
-        "FOLDERS_SPECIAL_USE_MISSING",
+        _C.FOLDERS_SPECIAL_USE_MISSING,
         _S.WARNING,
         "The server does not mark the special folders",
         "The IMAP server marks no folder as {missing} (RFC 6154 special use). Without the mark "
@@ -1018,7 +1020,7 @@ _SPECS = (
         "the account's IMAP settings (folder for sent and deleted items).",
     ),
     FindingSpec(
-        "IMAP_IDLE_MISSING",
+        _C.IMAP_IDLE_MISSING,
         _S.INFO,
         "The server offers no push (IDLE)",
         "The IMAP server does not offer IDLE (RFC 2177), so it cannot tell a mail client about "
@@ -1029,7 +1031,7 @@ _SPECS = (
     ),
     # --- sending (after a submission login) ----------------------------------
     FindingSpec(
-        "SEND_OK",
+        _C.SEND_OK,
         _S.OK,
         "The server accepts mail from the address",
         "After the login as {user}, {host}:{port} accepts {sender} as sender and as recipient "
@@ -1037,7 +1039,7 @@ _SPECS = (
         "Nothing to do.",
     ),
     FindingSpec(
-        "SEND_SENDER_REJECTED",
+        _C.SEND_SENDER_REJECTED,
         _S.CRITICAL,
         "The server refuses the address as sender for this login",
         "The login as {user} works, but {host}:{port} refuses {sender} as the sender: "
@@ -1051,7 +1053,7 @@ _SPECS = (
         "address in the client needs its own account or such a permission.",
     ),
     FindingSpec(
-        "SEND_REFUSED",
+        _C.SEND_REFUSED,
         _S.WARNING,
         "The server did not accept the address for sending",
         "After the login as {user}, {host}:{port} did not accept {sender} as sender and "
@@ -1062,7 +1064,7 @@ _SPECS = (
         "server's answer.",
     ),
     FindingSpec(
-        "SEND_SKIPPED",
+        _C.SEND_SKIPPED,
         _S.INFO,
         "Sending was not checked",
         "The sending check on {host}:{port} was not made: {reason}.",
@@ -1070,7 +1072,7 @@ _SPECS = (
         "--user, or with --address.",
     ),
     FindingSpec(
-        "SEND_SIZE_LIMIT",
+        _C.SEND_SIZE_LIMIT,
         _S.OK,
         "Message size limit",
         "{host}:{port} accepts messages up to {size} (EHLO SIZE), that is attachments up to "
@@ -1078,7 +1080,7 @@ _SPECS = (
         "Nothing to do.",
     ),
     FindingSpec(
-        "SEND_SIZE_SMALL",
+        _C.SEND_SIZE_SMALL,
         _S.WARNING,
         "The server accepts only small messages",
         "{host}:{port} announces a size limit of {size} per message (EHLO SIZE). Files grow by "
@@ -1090,7 +1092,7 @@ _SPECS = (
         "usual today.",
     ),
     FindingSpec(
-        "ADVICE_USE_IMAP",
+        _C.ADVICE_USE_IMAP,
         _S.INFO,
         "IMAP or POP3",
         "{situation} POP3 downloads mail to one device and by default deletes it from the "
@@ -1099,7 +1101,7 @@ _SPECS = (
     ),
     # --- sync latency (with --sync) ----------------------------------------------------
     FindingSpec(
-        "SYNC_OK",
+        _C.SYNC_OK,
         _S.OK,
         "Delivery and synchronisation are quick",
         "A test message reached the INBOX {delivery:.2f} s after it was sent "
@@ -1108,7 +1110,7 @@ _SPECS = (
         "Nothing to do.",
     ),
     FindingSpec(
-        "SYNC_DELIVERY_SLOW",
+        _C.SYNC_DELIVERY_SLOW,
         _S.WARNING,
         "New mail arrives late",
         "A test message sent to {user} through submission reached the INBOX only after "
@@ -1119,7 +1121,7 @@ _SPECS = (
         "log for the test message's delays.",
     ),
     FindingSpec(
-        "SYNC_FLAG_SLOW",
+        _C.SYNC_FLAG_SLOW,
         _S.WARNING,
         "Changes reach other devices late",
         "A flag set in one IMAP session reached a second session only after {flag:.1f} s "
@@ -1129,7 +1131,7 @@ _SPECS = (
         "notification settings (Dovecot: mailbox_idle_check_interval).",
     ),
     FindingSpec(
-        "SYNC_FAILED",
+        _C.SYNC_FAILED,
         _S.WARNING,
         "The sync test did not complete",
         "The delivery and synchronisation test did not complete: {reason}.",
@@ -1137,7 +1139,7 @@ _SPECS = (
         "fine, the provider has to follow the test message in its delivery log.",
     ),
     FindingSpec(
-        "SYNC_CLEANUP_FAILED",
+        _C.SYNC_CLEANUP_FAILED,
         _S.WARNING,
         "The test message was left in the mailbox",
         "maildiag could not remove its test message: {reason}.",
@@ -1146,14 +1148,14 @@ _SPECS = (
     ),
     # --- what the customer typed (check --typed) ------------------------------------
     FindingSpec(
-        "TYPED_WORKS",
+        _C.TYPED_WORKS,
         _S.OK,
         "The setting works as typed",
         "{what} on {host}:{port} with {encryption} works as the customer typed it.",
         "Nothing to do.",
     ),
     FindingSpec(
-        "TYPED_SSL_ON_STARTTLS_PORT",
+        _C.TYPED_SSL_ON_STARTTLS_PORT,
         _S.CRITICAL,
         "SSL/TLS chosen on a STARTTLS port",
         "The client is set to SSL/TLS (encrypted from the first byte) on {host}:{port}, but "
@@ -1163,7 +1165,7 @@ _SPECS = (
         "Type instead: {suggestion}.",
     ),
     FindingSpec(
-        "TYPED_STARTTLS_ON_TLS_PORT",
+        _C.TYPED_STARTTLS_ON_TLS_PORT,
         _S.CRITICAL,
         "STARTTLS chosen on an SSL/TLS port",
         "The client is set to STARTTLS on {host}:{port}, but the server there expects "
@@ -1172,7 +1174,7 @@ _SPECS = (
         "Type instead: {suggestion}.",
     ),
     FindingSpec(
-        "TYPED_NO_ENCRYPTION",
+        _C.TYPED_NO_ENCRYPTION,
         _S.CRITICAL,
         "No encryption chosen: the password would go in clear text",
         "The client is set to no encryption on {host}:{port}, and the server accepts a login "
@@ -1181,7 +1183,7 @@ _SPECS = (
         "Type instead: {suggestion}. Then change the password, as it may have been read.",
     ),
     FindingSpec(
-        "TYPED_NO_ENCRYPTION_REFUSED",
+        _C.TYPED_NO_ENCRYPTION_REFUSED,
         _S.CRITICAL,
         "No encryption chosen: the server refuses the login",
         "The client is set to no encryption on {host}:{port}. The server does not accept a "
@@ -1190,7 +1192,7 @@ _SPECS = (
         "Type instead: {suggestion}.",
     ),
     FindingSpec(
-        "TYPED_PORT_25",
+        _C.TYPED_PORT_25,
         _S.CRITICAL,
         "Port 25 chosen for sending",
         "Port 25 ({host}) is for delivery between mail servers. Customers cannot log in there "
@@ -1199,7 +1201,7 @@ _SPECS = (
         "Type instead: {suggestion}.",
     ),
     FindingSpec(
-        "TYPED_USE_IMAP",
+        _C.TYPED_USE_IMAP,
         _S.WARNING,
         "POP3 chosen although IMAP works",
         "The client is set to POP3 ({host}:{port}). POP3 downloads the mail to this one device "
@@ -1211,7 +1213,7 @@ _SPECS = (
     ),
 )
 
-CATALOGUE: Mapping[str, FindingSpec] = {spec.code: spec for spec in _SPECS}
+CATALOGUE: Mapping[FindingCode, FindingSpec] = {spec.code: spec for spec in _SPECS}
 
 
 class _LenientFormatter(string.Formatter):
@@ -1347,7 +1349,7 @@ USER_FORM_TEXTS: Mapping[str, str] = {
 
 
 def make_finding(
-    code: str,
+    code: FindingCode,
     endpoint: Endpoint | None = None,
     *,
     severity: Severity | None = None,
@@ -1363,7 +1365,7 @@ def make_finding(
             **facts,
         }
     return Finding(
-        code=code,
+        code=spec.code,
         severity=severity or spec.severity,
         title=spec.title,
         explanation=render_text(spec.explanation, facts),

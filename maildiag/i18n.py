@@ -19,6 +19,7 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
+from .finding_codes import FindingCode
 from .model import Finding
 
 LANGUAGES = ("en", "de")
@@ -112,7 +113,11 @@ SIGNED = {
     "leaf": "its certificate {subject} signed with {hash} ({algorithm})",
     "intermediate": "the intermediate {subject} signed with {hash} ({algorithm})",
 }
-_OUTCOME_FACT_CODES = ("DISCOVERY_CONTRADICTION", "IPV6_FAILS", "IPV4_FAILS")
+_OUTCOME_FACT_CODES = (
+    FindingCode.DISCOVERY_CONTRADICTION,
+    FindingCode.IPV6_FAILS,
+    FindingCode.IPV4_FAILS,
+)
 
 
 def _login_word(status: str, lang: str) -> str:
@@ -170,7 +175,7 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
         if isinstance(value, str) and value in words:
             rebuilt[name] = text(lang, f"fact/{name}", value)
     lockout = facts.get("lockout")
-    if code == "AUTH_SKIPPED_LOCKOUT" and isinstance(lockout, str):
+    if code == FindingCode.AUTH_SKIPPED_LOCKOUT and isinstance(lockout, str):
         from .probes.mailbox import LOCKOUT_REASONS
 
         if lockout in LOCKOUT_REASONS:
@@ -183,7 +188,7 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
                 },
             )
     source = facts.get("source")
-    if code == "DISCOVERY_CONTRADICTION" and isinstance(source, str):
+    if code == FindingCode.DISCOVERY_CONTRADICTION and isinstance(source, str):
         record = source.removeprefix("SRV record ")
         if record != source:
             rebuilt["source"] = render_text(
@@ -199,7 +204,7 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
     if isinstance(tls_name, str):
         rebuilt["tls_name"] = render_text(text(lang, "fact/tls_name", TLS_NAME), {"name": tls_name})
     signed = facts.get("signed")
-    if code == "TLS_SIGNATURE_WEAK" and isinstance(signed, list):
+    if code == FindingCode.TLS_SIGNATURE_WEAK and isinstance(signed, list):
         rebuilt["weak_signatures"] = "; ".join(
             render_text(text(lang, "fact/signed", SIGNED[c["place"]]), c) for c in signed
         )
@@ -262,13 +267,13 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
             lambda context, english: text(lang, context, english),
         )
     ca_issuers = facts.get("ca_issuers")
-    if code == "TLS_CHAIN_INCOMPLETE" and isinstance(ca_issuers, list):
+    if code == FindingCode.TLS_CHAIN_INCOMPLETE and isinstance(ca_issuers, list):
         urls = [str(url) for url in ca_issuers]
         context = f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if urls else 'no-aia'}"
         sentence = text(lang, context, CHAIN_INCOMPLETE_CLIENTS[bool(urls)])
         rebuilt["clients"] = render_text(sentence, {"ca_issuers": ", ".join(urls)})
     texts, where = facts.get("texts"), facts.get("where")
-    if code == "ADVICE_USE_IMAP" and isinstance(texts, list) and isinstance(where, dict):
+    if code == FindingCode.ADVICE_USE_IMAP and isinstance(texts, list) and isinstance(where, dict):
         place = render_text(text(lang, "ADVICE_USE_IMAP/where", WHERE), where)
         situation, advice = (
             render_text(text(lang, f"ADVICE_USE_IMAP/{key}", USE_IMAP_TEXTS[key]), {"where": place})
@@ -276,17 +281,17 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
         )
         rebuilt.update(situation=situation, advice=advice)
     evidence = facts.get("evidence")
-    if code == "CLIENT_ADDRESS_BLOCKED" and isinstance(evidence, str):
+    if code == FindingCode.CLIENT_ADDRESS_BLOCKED and isinstance(evidence, str):
         english = BLOCK_EVIDENCE.get(evidence)
         if english is not None:
             sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{evidence}", english)
             rebuilt["seen"] = render_text(sentence, facts)
     form = facts.get("user_form_key")
-    if code == "AUTH_FAILED" and isinstance(form, str) and form in USER_FORM_TEXTS:
+    if code == FindingCode.AUTH_FAILED and isinstance(form, str) and form in USER_FORM_TEXTS:
         sentence = text(lang, f"AUTH_FAILED/user_form/{form}", USER_FORM_TEXTS[form])
         rebuilt["user_form"] = render_text(sentence, {"user": facts.get("user", "")})
     failure = facts.get("failure")
-    if code in ("IPV6_FAILS", "IPV4_FAILS") and isinstance(failure, str):
+    if code in (FindingCode.IPV6_FAILS, FindingCode.IPV4_FAILS) and isinstance(failure, str):
         # An outcome in the words of the report's table (report.text.OUTCOMES).
         rebuilt["failure"] = text(lang, "report/outcome", failure)
     if code.startswith("TYPED_") and "suggestion" in facts:

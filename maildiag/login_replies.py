@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .finding_codes import FindingCode
 from .model import AuthStatus, Protocol
 from .protocols import imap, pop3, smtp
 
@@ -56,7 +57,7 @@ class Rule:
     id: str  # stable name, for tests and debugging
     protocol: Protocol
     status: AuthStatus
-    cause: str  # the finding code (maildiag.findings.CATALOGUE)
+    cause: FindingCode  # the finding code (maildiag.findings.CATALOGUE)
     seen: str  # where this shape was recorded
     kind: str | None = None
     code: str | None = None
@@ -90,7 +91,7 @@ class Rule:
 @dataclass(frozen=True)
 class Verdict:
     status: AuthStatus
-    cause: str  # a finding code
+    cause: FindingCode  # a finding code
     rule: str | None  # the id of the rule that decided; None for the catch-all
 
 
@@ -131,7 +132,7 @@ RULES: tuple[Rule, ...] = (
         "imap-app-password",
         IMAP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_APP_PASSWORD_REQUIRED",
+        FindingCode.AUTH_APP_PASSWORD_REQUIRED,
         "Gmail with 2-Step Verification: NO [ALERT] Application-specific password required",
         kind="NO",
         text=APP_PASSWORD,
@@ -140,7 +141,7 @@ RULES: tuple[Rule, ...] = (
         "imap-web-login",
         IMAP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_WEB_LOGIN_REQUIRED",
+        FindingCode.AUTH_WEB_LOGIN_REQUIRED,
         "Gmail NO [ALERT] Please log in via your web browser; Outlook.com 'Account is "
         "blocked. Login to your account via a web browser'; Yahoo (#MBR1240)",
         kind="NO",
@@ -150,7 +151,7 @@ RULES: tuple[Rule, ...] = (
         "imap-microsoft-basic-auth-off",
         IMAP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_OAUTH_ONLY",
+        FindingCode.AUTH_OAUTH_ONLY,
         "Microsoft 365 / Outlook.com, outlook.office365.com: NO LOGIN failed. / NO "
         "AUTHENTICATE failed.",
         kind="NO",
@@ -161,7 +162,7 @@ RULES: tuple[Rule, ...] = (
         "imap-plaintext-over-tls",
         IMAP,
         _S.FAILED,
-        "AUTH_REFUSED_AS_UNENCRYPTED",
+        FindingCode.AUTH_REFUSED_AS_UNENCRYPTED,
         "Dovecot behind a TLS proxy that does not count as secure: NO [PRIVACYREQUIRED]",
         code="PRIVACYREQUIRED",
         encrypted=True,
@@ -170,7 +171,7 @@ RULES: tuple[Rule, ...] = (
         "imap-privacy-required",
         IMAP,
         _S.PLAINTEXT_REFUSED,
-        "AUTH_PLAINTEXT_REFUSED",
+        FindingCode.AUTH_PLAINTEXT_REFUSED,
         "Dovecot, plaintext port: NO [PRIVACYREQUIRED] Plaintext authentication disallowed",
         code="PRIVACYREQUIRED",
         encrypted=False,
@@ -179,7 +180,7 @@ RULES: tuple[Rule, ...] = (
         "imap-authentication-failed",
         IMAP,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "Dovecot, Gmail, Yahoo: NO [AUTHENTICATIONFAILED]",
         code="AUTHENTICATIONFAILED",
     ),
@@ -187,7 +188,7 @@ RULES: tuple[Rule, ...] = (
         "imap-authorization-failed",
         IMAP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_NOT_AUTHORIZED",
+        FindingCode.AUTH_NOT_AUTHORIZED,
         "Dovecot, Cyrus: NO [AUTHORIZATIONFAILED] (the identity may not use this mailbox)",
         code="AUTHORIZATIONFAILED",
     ),
@@ -195,7 +196,7 @@ RULES: tuple[Rule, ...] = (
         "imap-expired",
         IMAP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_PASSWORD_EXPIRED",
+        FindingCode.AUTH_PASSWORD_EXPIRED,
         "RFC 5530 §3, Zimbra, Cyrus: NO [EXPIRED]",
         code="EXPIRED",
     ),
@@ -203,7 +204,7 @@ RULES: tuple[Rule, ...] = (
         "imap-contactadmin-disabled",
         IMAP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_ACCOUNT_DISABLED",
+        FindingCode.AUTH_ACCOUNT_DISABLED,
         "Dovecot nologin with a reason: NO [CONTACTADMIN] Account disabled ...",
         code="CONTACTADMIN",
         text=DISABLED,
@@ -212,7 +213,7 @@ RULES: tuple[Rule, ...] = (
         "imap-contactadmin",
         IMAP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_CONTACT_ADMIN",
+        FindingCode.AUTH_CONTACT_ADMIN,
         "RFC 5530 §3, Dovecot: NO [CONTACTADMIN]",
         code="CONTACTADMIN",
     ),
@@ -220,7 +221,7 @@ RULES: tuple[Rule, ...] = (
         "imap-in-use",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_IN_USE",
+        FindingCode.AUTH_IN_USE,
         "RFC 5530 §3, Cyrus, Dovecot: NO [INUSE] (mailbox locked by another session)",
         code="INUSE",
     ),
@@ -228,7 +229,7 @@ RULES: tuple[Rule, ...] = (
         "imap-limit",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TOO_MANY_CONNECTIONS",
+        FindingCode.AUTH_TOO_MANY_CONNECTIONS,
         "RFC 5530 §3, Gmail: NO [LIMIT] too many simultaneous connections",
         code="LIMIT",
     ),
@@ -236,7 +237,7 @@ RULES: tuple[Rule, ...] = (
         "imap-too-many-connections",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TOO_MANY_CONNECTIONS",
+        FindingCode.AUTH_TOO_MANY_CONNECTIONS,
         "Dovecot: * BYE Maximum number of connections from user+IP exceeded",
         text=TOO_MANY_CONNECTIONS,
     ),
@@ -244,7 +245,7 @@ RULES: tuple[Rule, ...] = (
         "imap-rate-limited",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_RATE_LIMITED",
+        FindingCode.AUTH_RATE_LIMITED,
         "Cyrus, Zimbra: NO account temporarily locked after too many failed logins",
         text=RATE_LIMITED,
     ),
@@ -252,7 +253,7 @@ RULES: tuple[Rule, ...] = (
         "imap-unavailable",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "Dovecot: NO [UNAVAILABLE] Temporary authentication failure",
         code="UNAVAILABLE",
     ),
@@ -260,7 +261,7 @@ RULES: tuple[Rule, ...] = (
         "imap-serverbug",
         IMAP,
         _S.FAILED,
-        "AUTH_REFUSED",
+        FindingCode.AUTH_REFUSED,
         "RFC 5530 §3, Dovecot: NO [SERVERBUG]",
         code="SERVERBUG",
     ),
@@ -268,7 +269,7 @@ RULES: tuple[Rule, ...] = (
         "imap-temporary-words",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "Courier, Exchange: NO ... try again later",
         text=TEMPORARY,
     ),
@@ -276,7 +277,7 @@ RULES: tuple[Rule, ...] = (
         "imap-bye",
         IMAP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "a server hanging up instead of answering the login: * BYE",
         kind="BYE",
     ),
@@ -284,7 +285,7 @@ RULES: tuple[Rule, ...] = (
         "imap-mechanism-words",
         IMAP,
         _S.MECHANISM_UNAVAILABLE,
-        "AUTH_MECHANISM_UNAVAILABLE",
+        FindingCode.AUTH_MECHANISM_UNAVAILABLE,
         "Dovecot, Exchange: NO Unsupported authentication mechanism",
         text=MECHANISM,
     ),
@@ -292,7 +293,7 @@ RULES: tuple[Rule, ...] = (
         "imap-bad",
         IMAP,
         _S.FAILED,
-        "AUTH_REFUSED",
+        FindingCode.AUTH_REFUSED,
         "a BAD to the login command (a syntax the server does not take)",
         kind="BAD",
     ),
@@ -302,7 +303,7 @@ RULES: tuple[Rule, ...] = (
         "imap-no",
         IMAP,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "Exchange, Microsoft 365: NO LOGIN failed; Courier: NO Login failed",
         kind="NO",
     ),
@@ -311,7 +312,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-app-password",
         POP3,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_APP_PASSWORD_REQUIRED",
+        FindingCode.AUTH_APP_PASSWORD_REQUIRED,
         "Gmail: -ERR [AUTH] Application-specific password required",
         text=APP_PASSWORD,
     ),
@@ -319,7 +320,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-web-login",
         POP3,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_WEB_LOGIN_REQUIRED",
+        FindingCode.AUTH_WEB_LOGIN_REQUIRED,
         "Gmail: -ERR [AUTH] Web login required",
         text=WEB_LOGIN,
     ),
@@ -327,7 +328,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-microsoft-basic-auth-off",
         POP3,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_OAUTH_ONLY",
+        FindingCode.AUTH_OAUTH_ONLY,
         "Microsoft 365 / Outlook.com, outlook.office365.com: -ERR Logon failure: unknown user "
         "name or bad password.",
         text=r"^Logon failure",
@@ -337,7 +338,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-plaintext-over-tls",
         POP3,
         _S.FAILED,
-        "AUTH_REFUSED_AS_UNENCRYPTED",
+        FindingCode.AUTH_REFUSED_AS_UNENCRYPTED,
         "Dovecot behind a TLS proxy: -ERR [AUTH] Plaintext authentication disallowed ...",
         text=PLAINTEXT,
         encrypted=True,
@@ -346,7 +347,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-plaintext",
         POP3,
         _S.PLAINTEXT_REFUSED,
-        "AUTH_PLAINTEXT_REFUSED",
+        FindingCode.AUTH_PLAINTEXT_REFUSED,
         "Dovecot: -ERR [AUTH] Plaintext authentication disallowed; Courier: -ERR TLS required",
         text=PLAINTEXT,
         encrypted=False,
@@ -355,7 +356,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-in-use",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_IN_USE",
+        FindingCode.AUTH_IN_USE,
         "Dovecot, Courier: -ERR [IN-USE] Mailbox is locked (another POP3 session)",
         code="IN-USE",
     ),
@@ -363,7 +364,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-login-delay",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_LOGIN_DELAY",
+        FindingCode.AUTH_LOGIN_DELAY,
         "RFC 2449 §8.1.1, Courier, Gmail: -ERR [LOGIN-DELAY]",
         code="LOGIN-DELAY",
     ),
@@ -371,7 +372,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-too-many-connections",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TOO_MANY_CONNECTIONS",
+        FindingCode.AUTH_TOO_MANY_CONNECTIONS,
         "Dovecot: -ERR [SYS/TEMP] Maximum number of connections ... exceeded",
         text=TOO_MANY_CONNECTIONS,
     ),
@@ -379,7 +380,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-rate-limited",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_RATE_LIMITED",
+        FindingCode.AUTH_RATE_LIMITED,
         "Cyrus, qpopper: -ERR too many failed login attempts",
         text=RATE_LIMITED,
     ),
@@ -387,7 +388,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-sys-temp",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "Dovecot: -ERR [SYS/TEMP] Temporary authentication failure",
         code="SYS/TEMP",
     ),
@@ -395,7 +396,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-disabled",
         POP3,
         _S.ACCOUNT_DISABLED,
-        "AUTH_ACCOUNT_DISABLED",
+        FindingCode.AUTH_ACCOUNT_DISABLED,
         "Dovecot nologin with a reason: -ERR [AUTH] Account disabled ... (POP3 has no code for it)",
         text=DISABLED,
     ),
@@ -403,7 +404,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-auth",
         POP3,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "RFC 3206 §4, Dovecot, Gmail: -ERR [AUTH]",
         code="AUTH",
     ),
@@ -411,7 +412,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-sys-perm",
         POP3,
         _S.FAILED,
-        "AUTH_REFUSED",
+        FindingCode.AUTH_REFUSED,
         "RFC 3206 §4: -ERR [SYS/PERM]",
         code="SYS/PERM",
     ),
@@ -419,7 +420,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-temporary-words",
         POP3,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "Courier, Exchange: -ERR ... try again later",
         text=TEMPORARY,
     ),
@@ -427,7 +428,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-mechanism-words",
         POP3,
         _S.MECHANISM_UNAVAILABLE,
-        "AUTH_MECHANISM_UNAVAILABLE",
+        FindingCode.AUTH_MECHANISM_UNAVAILABLE,
         "Dovecot: -ERR Unsupported authentication mechanism",
         text=MECHANISM,
     ),
@@ -435,7 +436,7 @@ RULES: tuple[Rule, ...] = (
         "pop3-err",
         POP3,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "Microsoft 365: -ERR Logon failure: unknown user name or bad password; Courier",
         kind="-ERR",
     ),
@@ -444,7 +445,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-m365-smtp-auth-disabled",
         SMTP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_SMTP_AUTH_DISABLED_M365",
+        FindingCode.AUTH_SMTP_AUTH_DISABLED_M365,
         "Microsoft 365: 535 5.7.139 ... SmtpClientAuthentication is disabled for the "
         "Tenant (or: for the Mailbox)",
         enhanced="5.7.139",
@@ -454,7 +455,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-m365-basic-auth-disabled",
         SMTP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_OAUTH_ONLY",
+        FindingCode.AUTH_OAUTH_ONLY,
         "Microsoft 365: 535 5.7.139 ... basic authentication is disabled; ... locked by "
         "your organization's security defaults policy",
         enhanced="5.7.139",
@@ -464,7 +465,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-m365-conditional-access",
         SMTP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_CONTACT_ADMIN",
+        FindingCode.AUTH_CONTACT_ADMIN,
         "Microsoft 365 conditional access: 535 5.7.139 ... the request did not meet the "
         "criteria to be authenticated successfully. Contact your administrator.",
         enhanced="5.7.139",
@@ -474,7 +475,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-app-password",
         SMTP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_APP_PASSWORD_REQUIRED",
+        FindingCode.AUTH_APP_PASSWORD_REQUIRED,
         "Gmail with 2-Step Verification: 534 5.7.9 Application-specific password required",
         text=APP_PASSWORD,
     ),
@@ -482,7 +483,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-web-login",
         SMTP,
         _S.PASSWORD_LOGIN_DISABLED,
-        "AUTH_WEB_LOGIN_REQUIRED",
+        FindingCode.AUTH_WEB_LOGIN_REQUIRED,
         "Gmail: 534 5.7.14 Please log in via your web browser and then try again",
         text=WEB_LOGIN,
     ),
@@ -490,7 +491,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-account-disabled",
         SMTP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_ACCOUNT_DISABLED",
+        FindingCode.AUTH_ACCOUNT_DISABLED,
         "RFC 5248: 525 5.7.13 User account disabled",
         enhanced="5.7.13",
     ),
@@ -498,7 +499,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-plaintext-over-tls",
         SMTP,
         _S.FAILED,
-        "AUTH_REFUSED_AS_UNENCRYPTED",
+        FindingCode.AUTH_REFUSED_AS_UNENCRYPTED,
         "a TLS proxy in front of Postfix: 530 5.7.0 Must issue a STARTTLS command first, "
         "inside TLS",
         text=PLAINTEXT,
@@ -508,7 +509,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-starttls-first",
         SMTP,
         _S.PLAINTEXT_REFUSED,
-        "AUTH_PLAINTEXT_REFUSED",
+        FindingCode.AUTH_PLAINTEXT_REFUSED,
         "RFC 3207 §4, Postfix: 530 5.7.0 Must issue a STARTTLS command first",
         reply_code=530,
         text=PLAINTEXT,
@@ -518,7 +519,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-encryption-required",
         SMTP,
         _S.PLAINTEXT_REFUSED,
-        "AUTH_PLAINTEXT_REFUSED",
+        FindingCode.AUTH_PLAINTEXT_REFUSED,
         "RFC 4954 §6, Postfix: 538 5.7.11 Encryption required for requested authentication "
         "mechanism",
         enhanced="5.7.11",
@@ -528,7 +529,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-too-many-errors",
         SMTP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_RATE_LIMITED",
+        FindingCode.AUTH_RATE_LIMITED,
         "Postfix smtpd_hard_error_limit: 421 4.7.0 mail.example.org Error: too many errors",
         text=RATE_LIMITED,
     ),
@@ -536,7 +537,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-too-many-connections",
         SMTP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TOO_MANY_CONNECTIONS",
+        FindingCode.AUTH_TOO_MANY_CONNECTIONS,
         "Exim, Exchange: 421 4.7.0 Too many concurrent connections",
         text=TOO_MANY_CONNECTIONS,
     ),
@@ -544,7 +545,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-disabled-words",
         SMTP,
         _S.ACCOUNT_DISABLED,
-        "AUTH_ACCOUNT_DISABLED",
+        FindingCode.AUTH_ACCOUNT_DISABLED,
         "Exim, hosting panels: 535 5.7.8 Account disabled / suspended",
         reply_code=535,
         text=DISABLED,
@@ -553,7 +554,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-wrong-credentials",
         SMTP,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "Postfix, Gmail, Dovecot: 535 5.7.8; Exchange 2013-2019: 535 5.7.3 Authentication "
         "unsuccessful; Microsoft 365: 535 5.7.139 ... the user credentials were incorrect; "
         "Exim: 535 Incorrect authentication data",
@@ -563,7 +564,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-5.7.8",
         SMTP,
         _S.WRONG_CREDENTIALS,
-        "AUTH_FAILED",
+        FindingCode.AUTH_FAILED,
         "RFC 4954 §6: 5.7.8 Authentication credentials invalid, under another reply code",
         enhanced="5.7.8",
     ),
@@ -571,7 +572,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-mechanism",
         SMTP,
         _S.MECHANISM_UNAVAILABLE,
-        "AUTH_MECHANISM_UNAVAILABLE",
+        FindingCode.AUTH_MECHANISM_UNAVAILABLE,
         "RFC 4954 §6: 504 5.5.4 Unrecognized authentication type; 534 5.7.9 Authentication "
         "mechanism is too weak",
         text=r"mechanism|unrecognized authentication type|too weak",
@@ -580,7 +581,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-454",
         SMTP,
         _S.TEMPORARY_FAILURE,
-        "AUTH_TEMPORARY_FAILURE",
+        FindingCode.AUTH_TEMPORARY_FAILURE,
         "RFC 4954 §6, Postfix: 454 4.7.0 Temporary authentication failure; Gmail 421 4.7.0 "
         "Try again later",
         kind="4xx",
@@ -589,7 +590,7 @@ RULES: tuple[Rule, ...] = (
         "smtp-5xx",
         SMTP,
         _S.FAILED,
-        "AUTH_REFUSED",
+        FindingCode.AUTH_REFUSED,
         "any other permanent refusal",
         kind="5xx",
     ),
@@ -600,13 +601,13 @@ def classify(reply: LoginReply, rules: Iterable[Rule] = RULES) -> Verdict:
     for rule in rules:
         if rule.matches(reply):
             return Verdict(rule.status, rule.cause, rule.id)
-    return Verdict(AuthStatus.FAILED, "AUTH_REFUSED", None)
+    return Verdict(AuthStatus.FAILED, FindingCode.AUTH_REFUSED, None)
 
 
 # Causes after which no other endpoint of the run may try the password, beyond
 # the statuses that say so (see maildiag.probes.auth.STOPS_FURTHER_LOGINS): a
 # server that already counts failures from this address would count more.
-STOPPING_CAUSES = frozenset({"AUTH_RATE_LIMITED"})
+STOPPING_CAUSES = frozenset({FindingCode.AUTH_RATE_LIMITED})
 
 
 # --- from the protocols' answers --------------------------------------------------

@@ -10,6 +10,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .finding_codes import FindingCode
 
 
 class Protocol(enum.StrEnum):
@@ -223,7 +227,7 @@ class AuthResult:
     skipped_facts: tuple[tuple[str, str], ...] = ()
     # The finding code of the cause the server's reply names (maildiag.login_replies),
     # finer than ``status``: AUTH_APP_PASSWORD_REQUIRED, AUTH_IN_USE, ...
-    cause: str | None = None
+    cause: FindingCode | None = None
 
 
 @dataclass(frozen=True)
@@ -539,7 +543,7 @@ class Discovery:
 
 @dataclass(frozen=True)
 class Finding:
-    code: str  # stable, documented, never renamed
+    code: FindingCode  # stable, documented, never renamed
     severity: Severity
     title: str
     explanation: str
@@ -548,7 +552,7 @@ class Finding:
     details: Mapping[str, object] = field(default_factory=dict)
     # The code of the finding that explains this one (a port refused *because*
     # this client's address is blocked): listed, but not a cause of its own.
-    explained_by: str | None = None
+    explained_by: FindingCode | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .finding_codes import FindingCode
 from .findings import make_finding
 from .model import (
     Discovery,
@@ -41,14 +42,16 @@ def mx_findings(
     domain = discovery.domain
     if any(m.null for m in discovery.mx):
         yield make_finding(
-            "MX_NULL", domain=domain, severity=Severity.CRITICAL if address_known else None
+            FindingCode.MX_NULL,
+            domain=domain,
+            severity=Severity.CRITICAL if address_known else None,
         )
     any_resolves = any(h.resolves for h in discovery.mx_hosts)
     for host in discovery.mx_hosts:
         preference = _preference(discovery, host.host)
         if host.error_kind is not None and host.error_kind.is_answer:
             yield make_finding(
-                "MX_HOST_UNRESOLVED",
+                FindingCode.MX_HOST_UNRESOLVED,
                 severity=Severity.WARNING if any_resolves else None,
                 domain=domain,
                 mx_host=host.host,
@@ -57,7 +60,7 @@ def mx_findings(
             )
         if host.cname:
             yield make_finding(
-                "MX_CNAME",
+                FindingCode.MX_CNAME,
                 domain=domain,
                 mx_host=host.host,
                 cname=host.cname,
@@ -71,14 +74,14 @@ def mx_findings(
 
 
 _VERDICT_CODES = {
-    InboundVerdict.ACCEPTED: "INBOUND_ACCEPTED",
-    InboundVerdict.UNKNOWN_USER: "INBOUND_UNKNOWN_USER",
-    InboundVerdict.MAILBOX_FULL: "INBOUND_MAILBOX_FULL",
-    InboundVerdict.RELAY_DENIED: "INBOUND_RELAY_DENIED",
-    InboundVerdict.GREYLISTED: "INBOUND_GREYLISTED",
-    InboundVerdict.BLOCKED: "INBOUND_BLOCKED",
-    InboundVerdict.REJECTED: "INBOUND_REJECTED",
-    InboundVerdict.DEFERRED: "INBOUND_DEFERRED",
+    InboundVerdict.ACCEPTED: FindingCode.INBOUND_ACCEPTED,
+    InboundVerdict.UNKNOWN_USER: FindingCode.INBOUND_UNKNOWN_USER,
+    InboundVerdict.MAILBOX_FULL: FindingCode.INBOUND_MAILBOX_FULL,
+    InboundVerdict.RELAY_DENIED: FindingCode.INBOUND_RELAY_DENIED,
+    InboundVerdict.GREYLISTED: FindingCode.INBOUND_GREYLISTED,
+    InboundVerdict.BLOCKED: FindingCode.INBOUND_BLOCKED,
+    InboundVerdict.REJECTED: FindingCode.INBOUND_REJECTED,
+    InboundVerdict.DEFERRED: FindingCode.INBOUND_DEFERRED,
 }
 # Connections that got nothing back: what a network blocking port 25 looks like.
 _SILENT = (MxOutcome.TIMEOUT, MxOutcome.NO_BANNER)
@@ -101,7 +104,7 @@ def _inbound_findings(discovery: Discovery, inbound: InboundResult) -> Iterator[
             InboundVerdict.REJECTED,
             InboundVerdict.DEFERRED,
         ):
-            code = "INBOUND_NULL_SENDER_REFUSED"
+            code = FindingCode.INBOUND_NULL_SENDER_REFUSED
         yield make_finding(
             code,
             mx_host=decisive.host,
@@ -115,12 +118,12 @@ def _inbound_findings(discovery: Discovery, inbound: InboundResult) -> Iterator[
     tried = [a for a in inbound.attempts if a.outcome is not MxOutcome.UNRESOLVED]
     hosts = ", ".join(a.host for a in tried)
     if inbound.unfinished:
-        yield make_finding("INBOUND_NOT_FINISHED", mx_hosts=hosts, **facts)
+        yield make_finding(FindingCode.INBOUND_NOT_FINISHED, mx_hosts=hosts, **facts)
     elif tried and all(a.outcome in _SILENT for a in tried):
-        yield make_finding("INBOUND_INCONCLUSIVE", mx_hosts=hosts, **facts)
+        yield make_finding(FindingCode.INBOUND_INCONCLUSIVE, mx_hosts=hosts, **facts)
     elif tried:
         yield make_finding(
-            "INBOUND_MX_UNREACHABLE",
+            FindingCode.INBOUND_MX_UNREACHABLE,
             failures="; ".join(_failure(a) for a in tried),
             mx_hosts=hosts,
             **facts,
@@ -171,7 +174,7 @@ def _other_provider(discovery: Discovery, results: tuple[ProbeResult, ...]) -> F
             return None
     shown = list(dict.fromkeys(mailbox_hosts))
     return make_finding(
-        "MX_OTHER_PROVIDER",
+        FindingCode.MX_OTHER_PROVIDER,
         domain=discovery.domain,
         mx_host=primary[0],
         mx_provider=provider_domain(primary[0]),

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .dns import InvalidDomain, to_ascii
+from .finding_codes import FindingCode
 from .findings import CATALOGUE, make_finding, render_text
 from .model import (
     Diagnosis,
@@ -104,7 +105,9 @@ def judge(
     else:
         verdict = "works"
     if verdict == "works":
-        return TypedVerdict(typed, verdict, None, (make_finding("TYPED_WORKS", typed, **facts),))
+        return TypedVerdict(
+            typed, verdict, None, (make_finding(FindingCode.TYPED_WORKS, typed, **facts),)
+        )
     return TypedVerdict(typed, verdict, suggested, tuple(findings))
 
 
@@ -122,27 +125,29 @@ def suggestion_text(endpoint: Endpoint | None, template: str = SUGGESTION) -> st
     )
 
 
-def _typed_codes(typed: Endpoint, result: ProbeResult, diagnosis: Diagnosis) -> Iterable[str]:
+def _typed_codes(
+    typed: Endpoint, result: ProbeResult, diagnosis: Diagnosis
+) -> Iterable[FindingCode]:
     protocol, port = typed.protocol, typed.port
     if protocol is Protocol.SMTP and port == 25:
-        yield "TYPED_PORT_25"
+        yield FindingCode.TYPED_PORT_25
         return
     if typed.security is Security.TLS and (
         result.tls_failure is TlsFailure.PLAINTEXT
         or (port == spec(protocol).starttls_port and result.outcome is Outcome.TLS_FAILED)
     ):
-        yield "TYPED_SSL_ON_STARTTLS_PORT"
+        yield FindingCode.TYPED_SSL_ON_STARTTLS_PORT
     elif typed.security is Security.STARTTLS and port == spec(protocol).tls_port:
         if result.outcome in (Outcome.NO_GREETING, Outcome.PROTOCOL_ERROR, Outcome.CLOSED):
-            yield "TYPED_STARTTLS_ON_TLS_PORT"
+            yield FindingCode.TYPED_STARTTLS_ON_TLS_PORT
     elif typed.security is Security.PLAIN and result.outcome is Outcome.OK:
         yield (
-            "TYPED_NO_ENCRYPTION_REFUSED"
+            FindingCode.TYPED_NO_ENCRYPTION_REFUSED
             if result.plaintext_login_offered is False
-            else "TYPED_NO_ENCRYPTION"
+            else FindingCode.TYPED_NO_ENCRYPTION
         )
     if protocol is Protocol.POP3 and _works(diagnosis, Protocol.IMAP):
-        yield "TYPED_USE_IMAP"
+        yield FindingCode.TYPED_USE_IMAP
 
 
 def _works(diagnosis: Diagnosis, protocol: Protocol) -> bool:
@@ -189,10 +194,10 @@ def _endpoint_findings(
     findings = analyse(discovery, (result,), thresholds, timeout=timeout)
     # Said in the customer's terms by the TYPED_* codes already.
     redundant = {
-        "TLS_PORT_SPEAKS_PLAINTEXT",
-        "ENDPOINT_OK",
-        "PLAINTEXT_AUTH_ALLOWED",
-        "PLAINTEXT_AUTH_UNCLEAR",
+        FindingCode.TLS_PORT_SPEAKS_PLAINTEXT,
+        FindingCode.ENDPOINT_OK,
+        FindingCode.PLAINTEXT_AUTH_ALLOWED,
+        FindingCode.PLAINTEXT_AUTH_UNCLEAR,
     }
     return [
         f

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import Deadline
+from ..finding_codes import FindingCode
 from ..model import AuthResult, AuthStatus
 from ..protocols import imap, pop3, smtp
 from ..quoting import SecretScrubber
@@ -65,7 +66,7 @@ def _result(
     detail: str | None,
     creds: Credentials,
     started: float,
-    cause: str | None = None,
+    cause: FindingCode | None = None,
 ) -> AuthResult:
     return AuthResult(
         status=status,

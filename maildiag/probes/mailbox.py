@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import DeadlineExceeded
+from ..finding_codes import FindingCode
 from ..model import (
     AuthResult,
     AuthStatus,
@@ -205,7 +206,7 @@ class MailboxChecks:
                     None,
                     f"the server offers only {', '.join(oauth)} {_where(endpoint)}, "
                     "no login with a password",
-                    cause="AUTH_OAUTH_ONLY",
+                    cause=FindingCode.AUTH_OAUTH_ONLY,
                 )
             return AuthResult(
                 AuthStatus.MECHANISM_UNAVAILABLE,

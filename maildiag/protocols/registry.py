@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..finding_codes import FindingCode
 from ..model import Protocol, Security
 
 
@@ -34,7 +35,7 @@ class ProtocolSpec:
     # "" is the bare domain.
     host_guesses: tuple[str, ...]
     incoming: bool  # a mailbox protocol (IMAP, POP3), not sending
-    unreachable_code: str  # the finding when no endpoint of it works
+    unreachable_code: FindingCode  # the finding when no endpoint of it works
 
     def port(self, security: Security) -> int:
         return self.tls_port if security is Security.TLS else self.starttls_port
@@ -66,7 +67,7 @@ SPECS: Mapping[Protocol, ProtocolSpec] = {
         starttls_command="STARTTLS",
         host_guesses=("imap", "mail", ""),
         incoming=True,
-        unreachable_code="IMAP_UNREACHABLE",
+        unreachable_code=FindingCode.IMAP_UNREACHABLE,
     ),
     Protocol.POP3: ProtocolSpec(
         Protocol.POP3,
@@ -81,7 +82,7 @@ SPECS: Mapping[Protocol, ProtocolSpec] = {
         starttls_command="STLS",
         host_guesses=("pop3", "pop", "mail", ""),
         incoming=True,
-        unreachable_code="POP3_UNREACHABLE",
+        unreachable_code=FindingCode.POP3_UNREACHABLE,
     ),
     Protocol.SMTP: ProtocolSpec(
         Protocol.SMTP,
@@ -96,7 +97,7 @@ SPECS: Mapping[Protocol, ProtocolSpec] = {
         starttls_command="STARTTLS",
         host_guesses=("smtp", "mail", ""),
         incoming=False,
-        unreachable_code="SUBMISSION_UNREACHABLE",
+        unreachable_code=FindingCode.SUBMISSION_UNREACHABLE,
     ),
 }
 

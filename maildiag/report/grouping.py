@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..finding_codes import FindingCode
 from ..model import Diagnosis, Endpoint, Finding, Security, Severity
 from ..protocols.registry import ORDER
 
@@ -20,13 +21,13 @@ from ..protocols.registry import ORDER
 # only when nothing else explains the status.
 CONSEQUENCES = frozenset(
     {
-        "IMAP_UNREACHABLE",
-        "POP3_UNREACHABLE",
-        "SUBMISSION_UNREACHABLE",
-        "AUTH_SKIPPED_LOCKOUT",
-        "AUTH_SKIPPED_UNTRUSTED",
-        "AUTH_SKIPPED_FOREIGN_HOST",
-        "AUTH_SKIPPED_PLAINTEXT",
+        FindingCode.IMAP_UNREACHABLE,
+        FindingCode.POP3_UNREACHABLE,
+        FindingCode.SUBMISSION_UNREACHABLE,
+        FindingCode.AUTH_SKIPPED_LOCKOUT,
+        FindingCode.AUTH_SKIPPED_UNTRUSTED,
+        FindingCode.AUTH_SKIPPED_FOREIGN_HOST,
+        FindingCode.AUTH_SKIPPED_PLAINTEXT,
     }
 )
 

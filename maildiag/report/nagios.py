@@ -40,6 +40,7 @@ from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity
 from .vocabulary import Words, localised, outcome_word
 
 if TYPE_CHECKING:
+    from ..finding_codes import FindingCode
     from .formats import RenderOptions
 
 PLUGIN = "MAILDIAG"
@@ -232,7 +233,7 @@ def finding_lines(findings: Sequence[Finding], *, lang: str = "en") -> list[str]
     """One line per non-ok finding, worst severity first; repeats of a code on the
     same endpoint share a line (a broken name server fails a dozen lookups, which
     is one problem)."""
-    groups: dict[tuple[Severity, str, str], list[str]] = {}
+    groups: dict[tuple[Severity, FindingCode, str], list[str]] = {}
     for finding in sorted(findings, key=lambda f: -f.severity.rank):
         if finding.severity is Severity.OK:
             continue

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from .. import i18n
+from ..finding_codes import FindingCode
 from ..findings import render_text
 from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
 from .grouping import FindingGroup, affected, group_findings, root_causes
@@ -76,32 +77,32 @@ TEXTS: Mapping[str, str] = {
 # What the table's Outcome column says for a working endpoint whose worst
 # finding is one of these (one thing per row); other findings use their title.
 SHORT: Mapping[str, str] = {
-    "TLS_CERT_EXPIRED": "certificate expired",
-    "TLS_CERT_EXPIRING": "certificate expires soon",
-    "TLS_CERT_NOT_YET_VALID": "certificate not yet valid",
-    "TLS_CERT_SELF_SIGNED": "self-signed certificate",
-    "TLS_CERT_UNTRUSTED": "certificate not trusted",
-    "TLS_HOSTNAME_MISMATCH": "certificate for another name",
-    "TLS_CHAIN_INCOMPLETE": "intermediate missing",
-    "TLS_CERT_INVALID": "certificate invalid",
-    "TLS_CERT_NO_SAN": "name only in CN",
-    "TLS_KEY_WEAK": "weak key",
-    "TLS_SIGNATURE_WEAK": "weak signature",
-    "TLS_PROTOCOL_OUTDATED": "outdated TLS",
-    "TLS_CIPHER_WEAK": "weak cipher",
-    "STARTTLS_MISSING": "no STARTTLS",
-    "PLAINTEXT_AUTH_ALLOWED": "login before TLS",
-    "SUBMISSION_NO_AUTH": "no AUTH",
-    "AUTH_FAILED": "wrong password",
-    "AUTH_ACCOUNT_DISABLED": "account disabled",
-    "AUTH_APP_PASSWORD_REQUIRED": "app password needed",
-    "AUTH_SMTP_AUTH_DISABLED_M365": "SMTP AUTH off",
-    "AUTH_OAUTH_ONLY": "OAuth only",
-    "QUOTA_FULL": "mailbox full",
-    "QUOTA_NEAR_LIMIT": "mailbox almost full",
-    "IMAP_PREAUTH": "PREAUTH",
-    "IPV6_FAILS": "fails over IPv6",
-    "IPV4_FAILS": "fails over IPv4",
+    FindingCode.TLS_CERT_EXPIRED: "certificate expired",
+    FindingCode.TLS_CERT_EXPIRING: "certificate expires soon",
+    FindingCode.TLS_CERT_NOT_YET_VALID: "certificate not yet valid",
+    FindingCode.TLS_CERT_SELF_SIGNED: "self-signed certificate",
+    FindingCode.TLS_CERT_UNTRUSTED: "certificate not trusted",
+    FindingCode.TLS_HOSTNAME_MISMATCH: "certificate for another name",
+    FindingCode.TLS_CHAIN_INCOMPLETE: "intermediate missing",
+    FindingCode.TLS_CERT_INVALID: "certificate invalid",
+    FindingCode.TLS_CERT_NO_SAN: "name only in CN",
+    FindingCode.TLS_KEY_WEAK: "weak key",
+    FindingCode.TLS_SIGNATURE_WEAK: "weak signature",
+    FindingCode.TLS_PROTOCOL_OUTDATED: "outdated TLS",
+    FindingCode.TLS_CIPHER_WEAK: "weak cipher",
+    FindingCode.STARTTLS_MISSING: "no STARTTLS",
+    FindingCode.PLAINTEXT_AUTH_ALLOWED: "login before TLS",
+    FindingCode.SUBMISSION_NO_AUTH: "no AUTH",
+    FindingCode.AUTH_FAILED: "wrong password",
+    FindingCode.AUTH_ACCOUNT_DISABLED: "account disabled",
+    FindingCode.AUTH_APP_PASSWORD_REQUIRED: "app password needed",
+    FindingCode.AUTH_SMTP_AUTH_DISABLED_M365: "SMTP AUTH off",
+    FindingCode.AUTH_OAUTH_ONLY: "OAuth only",
+    FindingCode.QUOTA_FULL: "mailbox full",
+    FindingCode.QUOTA_NEAR_LIMIT: "mailbox almost full",
+    FindingCode.IMAP_PREAUTH: "PREAUTH",
+    FindingCode.IPV6_FAILS: "fails over IPv6",
+    FindingCode.IPV4_FAILS: "fails over IPv4",
 }
 LOGIN_LABELS: Mapping[AuthStatus, str] = {
     AuthStatus.OK: "ok",
