@@ -20,6 +20,9 @@ listing is UNCLEAR, reported at info level.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+
+from .lines import check_command_text, sasl_encode, sasl_plain
 
 
 class Exposure(enum.Enum):
@@ -73,3 +76,76 @@ def exposure(mechanism: str) -> Exposure:
     if name in _NOT_PASSWORD or name.startswith(_NOT_PASSWORD_PREFIXES):
         return Exposure.NONE
     return Exposure.UNCLEAR
+
+
+# --- the client's side of an exchange ------------------------------------------
+
+PASSWORD_MECHANISMS = ("PLAIN", "LOGIN")  # in the order maildiag prefers them
+
+
+class SaslExchange:
+    """maildiag's side of one SASL exchange with a password: PLAIN or LOGIN.
+
+    The same for IMAP AUTHENTICATE (RFC 3501 §6.2.2), POP3 AUTH (RFC 5034) and
+    SMTP AUTH (RFC 4954): the protocol client frames the lines, this says what
+    goes in them. PLAIN (RFC 4616) sends its one message, as the initial
+    response or after the first challenge; LOGIN sends the user name, then
+    the password, one per challenge. A challenge beyond those steps gets
+    None: the client cancels ("*") instead of sending the password again.
+    The password never shows in ``repr``.
+    """
+
+    __slots__ = ("_password", "_steps", "initial_response", "mechanism", "user")
+
+    def __init__(
+        self, mechanism: str, user: str, password: str, *, initial_response: bool = False
+    ) -> None:
+        name = mechanism.upper()
+        if name not in PASSWORD_MECHANISMS:
+            raise ValueError(f"no password exchange for the SASL mechanism {name}")
+        if name == "LOGIN" and initial_response:
+            raise ValueError("LOGIN has no initial response")
+        self.mechanism = name
+        self.user = user
+        self._password = password
+        self.initial_response = initial_response
+        if name == "PLAIN":
+            self._steps: list[bytes] = [sasl_plain(user, password)]
+        else:
+            check_command_text(user, "the user name")
+            check_command_text(password, "the password")
+            self._steps = [sasl_encode(user), sasl_encode(password)]
+
+    def first(self, max_length: int | None = None) -> bytes | None:
+        """The initial response (base64), when the command carries one; else None.
+
+        One longer than ``max_length`` is kept for the first challenge instead
+        (RFC 5034 §4: a POP3 command line has at most 255 octets).
+        """
+        if not self.initial_response:
+            return None
+        if max_length is not None and len(self._steps[0]) > max_length:
+            self.initial_response = False
+            return None
+        return self._steps.pop(0)
+
+    def respond(self, challenge: str) -> bytes | None:
+        """The base64 answer to the server's next challenge; None when nothing is left."""
+        del challenge  # PLAIN ignores it, LOGIN answers in order ("Username:", "Password:")
+        if not self._steps:
+            return None
+        return self._steps.pop(0)
+
+    @property
+    def finished(self) -> bool:
+        """Everything was sent; another challenge means the server wants more than we have."""
+        return not self._steps
+
+    def __repr__(self) -> str:
+        return f"SaslExchange({self.mechanism})"
+
+
+def password_mechanism(offered: Iterable[str]) -> str | None:
+    """PLAIN when offered, else LOGIN, else None (from upper-case SASL names)."""
+    names = set(offered)
+    return next((m for m in PASSWORD_MECHANISMS if m in names), None)
