@@ -14,7 +14,6 @@ from .blocking import blocked_findings, explain_symptoms
 from .dualstack import family_findings
 from .finding_codes import FindingCode
 from .findings import (
-    CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
     QUOTA_ADVICE,
     USE_IMAP_TEXTS,
@@ -43,6 +42,7 @@ from .model import (
     SendCheck,
     SendStatus,
     Severity,
+    SkipReason,
     Status,
     SyncResult,
     Thresholds,
@@ -618,9 +618,11 @@ _AUTH_CODES = {
     AuthStatus.PASSWORD_LOGIN_DISABLED: FindingCode.AUTH_REFUSED,
 }
 _SKIP_CODES = {
-    "untrusted_certificate": FindingCode.AUTH_SKIPPED_UNTRUSTED,
-    "plaintext": FindingCode.AUTH_SKIPPED_PLAINTEXT,
-    "foreign_host": FindingCode.AUTH_SKIPPED_FOREIGN_HOST,
+    SkipReason.LOCKOUT: FindingCode.AUTH_SKIPPED_LOCKOUT,
+    SkipReason.NO_PILOT_VERDICT: FindingCode.AUTH_SKIPPED_LOCKOUT,
+    SkipReason.UNTRUSTED_CERTIFICATE: FindingCode.AUTH_SKIPPED_UNTRUSTED,
+    SkipReason.PLAINTEXT: FindingCode.AUTH_SKIPPED_PLAINTEXT,
+    SkipReason.FOREIGN_HOST: FindingCode.AUTH_SKIPPED_FOREIGN_HOST,
 }
 
 
@@ -671,12 +673,13 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
     refused_before_tls = (
         endpoint.security is Security.STARTTLS and result.plaintext_login_offered is False
     )
-    if refused_before_tls or auth.status == AuthStatus.PLAINTEXT_REFUSED:
+    if refused_before_tls or auth.status is AuthStatus.PLAINTEXT_REFUSED:
         yield make_finding(FindingCode.AUTH_PLAINTEXT_REFUSED, endpoint, **facts)
-    if auth.status == AuthStatus.PLAINTEXT_REFUSED:
+    if auth.status is AuthStatus.PLAINTEXT_REFUSED:
         return
-    if auth.status == AuthStatus.SKIPPED:
-        code = _SKIP_CODES.get(auth.skipped_because or "", FindingCode.AUTH_SKIPPED_LOCKOUT)
+    if auth.status is AuthStatus.SKIPPED:
+        # A skip without a recorded reason holds the password back like a lockout.
+        code = _SKIP_CODES[auth.skipped_because or SkipReason.LOCKOUT]
         reason = (auth.detail or "skipped").removeprefix("not tried: ")
         # The earlier verdict as facts, so the reason can be worded in any language.
         held_back: dict[str, Any] = {
@@ -685,11 +688,11 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
         yield make_finding(code, endpoint, reason=reason, **held_back, **facts)
         return
     # The cause the server's reply names (maildiag.login_replies), else the status's.
-    if auth.cause is not None and auth.cause in CATALOGUE:
+    if auth.cause is not None:
         code = auth.cause
     else:
-        code = _AUTH_CODES.get(AuthStatus(auth.status), FindingCode.AUTH_REFUSED)
-    if code == FindingCode.AUTH_FAILED:
+        code = _AUTH_CODES.get(auth.status, FindingCode.AUTH_REFUSED)
+    if code is FindingCode.AUTH_FAILED:
         facts["user_form"] = render_text(USER_FORM_TEXTS.get(form, ""), {"user": user})
         facts["user_form_key"] = form
     yield make_finding(code, endpoint, **facts)
@@ -709,7 +712,7 @@ def _send_findings(
     result: ProbeResult, send: SendCheck, thresholds: Thresholds, user: str
 ) -> Iterator[Finding]:
     endpoint = result.endpoint
-    status = SendStatus(send.status)
+    status = send.status
     # The answer that decided: RCPT's once MAIL was accepted, else MAIL's.
     accepted_mail = (send.mail_reply or "").startswith("2")
     reply = send.rcpt_reply if accepted_mail and send.rcpt_reply else send.mail_reply

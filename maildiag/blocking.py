@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from .finding_codes import FindingCode
-from .findings import BLOCK_EVIDENCE, make_finding, render_text
+from .findings import BLOCK_EVIDENCE, BlockEvidence, make_finding, render_text
 from .model import (
     AuthStatus,
     Finding,
@@ -100,15 +100,27 @@ def _judge(
     if several_ports and open_ports and all(r.outcome in _NOT_CONNECTED for r in probed):
         web = open_ports[0]
         return _finding(
-            "web_answers", address, probed, web.local_address, web_port=web.port, reply=""
+            BlockEvidence.WEB_ANSWERS,
+            address,
+            probed,
+            web.local_address,
+            web_port=web.port,
+            reply="",
         )
     if several_ports and all(_dropped(r) for r in probed):
-        return _finding("dropped", address, probed, _local(probed), web_port="", reply="")
+        return _finding(
+            BlockEvidence.DROPPED, address, probed, _local(probed), web_port="", reply=""
+        )
     blaming = [r for r in probed if blames_address(_refusal(r))]
     if blaming:
         first = blaming[0]
         return _finding(
-            "reply", address, blaming, _local(blaming), web_port="", reply=_refusal(first) or ""
+            BlockEvidence.REPLY,
+            address,
+            blaming,
+            _local(blaming),
+            web_port="",
+            reply=_refusal(first) or "",
         )
     return None
 
@@ -132,7 +144,7 @@ def _local(results: Sequence[ProbeResult]) -> str | None:
 
 
 def _finding(
-    evidence: str,
+    evidence: BlockEvidence,
     address: str,
     results: Sequence[ProbeResult],
     local_address: str | None,

@@ -8,6 +8,7 @@ a support technician who has to pass the fix on to a customer.
 
 from __future__ import annotations
 
+import enum
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -1252,15 +1253,27 @@ CHAIN_INCOMPLETE_CLIENTS: Mapping[bool, str] = {
     "intermediate stored already.",
 }
 
+
+class BlockEvidence(enum.StrEnum):
+    """The sign that a server blocks this client (the fact ``evidence``)."""
+
+    WEB_ANSWERS = "web_answers"  # the mail ports fail, the web port of the address answers
+    DROPPED = "dropped"  # every mail port accepts and closes at once
+    REPLY = "reply"  # the server's refusal names this client's address
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # The {seen} of CLIENT_ADDRESS_BLOCKED, per sign of a block (maildiag.blocking).
-BLOCK_EVIDENCE: Mapping[str, str] = {
-    "web_answers": "Every mail port of {hosts} ({server_address}: {ports}) refused the "
+BLOCK_EVIDENCE: Mapping[BlockEvidence, str] = {
+    BlockEvidence.WEB_ANSWERS: "Every mail port of {hosts} ({server_address}: {ports}) refused the "
     "connection or did not answer, yet the same address answers on port {web_port} (its web "
     "server): the machine is up, and refuses only mail connections from here.",
-    "dropped": "Every mail port of {hosts} ({server_address}: {ports}) accepted the connection "
-    "and closed it again at once, before any login.",
-    "reply": "{hosts} ({server_address}) refused the connection on port {first_port} with: "
-    '"{reply}".',
+    BlockEvidence.DROPPED: "Every mail port of {hosts} ({server_address}: {ports}) accepted "
+    "the connection and closed it again at once, before any login.",
+    BlockEvidence.REPLY: "{hosts} ({server_address}) refused the connection on port "
+    '{first_port} with: "{reply}".',
 }
 
 # The {advice} of QUOTA_NEAR_LIMIT and QUOTA_FULL, per RFC 9208 §5 resource:

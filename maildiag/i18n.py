@@ -13,7 +13,7 @@ from __future__ import annotations
 import gettext
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import date
 from functools import cache
@@ -113,11 +113,6 @@ SIGNED = {
     "leaf": "its certificate {subject} signed with {hash} ({algorithm})",
     "intermediate": "the intermediate {subject} signed with {hash} ({algorithm})",
 }
-_OUTCOME_FACT_CODES = (
-    FindingCode.DISCOVERY_CONTRADICTION,
-    FindingCode.IPV6_FAILS,
-    FindingCode.IPV4_FAILS,
-)
 
 
 def _login_word(status: str, lang: str) -> str:
@@ -166,7 +161,8 @@ def _fact_words() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
+def _fact_words_in(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    """The facts that are words (phases, what, reasons), numbers and dates, in ``lang``."""
     from .findings import render_text
 
     rebuilt: dict[str, object] = {}
@@ -174,40 +170,9 @@ def _fact_words_in(code: str, facts: Mapping[str, object], lang: str) -> dict[st
         value = facts.get(name)
         if isinstance(value, str) and value in words:
             rebuilt[name] = text(lang, f"fact/{name}", value)
-    lockout = facts.get("lockout")
-    if code == FindingCode.AUTH_SKIPPED_LOCKOUT and isinstance(lockout, str):
-        from .probes.mailbox import LOCKOUT_REASONS
-
-        if lockout in LOCKOUT_REASONS:
-            rebuilt["reason"] = render_text(
-                text(lang, f"fact/lockout/{lockout}", LOCKOUT_REASONS[lockout]),
-                {
-                    "where": facts.get("lockout_where", ""),
-                    "status": _login_word(str(facts.get("lockout_status", "")), lang),
-                    "cause": facts.get("lockout_cause", ""),
-                },
-            )
-    source = facts.get("source")
-    if code == FindingCode.DISCOVERY_CONTRADICTION and isinstance(source, str):
-        record = source.removeprefix("SRV record ")
-        if record != source:
-            rebuilt["source"] = render_text(
-                text(lang, "fact/source", SOURCE_SRV), {"record": record}
-            )
-        elif source == SOURCE_AUTOCONFIG:
-            rebuilt["source"] = text(lang, "fact/source", SOURCE_AUTOCONFIG)
-    for name in ("outcome", "failure"):  # an Outcome, as the table's column words it
-        outcome = facts.get(name)
-        if code in _OUTCOME_FACT_CODES and isinstance(outcome, str):
-            rebuilt[name] = text(lang, "report/outcome", outcome)
     tls_name = facts.get("tls_name_of")
     if isinstance(tls_name, str):
         rebuilt["tls_name"] = render_text(text(lang, "fact/tls_name", TLS_NAME), {"name": tls_name})
-    signed = facts.get("signed")
-    if code == FindingCode.TLS_SIGNATURE_WEAK and isinstance(signed, list):
-        rebuilt["weak_signatures"] = "; ".join(
-            render_text(text(lang, "fact/signed", SIGNED[c["place"]]), c) for c in signed
-        )
     mark = text(lang, "fact/decimal_mark", DECIMAL_MARK)
     if mark != DECIMAL_MARK:
         for name, value in facts.items():
@@ -240,21 +205,11 @@ class _Number(float):
         return format(float(self), spec).replace(DECIMAL_MARK, self.mark)
 
 
-def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[str, object]:
+def _sentence_facts(code: FindingCode, facts: Mapping[str, object], lang: str) -> dict[str, object]:
     """The facts that are sentences of their own (advice, ...), rebuilt in ``lang``."""
-    from .findings import (
-        BLOCK_EVIDENCE,
-        CHAIN_INCOMPLETE_CLIENTS,
-        QUOTA_ADVICE,
-        QUOTA_RESOURCES,
-        USE_IMAP_TEXTS,
-        USER_FORM_TEXTS,
-        WHERE,
-        quota_advice,
-        render_text,
-    )
+    from .findings import QUOTA_ADVICE, QUOTA_RESOURCES, quota_advice
 
-    rebuilt = _fact_words_in(code, facts, lang)
+    rebuilt = _fact_words_in(facts, lang)
     resource = facts.get("resource")
     if isinstance(resource, str) and resource.upper() in QUOTA_RESOURCES:
         rebuilt["resource"] = text(lang, "quota-resource", resource.upper())
@@ -266,37 +221,144 @@ def _sentence_facts(code: str, facts: Mapping[str, object], lang: str) -> dict[s
             folder_space if isinstance(folder_space, list) else [],
             lambda context, english: text(lang, context, english),
         )
-    ca_issuers = facts.get("ca_issuers")
-    if code == FindingCode.TLS_CHAIN_INCOMPLETE and isinstance(ca_issuers, list):
-        urls = [str(url) for url in ca_issuers]
-        context = f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if urls else 'no-aia'}"
-        sentence = text(lang, context, CHAIN_INCOMPLETE_CLIENTS[bool(urls)])
-        rebuilt["clients"] = render_text(sentence, {"ca_issuers": ", ".join(urls)})
-    texts, where = facts.get("texts"), facts.get("where")
-    if code == FindingCode.ADVICE_USE_IMAP and isinstance(texts, list) and isinstance(where, dict):
-        place = render_text(text(lang, "ADVICE_USE_IMAP/where", WHERE), where)
-        situation, advice = (
-            render_text(text(lang, f"ADVICE_USE_IMAP/{key}", USE_IMAP_TEXTS[key]), {"where": place})
-            for key in texts
-        )
-        rebuilt.update(situation=situation, advice=advice)
-    evidence = facts.get("evidence")
-    if code == FindingCode.CLIENT_ADDRESS_BLOCKED and isinstance(evidence, str):
-        english = BLOCK_EVIDENCE.get(evidence)
-        if english is not None:
-            sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{evidence}", english)
-            rebuilt["seen"] = render_text(sentence, facts)
-    form = facts.get("user_form_key")
-    if code == FindingCode.AUTH_FAILED and isinstance(form, str) and form in USER_FORM_TEXTS:
-        sentence = text(lang, f"AUTH_FAILED/user_form/{form}", USER_FORM_TEXTS[form])
-        rebuilt["user_form"] = render_text(sentence, {"user": facts.get("user", "")})
-    failure = facts.get("failure")
-    if code in (FindingCode.IPV6_FAILS, FindingCode.IPV4_FAILS) and isinstance(failure, str):
-        # An outcome in the words of the report's table (report.text.OUTCOMES).
-        rebuilt["failure"] = text(lang, "report/outcome", failure)
-    if code.startswith("TYPED_") and "suggestion" in facts:
-        rebuilt["suggestion"] = _suggestion(facts.get("suggested"), lang)
+    for rebuild in _CODE_FACTS.get(code, ()):
+        rebuilt.update(rebuild(facts, lang))
     return rebuilt
+
+
+# --- the facts only one finding (or a few) has, rebuilt per code -------------------
+
+_Rebuild = Callable[[Mapping[str, object], str], dict[str, object]]
+
+
+def _lockout_reason(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import render_text
+    from .model import LockoutKind
+    from .probes.mailbox import LOCKOUT_REASONS
+
+    lockout = facts.get("lockout")
+    if not isinstance(lockout, str) or lockout not in LOCKOUT_REASONS:
+        return {}
+    kind = LockoutKind(lockout)
+    reason = render_text(
+        text(lang, f"fact/lockout/{kind}", LOCKOUT_REASONS[kind]),
+        {
+            "where": facts.get("lockout_where", ""),
+            "status": _login_word(str(facts.get("lockout_status", "")), lang),
+            "cause": facts.get("lockout_cause", ""),
+        },
+    )
+    return {"reason": reason}
+
+
+def _contradiction_source(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import render_text
+
+    source = facts.get("source")
+    if not isinstance(source, str):
+        return {}
+    record = source.removeprefix("SRV record ")
+    if record != source:
+        return {"source": render_text(text(lang, "fact/source", SOURCE_SRV), {"record": record})}
+    if source == SOURCE_AUTOCONFIG:
+        return {"source": text(lang, "fact/source", SOURCE_AUTOCONFIG)}
+    return {}
+
+
+def _outcome_words(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    """An Outcome, as the report's table words it (report.text.OUTCOMES)."""
+    return {
+        name: text(lang, "report/outcome", value)
+        for name in ("outcome", "failure")
+        if isinstance(value := facts.get(name), str)
+    }
+
+
+def _weak_signatures(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import render_text
+
+    signed = facts.get("signed")
+    if not isinstance(signed, list):
+        return {}
+    return {
+        "weak_signatures": "; ".join(
+            render_text(text(lang, "fact/signed", SIGNED[c["place"]]), c) for c in signed
+        )
+    }
+
+
+def _chain_clients(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import CHAIN_INCOMPLETE_CLIENTS, render_text
+
+    ca_issuers = facts.get("ca_issuers")
+    if not isinstance(ca_issuers, list):
+        return {}
+    urls = [str(url) for url in ca_issuers]
+    context = f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if urls else 'no-aia'}"
+    sentence = text(lang, context, CHAIN_INCOMPLETE_CLIENTS[bool(urls)])
+    return {"clients": render_text(sentence, {"ca_issuers": ", ".join(urls)})}
+
+
+def _use_imap(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import USE_IMAP_TEXTS, WHERE, render_text
+
+    texts, where = facts.get("texts"), facts.get("where")
+    if not (isinstance(texts, list) and isinstance(where, dict)):
+        return {}
+    place = render_text(text(lang, "ADVICE_USE_IMAP/where", WHERE), where)
+    situation, advice = (
+        render_text(text(lang, f"ADVICE_USE_IMAP/{key}", USE_IMAP_TEXTS[key]), {"where": place})
+        for key in texts
+    )
+    return {"situation": situation, "advice": advice}
+
+
+def _block_evidence(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import BLOCK_EVIDENCE, BlockEvidence, render_text
+
+    evidence = facts.get("evidence")
+    if not isinstance(evidence, str) or evidence not in BLOCK_EVIDENCE:
+        return {}
+    kind = BlockEvidence(evidence)
+    sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{kind}", BLOCK_EVIDENCE[kind])
+    return {"seen": render_text(sentence, facts)}
+
+
+def _user_form(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import USER_FORM_TEXTS, render_text
+
+    form = facts.get("user_form_key")
+    if not (isinstance(form, str) and form in USER_FORM_TEXTS):
+        return {}
+    sentence = text(lang, f"AUTH_FAILED/user_form/{form}", USER_FORM_TEXTS[form])
+    return {"user_form": render_text(sentence, {"user": facts.get("user", "")})}
+
+
+def _typed_suggestion(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    if "suggestion" not in facts:
+        return {}
+    return {"suggestion": _suggestion(facts.get("suggested"), lang)}
+
+
+_C = FindingCode
+_CODE_FACTS: Mapping[FindingCode, tuple[_Rebuild, ...]] = {
+    _C.AUTH_SKIPPED_LOCKOUT: (_lockout_reason,),
+    _C.DISCOVERY_CONTRADICTION: (_contradiction_source, _outcome_words),
+    _C.IPV6_FAILS: (_outcome_words,),
+    _C.IPV4_FAILS: (_outcome_words,),
+    _C.TLS_SIGNATURE_WEAK: (_weak_signatures,),
+    _C.TLS_CHAIN_INCOMPLETE: (_chain_clients,),
+    _C.ADVICE_USE_IMAP: (_use_imap,),
+    _C.CLIENT_ADDRESS_BLOCKED: (_block_evidence,),
+    _C.AUTH_FAILED: (_user_form,),
+    # The findings of check --typed: what to type instead, in the report's language.
+    _C.TYPED_SSL_ON_STARTTLS_PORT: (_typed_suggestion,),
+    _C.TYPED_STARTTLS_ON_TLS_PORT: (_typed_suggestion,),
+    _C.TYPED_NO_ENCRYPTION: (_typed_suggestion,),
+    _C.TYPED_NO_ENCRYPTION_REFUSED: (_typed_suggestion,),
+    _C.TYPED_PORT_25: (_typed_suggestion,),
+    _C.TYPED_USE_IMAP: (_typed_suggestion,),
+}
 
 
 def _suggestion(suggested: object, lang: str) -> str:

@@ -210,24 +210,53 @@ class AuthStatus(enum.StrEnum):
         return self.value
 
 
+class SkipReason(enum.StrEnum):
+    """Why a login was not tried (``AuthResult.skipped_because``)."""
+
+    LOCKOUT = "lockout"  # an earlier verdict of the run holds the password back
+    UNTRUSTED_CERTIFICATE = "untrusted_certificate"
+    PLAINTEXT = "plaintext"  # unencrypted, and --allow-plaintext not given
+    NO_PILOT_VERDICT = "no_pilot_verdict"  # the run's first login did not finish in time
+    FOREIGN_HOST = "foreign_host"  # only a foreign autoconfig document names the server
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LockoutKind(enum.StrEnum):
+    """Which earlier verdict holds the password back (the fact ``lockout``)."""
+
+    REFUSED = "refused"  # a server refused these credentials
+    NO_ANSWER = "no_answer"  # a login got no answer in time
+    LIMITED = "limited"  # a server limits logins from this address
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class AuthResult:
     """The outcome of one login attempt (filled in by the mailbox checks)."""
 
-    status: str  # an AuthStatus value: ok, wrong_credentials, plaintext_refused,
-    # mechanism_unavailable, temporary_failure, account_disabled, failed, skipped
+    status: AuthStatus
     mechanism: str | None
     detail: str | None
     seconds: float | None = None
-    # Why a login was not tried (status "skipped"): lockout, untrusted_certificate,
-    # plaintext, no_pilot_verdict, foreign_host (autoconfig named another domain's server).
-    skipped_because: str | None = None
-    # For "lockout": which earlier verdict holds the password back, as facts
-    # (lockout = refused | no_answer | limited, where, status, cause).
+    # Why a login was not tried (status SKIPPED).
+    skipped_because: SkipReason | None = None
+    # For LOCKOUT: which earlier verdict holds the password back, as facts
+    # (lockout = a LockoutKind, where, status, cause).
     skipped_facts: tuple[tuple[str, str], ...] = ()
     # The finding code of the cause the server's reply names (maildiag.login_replies),
     # finer than ``status``: AUTH_APP_PASSWORD_REQUIRED, AUTH_IN_USE, ...
     cause: FindingCode | None = None
+
+    def __post_init__(self) -> None:
+        # Built from a plain value (a test, a JSON record): the members, so
+        # that ``is`` comparisons hold.
+        object.__setattr__(self, "status", AuthStatus(self.status))
+        if self.skipped_because is not None:
+            object.__setattr__(self, "skipped_because", SkipReason(self.skipped_because))
 
 
 @dataclass(frozen=True)
@@ -297,20 +326,33 @@ class SendStatus(enum.StrEnum):
 class SendCheck:
     """MAIL FROM and RCPT TO after a submission login, then RSET: nothing is sent."""
 
-    status: str  # a SendStatus value
+    status: SendStatus
     sender: str | None  # the address tried as sender and recipient
     size_limit: int | None = None  # EHLO SIZE (RFC 1870) in bytes; None when not announced
     mail_reply: str | None = None  # the server's answer to MAIL FROM
     rcpt_reply: str | None = None  # the server's answer to RCPT TO (None when not reached)
     detail: str | None = None  # why it was skipped or broke off
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", SendStatus(self.status))
+
+
+class SyncMethod(enum.StrEnum):
+    """How the second session learned of the change it waited for."""
+
+    IDLE = "idle"  # IMAP IDLE (RFC 2177): the server pushed it
+    NOOP_POLL = "noop-poll"  # NOOP in a loop: the server has no IDLE
+
+    def __str__(self) -> str:
+        return self.value
+
 
 @dataclass(frozen=True)
 class SyncResult:
     delivery_latency_s: float | None
-    delivery_method: str | None  # "idle" or "noop-poll"
+    delivery_method: SyncMethod | None
     flag_sync_latency_s: float | None
-    flag_sync_method: str | None
+    flag_sync_method: SyncMethod | None
     cleaned_up: bool
     error: str | None = None
     # Nothing could be measured: no endpoint of IMAP or submission took the login.
@@ -555,12 +597,23 @@ class Finding:
     explained_by: FindingCode | None = None
 
 
+class TypedJudgement(enum.StrEnum):
+    """What a typed client setting gets, from the worst of its findings."""
+
+    WORKS = "works"
+    WARNING = "warning"
+    FAILS = "fails"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class TypedVerdict:
     """A client setting the customer typed (check --typed), probed and judged."""
 
     setting: Endpoint
-    verdict: str  # "works", "warning" or "fails"
+    verdict: TypedJudgement
     suggested: Endpoint | None  # what to type instead; None when it works (or nothing does)
     findings: tuple[Finding, ...]
 

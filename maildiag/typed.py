@@ -27,6 +27,7 @@ from .model import (
     Severity,
     Thresholds,
     TlsFailure,
+    TypedJudgement,
     TypedVerdict,
 )
 from .protocols.registry import BY_KEY, spec
@@ -99,12 +100,12 @@ def judge(
     findings = [*specific, *own]
     worst = max((f.severity.rank for f in findings), default=0)
     if worst >= Severity.CRITICAL.rank:
-        verdict = "fails"
+        verdict = TypedJudgement.FAILS
     elif worst >= Severity.WARNING.rank:
-        verdict = "warning"
+        verdict = TypedJudgement.WARNING
     else:
-        verdict = "works"
-    if verdict == "works":
+        verdict = TypedJudgement.WORKS
+    if verdict is TypedJudgement.WORKS:
         return TypedVerdict(
             typed, verdict, None, (make_finding(FindingCode.TYPED_WORKS, typed, **facts),)
         )

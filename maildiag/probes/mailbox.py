@@ -22,11 +22,13 @@ from ..model import (
     AuthResult,
     AuthStatus,
     Endpoint,
+    LockoutKind,
     MailboxFacts,
     Phase,
     Protocol,
     QuotaResource,
     Security,
+    SkipReason,
     TrustStatus,
 )
 from ..protocols import imap, pop3
@@ -51,9 +53,9 @@ FIXED_REASONS = (NO_PILOT_VERDICT, FOREIGN_HOST, NOT_ENCRYPTED, UNTRUSTED_CERTIF
 # Why the password is held back after an earlier verdict of the run; the
 # translations come from the catalogue ("fact/lockout/<kind>").
 LOCKOUT_REASONS = {
-    "no_answer": "the login on {where} got no answer in time",
-    "limited": "{where} limits logins from this address ({cause})",
-    "refused": "{where} already refused these credentials ({status})",
+    LockoutKind.NO_ANSWER: "the login on {where} got no answer in time",
+    LockoutKind.LIMITED: "{where} limits logins from this address ({cause})",
+    LockoutKind.REFUSED: "{where} already refused these credentials ({status})",
 }
 
 
@@ -98,12 +100,12 @@ class MailboxChecks:
         if turn is auth.Turn.SKIP:
             verdict = self.gate.refusal
             assert verdict is not None
-            if verdict.result.status == AuthStatus.NO_ANSWER:
-                kind = "no_answer"
-            elif verdict.result.status == AuthStatus.TEMPORARY_FAILURE:
-                kind = "limited"
+            if verdict.result.status is AuthStatus.NO_ANSWER:
+                kind = LockoutKind.NO_ANSWER
+            elif verdict.result.status is AuthStatus.TEMPORARY_FAILURE:
+                kind = LockoutKind.LIMITED
             else:
-                kind = "refused"
+                kind = LockoutKind.REFUSED
             earlier = {
                 "where": verdict.where,
                 "status": str(verdict.result.status),
@@ -114,7 +116,7 @@ class MailboxChecks:
                 AuthStatus.SKIPPED,
                 None,
                 f"not tried: {why}",
-                skipped_because="lockout",
+                skipped_because=SkipReason.LOCKOUT,
                 skipped_facts=(("lockout", kind), *earlier.items()),
             )
             return
@@ -123,7 +125,7 @@ class MailboxChecks:
                 AuthStatus.SKIPPED,
                 None,
                 NOT_TRIED + NO_PILOT_VERDICT,
-                skipped_because="no_pilot_verdict",
+                skipped_because=SkipReason.NO_PILOT_VERDICT,
             )
             return
 
@@ -167,7 +169,7 @@ class MailboxChecks:
                 AuthStatus.SKIPPED,
                 None,
                 NOT_TRIED + FOREIGN_HOST,
-                skipped_because="foreign_host",
+                skipped_because=SkipReason.FOREIGN_HOST,
             )
         if not encrypted:
             # Only reached on deliberately unencrypted endpoints (Security.PLAIN).
@@ -182,7 +184,7 @@ class MailboxChecks:
                     AuthStatus.SKIPPED,
                     None,
                     NOT_TRIED + NOT_ENCRYPTED,
-                    skipped_because="plaintext",
+                    skipped_because=SkipReason.PLAINTEXT,
                 )
         elif (
             rec.tls is None
@@ -195,7 +197,7 @@ class MailboxChecks:
                 AuthStatus.SKIPPED,
                 None,
                 NOT_TRIED + UNTRUSTED_CERTIFICATE,
-                skipped_because="untrusted_certificate",
+                skipped_because=SkipReason.UNTRUSTED_CERTIFICATE,
             )
         name = session_name(endpoint)
         if auth.mechanism_for(name, capabilities) is None:

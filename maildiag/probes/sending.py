@@ -79,7 +79,7 @@ def check_sending(
         session.conn.close()
         return _broken(SendStatus.NO_ANSWER, sender, size, mail, rcpt, str(exc))
     return SendCheck(
-        judge(mail, rcpt).value,
+        judge(mail, rcpt),
         sender,
         size,
         mail_reply=str(mail),
@@ -98,7 +98,7 @@ def _broken(
     if mail is not None and (rcpt is not None or not mail.is_positive):
         status = judge(mail, rcpt)  # the answers that count came before the break
     return SendCheck(
-        status.value,
+        status,
         sender,
         size,
         mail_reply=None if mail is None else str(mail),

@@ -28,7 +28,15 @@ from email.utils import formatdate
 from .. import tls
 from ..credentials_input import Credentials
 from ..deadline import Deadline, DeadlineExceeded
-from ..model import AuthStatus, Outcome, ProbeResult, Protocol, Security, SyncResult
+from ..model import (
+    AuthStatus,
+    Outcome,
+    ProbeResult,
+    Protocol,
+    Security,
+    SyncMethod,
+    SyncResult,
+)
 from ..protocols import imap, smtp
 from ..protocols.lines import ProtocolError
 from ..transport import Connection, ReadTimeout, TransportError
@@ -55,9 +63,9 @@ class SyncError(Exception):
 @dataclass
 class _Measured:
     delivery_latency_s: float | None = None
-    delivery_method: str | None = None
+    delivery_method: SyncMethod | None = None
     flag_sync_latency_s: float | None = None
-    flag_sync_method: str | None = None
+    flag_sync_method: SyncMethod | None = None
     sent: bool = False
     cleaned_up: bool = True
     cleanup_note: str | None = None
@@ -242,7 +250,7 @@ class _SyncRun:
         self.watcher, watcher_caps = self._imap_session()
         self.writer, self.writer_caps = self._imap_session()
         idle = "IDLE" in watcher_caps
-        method = "idle" if idle else "noop-poll"
+        method = SyncMethod.IDLE if idle else SyncMethod.NOOP_POLL
 
         waiter = _Waiter(self.watcher, idle, self.settings.timeout)
         waiter.start()

@@ -41,7 +41,7 @@ class FindingGroup:
         return self.findings[0]
 
     @property
-    def code(self) -> str:
+    def code(self) -> FindingCode:
         return self.first.code
 
     @property
@@ -49,7 +49,7 @@ class FindingGroup:
         return self.first.severity
 
     @property
-    def explained_by(self) -> str | None:
+    def explained_by(self) -> FindingCode | None:
         """The code of the finding that explains every member of the group, if one does."""
         causes = {f.explained_by for f in self.findings}
         return causes.pop() if len(causes) == 1 else None
@@ -59,8 +59,32 @@ class FindingGroup:
         return tuple(f.endpoint for f in self.findings if f.endpoint is not None)
 
 
+# Findings about an endpoint's certificate or handshake: the same certificate
+# on several endpoints is one cause.
+_CERTIFICATE_CODES = frozenset(
+    {
+        FindingCode.TLS_HANDSHAKE_FAILED,
+        FindingCode.TLS_HANDSHAKE_TIMEOUT,
+        FindingCode.TLS_PORT_SPEAKS_PLAINTEXT,
+        FindingCode.TLS_HOSTNAME_MISMATCH,
+        FindingCode.TLS_CERT_EXPIRED,
+        FindingCode.TLS_CERT_EXPIRING,
+        FindingCode.TLS_CERT_NOT_YET_VALID,
+        FindingCode.TLS_CERT_SELF_SIGNED,
+        FindingCode.TLS_CERT_UNTRUSTED,
+        FindingCode.TLS_CHAIN_INCOMPLETE,
+        FindingCode.TLS_CERT_INVALID,
+        FindingCode.TLS_CERT_NO_SAN,
+        FindingCode.TLS_KEY_WEAK,
+        FindingCode.TLS_SIGNATURE_WEAK,
+        FindingCode.TLS_PROTOCOL_OUTDATED,
+        FindingCode.TLS_CIPHER_WEAK,
+    }
+)
+
+
 def _certificate(diagnosis: Diagnosis, finding: Finding) -> str | None:
-    if not finding.code.startswith("TLS_") or finding.endpoint is None:
+    if finding.code not in _CERTIFICATE_CODES or finding.endpoint is None:
         return None
     for result in diagnosis.results:
         if result.endpoint == finding.endpoint and result.tls and result.tls.leaf:

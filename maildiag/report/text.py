@@ -16,7 +16,16 @@ from tabulate import tabulate
 from .. import i18n
 from ..finding_codes import FindingCode
 from ..findings import render_text
-from ..model import AuthStatus, Diagnosis, Finding, Outcome, ProbeResult, Severity, Status
+from ..model import (
+    AuthStatus,
+    Diagnosis,
+    Finding,
+    Outcome,
+    ProbeResult,
+    Severity,
+    Status,
+    TypedJudgement,
+)
 from .grouping import FindingGroup, affected, group_findings, root_causes
 from .vocabulary import OUTCOMES
 
@@ -362,7 +371,7 @@ def typed_lines(diagnosis: Diagnosis, colour: bool, lang: str, width: int) -> li
         name += i18n.text(lang, "typed/security", security[setting.security.value])
         verdict = _paint(words(f"verdict/{typed.verdict}"), worst.severity, colour)
         head = f"{name}: {verdict}"
-        if typed.verdict != "works":
+        if typed.verdict is not TypedJudgement.WORKS:
             titles = ". ".join(  # each title is a sentence of its own
                 dict.fromkeys(f.title for f in findings if f.severity.rank >= Severity.WARNING.rank)
             )
@@ -375,7 +384,7 @@ def typed_lines(diagnosis: Diagnosis, colour: bool, lang: str, width: int) -> li
             )
             head += f" — {titles}. {instead}"
         lines.append(_fill(head, width, "  ", "    "))
-        if typed.verdict != "works":
+        if typed.verdict is not TypedJudgement.WORKS:
             lines.append(_fill(worst.explanation, width, "    ", "    "))
     return [*lines, ""]
 
