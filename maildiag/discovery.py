@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import ipaddress
 import time
-from collections.abc import Collection, Mapping
+import typing
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -38,6 +39,14 @@ __all__ = ["SLOTS", "SRV_SERVICES", "Overrides", "discover"]
 # kept, but their hosts are not resolved (no sender tries that many).
 MAX_MX_HOSTS = 8
 _T = TypeVar("_T")
+
+
+class HostAddresses(typing.Protocol):
+    """Where discovery leaves the host addresses it learns (``runner.AddressCache``)."""
+
+    def remember(self, host: str, addresses: Sequence[str]) -> None: ...
+
+    def prefetch(self, host: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,11 +88,14 @@ def discover(
     ca_file: str | None = None,
     timeout: float = 5.0,
     email: str | None = None,
+    addresses: HostAddresses | None = None,
 ) -> Discovery:
     """Everything DNS and autoconfig say about *domain*, and the endpoints to probe.
 
     Raises ``InvalidDomain`` for a malformed domain or override host; network
-    trouble only ever ends up in ``Discovery.problems``.
+    trouble only ever ends up in ``Discovery.problems``. ``addresses`` hears
+    of every host address found, and of every SRV target the moment its
+    record arrives, so the probes need not ask again.
     """
     started = time.monotonic()
     domain_ascii = to_ascii(domain)
@@ -101,7 +113,13 @@ def discover(
             service: pool.submit(_lookup, resolver, f"{service}.{domain_ascii}", "SRV", deadline)
             for service in SRV_SERVICES
         }
-        guesses = {host: pool.submit(_addresses, resolver, host, deadline) for host in guess_hosts}
+        guesses = {
+            host: pool.submit(_addresses_and_alias, resolver, host, deadline)
+            for host in guess_hosts
+        }
+        if addresses is not None:
+            for host in override_hosts.values():
+                addresses.prefetch(host)
         fetched = (
             pool.submit(
                 _fetch_autoconfig,
@@ -123,12 +141,16 @@ def discover(
         # Started as soon as the MX answer is in, so they overlap the SRV,
         # guess and autoconfig lookups still running.
         mx_lookups = {
-            host: pool.submit(_addresses_and_alias, resolver, host, deadline)
+            host: guesses.get(host) or pool.submit(_addresses_and_alias, resolver, host, deadline)
             for host in list(dict.fromkeys(m.host for m in mx_list if not m.null))[:MAX_MX_HOSTS]
         }
         srv_records: list[SrvRecord] = []
         for service, future in srv.items():
             records, _ = _result(future, f"{service}.{domain_ascii} SRV", deadline, problems)
+            if addresses is not None:
+                for target in {_target(r.target) for r in records} - {"."}:
+                    if target not in guesses and target not in mx_lookups:
+                        addresses.prefetch(target)
             srv_records += sorted(
                 (
                     SrvRecord(
@@ -145,11 +167,17 @@ def discover(
         resolved = {
             host
             for host, future in guesses.items()
-            if _result(future, f"{host} A/AAAA", deadline, problems)[0]
+            if _result(_only_addresses(future), f"{host} A/AAAA", deadline, problems)[0]
         }
         mx_hosts = tuple(
             _mx_host(host, future, deadline, problems) for host, future in mx_lookups.items()
         )
+        if addresses is not None:
+            for mx_host in mx_hosts:
+                addresses.remember(mx_host.host, mx_host.addresses)
+            for host, guess in guesses.items():
+                if host in resolved:
+                    addresses.remember(host, guess.result()[0])
         autoconfig_results: tuple[AutoconfigResult, ...] = ()
         if fetched is not None:
             try:
@@ -342,8 +370,19 @@ def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> l
     return resolver.query(name, rdtype, deadline)
 
 
-def _addresses(resolver: Resolver, host: str, deadline: Deadline) -> list[str]:
-    return resolver.addresses(host, deadline)
+def _only_addresses(
+    future: concurrent.futures.Future[tuple[list[str], str | None]],
+) -> concurrent.futures.Future[list[str]]:
+    """The addresses of an address-and-alias lookup, as a future of their own."""
+    addresses: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
+    future.add_done_callback(
+        lambda done: (
+            addresses.set_exception(error)
+            if (error := done.exception()) is not None
+            else addresses.set_result(done.result()[0])
+        )
+    )
+    return addresses
 
 
 def _addresses_and_alias(

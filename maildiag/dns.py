@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -346,25 +347,39 @@ class Resolver:
         except ValueError:
             pass
         # One lifetime for both questions, so an address lookup costs no more
-        # than any other query.
+        # than any other query; both are asked at once (one round trip, not two).
         budget = Deadline(self._lifetime(deadline, f"{host} A"), within=deadline)
+        answers: dict[str, tuple[list[Any], str | None] | Exception] = {}
+
+        def ask(rdtype: str) -> None:
+            try:
+                answers[rdtype] = self._query(host, rdtype, budget)
+            except Exception as e:  # raised in the asking thread, below
+                answers[rdtype] = e
+
+        aaaa = threading.Thread(target=ask, args=("AAAA",), name="dns-aaaa", daemon=True)
+        aaaa.start()
+        ask("A")
+        aaaa.join()  # bounded: the AAAA query has the same budget as the A query
         errors: list[DnsLookupError] = []
         found: list[str] = []
         alias: str | None = None
         for rdtype in ("A", "AAAA"):
-            try:
-                records, canonical = self._query(host, rdtype, budget)
-            except DnsLookupError as e:
-                # No AAAA query can help when the name does not exist or the
-                # nameserver is silent: it would only spend the rest of the time.
-                if rdtype == "A" and e.kind in (
+            answer = answers[rdtype]
+            if isinstance(answer, Exception) and not isinstance(answer, DnsLookupError):
+                raise answer
+            if isinstance(answer, DnsLookupError):
+                # When the name does not exist or the nameserver is silent, that
+                # is the answer, whatever the AAAA question got.
+                if rdtype == "A" and answer.kind in (
                     DnsFailure.NXDOMAIN,
                     DnsFailure.TIMEOUT,
                     DnsFailure.NO_NAMESERVERS,
                 ):
-                    raise
-                errors.append(e)
+                    raise answer
+                errors.append(answer)
                 continue
+            records, canonical = answer
             found += [r.address for r in records]
             alias = alias or canonical
         if found:

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -77,12 +77,49 @@ class CheckRequest:
 
 
 class AddressCache:
-    """Resolves each host once per run, even when several probes ask at the same time."""
+    """Resolves each host once per run, even when several probes ask at the same time.
 
-    def __init__(self, resolver: Resolver) -> None:
+    Discovery hands over what it already knows: the addresses it found
+    (``remember``), and hosts to resolve before any probe asks (``prefetch``,
+    e.g. an SRV target the moment its record arrives). A prefetch is the
+    lookup the probe would make, with the same budget, only started earlier.
+    """
+
+    MAX_PREFETCHES = 8
+
+    def __init__(self, resolver: Resolver, deadline: Deadline) -> None:
         self._resolver = resolver
+        self._deadline = deadline
         self._lock = threading.Lock()
         self._pending: dict[str, Future[list[str]]] = {}
+        self._prefetches: ThreadPoolExecutor | None = None
+        self._prefetched = 0
+
+    def remember(self, host: str, addresses: Sequence[str]) -> None:
+        if not addresses:
+            return  # a failed lookup of discovery's (bounded by its share) is asked again
+        known: Future[list[str]] = Future()
+        known.set_result(list(addresses))
+        with self._lock:
+            self._pending.setdefault(host, known)
+
+    def prefetch(self, host: str) -> None:
+        with self._lock:
+            if host in self._pending or self._prefetched >= self.MAX_PREFETCHES:
+                return
+            if self._prefetches is None:
+                self._prefetches = ThreadPoolExecutor(
+                    max_workers=self.MAX_PREFETCHES, thread_name_prefix="resolve"
+                )
+            self._prefetched += 1
+            self._pending[host] = self._prefetches.submit(
+                self._resolver.addresses, host, self._deadline
+            )
+
+    def close(self) -> None:
+        """Waits for the prefetches still running (each bounded by the deadline)."""
+        if self._prefetches is not None:
+            self._prefetches.shutdown(wait=True)
 
     def __call__(self, host: str, deadline: Deadline) -> list[str]:
         with self._lock:
@@ -219,6 +256,41 @@ def diagnose(
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
+    lookup = AddressCache(resolver, deadline)
+    try:
+        return _diagnose(
+            request,
+            domain_ascii,
+            creds,
+            lookup,
+            resolver,
+            deadline,
+            started,
+            started_at,
+            session_hook_factory=session_hook_factory,
+            host_limiter=host_limiter,
+            probe_cache=probe_cache,
+            meanwhile=meanwhile,
+        )
+    finally:
+        lookup.close()
+
+
+def _diagnose(
+    request: CheckRequest,
+    domain_ascii: str,
+    creds: Credentials | None,
+    lookup: AddressCache,
+    resolver: Resolver,
+    deadline: Deadline,
+    started: float,
+    started_at: datetime,
+    *,
+    session_hook_factory: Callable[[Endpoint], SessionHook | None] | None,
+    host_limiter: HostLimiter | None,
+    probe_cache: ProbeCache | None,
+    meanwhile: Callable[[], object] | None,
+) -> Diagnosis:
     discovery = discover(
         domain_ascii,
         resolver,
@@ -228,6 +300,7 @@ def diagnose(
         ca_file=request.ca_file,
         timeout=request.timeout,
         email=request.email,
+        addresses=lookup,
     )
     discovery = replace(discovery, domain=request.domain)
     if creds is not None and session_hook_factory is None:
@@ -247,7 +320,6 @@ def diagnose(
         ca_file=request.ca_file,
         connect_by=(started if request.started is None else request.started) + request.timeout,
     )
-    lookup = AddressCache(resolver)
     address = inbound_address(request, creds, domain_ascii)
     inbound_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbound")
     # Alongside the probes, not after them: the MX dialogues add no wait of their own.

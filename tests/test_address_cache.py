@@ -1,0 +1,78 @@
+"""Each host name is asked once per run: discovery's answers reach the probes.
+
+A check resolves the guessed host names and the MX hosts during discovery,
+and the SRV targets the moment their records arrive; the probes and the
+inbound path take those answers instead of asking again. Counted at our own
+DNS server, with nothing listening on the mail ports (every probe is refused,
+after its lookup).
+"""
+
+from __future__ import annotations
+
+import collections
+
+from maildiag.model import Outcome
+from maildiag.runner import CheckRequest, diagnose
+from tests.lab.dns_server import DnsServer
+
+DOMAIN = "once.test"
+DNS_ADDRESS = "127.0.6.40"
+
+
+def _zone(address: str) -> dict:
+    return {
+        "@": {"MX": ["10 mail"]},
+        "mail": {"A": [address]},
+        # Two SRV records name a host that is neither guessed nor an MX host.
+        "store": {"A": [address]},
+        "_imap._tcp": {"SRV": ["0 1 143 mail"]},
+        "_imaps._tcp": {"SRV": ["0 1 993 store"]},
+        "_pop3s._tcp": {"SRV": ["0 1 995 store"]},
+        "_submission._tcp": {"SRV": ["0 1 587 mail"]},
+    }
+
+
+def _address_questions(log: collections.abc.Iterable[tuple[str, str, str]]) -> collections.Counter:
+    return collections.Counter((name, rdtype) for _, name, rdtype in log if rdtype in ("A", "AAAA"))
+
+
+def test_every_host_is_resolved_once_per_run(loopback_address):
+    with DnsServer({DOMAIN: _zone(loopback_address)}, DNS_ADDRESS) as dns:
+        diagnosis = diagnose(
+            CheckRequest(
+                DOMAIN,
+                nameserver=dns.nameserver,
+                timeout=5,
+                deadline=20,
+                autoconfig=False,
+                address=f"info@{DOMAIN}",  # the inbound path asks the MX host too
+            )
+        )
+        questions = _address_questions(dns.log)
+
+    probed = {r.endpoint.host for r in diagnosis.results}
+    assert {"mail.once.test", "store.once.test"} <= probed
+    assert all(r.outcome is Outcome.REFUSED for r in diagnosis.results if r.endpoint.host in probed)
+    assert diagnosis.inbound is not None
+    for host in ("mail.once.test.", "store.once.test."):
+        assert questions[(host, "A")] == 1, questions
+        assert questions[(host, "AAAA")] == 1, questions
+    assert max(questions.values()) == 1, questions
+
+
+def test_an_srv_target_that_does_not_exist_is_asked_once_and_reported_unresolved(loopback_address):
+    # The prefetch started by discovery learns NXDOMAIN; that is the probe's
+    # answer (the same question, with the same budget, only asked earlier).
+    zone = _zone(loopback_address)
+    zone["_imaps._tcp"] = {"SRV": ["0 1 993 gone"]}
+    with DnsServer({DOMAIN: zone}, DNS_ADDRESS) as dns:
+        diagnosis = diagnose(
+            CheckRequest(
+                DOMAIN, nameserver=dns.nameserver, timeout=5, deadline=20, autoconfig=False
+            )
+        )
+        questions = _address_questions(dns.log)
+
+    gone = [r for r in diagnosis.results if r.endpoint.host == "gone.once.test"]
+    assert gone and gone[0].outcome is Outcome.UNRESOLVED
+    assert questions[("gone.once.test.", "A")] == 1, questions
