@@ -246,7 +246,15 @@ BEFORE_TICKETS = "2de2deb"
 
 
 def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None:
-    """The same check with --user, by maildiag now and by maildiag at BEFORE_TICKETS."""
+    """The same check with --user, by maildiag now and by maildiag at BEFORE_TICKETS.
+
+    The goal is on the whole command, start to exit, as the technician
+    waits for it: since issue 10's start-up diet, part of the importing
+    happens inside the run's own clock (``duration_s``) instead of before it,
+    so that clock alone would compare different things. Both trees are
+    compiled to bytecode first and run alternately.
+    """
+    import compileall
     import shutil
     import subprocess
     import sys
@@ -268,14 +276,18 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         args = _lab_check(lab, dns, "--user", lab.alice.address)
         trees = {"now": root, BEFORE_TICKETS: old}
-        checks: dict[str, list[float]] = {name: [] for name in trees}
-        for round_number in range(ROUNDS + 1):
+        for tree in trees.values():
+            compileall.compile_dir(str(tree / "maildiag"), quiet=1)
+        wall: dict[str, list[float]] = {name: [] for name in trees}
+        clock: dict[str, list[float]] = {name: [] for name in trees}
+        for round_number in range(2 * ROUNDS + 1):
             for name, tree in trees.items():
                 env = {
                     **os.environ,
                     "PYTHONPATH": str(tree),
                     "MAILDIAG_PASSWORD": lab.alice.password,
                 }
+                started = time.perf_counter()
                 done = subprocess.run(
                     [sys.executable, "-m", "maildiag", *args],
                     capture_output=True,
@@ -284,9 +296,20 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
                     cwd=tree,
                     check=False,
                 )
+                elapsed = time.perf_counter() - started
                 if round_number:  # the first round warms both up
-                    checks[name].append(json.loads(done.stdout)["duration_s"])
-    now, before = (statistics.median(checks[name]) for name in trees)
-    report(f"check --user at {BEFORE_TICKETS} (median of {ROUNDS})", f"{before * 1000:.0f} ms")
+                    wall[name].append(elapsed)
+                    clock[name].append(json.loads(done.stdout)["duration_s"])
+    rounds = 2 * ROUNDS
+    now, before = (statistics.median(wall[name]) for name in trees)
+    report(
+        f"check --user at {BEFORE_TICKETS}, start to exit (median of {rounds})",
+        f"{before * 1000:.0f} ms",
+    )
     report("check --user now: + sending, folders, inbound path", f"{now * 1000:.0f} ms")
-    report("now / before (goal <= 1.3x)", f"{now / before:.2f}x")
+    report("now / before, start to exit (goal <= 1.3x)", f"{now / before:.2f}x")
+    clock_now, clock_before = (statistics.median(clock[name]) for name in trees)
+    report(
+        "the run's own clock (duration_s): before / now",
+        f"{clock_before * 1000:.0f} / {clock_now * 1000:.0f} ms = {clock_now / clock_before:.2f}x",
+    )
