@@ -6,7 +6,6 @@ that ``maildiag --version`` and ``--help`` start fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -78,15 +77,6 @@ def _host_name(value: str) -> str:
         return str(ipaddress.ip_address(bare))
     except ValueError:
         return to_ascii(value)
-
-
-def _stderr_width(stream: object) -> int:
-    import shutil
-
-    try:
-        return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
-    except (OSError, ValueError, AttributeError):
-        return shutil.get_terminal_size().columns
 
 
 def _environment() -> Environment:
@@ -267,12 +257,13 @@ def _credentials(options: dict[str, object]):  # type: ignore[no-untyped-def]
         if options.get("sync"):
             raise click.UsageError("--sync needs --user (it logs in to send a test message)")
         return None
+    env = _environment()
     try:
         secret = resolve_password(
             str(user),
             password_file=options.get("password_file"),  # type: ignore[arg-type]
-            environ=os.environ,
-            interactive=sys.stdin.isatty(),
+            environ=env.environ,
+            interactive=env.is_terminal(env.stdin),
             prompt=lambda text: click.prompt(text, hide_input=True, err=True),
         )
     except CredentialsInputError as exc:
@@ -526,19 +517,20 @@ def batch(
     from . import batch_run
 
     template = build_request("", **options)
+    env = _environment()
     try:
-        handle = sys.stdin.buffer if source == "-" else open(source, "rb")
+        handle = env.binary_stdin() if source == "-" else open(source, "rb")
     except OSError as exc:
         raise click.FileError(source, exc.strerror or str(exc)) from None
-    err = sys.stderr
-    language = _environment().language(lang)
+    err = env.stderr
+    language = env.language(lang)
     bar = None
-    if err.isatty() if progress is None else progress:
+    if env.is_terminal(err) if progress is None else progress:
         total = None
         if source != "-":
             with open(source, "rb") as counting:
                 total = batch_module.count_entries(counting)
-        bar = batch_module.Progress(err, total, language, _stderr_width(err))
+        bar = batch_module.Progress(err, total, language, env.width(err))
     settings = batch_run.BatchSettings(
         concurrency=concurrency,
         per_host=per_host,
@@ -549,7 +541,7 @@ def batch(
     )
     try:
         status = batch_run.run(
-            handle, template, settings, out=sys.stdout.buffer, err=err, progress=bar
+            handle, template, settings, out=env.binary_stdout(), err=err, progress=bar
         )
     finally:
         if source != "-":
@@ -622,21 +614,26 @@ def serve(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     template = build_request("", **options)
+    env = _environment()
     try:
-        profiles = profiles_from_env()
+        profiles = profiles_from_env(env.environ)
         if credentials_file:
             profiles.update(load_profiles(credentials_file))
     except CredentialsError as exc:
         raise click.UsageError(str(exc)) from None
     exporter = Exporter(
-        template, profiles, max_checks=max_checks, per_host=per_host, share_probes=share_probes
+        template,
+        profiles,
+        max_checks=max_checks,
+        per_host=per_host,
+        share_probes=share_probes,
+        log=lambda message: click.echo(message, file=env.stderr),
     )
     try:
         server = exporter.make_server(host, port)
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
-    env = _environment()
     started_line = render(
         "maildiag exporter on {url} (probe: /probe?target=DOMAIN; {count} credential profile(s))",
         env.language(lang),

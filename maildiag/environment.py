@@ -7,11 +7,13 @@ patching ``sys`` and ``os.environ``.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import IO, TextIO, cast
 
 DEFAULT_WIDTH = 80  # when the output is not a terminal and $COLUMNS is not set
 
@@ -27,14 +29,26 @@ class Environment:
         isatty = getattr(stream, "isatty", None)
         return bool(isatty is not None and isatty())
 
-    def width(self) -> int:
-        """$COLUMNS, else the terminal's width, else 80 (not a terminal)."""
+    def binary_stdin(self) -> IO[bytes]:
+        """The bytes under ``stdin`` (batch reads its domain list as bytes)."""
+        buffer = getattr(self.stdin, "buffer", None)
+        return buffer if buffer is not None else io.BytesIO(self.stdin.read().encode())
+
+    def binary_stdout(self) -> IO[bytes]:
+        """The bytes under ``stdout`` (batch writes UTF-8 JSON lines)."""
+        buffer = getattr(self.stdout, "buffer", None)
+        # Batch only writes and flushes; that is all the stand-in offers.
+        return buffer if buffer is not None else cast(IO[bytes], _Utf8Into(self.stdout))
+
+    def width(self, stream: TextIO | None = None) -> int:
+        """$COLUMNS, else the width of the terminal ``stream`` (stdout) is on, else 80."""
         columns = self.environ.get("COLUMNS", "")
         if columns.isdigit() and int(columns) > 0:
             return int(columns)
-        if self.is_terminal(self.stdout):
+        stream = self.stdout if stream is None else stream
+        if self.is_terminal(stream):
             try:
-                return os.get_terminal_size(self.stdout.fileno()).columns
+                return os.get_terminal_size(stream.fileno()).columns
             except (OSError, ValueError, AttributeError):
                 pass
         return DEFAULT_WIDTH
@@ -51,3 +65,22 @@ class Environment:
         from .i18n import pick_language
 
         return pick_language(requested, self.environ)
+
+
+class _Utf8Into(io.RawIOBase):
+    """A byte stream that writes into a text stream (an in-process caller's ``StringIO``)."""
+
+    def __init__(self, text: TextIO) -> None:
+        super().__init__()
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._text.write(self._decoder.decode(bytes(data)))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()

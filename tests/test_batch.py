@@ -517,6 +517,30 @@ def test_reads_standard_input_and_draws_progress_when_asked(
     assert code == 0
 
 
+def test_runs_in_process_with_its_own_environment(provider, capfdbinary) -> None:
+    """Domains from its stdin, JSON lines to its stdout, the summary in its language."""
+    from maildiag.environment import Environment
+
+    healthy = [d for n, d in enumerate(provider.domains) if n % 3 != 2][:3]
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(
+        stdin=io.StringIO("\n".join([*healthy, "bad_name!.test"]) + "\n"),
+        stdout=out,
+        stderr=err,
+        environ={"LANG": "de_DE.UTF-8"},
+    )
+    code = main(["batch", "-", *provider.cli_options()], env=env)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted(r["domain"] for r in records) == sorted([*healthy, "bad_name!.test"])
+    assert all(r["lang"] == "en" for r in records)  # JSON lines are for programs
+    assert (
+        err.getvalue().startswith("maildiag batch: 4 Domains in ") and "geprüft" in err.getvalue()
+    )
+    assert code == 3  # the malformed name is UNKNOWN
+    captured = capfdbinary.readouterr()
+    assert captured.out == b"" and captured.err == b""  # nothing went past the Environment
+
+
 def test_missing_file_is_a_usage_error(capfd) -> None:
     assert main(["batch", "/nonexistent/domains.txt"]) == 3
     assert "domains.txt" in capfd.readouterr().err
