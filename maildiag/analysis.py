@@ -696,6 +696,11 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
         facts["user_form"] = render_text(USER_FORM_TEXTS.get(form, ""), {"user": user})
         facts["user_form_key"] = form
     yield make_finding(code, endpoint, **facts)
+    # One finding per notice: two different texts are two things to tell the customer.
+    for alert in dict.fromkeys(auth.alerts):
+        yield make_finding(
+            FindingCode.IMAP_ALERT, endpoint, what=facts["what"], user=user, alert=alert
+        )
 
 
 _SEND_CODES = {

@@ -704,6 +704,21 @@ _SPECS = (
         "Nothing to do.",
     ),
     FindingSpec(
+        _C.IMAP_ALERT,
+        _S.WARNING,
+        "The provider has a notice for the user",
+        "{host}:{port} accepted the login of {user} and sent a notice that the mail program "
+        'must show to the user (IMAP [ALERT], RFC 3501 §7.1): "{alert}". Providers send such '
+        "notices when the mailbox is almost full, the password expires soon or the account "
+        "is about to be closed. Many mail programs, phones in particular, never show it, so "
+        "the customer may not have seen it.",
+        "Read the message to the customer: it is the provider's notice, e.g. that the mailbox "
+        "is almost full, that the password expires in a few days or that the account will be "
+        "closed. Then do what it asks (free space, set a new password in the webmail, settle "
+        "the contract with the provider); the provider stops sending it once the cause is "
+        "gone.",
+    ),
+    FindingSpec(
         _C.AUTH_FAILED,
         _S.CRITICAL,
         "Wrong user name or password",

@@ -634,9 +634,13 @@ def from_imap(
     )
 
 
-def imap_alerts(untagged: Iterable[imap.Untagged]) -> Iterable[str]:
-    """The texts of "* OK/NO/BAD [ALERT] ..." (RFC 3501 §7.1: meant for the user)."""
-    for response in untagged:
+def imap_alerts(responses: Iterable[imap.Untagged | imap.Tagged]) -> Iterable[str]:
+    """The texts of "* OK/NO/BAD [ALERT] ..." (RFC 3501 §7.1: meant for the user).
+
+    A tagged reply may carry the code as well ("a1 OK [ALERT] ..."), so a
+    successful login's alerts are read from its untagged responses and its OK.
+    """
+    for response in responses:
         if imap.response_code_name(response.code) == "ALERT" and response.text:
             yield response.text
 

@@ -250,6 +250,10 @@ class AuthResult:
     # The finding code of the cause the server's reply names (maildiag.login_replies),
     # finer than ``status``: AUTH_APP_PASSWORD_REQUIRED, AUTH_IN_USE, ...
     cause: FindingCode | None = None
+    # The [ALERT] texts of a successful IMAP login (RFC 3501 §7.1: the client
+    # must show them to the user): the provider's notices, such as a mailbox
+    # almost full or a password about to expire. A refusal's alerts are in ``detail``.
+    alerts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Built from a plain value (a test, a JSON record): the members, so

@@ -67,6 +67,7 @@ def _result(
     creds: Credentials,
     started: float,
     cause: FindingCode | None = None,
+    alerts: Iterable[str] = (),
 ) -> AuthResult:
     return AuthResult(
         status=status,
@@ -74,6 +75,7 @@ def _result(
         detail=_scrub(detail, creds),
         seconds=time.perf_counter() - started,
         cause=cause,
+        alerts=tuple(_scrub(alert, creds) or "" for alert in alerts),
     )
 
 
@@ -211,7 +213,9 @@ def imap_login(
             more, done = session.run("CAPABILITY")
             after = imap.capabilities_from([*more, done]) or caps
         text = f"{answer.status} {answer.text}".strip()
-        return _result(AuthStatus.OK, shown, text, creds, started), tuple(after)
+        # RFC 3501 §7.1: the provider's notice for the user ("mailbox almost full").
+        alerts = login_replies.imap_alerts([*untagged, answer])
+        return _result(AuthStatus.OK, shown, text, creds, started, alerts=alerts), tuple(after)
     assert not isinstance(answer, imap.Continuation)
     code = f"[{answer.code}] " if answer.code else ""
     label = answer.status if isinstance(answer, imap.Tagged) else answer.keyword

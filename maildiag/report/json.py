@@ -143,6 +143,7 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
             "seconds": _seconds(result.auth.seconds),
             "skipped_because": result.auth.skipped_because,
             "cause": result.auth.cause,
+            "alerts": list(result.auth.alerts),
         }
     if result.mailbox is not None:
         box = result.mailbox

@@ -304,6 +304,9 @@ class _SessionConfig:
     # FakeMailHost): IMAP "NO ..." after the tag, a POP3 "-ERR ..." line, an
     # SMTP reply (lines joined with CRLF). Counted as a failed login.
     login_refusal: str | None = None
+    # IMAP only: texts sent as "* OK [ALERT] ..." before the tagged OK of a
+    # successful login (RFC 3501 §7.1), as providers send their notices.
+    login_alerts: tuple[str, ...] = ()
     # SMTP only: act as an MX on port 25 (MAIL and RCPT without AUTH, no
     # DATA). Keys "banner", "ehlo", "mail", "rcpt" replace that reply with
     # the given line ("550 5.1.1 ..."); missing keys answer positively.
@@ -917,7 +920,8 @@ class _ImapSession(_Session):
         if not self._check_login(user, password):
             return [self._reply(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed.")]
         self.authenticated = True
-        return [self._reply(tag, "OK", f"[CAPABILITY {self.capabilities()}] Logged in")]
+        alerts = [f"* OK [ALERT] {alert}\r\n".encode() for alert in self.config.login_alerts]
+        return [*alerts, self._reply(tag, "OK", f"[CAPABILITY {self.capabilities()}] Logged in")]
 
     def _login(self, tag: str, args: list[_ImapToken]) -> list[_Action]:
         if self.authenticated:
@@ -1832,7 +1836,8 @@ class FakeMailServer:
     EHLO SIZE limit in bytes (None: no SIZE line); ``mail_from_reply`` the
     line that answers MAIL FROM after a login (None: "250 2.1.0 Ok").
     ``login_refusal`` is a provider's refusal sent to every login (IMAP: the
-    status and text after the tag).
+    status and text after the tag). ``login_alerts`` are IMAP [ALERT] texts
+    sent with every successful login.
     ``mx_replies`` makes an SMTP server an MX on port 25 (see
     ``_SessionConfig.mx_replies``).
     ``folders`` are the IMAP folders besides INBOX with their special use
@@ -1863,6 +1868,7 @@ class FakeMailServer:
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
         login_refusal: str | None = None,
+        login_alerts: tuple[str, ...] = (),
         mx_replies: Mapping[str, str] | None = None,
         folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS,
         folder_style: FolderStyle = FolderStyle.SPECIAL_USE,
@@ -1898,6 +1904,7 @@ class FakeMailServer:
             mail_from_reply=mail_from_reply,
             starttls_injection=behaviour is Behaviour.STARTTLS_INJECTION,
             login_refusal=login_refusal,
+            login_alerts=login_alerts,
             mx_replies=mx_replies,
             folders=folders,
             folder_style=FolderStyle(folder_style),
@@ -2447,6 +2454,7 @@ class FakeMailHost:
         smtp_size: int | None = 35882577,
         mail_from_reply: str | None = None,
         login_refusals: Mapping[str, str] | None = None,
+        login_alerts: tuple[str, ...] = (),
         folders: tuple[tuple[str, str | None], ...] = DEFAULT_FOLDERS,
         folder_style: FolderStyle = FolderStyle.SPECIAL_USE,
         mx: bool = True,
@@ -2489,6 +2497,7 @@ class FakeMailHost:
                 smtp_size=smtp_size,
                 mail_from_reply=mail_from_reply,
                 login_refusal=(login_refusals or {}).get(protocol),
+                login_alerts=login_alerts,
                 folders=folders,
                 folder_style=folder_style,
             )
