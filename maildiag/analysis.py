@@ -15,6 +15,7 @@ from .dualstack import family_findings
 from .finding_codes import FindingCode
 from .findings import (
     CHAIN_INCOMPLETE_CLIENTS,
+    LOGIN_HINTS,
     QUOTA_ADVICE,
     USE_IMAP_TEXTS,
     USER_FORM_TEXTS,
@@ -695,6 +696,8 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
     if code is FindingCode.AUTH_FAILED:
         facts["user_form"] = render_text(USER_FORM_TEXTS.get(form, ""), {"user": user})
         facts["user_form_key"] = form
+        facts["hint"] = LOGIN_HINTS[auth.hint] if auth.hint is not None else ""
+        facts["hint_key"] = auth.hint
     yield make_finding(code, endpoint, **facts)
     # One finding per notice: two different texts are two things to tell the customer.
     for alert in dict.fromkeys(auth.alerts):

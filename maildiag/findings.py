@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .finding_codes import FindingCode
-from .model import Endpoint, Finding, Severity
+from .model import Endpoint, Finding, LoginHint, Severity
 
 
 @dataclass(frozen=True)
@@ -726,7 +726,7 @@ _SPECS = (
         "is wrong.{user_form}",
         "Check the user name and the password; if in doubt, set a new password in the "
         "provider's control panel and enter it on every device. A device that keeps trying an "
-        "old password can get the customer's address blocked (fail2ban).",
+        "old password can get the customer's address blocked (fail2ban).{hint}",
     ),
     FindingSpec(
         _C.AUTH_ACCOUNT_DISABLED,
@@ -1373,6 +1373,21 @@ USER_FORM_TEXTS: Mapping[str, str] = {
     "the account a failed login.",
     "local_part": " Most providers want the complete e-mail address as the user name, not "
     "just '{user}'; maildiag did not try another form, to spare the account a failed login.",
+}
+
+
+# The {hint} sentence of AUTH_FAILED: what usually lies behind the refusal at
+# this provider (maildiag.model.LoginHint, set by the rule that read the reply).
+LOGIN_HINTS: Mapping[LoginHint, str] = {
+    LoginHint.GOOGLE_APP_PASSWORD: (
+        " At Google (Gmail, Google Workspace) the usual cause of this reply is not a mistyped "
+        "password but the account's normal password: Google no longer accepts it in mail "
+        "programs. Check whether an app password was used. If not, create one (it needs "
+        "2-Step Verification: myaccount.google.com → Security → 2-Step Verification → App "
+        "passwords) and enter it instead of the normal password, or set the account up in a "
+        "mail program that signs in with Google's login window (OAuth2). An app password that "
+        "was revoked or mistyped gets the same reply: then create a new one."
+    ),
 }
 
 

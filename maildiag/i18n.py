@@ -334,6 +334,17 @@ def _user_form(facts: Mapping[str, object], lang: str) -> dict[str, object]:
     return {"user_form": render_text(sentence, {"user": facts.get("user", "")})}
 
 
+def _login_hint(facts: Mapping[str, object], lang: str) -> dict[str, object]:
+    from .findings import LOGIN_HINTS
+    from .model import LoginHint
+
+    hint = facts.get("hint_key")
+    if not (isinstance(hint, str) and hint in set(LoginHint)):
+        return {}
+    kind = LoginHint(hint)
+    return {"hint": text(lang, f"AUTH_FAILED/hint/{kind}", LOGIN_HINTS[kind])}
+
+
 def _typed_suggestion(facts: Mapping[str, object], lang: str) -> dict[str, object]:
     if "suggestion" not in facts:
         return {}
@@ -350,7 +361,7 @@ _CODE_FACTS: Mapping[FindingCode, tuple[_Rebuild, ...]] = {
     _C.TLS_CHAIN_INCOMPLETE: (_chain_clients,),
     _C.ADVICE_USE_IMAP: (_use_imap,),
     _C.CLIENT_ADDRESS_BLOCKED: (_block_evidence,),
-    _C.AUTH_FAILED: (_user_form,),
+    _C.AUTH_FAILED: (_user_form, _login_hint),
     # The findings of check --typed: what to type instead, in the report's language.
     _C.TYPED_SSL_ON_STARTTLS_PORT: (_typed_suggestion,),
     _C.TYPED_STARTTLS_ON_TLS_PORT: (_typed_suggestion,),

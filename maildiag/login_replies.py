@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .finding_codes import FindingCode
-from .model import AuthStatus, Protocol
+from .model import AuthStatus, LoginHint, Protocol
 from .protocols import imap, pop3, smtp
 
 
@@ -66,6 +66,8 @@ class Rule:
     text: str | None = None  # a regular expression, searched case-blind in LoginReply.words
     encrypted: bool | None = None  # None: either
     host: str | None = None  # a regular expression, searched case-blind in LoginReply.host
+    # What usually lies behind this reply at this provider: a sentence for the fix.
+    hint: LoginHint | None = None
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     _host: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -93,6 +95,7 @@ class Verdict:
     status: AuthStatus
     cause: FindingCode  # a finding code
     rule: str | None  # the id of the rule that decided; None for the catch-all
+    hint: LoginHint | None = None
 
 
 _S = AuthStatus
@@ -123,6 +126,9 @@ DISABLED = r"disabled|expired|locked|suspended|blocked"
 # October 2022, Outlook.com in September 2024); a password login gets the same
 # codeless refusal as a wrong password there.
 MICROSOFT_HOSTED = r"(^|\.)(office365|outlook|hotmail|live)\.com\.?$"
+# Google's own servers (Gmail and Google Workspace): imap.gmail.com,
+# pop.gmail.com, smtp.gmail.com, their googlemail.com aliases.
+GOOGLE_HOSTED = r"(^|\.)(gmail|googlemail)\.com\.?$"
 TEMPORARY = r"temporar|try again|later|busy|unavailable"
 MECHANISM = r"mechanism|unsupported auth|unrecognized auth|unrecognised auth"
 
@@ -175,6 +181,21 @@ RULES: tuple[Rule, ...] = (
         "Dovecot, plaintext port: NO [PRIVACYREQUIRED] Plaintext authentication disallowed",
         code="PRIVACYREQUIRED",
         encrypted=False,
+    ),
+    # Still wrong credentials, but at Google the usual cause is the normal
+    # password where only an app password is taken (a hint, not a verdict:
+    # Gmail's reply for a missing app password is the one above).
+    Rule(
+        "imap-google-invalid-credentials",
+        IMAP,
+        _S.WRONG_CREDENTIALS,
+        FindingCode.AUTH_FAILED,
+        "imap.gmail.com: NO [AUTHENTICATIONFAILED] Invalid credentials (Failure); "
+        "NO [ALERT] Invalid credentials (Failure)",
+        kind="NO",
+        text=r"invalid credentials",
+        host=GOOGLE_HOSTED,
+        hint=LoginHint.GOOGLE_APP_PASSWORD,
     ),
     Rule(
         "imap-authentication-failed",
@@ -401,6 +422,17 @@ RULES: tuple[Rule, ...] = (
         text=DISABLED,
     ),
     Rule(
+        "pop3-google-not-accepted",
+        POP3,
+        _S.WRONG_CREDENTIALS,
+        FindingCode.AUTH_FAILED,
+        "pop.gmail.com: -ERR [AUTH] Username and password not accepted.",
+        code="AUTH",
+        text=r"not accepted",
+        host=GOOGLE_HOSTED,
+        hint=LoginHint.GOOGLE_APP_PASSWORD,
+    ),
+    Rule(
         "pop3-auth",
         POP3,
         _S.WRONG_CREDENTIALS,
@@ -486,6 +518,19 @@ RULES: tuple[Rule, ...] = (
         FindingCode.AUTH_WEB_LOGIN_REQUIRED,
         "Gmail: 534 5.7.14 Please log in via your web browser and then try again",
         text=WEB_LOGIN,
+    ),
+    # Google's link names the case wherever its SMTP service answers (also
+    # smtp-relay.gmail.com and Workspace's own names), so no host is needed.
+    Rule(
+        "smtp-google-bad-credentials",
+        SMTP,
+        _S.WRONG_CREDENTIALS,
+        FindingCode.AUTH_FAILED,
+        "smtp.gmail.com: 535-5.7.8 Username and Password not accepted. For more information, "
+        "go to https://support.google.com/mail/?p=BadCredentials",
+        reply_code=535,
+        text=r"support\.google\.com/mail/\?p=BadCredentials",
+        hint=LoginHint.GOOGLE_APP_PASSWORD,
     ),
     Rule(
         "smtp-account-disabled",
@@ -600,7 +645,7 @@ RULES: tuple[Rule, ...] = (
 def classify(reply: LoginReply, rules: Iterable[Rule] = RULES) -> Verdict:
     for rule in rules:
         if rule.matches(reply):
-            return Verdict(rule.status, rule.cause, rule.id)
+            return Verdict(rule.status, rule.cause, rule.id, rule.hint)
     return Verdict(AuthStatus.FAILED, FindingCode.AUTH_REFUSED, None)
 
 

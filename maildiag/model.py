@@ -223,6 +223,21 @@ class SkipReason(enum.StrEnum):
         return self.value
 
 
+class LoginHint(enum.StrEnum):
+    """A likely cause behind a refusal, beyond what the reply says (``AuthResult.hint``).
+
+    Not a verdict: the reply still decides the status and the finding code;
+    the hint adds a sentence to the fix (``maildiag.findings.LOGIN_HINTS``).
+    """
+
+    # Google's "Username and Password not accepted" / "Invalid credentials":
+    # usually the normal password where Google takes only an app password.
+    GOOGLE_APP_PASSWORD = "google_app_password"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class LockoutKind(enum.StrEnum):
     """Which earlier verdict holds the password back (the fact ``lockout``)."""
 
@@ -254,11 +269,15 @@ class AuthResult:
     # must show them to the user): the provider's notices, such as a mailbox
     # almost full or a password about to expire. A refusal's alerts are in ``detail``.
     alerts: tuple[str, ...] = ()
+    # What usually lies behind this refusal at this provider (maildiag.login_replies).
+    hint: LoginHint | None = None
 
     def __post_init__(self) -> None:
         # Built from a plain value (a test, a JSON record): the members, so
         # that ``is`` comparisons hold.
         object.__setattr__(self, "status", AuthStatus(self.status))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", LoginHint(self.hint))
         if self.skipped_because is not None:
             object.__setattr__(self, "skipped_because", SkipReason(self.skipped_because))
 

@@ -357,6 +357,7 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         # the login refusals (maildiag.login_replies)
         user_form=" Most providers want the complete e-mail address.",
         alert="Your mailbox is 95% full",
+        hint=" At Google this reply is rarely a mistyped password.",
         address="info@kunde.test",
         mx_address="192.0.2.25",
         mx_hosts="mx1.kunde.test, mx2.kunde.test",

@@ -176,35 +176,49 @@ def test_a_quoted_refusal_that_echoes_the_login_is_scrubbed(fake, check):
     assert USER in finding["explanation"] and PASSWORD not in str(report)
 
 
+def _provider_check(pki, address, check, name: str, mx: str, refusals: dict[str, str]):
+    """A check of kunde.test whose IMAPS and POP3S are a provider's ``name`` (SRV)."""
+    with ExitStack() as stack:
+        host = stack.enter_context(
+            FakeMailHost(
+                address,
+                pki.good([name]).server_context(),
+                hostname=name,
+                behaviours={"imap": None, "pop3": None, "submission": None, "submissions": None},
+                users={USER: PASSWORD},
+                login_refusals=refusals,
+            )
+        )
+        label, parent = name.split(".", 1)
+        zones = {
+            "kunde.test": {
+                "@": {"MX": [mx]},
+                "_imaps._tcp": {"SRV": [f"0 1 993 {name}."]},
+                "_pop3s._tcp": {"SRV": [f"0 1 995 {name}."]},
+            },
+            parent: {label: {"A": [address]}},
+        }
+        dns = stack.enter_context(DnsServer(zones, base.DNS_ADDRESS))
+        code, report = check(dns)
+    return host, code, report
+
+
 def test_microsoft_hosted_imap_and_pop3_refusals_mean_oauth_only(pki, loopback_address, check):
     # Microsoft 365 answers every password login on outlook.office365.com with a
     # codeless refusal (basic authentication is off); on premises the same
     # words mean a wrong password (see the transcripts' twins).
     name = "outlook.office365.com"
-    with ExitStack() as stack:
-        host = stack.enter_context(
-            FakeMailHost(
-                loopback_address,
-                pki.good([name]).server_context(),
-                hostname=name,
-                behaviours={"imap": None, "pop3": None, "submission": None, "submissions": None},
-                users={USER: PASSWORD},
-                login_refusals={
-                    "imap": "NO AUTHENTICATE failed.",
-                    "pop3": "-ERR Logon failure: unknown user name or bad password.",
-                },
-            )
-        )
-        zones = {
-            "kunde.test": {
-                "@": {"MX": ["10 kunde-test.mail.protection.outlook.com."]},
-                "_imaps._tcp": {"SRV": [f"0 1 993 {name}."]},
-                "_pop3s._tcp": {"SRV": [f"0 1 995 {name}."]},
-            },
-            "office365.com": {"outlook": {"A": [loopback_address]}},
-        }
-        dns = stack.enter_context(DnsServer(zones, base.DNS_ADDRESS))
-        code, report = check(dns)
+    host, code, report = _provider_check(
+        pki,
+        loopback_address,
+        check,
+        name,
+        "10 kunde-test.mail.protection.outlook.com.",
+        {
+            "imap": "NO AUTHENTICATE failed.",
+            "pop3": "-ERR Logon failure: unknown user name or bad password.",
+        },
+    )
     assert code == 2
     assert _logins(host) == 1
     by_port = _auth(report)
@@ -215,3 +229,66 @@ def test_microsoft_hosted_imap_and_pop3_refusals_mean_oauth_only(pki, loopback_a
     finding = _finding(report, "AUTH_OAUTH_ONLY")
     assert finding["endpoint"]["host"] == name
     assert "AUTH_FAILED" not in _codes(report)
+
+
+GMAIL_BAD_CREDENTIALS = (
+    "535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+    "535 5.7.8  https://support.google.com/mail/?p=BadCredentials "
+    "a640c23a62f3a-9dd0000000000sm123456ejb.12 - gsmtp"
+)
+
+
+def test_googles_wrong_credentials_hint_at_an_app_password(fake, check):
+    host, dns = fake(SUBMISSION_ONLY, login_refusals={"smtp": GMAIL_BAD_CREDENTIALS})
+    code, report = check(dns)
+    assert code == 2
+    assert _logins(host) == 1  # still wrong credentials: one failed login, no second
+    tried = [a for a in _auth(report).values() if a.get("status") == "wrong_credentials"]
+    assert [a["hint"] for a in tried] == ["google_app_password"]
+    failed = _finding(report, "AUTH_FAILED")
+    assert "Username and Password not accepted" in failed["explanation"]
+    assert "app password" in failed["fix"] and "2-Step Verification" in failed["fix"]
+    # A hint, not the verdict of Gmail's 534 5.7.9.
+    assert "AUTH_APP_PASSWORD_REQUIRED" not in _codes(report)
+
+
+def test_a_wrong_password_elsewhere_gets_no_google_hint(fake, check):
+    # The twin: Postfix's 535 5.7.8 for a wrong password.
+    host, dns = fake(SUBMISSION_ONLY)
+    code, report = check(dns, password="wrong-one")
+    assert _logins(host) == 1
+    tried = [a for a in _auth(report).values() if a.get("status") == "wrong_credentials"]
+    assert [a["hint"] for a in tried] == [None]
+    failed = _finding(report, "AUTH_FAILED")
+    assert "Google" not in failed["fix"]
+
+
+def test_the_google_hint_reads_in_german(fake, check):
+    host, dns = fake(SUBMISSION_ONLY, login_refusals={"smtp": GMAIL_BAD_CREDENTIALS})
+    code, report = check(dns, "--lang", "de")
+    fix = _finding(report, "AUTH_FAILED")["fix"]
+    assert "App-Passwort" in fix and "Bestätigung in zwei Schritten" in fix
+    assert "{" not in fix
+
+
+def test_gmail_imap_invalid_credentials_hint_at_an_app_password(pki, loopback_address, check):
+    name = "imap.gmail.com"
+    host, code, report = _provider_check(
+        pki,
+        loopback_address,
+        check,
+        name,
+        "1 aspmx.l.google.com.",
+        {
+            "imap": "NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
+            "pop3": "-ERR [AUTH] Username and password not accepted.",
+        },
+    )
+    assert code == 2
+    assert _logins(host) == 1
+    tried = [a for a in _auth(report).values() if a.get("status") == "wrong_credentials"]
+    assert [a["hint"] for a in tried] == ["google_app_password"]
+    failed = _finding(report, "AUTH_FAILED")
+    assert failed["endpoint"]["host"] == name
+    assert "Invalid credentials" in failed["explanation"]
+    assert "app password" in failed["fix"]

@@ -7,6 +7,7 @@ provider, code or words) and must be decided by another rule.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from maildiag.login_replies import (
     from_smtp,
     oauth_only,
 )
-from maildiag.model import AuthResult, AuthStatus, Protocol
+from maildiag.model import AuthResult, AuthStatus, LoginHint, Protocol
 from maildiag.probes.auth import LoginGate, Turn
 from maildiag.protocols import imap, pop3, smtp
 
@@ -37,9 +38,9 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
     "imap/gmail.bin": [
         "imap-app-password",
         "imap-web-login",
-        "imap-authentication-failed",
+        "imap-google-invalid-credentials",
         "imap-limit",
-        "imap-no",
+        "imap-google-invalid-credentials",
     ],
     "imap/dovecot.bin": [
         ("imap-privacy-required", PLAIN),
@@ -70,7 +71,12 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
         "imap-web-login",
     ],
     "imap/yahoo.bin": ["imap-web-login", "imap-authentication-failed"],
-    "pop3/gmail.bin": ["pop3-app-password", "pop3-web-login", "pop3-auth", "pop3-login-delay"],
+    "pop3/gmail.bin": [
+        "pop3-app-password",
+        "pop3-web-login",
+        "pop3-google-not-accepted",
+        "pop3-login-delay",
+    ],
     "pop3/dovecot.bin": [
         ("pop3-plaintext", PLAIN),
         "pop3-plaintext-over-tls",
@@ -101,7 +107,12 @@ EXPECTED: dict[str, list[str | tuple[str, bool]]] = {
         "smtp-wrong-credentials",
         "smtp-454",
     ],
-    "smtp/gmail.bin": ["smtp-app-password", "smtp-web-login", "smtp-wrong-credentials", "smtp-454"],
+    "smtp/gmail.bin": [
+        "smtp-app-password",
+        "smtp-web-login",
+        "smtp-google-bad-credentials",
+        "smtp-454",
+    ],
     "smtp/postfix.bin": [
         "smtp-wrong-credentials",
         "smtp-wrong-credentials",
@@ -138,6 +149,11 @@ TWINS: dict[str, tuple[str, int]] = {
     "imap-web-login": ("imap/gmail.bin", 4),
     "imap-plaintext-over-tls": ("imap/dovecot.bin", 0),  # the same reply before TLS
     "imap-privacy-required": ("imap/dovecot.bin", 1),  # the same reply inside TLS
+    # Google's app-password reply (the twin of the same words elsewhere, which
+    # shares the cause: see test_the_google_hint_needs_google).
+    "imap-google-invalid-credentials": ("imap/gmail.bin", 0),
+    "pop3-google-not-accepted": ("pop3/gmail.bin", 0),
+    "smtp-google-bad-credentials": ("smtp/gmail.bin", 0),
     "imap-authentication-failed": ("imap/yahoo.bin", 0),  # the code, but "verify your account"
     "imap-authorization-failed": ("imap/dovecot.bin", 2),
     "imap-expired": ("imap/cyrus.bin", 2),
@@ -307,6 +323,34 @@ def test_a_multi_line_smtp_reply_is_read_without_its_status_codes() -> None:
     assert (reply.reply_code, reply.enhanced, reply.kind) == (534, "5.7.9", "5xx")
     assert reply.text.startswith("Application-specific password required. Learn more at https:")
     assert "5.7.9" not in reply.text
+
+
+def test_googles_wrong_credentials_carry_the_app_password_hint() -> None:
+    # Still wrong credentials (the lockout gate stops), not "app password
+    # required" (that is 534 5.7.9): a hint for the fix, from the rule's data.
+    for name, index in (("smtp/gmail.bin", 2), ("imap/gmail.bin", 2), ("imap/gmail.bin", 4)):
+        verdict = classify(_reply(name, index))
+        assert (verdict.status, verdict.cause) == (AuthStatus.WRONG_CREDENTIALS, "AUTH_FAILED")
+        assert verdict.hint is LoginHint.GOOGLE_APP_PASSWORD
+    pop3_verdict = classify(_reply("pop3/gmail.bin", 2))
+    assert pop3_verdict.hint is LoginHint.GOOGLE_APP_PASSWORD
+
+
+def test_the_google_hint_needs_google() -> None:
+    # The twins: the same words from another server are a plain wrong password.
+    dovecot = _reply("imap/dovecot.bin", 2)  # NO [AUTHENTICATIONFAILED]
+    assert classify(dovecot).rule == "imap-authentication-failed"
+    assert classify(dovecot).hint is None
+    elsewhere = dataclasses.replace(_reply("imap/gmail.bin", 2), host="mail.example.org")
+    assert (classify(elsewhere).cause, classify(elsewhere).hint) == ("AUTH_FAILED", None)
+    pop3_elsewhere = dataclasses.replace(_reply("pop3/gmail.bin", 2), host="mail.example.org")
+    assert (classify(pop3_elsewhere).rule, classify(pop3_elsewhere).hint) == ("pop3-auth", None)
+    for index in (0, 1):  # Postfix's 535 5.7.8 Authentication failed
+        postfix = classify(_reply("smtp/postfix.bin", index))
+        assert (postfix.cause, postfix.hint) == ("AUTH_FAILED", None)
+    # Google's missing app password is still a verdict of its own, without a hint.
+    app_password = classify(_reply("smtp/gmail.bin", 0))
+    assert (app_password.cause, app_password.hint) == ("AUTH_APP_PASSWORD_REQUIRED", None)
 
 
 def test_a_reply_no_rule_knows_gets_a_refusal_verdict() -> None:

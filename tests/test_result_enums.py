@@ -67,6 +67,7 @@ PER_CODE_FACTS = {
     "suggestion": "_typed_suggestion",
     "seen": "_block_evidence",
     "user_form": "_user_form",
+    "hint": "_login_hint",
     "clients": "_chain_clients",
     "situation": "_use_imap",
     "weak_signatures": "_weak_signatures",

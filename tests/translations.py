@@ -23,6 +23,7 @@ from maildiag.findings import (
     BLOCK_EVIDENCE,
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
+    LOGIN_HINTS,
     QUOTA_ADVICE,
     QUOTA_FOLDER_TEXTS,
     QUOTA_RESOURCES,
@@ -63,6 +64,8 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"ADVICE_USE_IMAP/{key}", english
     for key, english in USER_FORM_TEXTS.items():
         yield f"AUTH_FAILED/user_form/{key}", english
+    for hint, english in LOGIN_HINTS.items():
+        yield f"AUTH_FAILED/hint/{hint}", english
     for english in SETTINGS_TEXTS.values():
         yield "settings", english
     yield from fact_texts()

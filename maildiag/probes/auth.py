@@ -26,7 +26,7 @@ from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import Deadline
 from ..finding_codes import FindingCode
-from ..model import AuthResult, AuthStatus
+from ..model import AuthResult, AuthStatus, LoginHint
 from ..protocols import imap, pop3, smtp
 from ..quoting import SecretScrubber
 from .sessions import ImapSession, Pop3Session, SessionRefused, SmtpSession
@@ -68,6 +68,7 @@ def _result(
     started: float,
     cause: FindingCode | None = None,
     alerts: Iterable[str] = (),
+    hint: LoginHint | None = None,
 ) -> AuthResult:
     return AuthResult(
         status=status,
@@ -76,6 +77,7 @@ def _result(
         seconds=time.perf_counter() - started,
         cause=cause,
         alerts=tuple(_scrub(alert, creds) or "" for alert in alerts),
+        hint=hint,
     )
 
 
@@ -86,7 +88,9 @@ def _refusal(
     creds: Credentials,
     started: float,
 ) -> AuthResult:
-    return _result(verdict.status, mechanism, detail, creds, started, verdict.cause)
+    return _result(
+        verdict.status, mechanism, detail, creds, started, verdict.cause, hint=verdict.hint
+    )
 
 
 # --- which mechanism --------------------------------------------------------------

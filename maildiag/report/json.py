@@ -144,6 +144,7 @@ def result_json(result: ProbeResult, findings: Sequence[Finding] = ()) -> dict[s
             "skipped_because": result.auth.skipped_because,
             "cause": result.auth.cause,
             "alerts": list(result.auth.alerts),
+            "hint": result.auth.hint,
         }
     if result.mailbox is not None:
         box = result.mailbox
