@@ -24,6 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["--version"], ["-V"]):
         sys.stdout.write(f"maildiag, version {__version__}\n")
         return 0
+    import gc
+
+    from . import dnspython_features
+
+    dnspython_features.prepare()  # before the CLI's first import of dnspython
     from .cli import main as cli_main
 
-    return cli_main(args, started=STARTED)
+    try:
+        return cli_main(args, started=STARTED)
+    finally:
+        # The process ends here, and what it loaded (modules, classes, the
+        # catalogue) ends with it. Frozen, those objects are skipped by the
+        # interpreter's last garbage collection at exit instead of being
+        # walked once more: a tenth of a quick check's run time (make bench, (b3)).
+        gc.freeze()

@@ -487,7 +487,9 @@ class TrustAnchors:
 
     certificates: tuple[x509.Certificate, ...]
     store: Store
-    ders: frozenset[bytes]
+    # The same certificates as a set: cryptography compares and hashes a
+    # certificate by its DER encoding.
+    pinned: frozenset[x509.Certificate]
 
 
 _anchors_lock = threading.Lock()
@@ -524,16 +526,13 @@ def read_ca_file(ca_file: str) -> list[x509.Certificate]:
 
 def _load_anchors(ca_file: str | None) -> TrustAnchors:
     import certifi
-    from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.verification import Store
 
     certificates = list(_certifi_roots(certifi.where()))
     if ca_file:
         certificates += read_ca_file(ca_file)
     return TrustAnchors(
-        certificates=tuple(certificates),
-        store=Store(certificates),
-        ders=frozenset(c.public_bytes(Encoding.DER) for c in certificates),
+        certificates=tuple(certificates), store=Store(certificates), pinned=frozenset(certificates)
     )
 
 
@@ -697,9 +696,7 @@ class _Verdict:
     rejected_as_weak: bool = False
 
 
-def _judge(
-    certs: list[x509.Certificate], leaf_der: bytes, anchors: TrustAnchors, now: datetime
-) -> _Verdict:
+def _judge(certs: list[x509.Certificate], anchors: TrustAnchors, now: datetime) -> _Verdict:
     from cryptography.x509.verification import VerificationError
 
     leaf = certs[0]
@@ -707,7 +704,7 @@ def _judge(
         return _Verdict(TrustStatus.EXPIRED, _validity_problem(leaf, now, "the certificate"))
     if now < leaf.not_valid_before_utc:
         return _Verdict(TrustStatus.NOT_YET_VALID, _validity_problem(leaf, now, "the certificate"))
-    if leaf_der in anchors.ders:
+    if leaf in anchors.pinned:
         # Pinned: the user put this very certificate in the CA file.
         return _Verdict(TrustStatus.TRUSTED)
     if _self_issued(leaf) and _signed_by(leaf, leaf):
@@ -949,7 +946,7 @@ def _analyse(
     if unparsable:
         problem = f"certificate #{unparsable[0] + 1} the server sent could not be parsed"
         return facts(TrustStatus.INVALID, problem, matches, days)
-    verdict = _judge(certs, chain_der[0], load_trust_anchors(ca_file), now)
+    verdict = _judge(certs, load_trust_anchors(ca_file), now)
     return replace(
         facts(verdict.trust, verdict.detail, matches, days),
         rejected_as_weak=verdict.rejected_as_weak,
