@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .finding_codes import FindingCode
@@ -423,9 +423,85 @@ class FamilyProbe:
         return IpFamily.of(self.address)
 
 
+class CheckId(enum.StrEnum):
+    """The checks of one endpoint (the registry: ``maildiag.probes.checks``)."""
+
+    ENDPOINT = "endpoint"  # connect, TLS, greeting, capabilities, STARTTLS: the probe itself
+    OTHER_FAMILY = "other_family"  # the same endpoint over the host's other IP family
+    AUTH = "auth"  # the login, with the run's credentials
+    MAILBOX = "mailbox"  # quota, INBOX size, folders (IMAP, POP3), after the login
+    SEND = "send"  # MAIL FROM / RCPT TO / RSET (submission), after the login
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AttemptStatus(enum.StrEnum):
+    """How one check of an endpoint went (as sslyze's ScanCommandAttemptStatusEnum)."""
+
+    COMPLETED = "completed"  # it ran to its verdict, whatever the verdict
+    NOT_SCHEDULED = "not_scheduled"  # not run: ``error_reason`` says why
+    ERROR = "error"  # it broke off: ``error_reason`` says how
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CheckError(enum.StrEnum):
+    """Why a check did not run, or did not finish."""
+
+    NEEDS_UNMET = "needs_unmet"  # a check it needs did not succeed (no login, ...)
+    NOT_APPLICABLE = "not_applicable"  # nothing to check here (one IP family only)
+    NO_ANSWER = "no_answer"  # the server stopped answering or hung up in the middle
+    DEADLINE = "deadline"  # the run's deadline passed in the middle
+    BROKEN_REPLY = "broken_reply"  # the server's reply made no sense (a protocol error)
+    BUG = "bug"  # maildiag itself failed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+R = TypeVar("R")
+
+
 @dataclass(frozen=True)
+class CheckAttempt(Generic[R]):
+    """One check of one endpoint: its status, why it failed, what it found.
+
+    A check that broke off may still have a result (a login sent without an
+    answer is the verdict NO_ANSWER); one not scheduled never has.
+    """
+
+    check: CheckId
+    status: AttemptStatus
+    result: R | None = None
+    error_reason: CheckError | None = None
+    error: str | None = None  # for people
+
+    @classmethod
+    def completed(cls, check: CheckId, result: R) -> CheckAttempt[R]:
+        return cls(check, AttemptStatus.COMPLETED, result)
+
+
+# The ProbeResult keywords that name an attempt's result (the fields it had
+# before the attempts): accepted by its constructor, read through properties.
+_RESULT_KEYWORDS = {
+    "auth": CheckId.AUTH,
+    "mailbox": CheckId.MAILBOX,
+    "send": CheckId.SEND,
+    "other_family": CheckId.OTHER_FAMILY,
+}
+
+
+@dataclass(frozen=True, init=False)
 class ProbeResult:
-    """Everything one probe of one endpoint learned, and how it ended."""
+    """Everything one probe of one endpoint learned, and how it ended.
+
+    The fields are the endpoint check's own findings; every other check of
+    the endpoint (login, mailbox, sending, the other IP family) is an attempt
+    in ``attempts``, keyed by its check id. ``auth``, ``mailbox``, ``send``
+    and ``other_family`` read their results, and are accepted as keywords.
+    """
 
     endpoint: Endpoint
     outcome: Outcome
@@ -446,15 +522,73 @@ class ProbeResult:
     # handshake (outcome PROTOCOL_ERROR): injected by a man in the middle or a
     # broken server, never read as part of the session.
     starttls_injection: str | None = None
-    auth: AuthResult | None = None
-    mailbox: MailboxFacts | None = None
-    send: SendCheck | None = None  # submission endpoints after a successful login
     # Taken from a probe of the same endpoint made for another domain of a
     # batch moments before (see ``runner.ProbeCache``), not probed again.
     shared: bool = False
-    # The probe over the other IP family (IPv6 when ``address`` is IPv4), when
-    # the host name has addresses of both.
-    other_family: FamilyProbe | None = None
+    attempts: Mapping[CheckId, CheckAttempt[Any]] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        outcome: Outcome,
+        failed_phase: Phase | None = None,
+        error: str | None = None,
+        address: str | None = None,
+        local_address: str | None = None,
+        timings: Mapping[str, float] | None = None,
+        greeting: str | None = None,
+        server_reply: str | None = None,
+        capabilities: tuple[str, ...] = (),
+        capabilities_tls: tuple[str, ...] = (),
+        starttls_offered: bool | None = None,
+        plaintext_login_offered: bool | None = None,
+        tls: TlsFacts | None = None,
+        tls_failure: TlsFailure | None = None,
+        starttls_injection: str | None = None,
+        shared: bool = False,
+        attempts: Mapping[CheckId, CheckAttempt[Any]] | None = None,
+        **results: Any,
+    ) -> None:
+        values = dict(locals())
+        for name in ("self", "results", "attempts", "timings"):
+            del values[name]
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "timings", {} if timings is None else timings)
+        merged = dict(attempts or {})
+        for name, result in results.items():
+            if name not in _RESULT_KEYWORDS:
+                raise TypeError(f"ProbeResult() got an unexpected keyword argument {name!r}")
+            check = _RESULT_KEYWORDS[name]
+            if result is None:
+                merged.pop(check, None)
+            else:
+                merged[check] = CheckAttempt.completed(check, result)
+        object.__setattr__(self, "attempts", merged)
+
+    def _result(self, check: CheckId, kind: type[R]) -> R | None:
+        attempt = self.attempts.get(check)
+        result = None if attempt is None else attempt.result
+        return result if isinstance(result, kind) else None
+
+    @property
+    def auth(self) -> AuthResult | None:
+        return self._result(CheckId.AUTH, AuthResult)
+
+    @property
+    def mailbox(self) -> MailboxFacts | None:
+        return self._result(CheckId.MAILBOX, MailboxFacts)
+
+    @property
+    def send(self) -> SendCheck | None:
+        """Submission endpoints, after a successful login."""
+        return self._result(CheckId.SEND, SendCheck)
+
+    @property
+    def other_family(self) -> FamilyProbe | None:
+        """The probe over the other IP family (IPv6 when ``address`` is IPv4),
+        when the host name has addresses of both."""
+        return self._result(CheckId.OTHER_FAMILY, FamilyProbe)
 
     @property
     def total_seconds(self) -> float:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from .credentials_input import Credentials
 from .deadline import Deadline
@@ -24,17 +25,18 @@ from .discovery import Overrides, discover
 from .dns import InvalidDomain, Resolver, to_ascii
 from .limits import HostLimiter
 from .model import (
+    CheckAttempt,
     Diagnosis,
     Endpoint,
-    FamilyProbe,
     InboundResult,
     Outcome,
     ProbeResult,
     Thresholds,
     TypedVerdict,
 )
+from .probes.checks import CheckSpec, Stage, checks_of, run_beside
 from .probes.endpoint import ConnectWatcher, ProbeSettings, SessionHook, probe_endpoint
-from .probes.families import probe_other_family
+from .probes.families import BesideContext
 from .probes.inbound import check_inbound
 from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
@@ -493,20 +495,16 @@ def run_probes(
             hook = session_hook_factory(endpoint)
 
         def run() -> ProbeResult:
-            # The other IP family at the same time, not after: a dual-stack
-            # host costs no more time than one with a single address.
-            other: Future[FamilyProbe | None] | None = None
-            try:
-                other = pool.submit(
-                    probe_other_family,
-                    endpoint,
-                    lookup,
-                    settings,
-                    deadline,
-                    host_limiter=host_limiter,
-                )
-            except RuntimeError:
-                pass  # the run is ending (the pool no longer takes work)
+            # The registered checks beside the probe (the other IP family) at
+            # the same time, not after: a dual-stack host costs no more time
+            # than one with a single address.
+            context = BesideContext(endpoint, lookup, settings, deadline, host_limiter)
+            beside: list[tuple[CheckSpec, Future[CheckAttempt[Any]]]] = []
+            for check in checks_of(Stage.BESIDE, endpoint.protocol):
+                try:
+                    beside.append((check, pool.submit(run_beside, check, context)))
+                except RuntimeError:
+                    break  # the run is ending (the pool no longer takes work)
             result = probe_endpoint(
                 endpoint,
                 lookup,
@@ -516,9 +514,11 @@ def run_probes(
                 host_limiter=host_limiter,
                 watcher=watcher,
             )
+            if not beside:
+                return result
             # Bounded by the deadline like the probe itself.
-            found = other.result() if other is not None else None
-            return replace(result, other_family=found) if found is not None else result
+            attempts = {**result.attempts, **{c.id: f.result() for c, f in beside}}
+            return replace(result, attempts=attempts)
 
         if probe_cache is None or hook is not None:
             return run()
@@ -533,8 +533,9 @@ def run_probes(
             watcher.connected(result.address, False)
         return result
 
-    # Two threads per endpoint: its probe and the probe of its other IP family.
-    with ThreadPoolExecutor(max_workers=2 * len(endpoints), thread_name_prefix="probe") as pool:
+    # A thread per endpoint for its probe, and one for each check beside it.
+    threads = sum(1 + len(checks_of(Stage.BESIDE, e.protocol)) for e in endpoints)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="probe") as pool:
         futures = [pool.submit(probe, endpoint) for endpoint in endpoints]
         _, pending = wait(futures, timeout=deadline.wait_timeout())
         if pending:

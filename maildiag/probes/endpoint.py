@@ -14,11 +14,14 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import tls
 from ..deadline import Deadline, DeadlineExceeded
 from ..limits import HostLimiter
 from ..model import (
+    CheckAttempt,
+    CheckId,
     Endpoint,
     IpFamily,
     Outcome,
@@ -107,7 +110,9 @@ class ProbeRecorder:
     plaintext_login_offered: bool | None = None
     tls: TlsFacts | None = None
     starttls_injection: str | None = None
-    extras: dict[str, object] = field(default_factory=dict)
+    tls_failure: TlsFailure | None = None
+    # The checks run inside the session (login, mailbox, sending), by check id.
+    attempts: dict[CheckId, CheckAttempt[Any]] = field(default_factory=dict)
 
     @contextmanager
     def timing(self, phase: Phase) -> Iterator[None]:
@@ -135,8 +140,9 @@ class ProbeRecorder:
             starttls_offered=self.starttls_offered,
             plaintext_login_offered=self.plaintext_login_offered,
             tls=self.tls,
+            tls_failure=self.tls_failure,
             starttls_injection=self.starttls_injection,
-            **self.extras,  # type: ignore[arg-type]
+            attempts=dict(self.attempts),
         )
 
 
@@ -262,7 +268,7 @@ def _connect_and_talk(
         return _dialogue(endpoint, conn, settings, rec, after_capabilities)
     except TlsHandshakeError as exc:
         if exc.reason is not None:
-            rec.extras["tls_failure"] = exc.reason
+            rec.tls_failure = exc.reason
         return rec.result(Outcome.STALLED if exc.stalled else Outcome.TLS_FAILED, str(exc))
     except ReadTimeout as exc:
         if rec.phase is Phase.GREETING:
@@ -388,7 +394,7 @@ def _plaintext_instead_of_tls(
             greeting = session.greeting()
     except (ProtocolError, TransportError) as unreadable:
         rec.phase = Phase.TLS
-        rec.extras["tls_failure"] = TlsFailure.PLAINTEXT
+        rec.tls_failure = TlsFailure.PLAINTEXT
         return rec.result(Outcome.TLS_FAILED, f"{exc}, but not with a greeting ({unreadable})")
     rec.greeting = greeting.text
     # A plaintext PREAUTH is a plaintext greeting like "* OK": the port speaks
@@ -401,7 +407,7 @@ def _plaintext_instead_of_tls(
         return rec.result(outcome, f"before TLS: {greeting.text}")
     _polite_close(session)
     rec.phase = Phase.TLS
-    rec.extras["tls_failure"] = TlsFailure.PLAINTEXT
+    rec.tls_failure = TlsFailure.PLAINTEXT
     return rec.result(Outcome.TLS_FAILED, f"{exc}: {greeting.text}")
 
 

@@ -10,12 +10,47 @@ outcome is kept. It never logs in: one mailbox, one login per endpoint.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from ..deadline import Deadline
 from ..dns import DnsLookupError
 from ..limits import HostLimiter
-from ..model import Endpoint, FamilyProbe, IpFamily
+from ..model import (
+    AttemptStatus,
+    CheckAttempt,
+    CheckError,
+    CheckId,
+    Endpoint,
+    FamilyProbe,
+    IpFamily,
+)
 from .endpoint import AddressLookup, ProbeSettings, probe_endpoint
+
+
+@dataclass(frozen=True)
+class BesideContext:
+    """What a check that runs next to an endpoint's probe gets (``checks.Stage.BESIDE``)."""
+
+    endpoint: Endpoint
+    lookup: AddressLookup
+    settings: ProbeSettings
+    deadline: Deadline
+    host_limiter: HostLimiter | None = None
+
+
+def other_family_check(ctx: BesideContext) -> CheckAttempt[FamilyProbe]:
+    """The registered check ``OTHER_FAMILY``."""
+    found = probe_other_family(
+        ctx.endpoint, ctx.lookup, ctx.settings, ctx.deadline, host_limiter=ctx.host_limiter
+    )
+    if found is None:
+        return CheckAttempt(
+            CheckId.OTHER_FAMILY,
+            AttemptStatus.NOT_SCHEDULED,
+            error_reason=CheckError.NOT_APPLICABLE,
+            error="no address of another IP family to probe",
+        )
+    return CheckAttempt.completed(CheckId.OTHER_FAMILY, found)
 
 
 def other_family(addresses: list[str]) -> IpFamily | None:

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import DeadlineExceeded
 from ..finding_codes import FindingCode
 from ..model import (
+    AttemptStatus,
     AuthResult,
     AuthStatus,
+    CheckAttempt,
+    CheckId,
     Endpoint,
     LockoutKind,
     MailboxFacts,
@@ -28,6 +33,7 @@ from ..model import (
     Protocol,
     QuotaResource,
     Security,
+    SendCheck,
     SkipReason,
     TrustStatus,
 )
@@ -36,6 +42,7 @@ from ..protocols.lines import ProtocolError
 from ..protocols.registry import spec
 from ..transport import PeerClosed, ReadTimeout
 from . import auth, folders, sending
+from .checks import reason_for, run_session_checks
 from .endpoint import ProbeRecorder
 from .sessions import ImapSession, Pop3Session, Session, SmtpSession
 
@@ -89,74 +96,13 @@ class MailboxChecks:
         return hook
 
     def run(self, endpoint: Endpoint, session: Session, rec: ProbeRecorder) -> None:
+        """The registered session checks (login, then mailbox or sending) on ``session``."""
         encrypted = session.conn.is_tls
         capabilities = rec.capabilities_tls if encrypted else rec.capabilities
-        skip = self._reason_not_to_try(endpoint, rec, encrypted, capabilities)
-        if skip is not None:
-            rec.extras["auth"] = skip
-            return
+        ctx = SessionContext(self, endpoint, session, rec, rec.attempts, capabilities)
+        run_session_checks(ctx)
 
-        turn, token = self.gate.wait_turn(session.conn.deadline)
-        if turn is auth.Turn.SKIP:
-            verdict = self.gate.refusal
-            assert verdict is not None
-            if verdict.result.status is AuthStatus.NO_ANSWER:
-                kind = LockoutKind.NO_ANSWER
-            elif verdict.result.status is AuthStatus.TEMPORARY_FAILURE:
-                kind = LockoutKind.LIMITED
-            else:
-                kind = LockoutKind.REFUSED
-            earlier = {
-                "where": verdict.where,
-                "status": str(verdict.result.status),
-                "cause": str(verdict.result.cause),
-            }
-            why = LOCKOUT_REASONS[kind].format(**earlier)
-            rec.extras["auth"] = AuthResult(
-                AuthStatus.SKIPPED,
-                None,
-                f"not tried: {why}",
-                skipped_because=SkipReason.LOCKOUT,
-                skipped_facts=(("lockout", kind), *earlier.items()),
-            )
-            return
-        if turn is auth.Turn.GIVE_UP:
-            rec.extras["auth"] = AuthResult(
-                AuthStatus.SKIPPED,
-                None,
-                NOT_TRIED + NO_PILOT_VERDICT,
-                skipped_because=SkipReason.NO_PILOT_VERDICT,
-            )
-            return
-
-        result: AuthResult | None = None
-        mechanism = auth.mechanism_for(session_name(endpoint), capabilities)
-        try:
-            with rec.timing(Phase.AUTH):
-                result, after = _login(session, self.credentials, capabilities, endpoint.host)
-        except Exception as exc:
-            result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
-            rec.extras["auth"] = result
-            if not isinstance(exc, (ReadTimeout, PeerClosed, DeadlineExceeded)):
-                raise  # the probe classifies the broken connection
-            # The endpoint worked up to here; only the login has no verdict. The
-            # connection is given up (a goodbye would wait behind the answer).
-            session.conn.close()
-            return
-        finally:
-            self.gate.report(token, endpoint.label, result)
-        rec.extras["auth"] = result
-        if result.status == AuthStatus.OK and isinstance(session, SmtpSession):
-            with rec.timing(Phase.SEND):
-                rec.extras["send"] = sending.check_sending(
-                    session, self.sender, after, self.credentials.user
-                )
-        elif result.status == AuthStatus.OK:
-            facts = _mailbox_facts(session, rec, after, self.quota_warning_percent)
-            if facts is not None:
-                rec.extras["mailbox"] = facts
-
-    def _reason_not_to_try(
+    def reason_not_to_try(
         self,
         endpoint: Endpoint,
         rec: ProbeRecorder,
@@ -216,6 +162,99 @@ class MailboxChecks:
                 _no_mechanism_detail(endpoint, capabilities),
             )
         return None
+
+
+@dataclass
+class SessionContext:
+    """What a check inside an endpoint's session gets (``checks.Stage.SESSION``)."""
+
+    checks: MailboxChecks
+    endpoint: Endpoint
+    session: Session
+    rec: ProbeRecorder
+    attempts: dict[CheckId, CheckAttempt[Any]]
+    # The capabilities that count: inside TLS (before it on a plaintext
+    # endpoint); after the login, those the server announced then.
+    capabilities: tuple[str, ...]
+
+
+def login_check(ctx: SessionContext) -> CheckAttempt[AuthResult]:
+    """The registered check ``AUTH``: the login, unless the password must be held back."""
+    checks, endpoint, session, rec = ctx.checks, ctx.endpoint, ctx.session, ctx.rec
+    encrypted = session.conn.is_tls
+    skip = checks.reason_not_to_try(endpoint, rec, encrypted, ctx.capabilities)
+    if skip is not None:
+        return CheckAttempt.completed(CheckId.AUTH, skip)
+
+    turn, token = checks.gate.wait_turn(session.conn.deadline)
+    if turn is auth.Turn.SKIP:
+        verdict = checks.gate.refusal
+        assert verdict is not None
+        if verdict.result.status is AuthStatus.NO_ANSWER:
+            kind = LockoutKind.NO_ANSWER
+        elif verdict.result.status is AuthStatus.TEMPORARY_FAILURE:
+            kind = LockoutKind.LIMITED
+        else:
+            kind = LockoutKind.REFUSED
+        earlier = {
+            "where": verdict.where,
+            "status": str(verdict.result.status),
+            "cause": str(verdict.result.cause),
+        }
+        why = LOCKOUT_REASONS[kind].format(**earlier)
+        held_back = AuthResult(
+            AuthStatus.SKIPPED,
+            None,
+            f"not tried: {why}",
+            skipped_because=SkipReason.LOCKOUT,
+            skipped_facts=(("lockout", kind), *earlier.items()),
+        )
+        return CheckAttempt.completed(CheckId.AUTH, held_back)
+    if turn is auth.Turn.GIVE_UP:
+        no_pilot = AuthResult(
+            AuthStatus.SKIPPED,
+            None,
+            NOT_TRIED + NO_PILOT_VERDICT,
+            skipped_because=SkipReason.NO_PILOT_VERDICT,
+        )
+        return CheckAttempt.completed(CheckId.AUTH, no_pilot)
+
+    result: AuthResult | None = None
+    mechanism = auth.mechanism_for(session_name(endpoint), ctx.capabilities)
+    try:
+        with rec.timing(Phase.AUTH):
+            result, after = _login(session, checks.credentials, ctx.capabilities, endpoint.host)
+    except Exception as exc:
+        result = AuthResult(AuthStatus.NO_ANSWER, mechanism, f"no answer to the login: {exc}")
+        broken = CheckAttempt(CheckId.AUTH, AttemptStatus.ERROR, result, reason_for(exc), f"{exc}")
+        if not isinstance(exc, (ReadTimeout, PeerClosed, DeadlineExceeded)):
+            ctx.attempts[CheckId.AUTH] = broken
+            raise  # the probe classifies the broken connection
+        # The endpoint worked up to here; only the login has no verdict. The
+        # connection is given up (a goodbye would wait behind the answer).
+        session.conn.close()
+        return broken
+    finally:
+        checks.gate.report(token, endpoint.label, result)
+    ctx.capabilities = after
+    return CheckAttempt.completed(CheckId.AUTH, result)
+
+
+def mailbox_check(ctx: SessionContext) -> CheckAttempt[MailboxFacts]:
+    """The registered check ``MAILBOX``: quota, INBOX size and folders, read-only."""
+    facts = _mailbox_facts(ctx.session, ctx.rec, ctx.capabilities, ctx.checks.quota_warning_percent)
+    assert facts is not None  # registered for IMAP and POP3 only
+    return CheckAttempt.completed(CheckId.MAILBOX, facts)
+
+
+def send_check(ctx: SessionContext) -> CheckAttempt[SendCheck]:
+    """The registered check ``SEND``: may the login send as its address? Nothing is sent."""
+    assert isinstance(ctx.session, SmtpSession)  # registered for SMTP only
+    with ctx.rec.timing(Phase.SEND):
+        checked = sending.check_sending(
+            ctx.session, ctx.checks.sender, ctx.capabilities, ctx.checks.credentials.user
+        )
+    return CheckAttempt.completed(CheckId.SEND, checked)
 
 
 def session_name(endpoint: Endpoint) -> str:
