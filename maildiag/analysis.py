@@ -44,6 +44,7 @@ from .model import (
     SendStatus,
     Severity,
     SkipReason,
+    SourceKind,
     Status,
     SyncResult,
     Thresholds,
@@ -63,8 +64,6 @@ from .servers import (
 )
 from .tls import WEAK_SIGNATURE_HASHES, weak_key, weak_signature
 
-# Sources that mean "someone published this endpoint", as opposed to a guessed name.
-ANNOUNCED_SOURCE_PREFIXES = ("srv:", "autoconfig", "option")
 WEAK_CIPHER_MARKERS = ("RC4", "3DES", "DES-CBC", "NULL", "EXPORT", "MD5")
 OUTDATED_TLS_VERSIONS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
 # Outcomes that say nothing bad about the endpoint itself (yet).
@@ -144,7 +143,8 @@ def _what(endpoint: Endpoint) -> str:
 
 
 def _announced(endpoint: Endpoint) -> bool:
-    return bool(endpoint.sources) and endpoint.sources[0].startswith(ANNOUNCED_SOURCE_PREFIXES)
+    first = endpoint.source_kinds[0] if endpoint.sources else None
+    return first is not None and first.announced
 
 
 def _discovery_findings(discovery: Discovery) -> Iterator[Finding]:
@@ -322,7 +322,7 @@ def _endpoint_findings(
 
     if (
         _announced(endpoint)
-        and endpoint.sources[0] != "option"
+        and endpoint.source_kinds[0] is not SourceKind.OPTION
         and outcome not in (Outcome.OK, *INCONCLUSIVE)
     ):
         found.append(
@@ -437,9 +437,10 @@ def _login_names(result: ProbeResult) -> list[str]:
 
 
 def _source_name(source: str) -> str:
-    if source.startswith("srv:"):
-        return SOURCE_SRV.format(record=source[4:])
-    if source.startswith("autoconfig"):
+    kind = SourceKind.of(source)
+    if kind is SourceKind.SRV:
+        return SOURCE_SRV.format(record=SourceKind.detail(source))
+    if kind is SourceKind.AUTOCONFIG:
         return SOURCE_AUTOCONFIG
     return source
 

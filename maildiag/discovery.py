@@ -29,6 +29,7 @@ from maildiag.model import (
     MxRecord,
     Protocol,
     Security,
+    SourceKind,
     SrvRecord,
 )
 from maildiag.protocols.registry import ORDER, SLOTS, SRV_SERVICES, spec
@@ -246,7 +247,13 @@ def _choose_endpoints(
         port_override = overrides.ports.get((protocol, security))
         candidates: list[tuple[str, int, str]] = []  # host, port, source; best first
         if protocol in override_hosts:
-            candidates.append((override_hosts[protocol], port_override or default_port, "option"))
+            candidates.append(
+                (
+                    override_hosts[protocol],
+                    port_override or default_port,
+                    SourceKind.OPTION.source(),
+                )
+            )
 
         service = spec(protocol).srv_service(security)
         records = [r for r in srv if r.service == service]
@@ -256,7 +263,9 @@ def _choose_endpoints(
         if offered:
             # RFC 2782: lowest priority first; among equals, the heaviest.
             best = min(offered, key=lambda r: (r.priority, -r.weight))
-            candidates.append((best.target, port_override or best.port, f"srv:{service}"))
+            candidates.append(
+                (best.target, port_override or best.port, SourceKind.SRV.source(service))
+            )
         elif (
             any(r.not_offered for r in records)
             and not any(r.invalid for r in records)
@@ -269,20 +278,26 @@ def _choose_endpoints(
         for result in autoconfig:
             for server in result.servers:
                 if (server.protocol, server.security) == (protocol, security):
-                    candidates.append((server.host, port_override or server.port, "autoconfig"))
+                    candidates.append(
+                        (server.host, port_override or server.port, SourceKind.AUTOCONFIG.source())
+                    )
         for prefix in spec(protocol).host_guesses:
             host = f"{prefix}.{domain_ascii}" if prefix else domain_ascii
             if host in resolved:
-                candidates.append((host, port_override or default_port, f"guess:{host}"))
+                candidates.append(
+                    (host, port_override or default_port, SourceKind.GUESS.source(host))
+                )
         # The host of an unusable record is still the provider's hint, on the
         # standard port; after the usual names, which are known to resolve.
         for record in records:
             if record.invalid and not offered:
                 port = port_override or default_port
-                candidates.append((record.target, port, f"guess:{record.target}"))
+                candidates.append((record.target, port, SourceKind.GUESS.source(record.target)))
         usable_mx = [m for m in mx if m.host not in ("", ".")]
         if usable_mx:
-            candidates.append((usable_mx[0].host, port_override or default_port, "mx"))
+            candidates.append(
+                (usable_mx[0].host, port_override or default_port, SourceKind.MX.source())
+            )
 
         if not candidates:
             continue

@@ -124,6 +124,41 @@ class TrustStatus(enum.StrEnum):
         return self.value
 
 
+class SourceKind(enum.StrEnum):
+    """Where discovery found an endpoint. A source reads "<kind>" or "<kind>:<detail>"
+    ("srv:_imaps._tcp", "guess:mail.example.org"), as the reports print it."""
+
+    OPTION = "option"  # --imap-host, --imap-port, ...
+    SRV = "srv"  # an SRV record (RFC 6186); the detail is its service
+    AUTOCONFIG = "autoconfig"  # an autoconfig document
+    GUESS = "guess"  # a usual host name that resolves; the detail is the name
+    MX = "mx"  # the domain's MX host, as a last resort
+    TYPED = "typed"  # a setting the customer typed (check --typed)
+
+    def source(self, detail: str | None = None) -> str:
+        return f"{self.value}:{detail}" if detail else self.value
+
+    @classmethod
+    def of(cls, source: str) -> SourceKind | None:
+        kind, _, _ = source.partition(":")
+        try:
+            return cls(kind)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def detail(source: str) -> str:
+        return source.partition(":")[2]
+
+    @property
+    def announced(self) -> bool:
+        """Someone published (or gave) this endpoint: it is not a guess."""
+        return self in (SourceKind.OPTION, SourceKind.SRV, SourceKind.AUTOCONFIG)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One thing to probe: a protocol on host:port with a kind of security."""
@@ -132,11 +167,16 @@ class Endpoint:
     host: str  # ASCII (IDNA) host name or an IP literal
     port: int
     security: Security
-    sources: tuple[str, ...] = ()  # where discovery found it: "srv:_imaps._tcp", "guess", ...
+    sources: tuple[str, ...] = ()  # where discovery found it, best first (see SourceKind)
 
     @property
     def key(self) -> str:
         return f"{self.protocol.value}:{self.security.value}:{self.host}:{self.port}"
+
+    @property
+    def source_kinds(self) -> tuple[SourceKind | None, ...]:
+        """The kind of each source, in order (None for one no kind describes)."""
+        return tuple(SourceKind.of(s) for s in self.sources)
 
     @property
     def label(self) -> str:

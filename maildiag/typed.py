@@ -25,6 +25,7 @@ from .model import (
     Protocol,
     Security,
     Severity,
+    SourceKind,
     Thresholds,
     TlsFailure,
     TypedJudgement,
@@ -64,7 +65,7 @@ def parse_typed(text: str) -> Endpoint:
         ascii_host = to_ascii(host)
     except InvalidDomain as exc:
         raise TypedSettingError(f"{text!r}: {exc}") from None
-    return Endpoint(protocol, ascii_host, int(port_text), security, ("typed",))
+    return Endpoint(protocol, ascii_host, int(port_text), security, (SourceKind.TYPED.source(),))
 
 
 def setting_json(endpoint: Endpoint) -> dict[str, object]:

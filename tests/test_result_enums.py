@@ -23,6 +23,7 @@ from maildiag.model import (
     SendCheck,
     SendStatus,
     SkipReason,
+    SourceKind,
 )
 from maildiag.probes.mailbox import LOCKOUT_REASONS
 
@@ -89,3 +90,18 @@ def test_each_code_whose_text_has_a_sentence_fact_gets_it_rebuilt(fact: str) -> 
     using.discard(FindingCode.TLS_HOSTNAME_MISMATCH)
     rebuilt = {code for code, steps in i18n._CODE_FACTS.items() if rebuild in steps}
     assert using and using == rebuilt
+
+
+@pytest.mark.parametrize("kind", list(SourceKind))
+def test_a_source_reads_back_as_its_kind(kind: SourceKind) -> None:
+    assert SourceKind.of(kind.source()) is kind
+    assert SourceKind.of(kind.source("mail.kunde.test")) is kind
+    assert SourceKind.detail(kind.source("_imaps._tcp")) == "_imaps._tcp"
+    assert kind.announced is (kind in (SourceKind.OPTION, SourceKind.SRV, SourceKind.AUTOCONFIG))
+
+
+def test_sources_are_written_as_the_reports_always_printed_them() -> None:
+    assert SourceKind.SRV.source("_imaps._tcp") == "srv:_imaps._tcp"
+    assert SourceKind.GUESS.source("imap.kunde.test") == "guess:imap.kunde.test"
+    assert SourceKind.AUTOCONFIG.source() == "autoconfig"
+    assert SourceKind.of("somewhere") is None

@@ -35,6 +35,7 @@ from ..model import (
     Security,
     SendCheck,
     SkipReason,
+    SourceKind,
     TrustStatus,
 )
 from ..protocols import imap, pop3
@@ -110,7 +111,8 @@ class MailboxChecks:
         capabilities: tuple[str, ...],
     ) -> AuthResult | None:
         """A result when the password must not (or cannot) be sent here; None to go on."""
-        if endpoint.host in self.foreign_hosts and set(endpoint.sources) <= {"autoconfig"}:
+        only_autoconfig = all(k is SourceKind.AUTOCONFIG for k in endpoint.source_kinds)
+        if endpoint.host in self.foreign_hosts and only_autoconfig:
             return AuthResult(
                 AuthStatus.SKIPPED,
                 None,
