@@ -12,6 +12,13 @@ signs, each about one server address, never one refused port alone:
 
 A refusal that speaks of too many *connections* is a connection limit, not a
 ban: that stays SMTP_THROTTLED / SERVER_THROTTLED.
+
+A dual-stack host is judged per address, over both families: the probe of
+the other family (``ProbeResult.other_family``) counts as an attempt at its
+own address. fail2ban bans each client address on its own, so a ban often
+holds for one family only; when the same endpoints work over the other
+family, the finding names the family and address that is blocked and the
+one that works (``BLOCK_FAMILIES``), instead of "this client" as a whole.
 """
 
 from __future__ import annotations
@@ -22,10 +29,11 @@ from dataclasses import replace
 from typing import Any
 
 from .finding_codes import FindingCode
-from .findings import BLOCK_EVIDENCE, BlockEvidence, make_finding, render_text
+from .findings import BLOCK_EVIDENCE, BLOCK_FAMILIES, BlockEvidence, make_finding, render_text
 from .model import (
     AuthStatus,
     Finding,
+    IpFamily,
     Outcome,
     Phase,
     PortCheck,
@@ -77,25 +85,63 @@ def blocked_findings(
     results: Iterable[ProbeResult], port_checks: Iterable[PortCheck] = ()
 ) -> list[Finding]:
     """One CLIENT_ADDRESS_BLOCKED per server address that shows a sign of a block."""
+    pairs = [_both_families(result) for result in results]
     by_address: dict[str, list[ProbeResult]] = {}
-    for result in results:
-        if result.address is not None:
-            by_address.setdefault(result.address, []).append(result)
+    for pair in pairs:
+        for attempt in pair:
+            if attempt.address is not None:
+                by_address.setdefault(attempt.address, []).append(attempt)
     open_ports: dict[str, list[PortCheck]] = {}
     for check in port_checks:
         if check.state is PortState.OPEN:
             open_ports.setdefault(check.address, []).append(check)
     found = []
     for address, probed in by_address.items():
-        finding = _judge(address, probed, open_ports.get(address, []))
+        finding = _judge(address, probed, open_ports.get(address, []), pairs)
         if finding is not None:
             found.append(finding)
     return found
 
 
+def _both_families(result: ProbeResult) -> tuple[ProbeResult, ...]:
+    """The endpoint's attempt at its main address, and the one over its other family."""
+    other = result.other_family
+    if other is None:
+        return (result,)
+    over_other = ProbeResult(
+        result.endpoint,
+        other.outcome,
+        failed_phase=other.failed_phase,
+        error=other.error,
+        address=other.address,
+        local_address=other.local_address,
+    )
+    return (result, over_other)
+
+
+def _working_over_the_other_family(
+    address: str, pairs: Sequence[tuple[ProbeResult, ...]]
+) -> list[ProbeResult]:
+    """The attempts over the other family that worked, of the endpoints tried at ``address``."""
+    family = IpFamily.of(address)
+    return [
+        attempt
+        for pair in pairs
+        if any(a.address == address for a in pair)
+        for attempt in pair
+        if attempt.address is not None
+        and IpFamily.of(attempt.address) is not family
+        and attempt.outcome is Outcome.OK
+    ]
+
+
 def _judge(
-    address: str, probed: Sequence[ProbeResult], open_ports: Sequence[PortCheck]
+    address: str,
+    probed: Sequence[ProbeResult],
+    open_ports: Sequence[PortCheck],
+    pairs: Sequence[tuple[ProbeResult, ...]] = (),
 ) -> Finding | None:
+    working = _working_over_the_other_family(address, pairs)
     several_ports = len({r.endpoint.port for r in probed}) >= 2
     if several_ports and open_ports and all(r.outcome in _NOT_CONNECTED for r in probed):
         web = open_ports[0]
@@ -104,12 +150,19 @@ def _judge(
             address,
             probed,
             web.local_address,
+            working,
             web_port=web.port,
             reply="",
         )
     if several_ports and all(_dropped(r) for r in probed):
         return _finding(
-            BlockEvidence.DROPPED, address, probed, _local(probed), web_port="", reply=""
+            BlockEvidence.DROPPED,
+            address,
+            probed,
+            _local(probed),
+            working,
+            web_port="",
+            reply="",
         )
     blaming = [r for r in probed if blames_address(_refusal(r))]
     if blaming:
@@ -119,6 +172,7 @@ def _judge(
             address,
             blaming,
             _local(blaming),
+            working,
             web_port="",
             reply=_refusal(first) or "",
         )
@@ -148,6 +202,7 @@ def _finding(
     address: str,
     results: Sequence[ProbeResult],
     local_address: str | None,
+    working: Sequence[ProbeResult] = (),
     **facts: Any,
 ) -> Finding:
     ports = sorted({r.endpoint.port for r in results})
@@ -159,8 +214,26 @@ def _finding(
         ports=", ".join(str(p) for p in ports),
         first_port=ports[0],
         endpoints=[r.endpoint.key for r in results],
+        blocked_family=IpFamily.of(address).value,
     )
-    return make_finding(CODE, seen=render_text(BLOCK_EVIDENCE[evidence], facts), **facts)
+    families = ""
+    if working:
+        first = working[0]
+        assert first.address is not None
+        facts.update(
+            blocked_family_name=IpFamily.of(address).label,
+            working_family=IpFamily.of(first.address).label,
+            working_address=first.address,
+            working_local_address=first.local_address or "?",
+            working_ports=", ".join(str(p) for p in sorted({r.endpoint.port for r in working})),
+        )
+        families = render_text(BLOCK_FAMILIES, facts)
+    return make_finding(
+        CODE,
+        seen=render_text(BLOCK_EVIDENCE[evidence], facts),
+        families=families,
+        **facts,
+    )
 
 
 def explain_symptoms(findings: Sequence[Finding], blocked: Sequence[Finding]) -> list[Finding]:

@@ -393,12 +393,12 @@ _SPECS = (
         _C.CLIENT_ADDRESS_BLOCKED,
         _S.CRITICAL,
         "The server seems to block this client's address",
-        "{seen} That is how a mail server looks from an address it has banned: fail2ban bans an "
-        "address after a few failed logins (one phone or old PC with an outdated password is "
-        "enough), and a firewall rule can do the same. maildiag connected from "
-        "{local_address}; behind a router (NAT) the server sees the router's public address "
-        "instead. The failures of the single ports of {hosts} follow from this: they do not "
-        "mean that the service is down for other customers.",
+        "{seen}{families} That is how a mail server looks from an address it has banned: "
+        "fail2ban bans an address after a few failed logins (one phone or old PC with an "
+        "outdated password is enough), and a firewall rule can do the same. maildiag "
+        "connected from {local_address}; behind a router (NAT) the server sees the router's "
+        "public address instead. The failures of the single ports of {hosts} follow from "
+        "this: they do not mean that the service is down for other customers.",
         "Ask the provider to lift the ban on this address (fail2ban: 'fail2ban-client set "
         "dovecot unbanip {local_address}', or the jail of the mail server concerned, such as "
         "postfix-sasl), and check from another network, such as a mobile hotspot. If it works "
@@ -1290,6 +1290,19 @@ BLOCK_EVIDENCE: Mapping[BlockEvidence, str] = {
     BlockEvidence.REPLY: "{hosts} ({server_address}) refused the connection on port "
     '{first_port} with: "{reply}".',
 }
+
+# The {families} of CLIENT_ADDRESS_BLOCKED when the same endpoints work over
+# the host's other IP family: the block is of one client address, not of the client.
+BLOCK_FAMILIES = (
+    " Over {working_family} ({working_address}) the same server works from here (ports "
+    "{working_ports}, connected from {working_local_address}): what is blocked is this "
+    "client's {blocked_family_name} address {local_address}, not the client as such "
+    "(fail2ban bans each address on its own). Mail programs that connect over "
+    "{working_family} get through, those over {blocked_family_name} do not, so the customer "
+    "may see it work one moment and fail the next. If other networks fail over "
+    "{blocked_family_name} as well, the server takes no mail connections over "
+    "{blocked_family_name} at all."
+)
 
 # The {advice} of QUOTA_NEAR_LIMIT and QUOTA_FULL, per RFC 9208 §5 resource:
 # what frees a storage quota (size) does little for a message-count quota.

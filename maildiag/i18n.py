@@ -314,14 +314,18 @@ def _use_imap(facts: Mapping[str, object], lang: str) -> dict[str, object]:
 
 
 def _block_evidence(facts: Mapping[str, object], lang: str) -> dict[str, object]:
-    from .findings import BLOCK_EVIDENCE, BlockEvidence, render_text
+    from .findings import BLOCK_EVIDENCE, BLOCK_FAMILIES, BlockEvidence, render_text
 
     evidence = facts.get("evidence")
     if not isinstance(evidence, str) or evidence not in BLOCK_EVIDENCE:
         return {}
     kind = BlockEvidence(evidence)
     sentence = text(lang, f"CLIENT_ADDRESS_BLOCKED/{kind}", BLOCK_EVIDENCE[kind])
-    return {"seen": render_text(sentence, facts)}
+    rebuilt: dict[str, object] = {"seen": render_text(sentence, facts)}
+    if facts.get("families"):
+        families = text(lang, "CLIENT_ADDRESS_BLOCKED/families", BLOCK_FAMILIES)
+        rebuilt["families"] = render_text(families, facts)
+    return rebuilt
 
 
 def _user_form(facts: Mapping[str, object], lang: str) -> dict[str, object]:

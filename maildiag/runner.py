@@ -498,7 +498,7 @@ def run_probes(
             # The registered checks beside the probe (the other IP family) at
             # the same time, not after: a dual-stack host costs no more time
             # than one with a single address.
-            context = BesideContext(endpoint, lookup, settings, deadline, host_limiter)
+            context = BesideContext(endpoint, lookup, settings, deadline, host_limiter, watcher)
             beside: list[tuple[CheckSpec, Future[CheckAttempt[Any]]]] = []
             for check in checks_of(Stage.BESIDE, endpoint.protocol):
                 try:

@@ -353,6 +353,7 @@ def test_every_catalogue_entry_renders_without_placeholders_when_given_its_facts
         injected="* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN]\\x0d\\x0a",
         # a server that blocks this client's address
         seen="Every mail port refused.",
+        families=" Over IPv6 the same server works from here.",
         local_address="192.0.2.7",
         # the login refusals (maildiag.login_replies)
         user_form=" Most providers want the complete e-mail address.",

@@ -49,7 +49,8 @@ def zone(address: str) -> dict:
 @contextmanager
 def web_port_open(address: str, port: int = 443) -> Iterator[None]:
     """A port that completes the TCP handshake (the kernel does it; nobody accepts)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((address, port))
     listener.listen(16)

@@ -20,6 +20,7 @@ import pytest
 from maildiag.cli import main
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import ENDPOINTS, Behaviour, FakeMailHost
+from tests.test_blocked_address import web_port_open
 
 ROOT = Path(__file__).parents[1]
 SCHEMA = json.loads((ROOT / "maildiag/schema/report.schema.json").read_text())
@@ -61,6 +62,7 @@ def run(pki, loopback_address, capsys, monkeypatch):
         timeout: float = 1.0,
         fmt: str = "json",
         args: tuple[str, ...] = (),
+        web: tuple[str, ...] = (),  # "ipv4", "ipv6": port 443 answers on that address
     ):
         context = pki.good([HOST]).server_context()
         hosts = {}
@@ -70,6 +72,8 @@ def run(pki, loopback_address, capsys, monkeypatch):
                     address, context, hostname=HOST, behaviours=behaviours, users={USER: SECRET}
                 )
                 hosts[address] = stack.enter_context(host)
+                if ("ipv6" if address == IPV6 else "ipv4") in web:
+                    stack.enter_context(web_port_open(address))
             dns = stack.enter_context(DnsServer(zone(loopback_address, aaaa), DNS_ADDRESS))
             argv = ["check", DOMAIN, "--format", fmt, "--no-autoconfig"]
             argv += ["--nameserver", dns.nameserver, "--ca-file", str(pki.ca_pem_path)]
@@ -195,3 +199,76 @@ def test_in_german_the_failure_is_in_the_words_of_the_table(run):
     assert failing["title"] == "Funktioniert über IPv4, aber nicht über IPv6"
     assert "(::1: abgelehnt)" in failing["explanation"]
     assert failing["details"]["failure"] == "refused"  # the facts stay as they are
+
+
+# -- a ban judged over both families ----------------------------------------
+
+
+def test_a_ban_over_ipv4_while_ipv6_works_names_the_ipv4_address(run, loopback_address):
+    # Every mail port refuses over IPv4 while the IPv4 address answers on 443;
+    # over IPv6 everything works: the IPv4 address is blocked, not "the client".
+    code, report, _, _ = run(ipv4=NOTHING, web=("ipv4",))
+    (blocked,) = found(report, "CLIENT_ADDRESS_BLOCKED")
+    facts = blocked["details"]
+    assert facts["server_address"] == loopback_address
+    assert facts["blocked_family"] == "ipv4"
+    assert (facts["working_family"], facts["working_address"]) == ("IPv6", IPV6)
+    assert facts["working_local_address"] == IPV6
+    local = facts["local_address"]
+    assert local.startswith("127.")
+    assert f"this client's IPv4 address {local}" in blocked["explanation"]
+    assert f"Over IPv6 ({IPV6}) the same server works from here" in blocked["explanation"]
+    assert f"unbanip {local}" in blocked["fix"]
+    # The per-port IPv4 failures follow from it.
+    failing = found(report, "IPV4_FAILS")
+    assert len(failing) == 6 and {f["explained_by"] for f in failing} == {"CLIENT_ADDRESS_BLOCKED"}
+
+
+def test_a_ban_over_ipv6_while_ipv4_works_names_the_ipv6_address(run, loopback_address):
+    # The reverse, judged from the probes of the other family: ::1 refuses
+    # every mail port and answers on 443, IPv4 works.
+    code, report, _, _ = run(ipv6=NOTHING, web=("ipv6",))
+    assert code == 2
+    (blocked,) = found(report, "CLIENT_ADDRESS_BLOCKED")
+    facts = blocked["details"]
+    assert facts["server_address"] == IPV6 and facts["blocked_family"] == "ipv6"
+    assert facts["local_address"] == IPV6
+    assert (facts["working_family"], facts["working_address"]) == ("IPv4", loopback_address)
+    assert f"this client's IPv6 address {IPV6}" in blocked["explanation"]
+    assert f"Over IPv4 ({loopback_address})" in blocked["explanation"]
+    assert any(c["address"] == IPV6 and c["state"] == "open" for c in report["port_checks"])
+    failing = found(report, "IPV6_FAILS")
+    assert len(failing) == 6 and {f["explained_by"] for f in failing} == {"CLIENT_ADDRESS_BLOCKED"}
+
+
+def test_ipv6_refused_without_a_web_answer_is_no_ban(run):
+    # The twin: nothing says the IPv6 host is up, so IPv6 simply fails.
+    code, report, _, _ = run(ipv6=NOTHING)
+    assert found(report, "CLIENT_ADDRESS_BLOCKED") == []
+    assert len(found(report, "IPV6_FAILS")) == 6
+
+
+def test_a_ban_over_both_families_names_no_working_family(run, loopback_address):
+    # The twin: nothing works over IPv6 either, so the note on the other family is not given.
+    code, report, _, _ = run(ipv4=NOTHING, ipv6=NOTHING, web=("ipv4",))
+    (blocked,) = found(report, "CLIENT_ADDRESS_BLOCKED")
+    assert blocked["details"]["server_address"] == loopback_address
+    assert blocked["details"]["families"] == ""
+    assert "working_family" not in blocked["details"]
+    assert "Over IPv6" not in blocked["explanation"]
+
+
+def test_healthy_families_ask_no_web_port(run):
+    code, report, _, _ = run()
+    assert code == 0
+    assert report["port_checks"] == []
+    assert found(report, "CLIENT_ADDRESS_BLOCKED") == []
+
+
+def test_the_family_of_a_ban_reads_in_german(run, loopback_address):
+    code, report, _, _ = run(ipv4=NOTHING, web=("ipv4",), args=("--lang", "de"))
+    (blocked,) = found(report, "CLIENT_ADDRESS_BLOCKED")
+    local = blocked["details"]["local_address"]
+    assert f"Über IPv6 ({IPV6}) funktioniert derselbe Server" in blocked["explanation"]
+    assert f"die IPv4-Adresse {local}" in blocked["explanation"]
+    assert "{" not in blocked["explanation"]

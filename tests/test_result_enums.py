@@ -67,6 +67,7 @@ def test_every_lockout_kind_has_its_reason_in_every_language(kind: LockoutKind) 
 PER_CODE_FACTS = {
     "suggestion": "_typed_suggestion",
     "seen": "_block_evidence",
+    "families": "_block_evidence",
     "user_form": "_user_form",
     "hint": "_login_hint",
     "clients": "_chain_clients",

@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po, write_po
 from maildiag.batch import TEXTS as BATCH_TEXTS
 from maildiag.findings import (
     BLOCK_EVIDENCE,
+    BLOCK_FAMILIES,
     CATALOGUE,
     CHAIN_INCOMPLETE_CLIENTS,
     LOGIN_HINTS,
@@ -53,6 +54,7 @@ def english_texts() -> Iterator[tuple[str, str]]:
         yield f"TLS_CHAIN_INCOMPLETE/clients/{'aia' if has_aia else 'no-aia'}", sentence
     for evidence, sentence in BLOCK_EVIDENCE.items():
         yield f"CLIENT_ADDRESS_BLOCKED/{evidence}", sentence
+    yield "CLIENT_ADDRESS_BLOCKED/families", BLOCK_FAMILIES
     for resource, advice in QUOTA_ADVICE.items():
         yield f"QUOTA_ADVICE/{resource or 'other'}", advice
     for key, english in QUOTA_FOLDER_TEXTS.items():

@@ -24,7 +24,7 @@ from ..model import (
     FamilyProbe,
     IpFamily,
 )
-from .endpoint import AddressLookup, ProbeSettings, probe_endpoint
+from .endpoint import AddressLookup, ConnectWatcher, ProbeSettings, probe_endpoint
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,18 @@ class BesideContext:
     settings: ProbeSettings
     deadline: Deadline
     host_limiter: HostLimiter | None = None
+    watcher: ConnectWatcher | None = None  # hears of the connects, like the probe's
 
 
 def other_family_check(ctx: BesideContext) -> CheckAttempt[FamilyProbe]:
     """The registered check ``OTHER_FAMILY``."""
     found = probe_other_family(
-        ctx.endpoint, ctx.lookup, ctx.settings, ctx.deadline, host_limiter=ctx.host_limiter
+        ctx.endpoint,
+        ctx.lookup,
+        ctx.settings,
+        ctx.deadline,
+        host_limiter=ctx.host_limiter,
+        watcher=ctx.watcher,
     )
     if found is None:
         return CheckAttempt(
@@ -66,8 +72,14 @@ def probe_other_family(
     deadline: Deadline,
     *,
     host_limiter: HostLimiter | None = None,
+    watcher: ConnectWatcher | None = None,
 ) -> FamilyProbe | None:
-    """The endpoint probed over its host's other family; None for a single-family host."""
+    """The endpoint probed over its host's other family; None for a single-family host.
+
+    ``watcher`` hears of its connects like of the main probe's, so that a
+    server that blocks this client over one family only is judged over that
+    family too (``maildiag.blocking``).
+    """
     try:
         ipaddress.ip_address(endpoint.host)
         return None  # an address literal has one family
@@ -82,7 +94,14 @@ def probe_other_family(
     if family is None:
         return None
     result = probe_endpoint(
-        endpoint, lookup, settings, deadline, None, host_limiter=host_limiter, family=family
+        endpoint,
+        lookup,
+        settings,
+        deadline,
+        None,
+        host_limiter=host_limiter,
+        family=family,
+        watcher=watcher,
     )
     return FamilyProbe(
         address=result.address or next(a for a in addresses if IpFamily.of(a) is family),
