@@ -83,8 +83,38 @@ _VERDICT_CODES = {
     InboundVerdict.REJECTED: FindingCode.INBOUND_REJECTED,
     InboundVerdict.DEFERRED: FindingCode.INBOUND_DEFERRED,
 }
+# Every finding of the inbound check: the decisive MX's verdict, or what kept
+# every MX from giving one (the renderers file them under the MX hosts).
+INBOUND_CODES = frozenset(
+    {
+        *_VERDICT_CODES.values(),
+        FindingCode.INBOUND_NULL_SENDER_REFUSED,
+        FindingCode.INBOUND_NOT_FINISHED,
+        FindingCode.INBOUND_INCONCLUSIVE,
+        FindingCode.INBOUND_MX_UNREACHABLE,
+    }
+)
 # Connections that got nothing back: what a network blocking port 25 looks like.
 _SILENT = (MxOutcome.TIMEOUT, MxOutcome.NO_BANNER)
+
+
+def inbound_findings_by_mx(
+    inbound: InboundResult, findings: Iterable[Finding]
+) -> dict[int, list[Finding]]:
+    """The inbound check's findings by the MX they are about (index in ``attempts``).
+
+    The verdict is about the decisive MX; a finding that no MX gave one
+    (inconclusive, unreachable, deadline) is about every MX that was tried.
+    """
+    inbound_only = [f for f in findings if f.code in INBOUND_CODES]
+    decisive = inbound.decisive
+    by_mx: dict[int, list[Finding]] = {}
+    for index, attempt in enumerate(inbound.attempts):
+        if attempt is decisive or (
+            decisive is None and attempt.outcome is not MxOutcome.UNRESOLVED
+        ):
+            by_mx[index] = inbound_only
+    return by_mx
 
 
 def _inbound_findings(discovery: Discovery, inbound: InboundResult) -> Iterator[Finding]:

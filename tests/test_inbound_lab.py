@@ -15,14 +15,18 @@ import json
 
 import jsonschema
 import pytest
+import xmlschema
 
 from maildiag.cli import main
 from maildiag.credentials_input import Credentials, Secret
 from maildiag.model import InboundStep, InboundVerdict, MxOutcome, Severity
+from maildiag.report import junit, nagios
 from maildiag.runner import CheckRequest, diagnose
 from tests.lab.dns_server import DnsServer
 from tests.lab.real import MailLab
 from tests.test_report_json import SCHEMA
+from tests.test_report_junit import XSD, read_report
+from tests.test_report_nagios import read_output
 
 pytestmark = pytest.mark.lab
 
@@ -144,3 +148,20 @@ def test_an_mx_certificate_for_another_name_is_recorded_not_a_failure(mail_lab):
     inbound_codes = [f["code"] for f in document["findings"] if f["endpoint"] is None]
     assert "INBOUND_ACCEPTED" in inbound_codes
     assert not [c for c in inbound_codes if c.startswith("TLS_")]
+
+
+def test_monitoring_formats_show_the_real_mx_verdict(mail_lab, dns):
+    # Nagios perfdata and the JUnit test case of the lab's Postfix, for a full
+    # mailbox (552 at RCPT) and its healthy twin (250).
+    label = "inbound_" + mail_lab.good.name.replace(".", "_").replace("-", "_")
+    schema = xmlschema.XMLSchema(XSD)
+    for user, accepted, code in ((mail_lab.carol, "0", "552"), (mail_lab.alice, "1", "250")):
+        diagnosis = check(mail_lab, dns, user.address)
+        _, _, perf = read_output(nagios.render(diagnosis))
+        assert perf["inbound_accepted"]["value"] == accepted
+        assert perf[f"{label}_reply"]["value"] == code
+        root = read_report(junit.render(diagnosis), schema)
+        (case,) = [
+            c for c in root.iter("testcase") if c.get("name") == f"MX {mail_lab.good.name}:25"
+        ]
+        assert (case.find("failure") is not None) is (accepted == "0")

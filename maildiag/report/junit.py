@@ -6,6 +6,12 @@ One ``<testsuite>`` per domain inside ``<testsuites>``:
   name the endpoint's label, time its total seconds);
 * one test case for the findings that belong to no endpoint (DNS, discovery,
   "no working IMAP server"), classname ``maildiag.<domain>.discovery``;
+* with an address (``--user``, ``--address``), one test case per MX host of
+  the inbound path (classname ``maildiag.<domain>.inbound``, name
+  ``MX <host>:25``, time its dialogue): it fails with the inbound finding
+  about that MX (mailbox full, unknown user, ...), passes when the MX
+  accepted the address or another MX decided, and is skipped when it could
+  not be asked and another MX answered;
 * one skipped test case for each protocol/security slot that does not apply:
   declared "not offered" by SRV, nothing found for it, or only a guessed port
   where nothing listens (an INFO finding).
@@ -46,7 +52,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -54,6 +60,8 @@ from .. import __version__
 from ..model import (
     Diagnosis,
     Finding,
+    InboundResult,
+    MxAttempt,
     Outcome,
     ProbeResult,
     Protocol,
@@ -61,8 +69,9 @@ from ..model import (
     Severity,
     Status,
 )
+from ..mx_analysis import inbound_findings_by_mx
 from ..protocols.registry import SLOTS, SRV_SERVICES
-from .vocabulary import Words, localised, outcome_word
+from .vocabulary import Words, localised, mx_word, outcome_word
 
 if TYPE_CHECKING:
     from .formats import RenderOptions
@@ -164,6 +173,12 @@ def _out(case: ET.Element, lines: Iterable[str]) -> None:
         ET.SubElement(case, "system-out").text = _text(text)
 
 
+def _timings_line(timings: Mapping[str, float]) -> str:
+    return "timings: " + ", ".join(
+        f"{step} {seconds * 1000:.1f} ms" for step, seconds in timings.items()
+    )
+
+
 def _endpoint_facts(result: ProbeResult) -> list[str]:
     lines = [f"outcome: {result.outcome.value}"]
     if result.error:
@@ -173,12 +188,7 @@ def _endpoint_facts(result: ProbeResult) -> list[str]:
     if result.endpoint.sources:
         lines.append("found via: " + ", ".join(result.endpoint.sources))
     if result.timings:
-        lines.append(
-            "timings: "
-            + ", ".join(
-                f"{phase} {seconds * 1000:.1f} ms" for phase, seconds in result.timings.items()
-            )
-        )
+        lines.append(_timings_line(result.timings))
     if result.greeting:
         lines.append(f"greeting: {result.greeting}")
     tls = result.tls
@@ -189,6 +199,43 @@ def _endpoint_facts(result: ProbeResult) -> list[str]:
                 f"certificate: {tls.leaf.subject}, expires {tls.leaf.not_after.isoformat()}"
             )
     return lines
+
+
+def _mx_facts(inbound: InboundResult, attempt: MxAttempt) -> list[str]:
+    lines = [f"address checked: {inbound.address}", f"preference: {attempt.preference}"]
+    lines.append(f"outcome: {attempt.outcome.value}, at {attempt.step.value}")
+    if attempt.verdict is not None:
+        lines.append(f"verdict: {attempt.verdict.value}")
+    if attempt.reply:
+        lines.append(f"reply: {attempt.reply}")
+    if attempt.error:
+        lines.append(f"error: {attempt.error}")
+    if attempt.address:
+        lines.append(f"address: {attempt.address}")
+    if attempt.timings:
+        lines.append(_timings_line(attempt.timings))
+    if attempt.banner:
+        lines.append(f"banner: {attempt.banner}")
+    return lines
+
+
+def _inbound_cases(
+    suite: _Suite, base: str, inbound: InboundResult, by_mx: dict[int, list[Finding]], lang: str
+) -> None:
+    for index, attempt in enumerate(inbound.attempts):
+        seconds = sum(attempt.timings.values())
+        case = suite.case(f"{base}.inbound", f"MX {attempt.host}:25", seconds)
+        own = by_mx.get(index, [])
+        bad = [f for f in own if f.severity.rank >= Severity.WARNING.rank]
+        if bad:
+            suite.fail(case, bad)
+        elif attempt.verdict is None:
+            # Not asked, like an endpoint that did not answer: port 25 blocked
+            # on this network (an INFO finding), or another MX decided.
+            info = [f for f in own if f.severity is Severity.INFO]
+            reason = info[0].title if info else mx_word(attempt, lang)
+            suite.skip(case, suite.words("not_applicable", reason=reason))
+        _out(case, _mx_facts(inbound, attempt))
 
 
 def _domain_facts(diagnosis: Diagnosis) -> list[str]:
@@ -221,7 +268,11 @@ def _testsuite(diagnosis: Diagnosis, index: int, lang: str) -> ET.Element:
     ):
         ET.SubElement(properties, "property", name=name, value=_text(value))
 
-    general = [f for f in diagnosis.findings if f.endpoint is None]
+    inbound = diagnosis.inbound
+    by_mx = inbound_findings_by_mx(inbound, diagnosis.findings) if inbound else {}
+    # The inbound check's findings go to the test cases of their MX hosts.
+    filed = {id(f) for found in by_mx.values() for f in found}
+    general = [f for f in diagnosis.findings if f.endpoint is None and id(f) not in filed]
     case = suite.case(
         f"{base}.discovery",
         f"Domain {diagnosis.domain} (DNS and discovery)",
@@ -249,6 +300,9 @@ def _testsuite(diagnosis: Diagnosis, index: int, lang: str) -> ET.Element:
             reason = info[0].title if info else outcome_word(result.outcome, lang)
             suite.skip(case, words("not_applicable", reason=reason))
         _out(case, _endpoint_facts(result))
+
+    if inbound is not None:
+        _inbound_cases(suite, base, inbound, by_mx, lang)
 
     declined = _declined_slots(diagnosis)
     for protocol, security, _ in SLOTS:

@@ -28,6 +28,15 @@ Perfdata labels are stable across runs (protocol, port, security, metric),
 so graphs keep their history when a server's address changes; a second
 endpoint in the same slot (two host names on port 993) gets its host name
 appended instead of a duplicate label.
+
+With an address (``--user``, ``--address``), the inbound path adds
+``inbound_accepted`` (1: the MX a sender's mail would reach accepted the
+address at RCPT, 0: it refused; left out when no MX answered) and per MX
+host ``inbound_<host>_accepted`` (the same, for that MX),
+``inbound_<host>_reply`` (the SMTP reply code of its verdict: 250, 450, 550,
+552, ...; both left out for an MX without a verdict) and
+``inbound_<host>_time``, with the host name's dots and dashes as ``_``
+(``inbound_mx1_kunde_de_accepted``); the long text gets one line per MX.
 """
 
 from __future__ import annotations
@@ -36,8 +45,20 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..model import Diagnosis, Endpoint, Finding, Outcome, ProbeResult, Severity, Status, Thresholds
-from .vocabulary import Words, localised, outcome_word
+from ..model import (
+    Diagnosis,
+    Endpoint,
+    Finding,
+    InboundResult,
+    InboundVerdict,
+    MxAttempt,
+    Outcome,
+    ProbeResult,
+    Severity,
+    Status,
+    Thresholds,
+)
+from .vocabulary import Words, localised, mx_word, outcome_word
 
 if TYPE_CHECKING:
     from ..finding_codes import FindingCode
@@ -59,6 +80,7 @@ TEXTS = {
     "endpoints": "Endpoints ({ok} of {total} without problems):",
     "cert_expired": "certificate EXPIRED",
     "cert_days": "certificate {days} days",
+    "inbound": "Inbound path for {address} (MX on port 25, in preference order):",
 }
 # How many problems the status line names before it says "+N more".
 SUMMARY_CODES = 3
@@ -103,7 +125,8 @@ def perf_item(
         "" if minimum is None else perf_number(minimum),
         "" if maximum is None else perf_number(maximum),
     ]
-    return f"{perf_label(label)}={shown};" + ";".join(fields).rstrip(";")
+    # Trailing empty fields are left out, the last ";" with them ("reply=250").
+    return (f"{perf_label(label)}={shown};" + ";".join(fields)).rstrip(";")
 
 
 def _threshold_below(days: float) -> str:
@@ -196,6 +219,65 @@ def endpoint_perfdata(
                     )
                 )
     return items
+
+
+def _accepted(attempt: MxAttempt | None) -> int | None:
+    """1 when the MX accepted the address, 0 when it refused it, None without a verdict."""
+    if attempt is None or attempt.verdict is None:
+        return None
+    return 1 if attempt.verdict is InboundVerdict.ACCEPTED else 0
+
+
+def _reply_code(attempt: MxAttempt) -> int | None:
+    match = re.match(r"[2-5]\d\d\b", attempt.reply or "")
+    return int(match.group()) if attempt.verdict is not None and match else None
+
+
+def _mx_prefixes(attempts: Sequence[MxAttempt]) -> list[str]:
+    """``inbound_<host>`` per MX, in word characters, unique within the output."""
+    prefixes: list[str] = []
+    for attempt in attempts:
+        prefix = "inbound_" + re.sub(r"[^0-9A-Za-z_]", "_", attempt.host.rstrip("."))
+        while prefix in prefixes:
+            prefix += "_"
+        prefixes.append(prefix)
+    return prefixes
+
+
+def inbound_perfdata(inbound: InboundResult) -> list[str]:
+    """Whether mail for the address gets in: overall, then per MX host.
+
+    An MX without a verdict (unreachable, port 25 blocked here) has no
+    ``_accepted`` and ``_reply`` item rather than "U": Icinga 2 cannot parse a
+    "U" value (``Convert::ToDouble``), and its perfdata writers drop such an item
+    with a warning; a gap in the graph says the same.
+    """
+    items = []
+    overall = _accepted(inbound.decisive)
+    if overall is not None:
+        items.append(perf_item("inbound_accepted", overall, minimum=0, maximum=1))
+    for attempt, prefix in zip(inbound.attempts, _mx_prefixes(inbound.attempts), strict=True):
+        accepted, code = _accepted(attempt), _reply_code(attempt)
+        if accepted is not None:
+            items.append(perf_item(f"{prefix}_accepted", accepted, minimum=0, maximum=1))
+        if code is not None:
+            items.append(perf_item(f"{prefix}_reply", code))
+        items.append(perf_item(f"{prefix}_time", sum(attempt.timings.values()), "s", minimum=0))
+    return items
+
+
+def mx_line(attempt: MxAttempt, *, lang: str = "en") -> str:
+    """One MX, like an endpoint line: its verdict and time, or how talking to it ended."""
+    where = f"MX {attempt.preference} {attempt.host}"
+    if attempt.address:
+        where += f" ({attempt.address})"
+    word = mx_word(attempt, lang)
+    if attempt.verdict is not None:
+        ms = sum(attempt.timings.values()) * 1000
+        shown = "" if attempt.verdict is InboundVerdict.ACCEPTED else f" - {attempt.reply or ''}"
+        return _clean(f"{where}: {word}, {ms:.0f} ms{shown}")
+    detail = f" - {attempt.error}" if attempt.error else ""
+    return _clean(f"{where}: {word}{detail}")
 
 
 def _bad(findings: Sequence[Finding]) -> list[Finding]:
@@ -327,12 +409,18 @@ def render(
         perf += endpoint_perfdata(
             result, warning_days, critical_days, prefix=prefix, thresholds=limits
         )
+    inbound = diagnosis.inbound
+    if inbound is not None:
+        perf += inbound_perfdata(inbound)
     summary = _summary(diagnosis, words)
     lines = [f"{PLUGIN} {diagnosis.status.name} - {summary} | " + " ".join(perf)]
     lines += finding_lines(diagnosis.findings, lang=lang)
     if results:
         lines.append(words("endpoints", ok=ok, total=len(results)))
         lines += [endpoint_line(r, diagnosis.findings, lang=lang) for r in results]
+    if inbound is not None and inbound.attempts:
+        lines.append(words("inbound", address=inbound.address))
+        lines += [mx_line(a, lang=lang) for a in inbound.attempts]
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ from ..model import (
     TypedJudgement,
 )
 from .grouping import FindingGroup, affected, group_findings, root_causes
-from .vocabulary import OUTCOMES
+from .vocabulary import MX_OUTCOMES, MX_VERDICTS, OUTCOMES
 
 if TYPE_CHECKING:
     from .formats import RenderOptions
@@ -133,6 +133,7 @@ def all_texts() -> list[tuple[str, str]]:
     """(context, English) of every text of the report, for the translation catalogue."""
     pairs = [("report", text) for text in TEXTS.values()]
     pairs += [("report/outcome", text) for text in (*SHORT.values(), *OUTCOMES.values())]
+    pairs += [("report/outcome", text) for text in (*MX_VERDICTS.values(), *MX_OUTCOMES.values())]
     pairs += [("report/login", text) for text in LOGIN_LABELS.values()]
     from ..typed import NO_SUGGESTION, SUGGESTION
 

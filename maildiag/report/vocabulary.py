@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from .. import i18n
 from ..findings import render_text
-from ..model import Diagnosis, Outcome
+from ..model import Diagnosis, InboundVerdict, MxAttempt, MxOutcome, Outcome
 
 OUTCOMES: Mapping[Outcome, str] = {
     Outcome.OK: "ok",
@@ -34,6 +34,37 @@ OUTCOMES: Mapping[Outcome, str] = {
 
 def outcome_word(outcome: Outcome, lang: str) -> str:
     return i18n.text(lang, "report/outcome", OUTCOMES[outcome])
+
+
+# What one MX said about the address (its verdict), or how talking to it ended.
+MX_VERDICTS: Mapping[InboundVerdict, str] = {
+    InboundVerdict.ACCEPTED: "accepted",
+    InboundVerdict.UNKNOWN_USER: "unknown user",
+    InboundVerdict.MAILBOX_FULL: "mailbox full",
+    InboundVerdict.RELAY_DENIED: "relay denied",
+    InboundVerdict.GREYLISTED: "greylisted",
+    InboundVerdict.BLOCKED: "blocked",
+    InboundVerdict.REJECTED: "rejected",
+    InboundVerdict.DEFERRED: "deferred",
+}
+MX_OUTCOMES: Mapping[MxOutcome, str] = {
+    MxOutcome.ANSWERED: "answered",
+    MxOutcome.UNRESOLVED: "unresolved",
+    MxOutcome.REFUSED: "refused",
+    MxOutcome.TIMEOUT: "timeout",
+    MxOutcome.NO_BANNER: "no banner",
+    MxOutcome.CLOSED: "closed",
+    MxOutcome.STALLED: "stalled",
+    MxOutcome.PROTOCOL_ERROR: "protocol error",
+    MxOutcome.DEADLINE: "deadline",
+}
+
+
+def mx_word(attempt: MxAttempt, lang: str) -> str:
+    """The MX's verdict on the address, or how the dialogue with it ended, in ``lang``."""
+    if attempt.verdict is not None:
+        return i18n.text(lang, "report/outcome", MX_VERDICTS[attempt.verdict])
+    return i18n.text(lang, "report/outcome", MX_OUTCOMES[attempt.outcome])
 
 
 class Words:
