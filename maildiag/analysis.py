@@ -54,6 +54,7 @@ from .model import (
 )
 from .mx_analysis import mx_findings
 from .protocols import sasl
+from .protocols.capabilities import parse as parse_capabilities
 from .protocols.registry import ORDER, PROBED_SECURITIES, SRV_SERVICES, spec
 from .servers import (
     cleartext_login_setting,
@@ -399,8 +400,6 @@ def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Ite
     """
     endpoint = result.endpoint
     names = _login_names(result)
-    if not names and endpoint.protocol is Protocol.POP3 and not result.capabilities:
-        names = [sasl.POP3_USER_COMMAND]  # no CAPA (RFC 2449 is optional): USER/PASS presumed
     exposing = [n for n in names if sasl.exposure(n) is sasl.Exposure.PASSWORD]
     unclear = [n for n in names if sasl.exposure(n) is sasl.Exposure.UNCLEAR]
     if not (exposing or unclear):
@@ -418,22 +417,9 @@ def _cleartext_login_findings(result: ProbeResult, facts: dict[str, Any]) -> Ite
 
 
 def _login_names(result: ProbeResult) -> list[str]:
-    names = [c.split("=", 1)[1] for c in result.capabilities if c.upper().startswith("AUTH=")]
-    if result.endpoint.protocol is Protocol.IMAP and "LOGINDISABLED" not in result.capabilities:
-        names.insert(0, "LOGIN")
-    if result.endpoint.protocol is Protocol.POP3:
-        names = [c for c in result.capabilities if c.upper() in ("USER",)]
-        names += [
-            m for c in result.capabilities if c.upper().startswith("SASL") for m in c.split()[1:]
-        ]
-    if result.endpoint.protocol is Protocol.SMTP:
-        names = [
-            m
-            for c in result.capabilities
-            if c.upper().startswith("AUTH")
-            for m in c.replace("=", " ").split()[1:]
-        ]
-    return names or ["login"]
+    # Without CAPA (RFC 2449 is optional) POP3's USER/PASS is presumed.
+    names = parse_capabilities(result.endpoint.protocol, result.capabilities).login_names
+    return list(names) or ["login"]
 
 
 def _source_name(source: str) -> str:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from .finding_codes import FindingCode
 from .model import AuthStatus, LoginHint, Protocol
 from .protocols import imap, pop3, smtp
+from .protocols.capabilities import Capabilities
+from .protocols.capabilities import parse as parse_capabilities
 
 
 @dataclass(frozen=True)
@@ -734,33 +736,18 @@ def oauth_only(protocol: Protocol, capabilities: Iterable[str]) -> tuple[str, ..
     (Microsoft 365, Gmail for Workspace with password logins off) is the
     common case.
     """
-    caps = tuple(c.strip() for c in capabilities if c.strip())
-    mechanisms = _sasl_mechanisms(protocol, caps)
-    if _password_login_offered(protocol, caps, mechanisms):
+    data = parse_capabilities(protocol, (c.strip() for c in capabilities if c.strip()))
+    if _password_login_offered(data):
         return ()
-    return tuple(m for m in OAUTH_MECHANISMS if m in mechanisms)
+    return tuple(m for m in OAUTH_MECHANISMS if m in data.mechanisms)
 
 
-def _sasl_mechanisms(protocol: Protocol, caps: tuple[str, ...]) -> frozenset[str]:
-    if protocol is IMAP:
-        return frozenset(imap.auth_mechanisms(caps))
-    words: set[str] = set()
-    for line in caps:
-        parts = line.replace("=", " ").upper().split()
-        keyword = "SASL" if protocol is POP3 else "AUTH"
-        if parts and parts[0] == keyword:
-            words.update(parts[1:])
-    return frozenset(words)
-
-
-def _password_login_offered(
-    protocol: Protocol, caps: tuple[str, ...], mechanisms: frozenset[str]
-) -> bool:
-    if "PLAIN" in mechanisms or (protocol is not POP3 and "LOGIN" in mechanisms):
+def _password_login_offered(data: Capabilities) -> bool:
+    # SASL LOGIN counts too, though maildiag logs in to IMAP with the LOGIN command.
+    if "PLAIN" in data.mechanisms or (data.protocol is not POP3 and "LOGIN" in data.mechanisms):
         return True
-    upper = {c.upper() for c in caps}
-    if protocol is IMAP:
-        return "LOGINDISABLED" not in upper
-    if protocol is POP3:
-        return any(c.split()[0].upper() == "USER" for c in caps)
+    if data.protocol is IMAP:
+        return not data.login_disabled
+    if data.protocol is POP3:
+        return data.user_command
     return False

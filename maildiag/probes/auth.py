@@ -26,10 +26,12 @@ from .. import login_replies
 from ..credentials_input import Credentials
 from ..deadline import Deadline
 from ..finding_codes import FindingCode
-from ..model import AuthResult, AuthStatus, LoginHint
+from ..model import AuthResult, AuthStatus, LoginHint, Protocol
+from ..protocols import capabilities as capabilities_data
 from ..protocols import imap, pop3, smtp
+from ..protocols.sasl import SaslExchange
 from ..quoting import SecretScrubber
-from .sessions import ImapSession, Pop3Session, SessionRefused, SmtpSession
+from .sessions import KEEPS_ASKING, ImapSession, Pop3Session, SessionRefused, SmtpSession
 
 # Statuses that say "these credentials do not work here": trying them on the
 # other endpoints would only add failed logins (or, for a password the
@@ -96,68 +98,12 @@ def _refusal(
 # --- which mechanism --------------------------------------------------------------
 
 
-def imap_mechanism(capabilities: Iterable[str]) -> str | None:
-    """PLAIN when announced (RFC 3501 §6.2.2), else LOGIN unless LOGINDISABLED (§6.2.3)."""
-    caps = tuple(c.upper() for c in capabilities)
-    if "PLAIN" in imap.auth_mechanisms(caps):
-        return "PLAIN"
-    if "LOGINDISABLED" not in caps:
-        return "LOGIN"
-    return None
-
-
-def pop3_mechanism(capabilities: Iterable[str]) -> str | None:
-    """AUTH PLAIN when SASL PLAIN is announced (RFC 5034), else USER/PASS (RFC 1939 §7).
-
-    A server without CAPA (empty capabilities) is assumed to take USER/PASS.
-    """
-    caps = tuple(capabilities)
-    if not caps:
-        return "USER"
-    words = {w.upper() for c in caps if c.upper().startswith("SASL") for w in c.split()[1:]}
-    if "PLAIN" in words:
-        return "PLAIN"
-    if any(c.split()[0].upper() == "USER" for c in caps if c.split()):
-        return "USER"
-    return None
-
-
-def smtp_mechanism(capabilities: Iterable[str]) -> str | None:
-    """AUTH PLAIN, else AUTH LOGIN, from the EHLO lines (RFC 4954)."""
-    mechanisms: set[str] = set()
-    for line in capabilities:
-        words = line.replace("=", " ").split()
-        if words and words[0].upper() == "AUTH":
-            mechanisms.update(w.upper() for w in words[1:])
-    for name in ("PLAIN", "LOGIN"):
-        if name in mechanisms:
-            return name
-    return None
-
-
-def mechanism_for(protocol_name: str, capabilities: Iterable[str]) -> str | None:
-    chooser = {"IMAP": imap_mechanism, "POP3": pop3_mechanism, "SMTP": smtp_mechanism}
-    return chooser[protocol_name](capabilities)
+def mechanism_for(protocol: Protocol, capabilities: Iterable[str]) -> str | None:
+    """How maildiag logs in with a password given these capabilities (None: it cannot)."""
+    return capabilities_data.parse(protocol, capabilities).password_login()
 
 
 # --- IMAP -------------------------------------------------------------------------
-
-
-def _imap_read_until(
-    session: ImapSession, tag: str
-) -> tuple[list[imap.Untagged], imap.Tagged | imap.Untagged | imap.Continuation]:
-    """Responses until the tagged answer to ``tag``, a continuation request, or a BYE."""
-    untagged: list[imap.Untagged] = []
-    while True:
-        response = session.conn.receive(session.parser.next_response, session.parser.feed)
-        if isinstance(response, imap.Tagged) and response.tag == tag:
-            return untagged, response
-        if isinstance(response, imap.Continuation):
-            return untagged, response
-        if isinstance(response, imap.Untagged):
-            if response.keyword == "BYE":
-                return untagged, response
-            untagged.append(response)
 
 
 def imap_login(
@@ -169,48 +115,29 @@ def imap_login(
     the command line when SASL-IR is announced, else after the "+" request.
     """
     caps = tuple(c.upper() for c in capabilities)
+    data = capabilities_data.parse(Protocol.IMAP, caps)
     started = time.perf_counter()
-    mechanism = imap_mechanism(caps)
+    mechanism = data.password_login()
     if mechanism is None:
         detail = "the server announces LOGINDISABLED and no AUTH=PLAIN"
         return _result(AuthStatus.MECHANISM_UNAVAILABLE, None, detail, creds, started), caps
     try:
         if mechanism == "PLAIN":
-            message = imap.authenticate_plain_initial(creds.user, creds.password.reveal())
+            exchange = SaslExchange(
+                "PLAIN", creds.user, creds.password.reveal(), initial_response=data.sasl_ir
+            )
+            shown = "PLAIN (SASL-IR)" if data.sasl_ir else "PLAIN"
+            untagged, answer = session.authenticate(exchange)
         else:
+            shown = "LOGIN"
             imap.quote(creds.user)
             imap.quote(creds.password.reveal())
-            message = b""
+            untagged, answer = session.login_command(creds.user, creds.password.reveal())
     except ValueError as exc:
         return _result(AuthStatus.FAILED, mechanism, str(exc), creds, started), caps
 
-    if mechanism == "PLAIN" and "SASL-IR" in caps:
-        shown = "PLAIN (SASL-IR)"
-        tag, line = session.commands.command("AUTHENTICATE", "PLAIN", message)
-        session.conn.send(line)
-        untagged, answer = _imap_read_until(session, tag)
-    elif mechanism == "PLAIN":
-        shown = "PLAIN"
-        tag, line = session.commands.command("AUTHENTICATE", "PLAIN")
-        session.conn.send(line)
-        untagged, answer = _imap_read_until(session, tag)
-        if isinstance(answer, imap.Continuation):
-            session.conn.send(message + b"\r\n")
-            more, answer = _imap_read_until(session, tag)
-            untagged += more
-    else:
-        shown = "LOGIN"
-        tag, line = session.commands.command("LOGIN", creds.user, creds.password.reveal())
-        session.conn.send(line)
-        untagged, answer = _imap_read_until(session, tag)
-
-    if isinstance(answer, imap.Continuation):
-        # A challenge where none belongs (PLAIN has one step): cancel (RFC 3501 §6.2.2).
-        session.conn.send(b"*\r\n")
-        _, answer = _imap_read_until(session, tag)
-        if isinstance(answer, imap.Continuation):
-            detail = "the server keeps asking for more authentication data"
-            return _result(AuthStatus.FAILED, shown, detail, creds, started), caps
+    if answer is None:
+        return _result(AuthStatus.FAILED, shown, KEEPS_ASKING, creds, started), caps
     if isinstance(answer, imap.Tagged) and answer.ok:
         after = imap.capabilities_from([*untagged, answer])
         if after is None:
@@ -220,7 +147,6 @@ def imap_login(
         # RFC 3501 §7.1: the provider's notice for the user ("mailbox almost full").
         alerts = login_replies.imap_alerts([*untagged, answer])
         return _result(AuthStatus.OK, shown, text, creds, started, alerts=alerts), tuple(after)
-    assert not isinstance(answer, imap.Continuation)
     code = f"[{answer.code}] " if answer.code else ""
     label = answer.status if isinstance(answer, imap.Tagged) else answer.keyword
     detail = f"{label} {code}{answer.text}".strip()
@@ -240,25 +166,19 @@ def pop3_login(
 ) -> AuthResult:
     """AUTH PLAIN (RFC 5034) when SASL PLAIN is announced, else USER/PASS (RFC 1939 §7)."""
     started = time.perf_counter()
-    mechanism = pop3_mechanism(capabilities)
+    mechanism = mechanism_for(Protocol.POP3, capabilities)
     user, password = creds.user, creds.password.reveal()
     if mechanism is None:
         detail = "CAPA announces neither USER nor SASL PLAIN"
         return _result(AuthStatus.MECHANISM_UNAVAILABLE, None, detail, creds, started)
     try:
         if mechanism == "PLAIN":
-            try:
-                response = session.run(pop3.auth_plain_command(user, password))
-            except ValueError:
-                # RFC 5034 §4: an initial response over 255 octets goes after "+ ".
-                response = session.run(pop3.AUTH_PLAIN_COMMAND)
-            if response.continuation:
-                response = session.run(pop3.auth_plain_response(user, password))
-            if response.continuation:
-                session.run(pop3.AUTH_CANCEL)
-                detail = "the server keeps asking for more authentication data"
-                return _result(AuthStatus.FAILED, "PLAIN", detail, creds, started)
             shown = "PLAIN"
+            exchange = SaslExchange("PLAIN", user, password, initial_response=True)
+            answer = session.authenticate(exchange)
+            if answer is None:
+                return _result(AuthStatus.FAILED, shown, KEEPS_ASKING, creds, started)
+            response = answer
         else:
             shown = "USER/PASS"
             user_line = pop3.user_command(user)
@@ -284,33 +204,25 @@ def smtp_login(
 ) -> AuthResult:
     """AUTH PLAIN with an initial response, else AUTH LOGIN (RFC 4954)."""
     started = time.perf_counter()
-    mechanism = smtp_mechanism(capabilities)
+    mechanism = mechanism_for(Protocol.SMTP, capabilities)
     user, password = creds.user, creds.password.reveal()
     if mechanism is None:
         detail = "EHLO announces no AUTH PLAIN or LOGIN"
         return _result(AuthStatus.MECHANISM_UNAVAILABLE, None, detail, creds, started)
     try:
-        if mechanism == "PLAIN":
-            reply = session.run(smtp.auth_plain_command(user, password))
-        else:
-            reply = session.run(smtp.auth_login_command())
-            if reply.code == 334:
-                reply = session.run(smtp.auth_login_response(user))
-            if reply.code == 334:
-                reply = session.run(smtp.auth_login_response(password))
+        exchange = SaslExchange(mechanism, user, password, initial_response=mechanism == "PLAIN")
+        reply = session.authenticate(exchange)
     except ValueError as exc:
         return _result(AuthStatus.FAILED, mechanism, str(exc), creds, started)
     except SessionRefused as exc:  # 421: the server closes the connection
         code, _, text = exc.text.partition(" ")
-        reply = smtp.Reply(int(code) if code.isdigit() else 421, (text,))
+        refused = smtp.Reply(int(code) if code.isdigit() else 421, (text,))
         verdict = login_replies.classify(
-            login_replies.from_smtp(reply, encrypted=session.conn.is_tls, host=host)
+            login_replies.from_smtp(refused, encrypted=session.conn.is_tls, host=host)
         )
         return _refusal(verdict, mechanism, exc.text, creds, started)
-    if reply.code == 334:
-        session.run(smtp.AUTH_CANCEL)
-        detail = "the server keeps asking for more authentication data"
-        return _result(AuthStatus.FAILED, mechanism, detail, creds, started)
+    if reply is None:
+        return _result(AuthStatus.FAILED, mechanism, KEEPS_ASKING, creds, started)
     if reply.code == 235:
         return _result(AuthStatus.OK, mechanism, str(reply), creds, started)
     verdict = login_replies.classify(

@@ -27,8 +27,6 @@ from ..model import (
     Outcome,
     Phase,
     ProbeResult,
-    Protocol,
-    Security,
     TlsFacts,
     TlsFailure,
 )
@@ -45,19 +43,14 @@ from ..transport import (
     Unreachable,
 )
 from .sessions import (
+    Dialogue,
     GreetingKind,
-    ImapSession,
-    Pop3Session,
     Session,
     SessionRefused,
-    SmtpSession,
+    Stop,
+    establish,
+    open_session,
 )
-
-SESSIONS: dict[Protocol, type[ImapSession] | type[Pop3Session] | type[SmtpSession]] = {
-    Protocol.IMAP: ImapSession,
-    Protocol.POP3: Pop3Session,
-    Protocol.SMTP: SmtpSession,
-}
 
 AddressLookup = Callable[[str, Deadline], list[str]]
 SessionHook = Callable[[Session, "ProbeRecorder"], None]
@@ -305,19 +298,23 @@ def _dialogue(
     rec: ProbeRecorder,
     after_capabilities: SessionHook | None,
 ) -> ProbeResult:
-    session = SESSIONS[endpoint.protocol](conn)
+    session = open_session(endpoint.protocol, conn)
     server_name = None if _is_ip_literal(endpoint.host) else endpoint.host
-
-    if endpoint.security is Security.TLS:
-        try:
-            with rec.timing(Phase.TLS):
-                _handshake(conn, server_name, endpoint, settings, rec)
-        except PlaintextInsteadOfTls as exc:
-            return _plaintext_instead_of_tls(session, conn, rec, exc)
-
-    with rec.timing(Phase.GREETING):
-        greeting = session.greeting()
-    rec.greeting = greeting.text
+    dialogue = Dialogue()
+    try:
+        establish(
+            session,
+            endpoint.security,
+            lambda: _handshake(conn, server_name, endpoint, settings, rec),
+            rec.timing,
+            dialogue,
+        )
+    except PlaintextInsteadOfTls as exc:
+        return _plaintext_instead_of_tls(session, conn, rec, exc)
+    finally:
+        _record(rec, dialogue)
+    greeting = dialogue.greeting
+    assert greeting is not None
     if greeting.kind is GreetingKind.PREAUTH:
         # RFC 3501 §6.2.1: STARTTLS only in the not-authenticated state, so
         # on a plaintext port this connection can never be encrypted; and a
@@ -332,44 +329,33 @@ def _dialogue(
             Outcome.THROTTLED if greeting.kind is GreetingKind.THROTTLED else Outcome.UNAVAILABLE
         )
         return rec.result(outcome, greeting.text)
-
-    if endpoint.security is Security.TLS:
-        with rec.timing(Phase.CAPABILITIES_TLS):
-            rec.capabilities_tls = session.capabilities().capabilities
-    else:
-        with rec.timing(Phase.CAPABILITIES):
-            plain = session.capabilities()
-        rec.capabilities = plain.capabilities
-        rec.starttls_offered = plain.starttls
-        rec.plaintext_login_offered = plain.login_offered
-        if endpoint.security is Security.STARTTLS:
-            if not plain.starttls:
-                _polite_close(session)
-                return rec.result(
-                    Outcome.STARTTLS_MISSING,
-                    f"{session.starttls_command} is not among the server's capabilities",
-                )
-            with rec.timing(Phase.STARTTLS):
-                answer = session.starttls()
-            if not answer.accepted:
-                rec.server_reply = answer.text
-                _polite_close(session)
-                return rec.result(Outcome.STARTTLS_FAILED, answer.text)
-            with rec.timing(Phase.TLS):
-                try:
-                    _handshake(conn, server_name, endpoint, settings, rec)
-                except PlaintextInsteadOfTls as exc:
-                    # The plaintext came behind the go-ahead in a later segment
-                    # than the go-ahead itself (the parser saw none of it).
-                    raise StarttlsInjection(exc.received) from exc
-            session.after_tls()
-            with rec.timing(Phase.CAPABILITIES_TLS):
-                rec.capabilities_tls = session.capabilities().capabilities
+    if dialogue.stop is Stop.STARTTLS_MISSING:
+        _polite_close(session)
+        return rec.result(
+            Outcome.STARTTLS_MISSING,
+            f"{session.starttls_command} is not among the server's capabilities",
+        )
+    if dialogue.stop is Stop.STARTTLS_REFUSED:
+        assert dialogue.starttls is not None
+        rec.server_reply = dialogue.starttls.text
+        _polite_close(session)
+        return rec.result(Outcome.STARTTLS_FAILED, dialogue.starttls.text)
 
     if after_capabilities is not None:
         after_capabilities(session, rec)
     _polite_close(session)
     return rec.result(Outcome.OK)
+
+
+def _record(rec: ProbeRecorder, dialogue: Dialogue) -> None:
+    if dialogue.greeting is not None:
+        rec.greeting = dialogue.greeting.text
+    if dialogue.plain is not None:
+        rec.capabilities = dialogue.plain.capabilities
+        rec.starttls_offered = dialogue.plain.starttls
+        rec.plaintext_login_offered = dialogue.plain.login_offered
+    if dialogue.tls is not None:
+        rec.capabilities_tls = dialogue.tls.capabilities
 
 
 # Enough for any greeting or refusal (Exim's 421 is 86 bytes); more without a

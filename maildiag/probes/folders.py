@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..model import Folder, FolderListing
 from ..protocols import imap
+from ..protocols.capabilities import Capabilities
 from ..protocols.lines import ProtocolError
 from .sessions import ImapSession
 
@@ -23,19 +24,18 @@ MAX_MEASURED = 50
 _DEADLINE_MARGIN = 2.0
 
 
-def listing_for(capabilities: Sequence[str]) -> FolderListing:
+def listing_for(capabilities: Capabilities) -> FolderListing:
     """The best way this server offers to see special-use folders."""
-    caps = {c.upper() for c in capabilities}
-    if "SPECIAL-USE" in caps and "LIST-EXTENDED" in caps:
+    if capabilities.special_use and capabilities.list_extended:
         return FolderListing.SPECIAL_USE
     # RFC 6154 §1: with SPECIAL-USE announced, plain LIST carries the attributes.
-    if "SPECIAL-USE" in caps or "XLIST" not in caps:
+    if capabilities.special_use or not capabilities.xlist:
         return FolderListing.LIST
     return FolderListing.XLIST
 
 
 def list_folders(
-    session: ImapSession, capabilities: Sequence[str]
+    session: ImapSession, capabilities: Capabilities
 ) -> tuple[FolderListing, list[imap.ListEntry]]:
     """LIST "" "*" in the best form offered; a refused extended form falls back to plain LIST."""
     listing = listing_for(capabilities)
@@ -68,16 +68,14 @@ def _entries(responses: Sequence[imap.Untagged]) -> list[imap.ListEntry]:
 def measure(
     session: ImapSession,
     entries: Sequence[imap.ListEntry],
-    capabilities: Sequence[str],
+    capabilities: Capabilities,
     inbox: tuple[int | None, int | None],
 ) -> dict[str, tuple[int | None, int | None]]:
     """(messages, size in bytes) by wire name, from STATUS; INBOX's is given.
 
     RFC 8438: STATUS=SIZE adds SIZE; without it only message counts are known.
     """
-    items = (
-        b"(MESSAGES SIZE)" if "STATUS=SIZE" in {c.upper() for c in capabilities} else b"(MESSAGES)"
-    )
+    items = b"(MESSAGES SIZE)" if capabilities.status_size else b"(MESSAGES)"
     measured: dict[str, tuple[int | None, int | None]] = {}
     candidates = sorted(
         (e for e in entries if e.selectable),

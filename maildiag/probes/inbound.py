@@ -427,6 +427,8 @@ def _handshake(conn: Connection, rec: _Recorder, settings: ProbeSettings) -> Non
 
 def _goodbye(session: SmtpSession, *, reset: bool) -> None:
     """RSET (ending the transaction) and QUIT, without letting a rude server spoil a verdict."""
+    if not session.ready:
+        return  # an answer is still owed: nothing can follow it
     try:
         if reset:
             session.run(smtp.RSET_COMMAND)

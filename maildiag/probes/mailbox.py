@@ -39,6 +39,7 @@ from ..model import (
     TrustStatus,
 )
 from ..protocols import imap, pop3
+from ..protocols.capabilities import parse as parse_capabilities
 from ..protocols.lines import ProtocolError
 from ..protocols.registry import spec
 from ..transport import PeerClosed, ReadTimeout
@@ -147,8 +148,7 @@ class MailboxChecks:
                 NOT_TRIED + UNTRUSTED_CERTIFICATE,
                 skipped_because=SkipReason.UNTRUSTED_CERTIFICATE,
             )
-        name = session_name(endpoint)
-        if auth.mechanism_for(name, capabilities) is None:
+        if auth.mechanism_for(endpoint.protocol, capabilities) is None:
             oauth = login_replies.oauth_only(endpoint.protocol, capabilities)
             if oauth:
                 return AuthResult(
@@ -222,7 +222,7 @@ def login_check(ctx: SessionContext) -> CheckAttempt[AuthResult]:
         return CheckAttempt.completed(CheckId.AUTH, no_pilot)
 
     result: AuthResult | None = None
-    mechanism = auth.mechanism_for(session_name(endpoint), ctx.capabilities)
+    mechanism = auth.mechanism_for(endpoint.protocol, ctx.capabilities)
     try:
         with rec.timing(Phase.AUTH):
             result, after = _login(session, checks.credentials, ctx.capabilities, endpoint.host)
@@ -270,7 +270,7 @@ def _where(endpoint: Endpoint) -> str:
 def _no_mechanism_detail(endpoint: Endpoint, capabilities: tuple[str, ...]) -> str:
     where = _where(endpoint)
     if endpoint.protocol is Protocol.IMAP:
-        offered = ", ".join(imap.auth_mechanisms(capabilities)) or "none"
+        offered = ", ".join(parse_capabilities(Protocol.IMAP, capabilities).mechanisms) or "none"
         return f"no AUTH=PLAIN and LOGINDISABLED {where} (SASL mechanisms: {offered})"
     if endpoint.protocol is Protocol.POP3:
         return f"CAPA announces neither USER nor SASL PLAIN {where}"
@@ -304,11 +304,6 @@ def _mailbox_facts(
     return None
 
 
-def imap_has_quota(capabilities: tuple[str, ...]) -> bool:
-    # RFC 9208 §3.1: "QUOTA" plus "QUOTA=RES-<name>"; RFC 2087 servers send only "QUOTA".
-    return any(c == "QUOTA" or c.startswith("QUOTA=") for c in capabilities)
-
-
 def imap_mailbox_facts(
     session: ImapSession,
     rec: ProbeRecorder | None,
@@ -321,10 +316,10 @@ def imap_mailbox_facts(
     All read-only. When a quota is used to ``measure_folders_from`` percent
     or more, every folder's size (or message count) is asked with STATUS too.
     """
-    caps = tuple(c.upper() for c in capabilities)
+    caps = parse_capabilities(Protocol.IMAP, tuple(c.upper() for c in capabilities))
     quota_root: str | None = None
     resources: list[QuotaResource] = []
-    supported = imap_has_quota(caps)
+    supported = caps.quota
     if supported:
         with _timing(rec, Phase.QUOTA):
             untagged, _done = session.run("GETQUOTAROOT", "INBOX")
@@ -341,7 +336,7 @@ def imap_mailbox_facts(
             except (ValueError, ProtocolError):
                 continue
     # RFC 8438: STATUS=SIZE adds the mailbox size; MESSAGES is RFC 3501 §6.3.10.
-    items = b"(MESSAGES SIZE)" if "STATUS=SIZE" in caps else b"(MESSAGES)"
+    items = b"(MESSAGES SIZE)" if caps.status_size else b"(MESSAGES)"
     messages: int | None = None
     size: int | None = None
     with _timing(rec, Phase.MAILBOX):
@@ -370,7 +365,7 @@ def imap_mailbox_facts(
         folder_listing=listing,
         folders=folders.folders_from(entries, measured),
         # RFC 2177; the capabilities after the login are the ones that count.
-        idle="IDLE" in caps,
+        idle=caps.idle,
     )
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..deadline import DeadlineExceeded
-from ..model import SendCheck, SendStatus
+from ..model import Protocol, SendCheck, SendStatus
 from ..protocols import smtp
+from ..protocols.capabilities import parse as parse_capabilities
 from ..protocols.lines import ProtocolError
 from ..transport import PeerClosed, ReadTimeout
 from .sessions import SessionRefused, SmtpSession
@@ -43,8 +44,8 @@ def check_sending(
     session: SmtpSession, sender: str | None, capabilities: Iterable[str], login: str
 ) -> SendCheck:
     """The sending check on a logged-in session; never raises for a rude server."""
-    caps = tuple(capabilities)
-    size = smtp.size_limit_from(caps)
+    caps = parse_capabilities(Protocol.SMTP, capabilities)
+    size = caps.size_limit
     if sender is None:
         detail = (
             f"not tried: the login {login!r} is not an e-mail address "
@@ -54,7 +55,7 @@ def check_sending(
     params: tuple[str, ...] = ()
     if not sender.isascii():
         # RFC 6531 §3.4: a UTF-8 address needs SMTPUTF8, announced and asked for.
-        if not any(c.split()[0].upper() == "SMTPUTF8" for c in caps if c.split()):
+        if not caps.smtputf8:
             detail = "not tried: the address is not ASCII and the server announces no SMTPUTF8"
             return SendCheck(SendStatus.SKIPPED, sender, size, detail=detail)
         params = ("SMTPUTF8",)

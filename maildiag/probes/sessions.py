@@ -1,23 +1,44 @@
-"""One small dialogue per protocol: greeting, capabilities, STARTTLS.
+"""The session driver: a protocol client (``maildiag.protocols.*_client``) on a ``Connection``.
 
-Each session pairs a ``Connection`` with the sans-IO parser of its protocol;
-the probe drives all three through the same steps, so the order of phases,
-their timing and the classification of failures live in one place
-(``maildiag.probes.connect``).
+Every probe talks to servers through these sessions: the endpoint probe,
+the logins, the mailbox and sending checks, inbound delivery and the sync
+measurement. So the wait for an IMAP tagged reply, the SASL steps and the
+connect / greet / STARTTLS dialogue (``establish``) exist once. Every wait
+for an answer is one ``Connection.receive``: bounded as a whole by the
+step's timeout and the run's deadline, however many untagged lines or
+challenges a server sends meanwhile.
 """
 
 from __future__ import annotations
 
 import enum
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import cast
 
-from ..protocols import imap, pop3, smtp
-from ..protocols.lines import ProtocolError
-from ..transport import Connection, ReadTimeout
+from ..model import Phase, Protocol, Security
+from ..protocols import capabilities as caps_data
+from ..protocols import imap, imap_client, pop3, pop3_client, smtp, smtp_client
+from ..protocols.capabilities import Capabilities
+from ..protocols.client_base import CANCEL, State
+from ..protocols.imap_client import (
+    Bye,
+    Command,
+    Completed,
+    ContinuationRequest,
+    ImapClient,
+    Unsolicited,
+)
+from ..protocols.lines import ProtocolError, StarttlsInjection
+from ..protocols.pop3_client import Pop3Client
+from ..protocols.registry import spec
+from ..protocols.sasl import SaslExchange
+from ..protocols.smtp_client import SmtpClient
+from ..transport import Connection, PlaintextInsteadOfTls, ReadTimeout
 
 CLIENT_NAME = "maildiag.invalid"  # RFC 6761 .invalid: an EHLO name that claims nothing
+KEEPS_ASKING = "the server keeps asking for more authentication data"
 
 
 class GreetingKind(enum.Enum):
@@ -36,13 +57,25 @@ class GreetingInfo:
 
 @dataclass(frozen=True)
 class CapabilityInfo:
-    capabilities: tuple[str, ...]
-    starttls: bool
-    login_mechanisms: tuple[str, ...]  # ways to log in on this channel, as announced
+    """The capabilities of one channel: the strings as announced and what they mean."""
+
+    data: Capabilities
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return self.data.announced
+
+    @property
+    def starttls(self) -> bool:
+        return self.data.starttls
+
+    @property
+    def login_mechanisms(self) -> tuple[str, ...]:
+        return self.data.login_names
 
     @property
     def login_offered(self) -> bool:
-        return bool(self.login_mechanisms)
+        return self.data.login_offered
 
 
 @dataclass(frozen=True)
@@ -71,49 +104,108 @@ def _temporary_text(text: str) -> bool:
     return any(word in lowered for word in ("too many", "try again", "temporar", "later", "busy"))
 
 
-class ImapSession:
-    protocol_name = "IMAP"
-    starttls_command = "STARTTLS"
+class _Session:
+    protocol: Protocol
+    client: ImapClient | Pop3Client | SmtpClient
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.parser = imap.ResponseParser()
-        self.commands = imap.CommandBuilder()
-        self._greeting_caps: tuple[str, ...] | None = None
 
-    def _next(self) -> imap.Untagged | imap.Tagged | imap.Continuation:
-        # mypy cannot solve the TypeVar of receive() for a union-returning parser.
-        response = self.conn.receive(self.parser.next_response, self.parser.feed)
-        return cast("imap.Untagged | imap.Tagged | imap.Continuation", response)
+    @property
+    def protocol_name(self) -> str:
+        return spec(self.protocol).name
+
+    @property
+    def starttls_command(self) -> str:
+        return spec(self.protocol).starttls_command
+
+    @property
+    def ready(self) -> bool:
+        """No command is in flight: the session can take the next one."""
+        return self.client.state is State.READY
+
+    def close(self) -> None:
+        """Says goodbye (LOGOUT/QUIT) and waits for the answer, when the session can.
+
+        After a broken exchange (an answer that never came, STARTTLS accepted
+        but no TLS) there is nothing to say goodbye on: the caller closes the
+        connection.
+        """
+        if self.ready:
+            self._goodbye()
+
+    def _goodbye(self) -> None:
+        raise NotImplementedError
+
+
+# --- IMAP -------------------------------------------------------------------------
+
+
+class ImapSession(_Session):
+    protocol = Protocol.IMAP
+    client: ImapClient
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.client = ImapClient()
+
+    def _event(self) -> imap_client.Event:
+        # mypy cannot solve the TypeVar of receive() for a union-returning client.
+        event = self.conn.receive(self.client.next_event, self.client.receive_data)
+        return cast("imap_client.Event", event)
 
     def run(self, name: str, *args: str | bytes) -> tuple[list[imap.Untagged], imap.Tagged]:
-        tag, line = self.commands.command(name, *args)
-        self.conn.send(line)
+        """One command and its tagged reply, with the untagged responses before it.
+
+        The whole wait is one step: every untagged line would restart a
+        per-read timeout, and a server can send them without end. A BYE
+        raises ``SessionRefused``.
+        """
+        self.conn.send(self.client.send(Command(name, *args)))
+        event = self._event()
+        if isinstance(event, Bye):
+            raise SessionRefused(event.text, temporary=_temporary_text(event.text))
+        if not isinstance(event, Completed):
+            raise ProtocolError(f"unexpected continuation request after {name}")
+        return list(event.untagged), event.tagged
+
+    def exchange(
+        self, first: bytes
+    ) -> tuple[list[imap.Untagged], imap.Tagged | imap.Untagged | None]:
+        """Sends ``first`` (an AUTHENTICATE or LOGIN) and answers the server's challenges.
+
+        Returns the untagged responses and the final answer: the tagged reply,
+        a BYE, or None when the server still asks after the cancel.
+        """
+        self.conn.send(first)
         untagged: list[imap.Untagged] = []
-        # One step for the whole command: every untagged line would restart a
-        # per-read timeout, and a server can send them without end.
-        end = time.monotonic() + self.conn.deadline.step_timeout(self.conn.timeout)
+        cancelled = False
         while True:
-            response = self._next()
-            if isinstance(response, imap.Tagged) and response.tag == tag:
-                return untagged, response
-            if time.monotonic() > end:
-                raise ReadTimeout(
-                    f"no answer to {name} within {self.conn.timeout:g} s, only untagged noise"
-                )
-            if isinstance(response, imap.Untagged):
-                if response.keyword == "BYE":
-                    raise SessionRefused(response.text, temporary=_temporary_text(response.text))
-                untagged.append(response)
-            elif isinstance(response, imap.Continuation):
-                raise ProtocolError(f"unexpected continuation request after {name}")
+            event = self._event()
+            if isinstance(event, ContinuationRequest):
+                if cancelled:
+                    return untagged, None
+                line = self.client.answer(event) if self.client.exchanging else self.client.cancel()
+                cancelled = line == CANCEL
+                self.conn.send(line)
+                continue
+            assert isinstance(event, Completed | Bye)
+            untagged += event.untagged
+            return untagged, event.tagged if isinstance(event, Completed) else event.response
+
+    def authenticate(
+        self, exchange: SaslExchange
+    ) -> tuple[list[imap.Untagged], imap.Tagged | imap.Untagged | None]:
+        return self.exchange(self.client.authenticate(exchange))
+
+    def login_command(
+        self, user: str, password: str
+    ) -> tuple[list[imap.Untagged], imap.Tagged | imap.Untagged | None]:
+        return self.exchange(self.client.send(Command("LOGIN", user, password)))
 
     def greeting(self) -> GreetingInfo:
-        response = self._next()
-        if not isinstance(response, imap.Untagged):
-            raise ProtocolError("the first line is not an untagged IMAP greeting")
-        greeting = imap.parse_greeting(response)
-        self._greeting_caps = greeting.capabilities
+        greeting = self._event()
+        assert isinstance(greeting, imap.Greeting)
         if greeting.status == "BYE":
             kind = (
                 GreetingKind.THROTTLED if _temporary_text(greeting.text) else GreetingKind.REFUSED
@@ -124,51 +216,113 @@ class ImapSession:
         return GreetingInfo(GreetingKind.READY, greeting.text)
 
     def capabilities(self) -> CapabilityInfo:
+        greeting_caps = self.client.capabilities
         untagged, done = self.run("CAPABILITY")
-        caps = imap.capabilities_from([*untagged, done])
-        if caps is None:
+        found = imap.capabilities_from([*untagged, done])
+        if found is None:
             if done.status != "OK":
                 raise ProtocolError(f"CAPABILITY failed: {done.status} {done.text}")
-            caps = self._greeting_caps or ()
-        mechanisms = tuple(c.split("=", 1)[1] for c in caps if c.startswith("AUTH="))
-        # RFC 3501 §6.2.3: LOGIN is always available unless LOGINDISABLED says otherwise.
-        login = mechanisms if "LOGINDISABLED" in caps else ("LOGIN", *mechanisms)
-        return CapabilityInfo(tuple(caps), "STARTTLS" in caps, login)
+            found = greeting_caps or ()
+        return CapabilityInfo(caps_data.parse(Protocol.IMAP, found))
 
     def starttls(self) -> StarttlsAnswer:
         _, done = self.run("STARTTLS")
-        if done.status == "OK":
-            self.parser.end_plaintext()
         return StarttlsAnswer(done.status == "OK", f"{done.status} {done.text}".strip())
 
     def after_tls(self) -> None:
-        # RFC 3501 §6.2.1: capabilities learned before TLS must be discarded.
-        self.parser = imap.ResponseParser()
-        self._greeting_caps = None
+        self.client.tls_started()
 
-    def close(self) -> None:
+    # IDLE (RFC 2177), for the sync measurement.
+
+    def idle(self) -> list[imap.Untagged]:
+        """Sends IDLE; returns the untagged responses before the "+" (``SyncError``-free)."""
+        self.conn.send(self.client.send(Command("IDLE")))
+        event = self._event()
+        if isinstance(event, ContinuationRequest):
+            return list(event.untagged)
+        if isinstance(event, Bye):
+            raise SessionRefused(event.text, temporary=_temporary_text(event.text))
+        assert isinstance(event, Completed)
+        raise IdleRefused(event)
+
+    def next_unsolicited(self, seconds: float) -> imap.Untagged:
+        """The next untagged response while idling, waiting at most ``seconds``."""
+        saved = self.conn.timeout
+        self.conn.timeout = max(0.001, seconds)
+        try:
+            event = self._event()
+        finally:
+            self.conn.timeout = saved
+        if isinstance(event, Completed):  # the server ended IDLE itself
+            raise IdleRefused(event)
+        assert isinstance(event, Unsolicited)
+        return event.response
+
+    def end_idle(self) -> list[imap.Untagged]:
+        """DONE; returns the untagged responses before IDLE's tagged reply."""
+        self.conn.send(self.client.done())
+        event = self._event()
+        if isinstance(event, Bye):
+            raise SessionRefused(event.text, temporary=_temporary_text(event.text))
+        assert isinstance(event, Completed)
+        return list(event.untagged)
+
+    def _goodbye(self) -> None:
         self.run("LOGOUT")
 
 
-class Pop3Session:
-    protocol_name = "POP3"
-    starttls_command = "STLS"
+class IdleRefused(Exception):
+    """IDLE got a tagged reply instead of its "+"."""
+
+    def __init__(self, completed: Completed) -> None:
+        super().__init__(f"{completed.tagged.status} {completed.tagged.text}".strip())
+        self.completed = completed
+
+
+# --- POP3 -------------------------------------------------------------------------
+
+
+class Pop3Session(_Session):
+    protocol = Protocol.POP3
+    client: Pop3Client
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.parser = pop3.ResponseParser()
+        super().__init__(conn)
+        self.client = Pop3Client()
 
-    def _next(self, multiline: bool = False) -> pop3.Response:
-        return self.conn.receive(
-            lambda: self.parser.next_response(multiline=multiline), self.parser.feed
-        )
+    def _event(self) -> pop3_client.Event:
+        event = self.conn.receive(self.client.next_event, self.client.receive_data)
+        return cast("pop3_client.Event", event)
 
-    def run(self, command: bytes, multiline: bool = False) -> pop3.Response:
-        self.conn.send(command)
-        return self._next(multiline)
+    def _reply(self) -> pop3_client.Reply:
+        event = self._event()
+        assert isinstance(event, pop3_client.Reply)
+        return event
+
+    def run(self, command: bytes) -> pop3.Response:
+        """One command and its answer; the client knows whether it has a multi-line body."""
+        self.conn.send(self.client.send(command))
+        return self._reply().response
+
+    def authenticate(self, exchange: SaslExchange) -> pop3.Response | None:
+        """AUTH with ``exchange``: the final answer, or None after a cancel (RFC 5034 §4).
+
+        Whatever the server says to the "*", the login did not happen.
+        """
+        self.conn.send(self.client.authenticate(exchange))
+        reply = self._reply()
+        while reply.challenge:
+            line = self.client.answer(reply)
+            self.conn.send(line)
+            reply = self._reply()
+            if line == CANCEL:
+                return None
+        return reply.response
 
     def greeting(self) -> GreetingInfo:
-        response = self._next()
+        greeting = self._event()
+        assert isinstance(greeting, pop3_client.Greeting)
+        response = greeting.response
         if response.ok:
             return GreetingInfo(GreetingKind.READY, response.text)
         temporary = response.code in ("SYS/TEMP", "IN-USE") or _temporary_text(response.text)
@@ -177,50 +331,74 @@ class Pop3Session:
         )
 
     def capabilities(self) -> CapabilityInfo:
-        response = self.run(pop3.CAPA_COMMAND, multiline=True)
+        response = self.run(pop3.CAPA_COMMAND)
         if not response.ok:
             # RFC 2449 is optional; a server without CAPA can still do USER/PASS.
-            return CapabilityInfo((), False, ("USER",))
+            return CapabilityInfo(caps_data.parse(Protocol.POP3, (), listed=False))
         capa = pop3.parse_capa(response)
-        login = (("USER",) if capa.user else ()) + capa.sasl_mechanisms
-        return CapabilityInfo(capa.capabilities, capa.stls, login)
+        return CapabilityInfo(caps_data.parse(Protocol.POP3, capa.capabilities, listed=True))
 
     def starttls(self) -> StarttlsAnswer:
         response = self.run(pop3.STLS_COMMAND)
-        if response.ok:
-            self.parser.end_plaintext()
         return StarttlsAnswer(response.ok, response.text)
 
     def after_tls(self) -> None:
-        self.parser = pop3.ResponseParser()
+        self.client.tls_started()
 
-    def close(self) -> None:
+    def _goodbye(self) -> None:
         self.run(pop3.QUIT_COMMAND)
 
 
-class SmtpSession:
-    protocol_name = "SMTP"
-    starttls_command = "STARTTLS"
+# --- SMTP -------------------------------------------------------------------------
+
+
+class SmtpSession(_Session):
+    protocol = Protocol.SMTP
+    client: SmtpClient
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.parser = smtp.ReplyParser()
+        super().__init__(conn)
+        self.client = SmtpClient()
 
-    def _next(self) -> smtp.Reply:
-        return self.conn.receive(self.parser.next_reply, self.parser.feed)
+    def _event(self) -> smtp_client.Event:
+        event = self.conn.receive(self.client.next_event, self.client.receive_data)
+        return cast("smtp_client.Event", event)
+
+    def _reply(self) -> smtp_client.Reply:
+        event = self._event()
+        assert isinstance(event, smtp_client.Reply)
+        if event.reply.code == 421:
+            # RFC 5321 §3.8: 421 may come as the answer to any command, then the server closes.
+            raise SessionRefused(f"{event.reply.code} {event.reply.text}", temporary=True)
+        return event
 
     def run(self, command: bytes) -> smtp.Reply:
-        self.conn.send(command)
-        reply = self._next()
-        if reply.code == 421:
-            # RFC 5321 §3.8: 421 may come as the answer to any command, then the server closes.
-            raise SessionRefused(f"{reply.code} {reply.text}", temporary=True)
-        return reply
+        self.conn.send(self.client.send(command))
+        return self._reply().reply
+
+    def send_message(self, message: bytes) -> smtp.Reply:
+        """The message after DATA's 354, and the server's verdict on it."""
+        self.conn.send(self.client.send_message(message))
+        return self._reply().reply
+
+    def authenticate(self, exchange: SaslExchange) -> smtp.Reply | None:
+        """AUTH with ``exchange``: the final reply, or None when a 334 came after all steps."""
+        self.conn.send(self.client.authenticate(exchange))
+        reply = self._reply()
+        while reply.challenge:
+            line = self.client.answer(reply)
+            self.conn.send(line)
+            reply = self._reply()
+            if line == CANCEL:
+                return None  # RFC 4954 §4: cancelled; the login did not happen
+        return reply.reply
 
     def greeting(self) -> GreetingInfo:
         # The banner is read before anything is sent: strict servers (postscreen,
         # Exim's smtp_enforce_sync) drop clients that talk first.
-        reply = self._next()
+        greeting = self._event()
+        assert isinstance(greeting, smtp_client.Greeting)
+        reply = greeting.reply
         text = f"{reply.code} {reply.text}"
         if reply.code == 220:
             return GreetingInfo(GreetingKind.READY, text)
@@ -230,27 +408,137 @@ class SmtpSession:
             return GreetingInfo(GreetingKind.REFUSED, text)
         raise ProtocolError(f"unexpected greeting code {reply.code}")
 
+    def ehlo(self) -> smtp.Reply:
+        return self.run(smtp.ehlo_command(CLIENT_NAME))
+
     def capabilities(self) -> CapabilityInfo:
-        reply = self.run(smtp.ehlo_command(CLIENT_NAME))
+        reply = self.ehlo()
         if not reply.is_positive:
             if reply.is_transient:
                 raise SessionRefused(f"{reply.code} {reply.text}", temporary=True)
             raise ProtocolError(f"EHLO refused: {reply.code} {reply.text}")
         ehlo = smtp.parse_ehlo(reply)
-        return CapabilityInfo(ehlo.capabilities, ehlo.starttls, ehlo.auth_mechanisms)
+        return CapabilityInfo(caps_data.parse(Protocol.SMTP, ehlo.capabilities))
 
     def starttls(self) -> StarttlsAnswer:
         reply = self.run(smtp.STARTTLS_COMMAND)
-        if reply.code == 220:
-            self.parser.end_plaintext()
         return StarttlsAnswer(reply.code == 220, f"{reply.code} {reply.text}")
 
     def after_tls(self) -> None:
-        self.parser = smtp.ReplyParser()
+        self.client.tls_started()
 
-    def close(self) -> None:
+    def _goodbye(self) -> None:
         # RFC 5321 §4.1.1.10: the client SHOULD wait for the reply to QUIT.
         self.run(smtp.QUIT_COMMAND)
 
 
 Session = ImapSession | Pop3Session | SmtpSession
+
+SESSIONS: dict[Protocol, type[ImapSession] | type[Pop3Session] | type[SmtpSession]] = {
+    Protocol.IMAP: ImapSession,
+    Protocol.POP3: Pop3Session,
+    Protocol.SMTP: SmtpSession,
+}
+
+
+def open_session(protocol: Protocol, conn: Connection) -> Session:
+    return SESSIONS[protocol](conn)
+
+
+# --- the dialogue every connection starts with --------------------------------------
+
+
+class Stop(enum.Enum):
+    """Why ``establish`` ended before the session was ready for a login."""
+
+    GREETING = "greeting"  # not a ready greeting: see ``Dialogue.greeting.kind``
+    STARTTLS_MISSING = "starttls_missing"
+    STARTTLS_REFUSED = "starttls_refused"
+
+
+@dataclass
+class Dialogue:
+    """What the opening dialogue learned, filled in as it goes (so a failure keeps it)."""
+
+    greeting: GreetingInfo | None = None
+    plain: CapabilityInfo | None = None  # before TLS (STARTTLS and plaintext endpoints)
+    tls: CapabilityInfo | None = None  # inside TLS
+    starttls: StarttlsAnswer | None = None
+    stop: Stop | None = None
+    # The capabilities that count for a login: inside TLS when there is TLS.
+    current: CapabilityInfo | None = field(default=None, repr=False)
+
+
+Timing = Callable[[Phase], AbstractContextManager[None]]
+
+
+def establish(
+    session: Session,
+    security: Security,
+    handshake: Callable[[], None],
+    timing: Timing,
+    dialogue: Dialogue,
+) -> Dialogue:
+    """Greeting, capabilities, STARTTLS and the capabilities again inside TLS.
+
+    For implicit TLS, ``handshake`` runs first (``PlaintextInsteadOfTls``
+    passes to the caller, who can read the plaintext greeting). ``timing``
+    times each phase. Returns early with ``dialogue.stop`` set when the
+    session cannot go on; never sends STARTTLS unless it is announced.
+    """
+    if security is Security.TLS:
+        with timing(Phase.TLS):
+            handshake()
+    with timing(Phase.GREETING):
+        dialogue.greeting = session.greeting()
+    if dialogue.greeting.kind is not GreetingKind.READY:
+        dialogue.stop = Stop.GREETING
+        return dialogue
+    if security is Security.TLS:
+        with timing(Phase.CAPABILITIES_TLS):
+            dialogue.tls = dialogue.current = session.capabilities()
+        return dialogue
+    with timing(Phase.CAPABILITIES):
+        dialogue.plain = dialogue.current = session.capabilities()
+    if security is not Security.STARTTLS:
+        return dialogue
+    if not dialogue.plain.starttls:
+        dialogue.stop = Stop.STARTTLS_MISSING
+        return dialogue
+    with timing(Phase.STARTTLS):
+        dialogue.starttls = session.starttls()
+    if not dialogue.starttls.accepted:
+        dialogue.stop = Stop.STARTTLS_REFUSED
+        return dialogue
+    with timing(Phase.TLS):
+        try:
+            handshake()
+        except PlaintextInsteadOfTls as exc:
+            # The plaintext came behind the go-ahead in a later segment than
+            # the go-ahead itself (the client saw none of it).
+            raise StarttlsInjection(exc.received) from exc
+    session.after_tls()
+    with timing(Phase.CAPABILITIES_TLS):
+        dialogue.tls = dialogue.current = session.capabilities()
+    return dialogue
+
+
+__all__ = [
+    "CLIENT_NAME",
+    "KEEPS_ASKING",
+    "CapabilityInfo",
+    "Dialogue",
+    "GreetingInfo",
+    "GreetingKind",
+    "IdleRefused",
+    "ImapSession",
+    "Pop3Session",
+    "ReadTimeout",
+    "Session",
+    "SessionRefused",
+    "SmtpSession",
+    "StarttlsAnswer",
+    "Stop",
+    "establish",
+    "open_session",
+]

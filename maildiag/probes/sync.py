@@ -20,8 +20,10 @@ and the report says so. A final UID SEARCH by header checks it is gone.
 from __future__ import annotations
 
 import secrets
+import ssl
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -31,6 +33,7 @@ from ..deadline import Deadline, DeadlineExceeded
 from ..model import (
     AuthStatus,
     Outcome,
+    Phase,
     ProbeResult,
     Protocol,
     Security,
@@ -41,8 +44,18 @@ from ..protocols import imap, smtp
 from ..protocols.lines import ProtocolError
 from ..transport import Connection, ReadTimeout, TransportError
 from . import auth
-from .endpoint import SESSIONS, ProbeSettings, _is_ip_literal
-from .sessions import GreetingKind, ImapSession, Session, SessionRefused, SmtpSession
+from .endpoint import ProbeSettings, _is_ip_literal
+from .sessions import (
+    Dialogue,
+    IdleRefused,
+    ImapSession,
+    Session,
+    SessionRefused,
+    SmtpSession,
+    Stop,
+    establish,
+    open_session,
+)
 
 # How long to wait for the probe message, and for the flag change, at most
 # (both also bounded by the run's deadline).
@@ -189,27 +202,27 @@ class _SyncRun:
         conn = Connection.open(
             result.address, endpoint.port, timeout=self.settings.timeout, deadline=self.deadline
         )
-        session = SESSIONS[endpoint.protocol](conn)
+        session = open_session(endpoint.protocol, conn)
         self.sessions.append(session)
         name = None if _is_ip_literal(endpoint.host) else endpoint.host
         context = tls.client_context(self.settings.ca_file)
-        if endpoint.security is Security.TLS:
-            conn.start_tls(context, name)
-        greeting = session.greeting()
-        if greeting.kind is not GreetingKind.READY:
-            raise SyncError(f"{endpoint.label} refused the session: {greeting.text}")
-        caps = session.capabilities()
-        if endpoint.security is Security.STARTTLS:
-            if not session.starttls().accepted:
-                raise SyncError(f"{endpoint.label} refused STARTTLS this time")
-            conn.start_tls(context, name)
-            session.after_tls()
-            caps = session.capabilities()
+        dialogue = establish(
+            session,
+            endpoint.security,
+            lambda: _start_tls(conn, context, name),
+            _untimed,
+            Dialogue(),
+        )
+        if dialogue.stop is Stop.GREETING:
+            assert dialogue.greeting is not None
+            raise SyncError(f"{endpoint.label} refused the session: {dialogue.greeting.text}")
+        if dialogue.stop is not None:
+            raise SyncError(f"{endpoint.label} refused STARTTLS this time")
+        assert dialogue.current is not None
         self._check_same_certificate(result, conn)
-        login = auth.mechanism_for(session.protocol_name, caps.capabilities)
-        if login is None:
+        if dialogue.current.data.password_login() is None:
             raise SyncError(f"{endpoint.label} no longer offers a login mechanism")
-        return session, caps.capabilities
+        return session, dialogue.current.capabilities
 
     @staticmethod
     def _check_same_certificate(result: ProbeResult, conn: Connection) -> None:
@@ -252,7 +265,7 @@ class _SyncRun:
         idle = "IDLE" in watcher_caps
         method = SyncMethod.IDLE if idle else SyncMethod.NOOP_POLL
 
-        waiter = _Waiter(self.watcher, idle, self.settings.timeout)
+        waiter = _Waiter(self.watcher, idle)
         waiter.start()
         sent_at = self._submit()
         until = time.monotonic() + self._budget(DELIVERY_WAIT_SECONDS)
@@ -314,7 +327,7 @@ class _SyncRun:
         sent_at = time.monotonic()
         self.measured.sent = True
         self.measured.cleaned_up = False
-        reply = session.run(smtp.data_payload(probe_message(self.address, self.token)))
+        reply = session.send_message(probe_message(self.address, self.token))
         if reply.code != 250:
             self.measured.cleaned_up = True  # refused: nothing was queued
             raise SyncError(f"the submission server refused the message: {reply}")
@@ -413,37 +426,26 @@ def _flagged(response: imap.Untagged, seq: int | None, uid: int) -> bool:
 class _Waiter:
     """Waits on one IMAP session for an untagged response: in IDLE, or by NOOP polling."""
 
-    def __init__(self, session: ImapSession, idle: bool, step_timeout: float) -> None:
+    def __init__(self, session: ImapSession, idle: bool) -> None:
         self.session = session
         self.idle = idle
-        self.step_timeout = step_timeout
-        self._idle_tag: str | None = None
+        self._idling = False
         self._pending: list[imap.Untagged] = []
 
     def start(self) -> None:
         if not self.idle:
             return
-        tag, line = self.session.commands.command("IDLE")
-        self.session.conn.send(line)
-        response = self._receive(self.step_timeout)
-        while isinstance(response, imap.Untagged):
-            self._pending.append(response)
-            response = self._receive(self.step_timeout)
-        if not isinstance(response, imap.Continuation):
-            raise SyncError(f"IDLE was refused: {response}")  # RFC 2177 §3: "+ idling"
-        self._idle_tag = tag
+        try:
+            self._pending += self.session.idle()
+        except IdleRefused as exc:
+            raise SyncError(f"IDLE was refused: {exc}") from exc  # RFC 2177 §3: "+ idling"
+        self._idling = True
 
     def stop(self) -> None:
-        if self._idle_tag is None:
+        if not self._idling:
             return
-        tag, self._idle_tag = self._idle_tag, None
-        self.session.conn.send(b"DONE\r\n")
-        while True:
-            response = self._receive(self.step_timeout)
-            if isinstance(response, imap.Tagged) and response.tag == tag:
-                return
-            if isinstance(response, imap.Untagged):
-                self._pending.append(response)
+        self._idling = False
+        self._pending += self.session.end_idle()
 
     def wait(self, wanted: Callable[[imap.Untagged], bool], until: float) -> float | None:
         """The monotonic time a ``wanted`` response arrived; None when ``until`` passed."""
@@ -456,10 +458,13 @@ class _Waiter:
                 return None
             if self.idle:
                 try:
-                    response = self._receive(left)
+                    response = self.session.next_unsolicited(left)
                 except ReadTimeout:
                     return None
-                if isinstance(response, imap.Untagged) and wanted(response):
+                except IdleRefused as exc:
+                    self._idling = False
+                    raise SyncError(f"the server ended IDLE: {exc}") from exc
+                if wanted(response):
                     return time.monotonic()
                 continue
             untagged, _ = self.session.run("NOOP")
@@ -467,16 +472,13 @@ class _Waiter:
                 return time.monotonic()
             time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, until - time.monotonic())))
 
-    def _receive(self, seconds: float) -> imap.Untagged | imap.Tagged | imap.Continuation:
-        conn = self.session.conn
-        saved = conn.timeout
-        conn.timeout = max(0.001, seconds)
-        try:
-            response = conn.receive(self.session.parser.next_response, self.session.parser.feed)
-        finally:
-            conn.timeout = saved
-        assert isinstance(response, imap.Untagged | imap.Tagged | imap.Continuation)
-        return response
+
+def _start_tls(conn: Connection, context: ssl.SSLContext, name: str | None) -> None:
+    conn.start_tls(context, name)
+
+
+def _untimed(phase: Phase) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 __all__ = ["SyncError", "measure_sync", "pick_endpoint", "probe_message"]

@@ -90,9 +90,14 @@ class Bye:
 
 @dataclass(frozen=True)
 class ContinuationRequest:
-    """ "+ text": the command in flight waits for more from us (a SASL step, IDLE begun)."""
+    """ "+ text": the command in flight waits for more from us (a SASL step, IDLE begun).
+
+    For IDLE, ``untagged`` holds the responses that came before the "+": from
+    here on they come one by one, as ``Unsolicited``.
+    """
 
     text: str
+    untagged: tuple[Untagged, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,8 @@ class ImapClient(ClientBase[imap.ResponseParser, "Event"]):
             raise ProtocolError(f"unexpected continuation request after {self._name or 'nothing'}")
         if self._name == "IDLE":
             self.state = State.IDLING
+            untagged, self._untagged = tuple(self._untagged), []
+            return ContinuationRequest(response.text, untagged)
         return ContinuationRequest(response.text)
 
     def _completed(self, response: Tagged) -> Completed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .lines import (
     LineBuffer,
@@ -200,11 +200,18 @@ def parse_ehlo(reply: Reply) -> EhloInfo:
     if reply.code != 250:
         raise ProtocolError(f"EHLO answered with {reply.code} instead of 250")
     first = reply.lines[0].split() if reply.lines else []
-    server_name = first[0] if first else ""
+    return replace(parse_extensions(reply.lines[1:]), server_name=first[0] if first else "")
+
+
+def parse_extensions(lines: Iterable[str]) -> EhloInfo:
+    """The extension lines of an EHLO reply (all but its first), as kept in ``capabilities``.
+
+    ``server_name`` is empty: the first line, which names the server, is not among them.
+    """
     keywords: dict[str, tuple[str, ...]] = {}
     capabilities: list[str] = []
     mechanisms: list[str] = []
-    for line in reply.lines[1:]:
+    for line in lines:
         words = line.split()
         if not words:
             continue
@@ -222,7 +229,7 @@ def parse_ehlo(reply: Reply) -> EhloInfo:
     if auth or "AUTH" in keywords:
         keywords["AUTH"] = auth
     return EhloInfo(
-        server_name=server_name,
+        server_name="",
         keywords=keywords,
         capabilities=tuple(capabilities),
         starttls="STARTTLS" in keywords,
