@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import login_replies
 from .blocking import blocked_findings, explain_symptoms
 from .dualstack import family_findings
 from .finding_codes import FindingCode
@@ -689,7 +690,7 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
     # One finding per notice: two different texts are two things to tell the customer.
     for alert in dict.fromkeys(auth.alerts):
         yield make_finding(
-            FindingCode.IMAP_ALERT, endpoint, what=facts["what"], user=user, alert=alert
+            login_replies.alert_cause(alert), endpoint, what=facts["what"], user=user, alert=alert
         )
 
 

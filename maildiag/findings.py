@@ -719,6 +719,21 @@ _SPECS = (
         "gone.",
     ),
     FindingSpec(
+        _C.IMAP_SERVER_NOTIFY_ERROR,
+        _S.WARNING,
+        "The IMAP server cannot watch mailboxes for changes",
+        "{host}:{port} accepted the login of {user} and then sent, as a notice for the user "
+        '(IMAP [ALERT]): "{alert}". This is not about the mailbox: the Courier IMAP server '
+        "could not start its file-change notification (FAM or Gamin). It sends this notice on "
+        "every login, so mail programs that show notices (Thunderbird, Outlook) pop it up "
+        "again and again, and push (IDLE) falls back to looking again at intervals, so new "
+        "mail can show up late on phones.",
+        "Nothing to change in the mail program: the customer can close the message, the "
+        "mailbox works. The provider has to repair the server: on Debian and Ubuntu install "
+        "the package gamin (`apt install gamin`) next to courier-imap, or repair the FAM "
+        "daemon; the notice is gone with the next login.",
+    ),
+    FindingSpec(
         _C.AUTH_FAILED,
         _S.CRITICAL,
         "Wrong user name or password",

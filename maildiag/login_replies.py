@@ -681,6 +681,36 @@ def from_imap(
     )
 
 
+@dataclass(frozen=True)
+class AlertRule:
+    """An [ALERT] that reports the server's own fault, not a notice for the user."""
+
+    id: str
+    cause: FindingCode
+    text: str  # a regular expression, searched case-blind in the alert's text
+    seen: str
+
+
+# Tried in order; an alert no rule matches is the provider's notice (IMAP_ALERT).
+ALERT_RULES: tuple[AlertRule, ...] = (
+    AlertRule(
+        "courier-fam",
+        FindingCode.IMAP_SERVER_NOTIFY_ERROR,
+        r"filesystem notification initiali[sz]ation error|\bFAM\b.*\bGamin\b",
+        "Courier-IMAP 4/5 (imapd.c) on every login when FAMOpen fails: Debian's "
+        "courier-imap without the gamin package, or a broken FAM/Gamin daemon",
+    ),
+)
+
+
+def alert_cause(alert: str, rules: Iterable[AlertRule] = ALERT_RULES) -> FindingCode:
+    """The finding an [ALERT] text calls for: a known server fault, else IMAP_ALERT."""
+    for rule in rules:
+        if re.search(rule.text, alert, re.IGNORECASE):
+            return rule.cause
+    return FindingCode.IMAP_ALERT
+
+
 def imap_alerts(responses: Iterable[imap.Untagged | imap.Tagged]) -> Iterable[str]:
     """The texts of "* OK/NO/BAD [ALERT] ..." (RFC 3501 §7.1: meant for the user).
 

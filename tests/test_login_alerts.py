@@ -9,7 +9,8 @@ without a notice, gets none.
 
 from __future__ import annotations
 
-from maildiag.login_replies import imap_alerts
+from maildiag.finding_codes import FindingCode
+from maildiag.login_replies import alert_cause, imap_alerts
 from maildiag.protocols import imap
 from tests import test_mailbox_fake as base
 from tests.test_mailbox_fake import PASSWORD, USER, _auth, _codes
@@ -96,3 +97,31 @@ def test_an_alert_on_the_tagged_ok_counts_as_well() -> None:
         "Password expires in 3 days",
     ]
     assert list(imap_alerts(responses[1:2])) == []
+
+
+COURIER_FAM = (
+    "Filesystem notification initialization error -- contact your mail administrator "
+    "(check for configuration errors with the FAM/Gamin library)"
+)
+
+
+def test_courier_s_fam_error_is_the_servers_fault_not_a_notice_for_the_customer(fake, check):
+    # Courier-IMAP sends it on every login when FAM/Gamin cannot start (the
+    # Courier lab does too, tests/test_courier_lab.py); the twin is the first
+    # test here: a provider's notice stays IMAP_ALERT.
+    host, dns = fake(login_alerts=(COURIER_FAM,))
+    code, report = check(dns)
+    assert _alerts(report) == []
+    found = [f for f in report["findings"] if f["code"] == "IMAP_SERVER_NOTIFY_ERROR"]
+    assert sorted(f["endpoint"]["port"] for f in found) == list(IMAP_PORTS)
+    assert found[0]["severity"] == "warning"
+    assert f'"{COURIER_FAM}"' in found[0]["explanation"]
+    assert "gamin" in found[0]["fix"]
+    assert not found[0]["fix"].startswith("Read the message to the customer")
+
+
+def test_the_alert_table_tells_server_faults_from_notices() -> None:
+    assert alert_cause(COURIER_FAM) is FindingCode.IMAP_SERVER_NOTIFY_ERROR
+    assert alert_cause(ALMOST_FULL) is FindingCode.IMAP_ALERT
+    # A notice that merely mentions notifications is the provider's words.
+    assert alert_cause("New: notifications for shared folders") is FindingCode.IMAP_ALERT
