@@ -21,6 +21,7 @@ from pathlib import Path
 from maildiag.deadline import Deadline
 from maildiag.model import Endpoint, Protocol, Security
 from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
+from tests.bench_trees import BEFORE_ISSUE_10, earlier_tree
 from tests.lab.certs import TestPKI
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import ENDPOINTS, Behaviour, FakeMailHost
@@ -56,9 +57,16 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def maildiag(*args: str) -> subprocess.CompletedProcess[str]:
+def maildiag(*args: str, tree: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m maildiag ARGS``, of this checkout or of an earlier ``tree``."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run(
-        [sys.executable, "-m", "maildiag", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "maildiag", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tree,
     )
 
 
@@ -109,7 +117,7 @@ def _quiet(function: Callable[[list[str]], int], args: list[str]) -> None:
         function(args)
 
 
-def bench_cold_start() -> None:
+def bench_cold_start(before: Path | None) -> None:
     print("(b) cold start of `maildiag --version`", flush=True)
     runs = 15
     baseline = statistics.median(
@@ -136,6 +144,16 @@ def bench_cold_start() -> None:
     )
     report("check start-up vs. bare interpreter", f"{check_imports / baseline:.1f}x")
     report("check start-up vs. eager imports", f"{check_imports / everything:.2f}x")
+    if before is not None:
+        earlier = statistics.median(
+            timed(lambda: _python("import maildiag.cli, maildiag.runner", tree=before))
+            for _ in range(runs)
+        )
+        report(
+            f"the same imports at {BEFORE_ISSUE_10} (before issue 10)",
+            f"{earlier * 1000:.0f} ms = {earlier / baseline:.1f}x the bare interpreter",
+        )
+        report("check start-up: now / before", f"{check_imports / earlier:.2f}x")
 
 
 # Every module of the package, as a check imported them before imports were
@@ -148,8 +166,9 @@ _IMPORT_ALL = (
 )
 
 
-def _python(code: str) -> None:
-    subprocess.run([sys.executable, "-c", code], check=True)
+def _python(code: str, tree: Path | None = None) -> None:
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tree)
 
 
 def _modules_after_version() -> set[str]:
@@ -200,7 +219,7 @@ def _busy_cores(count: int) -> Iterator[None]:
             burner.wait()
 
 
-def bench_sslyze(pki: TestPKI, dns: DnsServer) -> None:
+def bench_sslyze(pki: TestPKI, dns: DnsServer, before: Path | None) -> None:
     print("(d) full check of six endpoints vs. sslyze's certificate scan of one", flush=True)
     if not Path(SSLYZE).exists():
         print(f"  skipped: no sslyze at {SSLYZE} (make bench-env installs it)", flush=True)
@@ -208,14 +227,19 @@ def bench_sslyze(pki: TestPKI, dns: DnsServer) -> None:
     check = _json_check("fast.test", pki, dns)
     sslyze = [SSLYZE, "--quiet", "--certinfo", f"mail.fast.test:993{{{FAST_ADDRESS}}}"]
     rounds = []
-    for _ in range(5):
+    for _ in range(7):
         ours = timed(lambda: maildiag(*check))
         theirs = timed(lambda: subprocess.run(sslyze, capture_output=True, check=False))
-        rounds.append((ours, theirs))
-    ours, theirs = (statistics.median(column) for column in zip(*rounds, strict=True))
+        earlier = timed(lambda: maildiag(*check, tree=before)) if before is not None else 0.0
+        rounds.append((ours, theirs, earlier))
+    ours, theirs, earlier = (statistics.median(column) for column in zip(*rounds, strict=True))
     report("maildiag check, six endpoints (DNS, TLS, capabilities)", f"{ours:.3f} s")
     report("sslyze --certinfo, one endpoint", f"{theirs:.3f} s")
     report("maildiag / sslyze (goal <= 0.35)", f"{ours / theirs:.2f}")
+    if before is not None:
+        report(
+            f"maildiag at {BEFORE_ISSUE_10} / sslyze (before issue 10)", f"{earlier / theirs:.2f}"
+        )
 
 
 def _compile_bytecode() -> None:
@@ -262,9 +286,10 @@ def main() -> int:
         dns = stack.enter_context(DnsServer(zones, DNS_ADDRESS))
         print("maildiag benchmarks (loopback; medians)")
         bench_parallel_vs_serial(pki, dns)
-        bench_cold_start()
+        before = earlier_tree(BEFORE_ISSUE_10, Path(directory))
+        bench_cold_start(before)
         bench_filtered(dns)
-        bench_sslyze(pki, dns)
+        bench_sslyze(pki, dns, before)
     for name in ("tests.bench_mailbox", "tests.bench_batch"):
         try:
             module = importlib.import_module(name)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.bench_trees import BEFORE_ISSUE_10, compiled, earlier_tree
 from tests.lab.provider import Provider
 
 HOSTS = ["127.0.0.90", "127.0.0.91", "127.0.0.92", "127.0.0.93", "127.0.0.94"]
@@ -54,11 +55,11 @@ class Run:
     exit_code: int
 
 
-def _batch(lab: Provider, directory: Path, size: int, *options: str) -> Run:
+def _batch(lab: Provider, directory: Path, size: int, *options: str, tree: Path = ROOT) -> Run:
     source = directory / f"domains-{size}.txt"
     source.write_text("\n".join(lab.domains[:size]) + "\n", encoding="utf-8")
     output = directory / f"results-{size}.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     with output.open("wb") as out:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -78,7 +79,7 @@ def _batch(lab: Provider, directory: Path, size: int, *options: str) -> Run:
             stdout=out,
             stderr=subprocess.DEVNULL,
             env=env,
-            cwd=ROOT,
+            cwd=tree,
         )
         peak_rss = peak_pss = 0
         while process.poll() is None:
@@ -137,8 +138,37 @@ def run(report: Report) -> None:
             _batch(lab, directory, 20)  # warm the page cache and the DNS server's cache
             for mode, options in MODES.items():
                 results[mode] = [_batch(lab, directory, size, *options) for size in SIZES]
-    for mode, runs in results.items():
-        _report_mode(report, mode, runs)
+            for mode, runs in results.items():
+                _report_mode(report, mode, runs)
+            _against_before(lab, directory, report)
+
+
+ROUNDS = 3
+
+
+def _against_before(lab: Provider, directory: Path, report: Report) -> None:
+    """1,000 domains by maildiag now and before issue 10, alternately, both modes."""
+    import statistics
+
+    print(f"  -- 1,000 domains now vs. maildiag at {BEFORE_ISSUE_10} ({ROUNDS} rounds)", flush=True)
+    old = earlier_tree(BEFORE_ISSUE_10, directory)
+    if old is None:
+        return
+    trees = {"now": compiled(ROOT), BEFORE_ISSUE_10: old}
+    size = max(SIZES)
+    for mode, options in MODES.items():
+        times: dict[str, list[float]] = {name: [] for name in trees}
+        for _ in range(ROUNDS):
+            for name, tree in trees.items():
+                result = _batch(lab, directory, size, *options, tree=tree)
+                if result.lines != size:
+                    report(f"{name}, {mode}", f"ONLY {result.lines} lines")
+                times[name].append(result.seconds)
+        now, before = (statistics.median(times[name]) for name in trees)
+        report(
+            f"{mode}: before / now (goal: now <= before)",
+            f"{before:.1f} / {now:.1f} s = {now / before:.2f}x",
+        )
 
 
 def _report_mode(report: Report, mode: str, runs: list[Run]) -> None:

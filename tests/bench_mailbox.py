@@ -242,7 +242,6 @@ if __name__ == "__main__":
 
 # Issue 9 ("beyond the port") added sending, folders and the inbound path to a
 # check with --user; its goal is a check at most 1.3x as long as before it.
-BEFORE_TICKETS = "2de2deb"
 
 
 def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None:
@@ -254,30 +253,21 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
     so that clock alone would compare different things. Both trees are
     compiled to bytecode first and run alternately.
     """
-    import compileall
-    import shutil
     import subprocess
     import sys
     import tempfile
     from pathlib import Path
 
+    from tests.bench_trees import BEFORE_TICKETS, compiled, earlier_tree
+
     root = Path(__file__).resolve().parents[1]
     print(f"(mailbox) check --user now vs. maildiag at {BEFORE_TICKETS}", flush=True)
     with tempfile.TemporaryDirectory() as directory:
-        old = Path(directory)
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", BEFORE_TICKETS, "maildiag"],
-            capture_output=True,
-            check=False,
-        )
-        if archive.returncode != 0 or shutil.which("tar") is None:
-            print(f"  skipped: no git history with {BEFORE_TICKETS} here", flush=True)
+        old = earlier_tree(BEFORE_TICKETS, Path(directory))
+        if old is None:
             return
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         args = _lab_check(lab, dns, "--user", lab.alice.address)
-        trees = {"now": root, BEFORE_TICKETS: old}
-        for tree in trees.values():
-            compileall.compile_dir(str(tree / "maildiag"), quiet=1)
+        trees = {"now": compiled(root), BEFORE_TICKETS: old}
         wall: dict[str, list[float]] = {name: [] for name in trees}
         clock: dict[str, list[float]] = {name: [] for name in trees}
         for round_number in range(2 * ROUNDS + 1):
