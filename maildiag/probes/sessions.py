@@ -15,7 +15,8 @@ import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol as TypingProtocol
+from typing import TypeVar, cast
 
 from ..model import Phase, Protocol, Security
 from ..protocols import capabilities as caps_data
@@ -136,6 +137,33 @@ class _Session:
 
     def _goodbye(self) -> None:
         raise NotImplementedError
+
+
+class _Step(TypingProtocol):
+    @property
+    def challenge(self) -> bool: ...
+
+
+_Reply = TypeVar("_Reply", bound=_Step)
+
+
+def _sasl_steps(
+    conn: Connection, first: bytes, read: Callable[[], _Reply], answer: Callable[[_Reply], bytes]
+) -> _Reply | None:
+    """Sends AUTH, answers each challenge; the final reply, or None after a cancel.
+
+    A cancel ("*", RFC 4954 §4 / RFC 5034 §4) comes when the server asks for
+    more than the mechanism has: whatever it says to that, the login did not happen.
+    """
+    conn.send(first)
+    reply = read()
+    while reply.challenge:
+        line = answer(reply)
+        conn.send(line)
+        reply = read()
+        if line == CANCEL:
+            return None
+    return reply
 
 
 # --- IMAP -------------------------------------------------------------------------
@@ -309,15 +337,10 @@ class Pop3Session(_Session):
 
         Whatever the server says to the "*", the login did not happen.
         """
-        self.conn.send(self.client.authenticate(exchange))
-        reply = self._reply()
-        while reply.challenge:
-            line = self.client.answer(reply)
-            self.conn.send(line)
-            reply = self._reply()
-            if line == CANCEL:
-                return None
-        return reply.response
+        reply = _sasl_steps(
+            self.conn, self.client.authenticate(exchange), self._reply, self.client.answer
+        )
+        return None if reply is None else reply.response
 
     def greeting(self) -> GreetingInfo:
         greeting = self._event()
@@ -383,15 +406,10 @@ class SmtpSession(_Session):
 
     def authenticate(self, exchange: SaslExchange) -> smtp.Reply | None:
         """AUTH with ``exchange``: the final reply, or None when a 334 came after all steps."""
-        self.conn.send(self.client.authenticate(exchange))
-        reply = self._reply()
-        while reply.challenge:
-            line = self.client.answer(reply)
-            self.conn.send(line)
-            reply = self._reply()
-            if line == CANCEL:
-                return None  # RFC 4954 §4: cancelled; the login did not happen
-        return reply.reply
+        reply = _sasl_steps(
+            self.conn, self.client.authenticate(exchange), self._reply, self.client.answer
+        )
+        return None if reply is None else reply.reply
 
     def greeting(self) -> GreetingInfo:
         # The banner is read before anything is sent: strict servers (postscreen,
