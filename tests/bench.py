@@ -70,7 +70,7 @@ def maildiag(*args: str, tree: Path | None = None) -> subprocess.CompletedProces
     )
 
 
-def _json_check(domain: str, pki: TestPKI, dns: DnsServer) -> list[str]:
+def json_check_args(domain: str, pki: TestPKI, dns: DnsServer) -> list[str]:
     return [
         "check",
         domain,
@@ -93,7 +93,7 @@ def bench_parallel_vs_serial(pki: TestPKI, dns: DnsServer) -> None:
         endpoint = Endpoint(protocol, "mail.bench.test", ENDPOINTS[key][1], security, ("bench",))
         probe_endpoint(endpoint, lambda _h, _d: [HOST_ADDRESS], settings, Deadline(30))
 
-    args = _json_check("bench.test", pki, dns)
+    args = json_check_args("bench.test", pki, dns)
     from maildiag.cli import main
 
     rounds = []
@@ -224,7 +224,7 @@ def bench_sslyze(pki: TestPKI, dns: DnsServer, before: Path | None) -> None:
     if not Path(SSLYZE).exists():
         print(f"  skipped: no sslyze at {SSLYZE} (make bench-env installs it)", flush=True)
         return
-    check = _json_check("fast.test", pki, dns)
+    check = json_check_args("fast.test", pki, dns)
     sslyze = [SSLYZE, "--quiet", "--certinfo", f"mail.fast.test:993{{{FAST_ADDRESS}}}"]
     rounds = []
     for _ in range(7):

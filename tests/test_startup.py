@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench import json_check_args
 from tests.lab.certs import TestPKI
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import ENDPOINTS, Behaviour, FakeMailHost
@@ -65,17 +66,7 @@ def healthy_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[st
         ),
         DnsServer(zones, DNS_ADDRESS) as dns,
     ):
-        yield [
-            "check",
-            "fast.test",
-            "--nameserver",
-            dns.nameserver,
-            "--ca-file",
-            str(pki.ca_pem_path),
-            "--no-autoconfig",
-            "--format",
-            "json",
-        ]
+        yield json_check_args("fast.test", pki, dns)
 
 
 def test_version_loads_neither_click_nor_dnspython_nor_cryptography() -> None:
