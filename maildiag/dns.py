@@ -292,10 +292,20 @@ class Resolver:
     Safe to share between threads.
     """
 
-    def __init__(self, nameserver: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self, nameserver: str | None = None, timeout: float = 5.0, *, families_at_once: bool = True
+    ) -> None:
+        """``families_at_once``: an address lookup asks A and AAAA at the same time.
+
+        That saves a round trip for every name that exists, and costs a second
+        question for every name that does not (a guessed imap.<domain>), which
+        one A answer would have settled. A single check wants the round trip;
+        a batch of thousands of domains, sharing the nameserver, wants fewer questions.
+        """
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
+        self._families_at_once = families_at_once
         if nameserver is None:
             self._servers = tuple(_system_nameservers())
         else:
@@ -357,25 +367,28 @@ class Resolver:
             except Exception as e:  # raised in the asking thread, below
                 answers[rdtype] = e
 
-        aaaa = threading.Thread(target=ask, args=("AAAA",), name="dns-aaaa", daemon=True)
-        aaaa.start()
-        ask("A")
-        aaaa.join()  # bounded: the AAAA query has the same budget as the A query
+        if self._families_at_once:
+            aaaa = threading.Thread(target=ask, args=("AAAA",), name="dns-aaaa", daemon=True)
+            aaaa.start()
+            ask("A")
+            aaaa.join()  # bounded: the AAAA query has the same budget as the A query
+        else:
+            ask("A")
+            if not _settles_the_name(answers["A"]):
+                ask("AAAA")
         errors: list[DnsLookupError] = []
         found: list[str] = []
         alias: str | None = None
         for rdtype in ("A", "AAAA"):
-            answer = answers[rdtype]
+            answer = answers.get(rdtype)
+            if answer is None:
+                continue  # AAAA not asked: A's answer settled it
             if isinstance(answer, Exception) and not isinstance(answer, DnsLookupError):
                 raise answer
             if isinstance(answer, DnsLookupError):
                 # When the name does not exist or the nameserver is silent, that
                 # is the answer, whatever the AAAA question got.
-                if rdtype == "A" and answer.kind in (
-                    DnsFailure.NXDOMAIN,
-                    DnsFailure.TIMEOUT,
-                    DnsFailure.NO_NAMESERVERS,
-                ):
+                if rdtype == "A" and _settles_the_name(answer):
                     raise answer
                 errors.append(answer)
                 continue
@@ -612,3 +625,12 @@ def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> tuple[DnsFail
     if rcode == dns.rcode.REFUSED:
         return DnsFailure.REFUSED, f"{server} refused to answer (REFUSED)"
     return DnsFailure.ERROR, f"{server} answered {dns.rcode.to_text(rcode)}"
+
+
+def _settles_the_name(answer: object) -> bool:
+    """An A answer after which no AAAA question can help: no such name, or no nameserver."""
+    return isinstance(answer, DnsLookupError) and answer.kind in (
+        DnsFailure.NXDOMAIN,
+        DnsFailure.TIMEOUT,
+        DnsFailure.NO_NAMESERVERS,
+    )

@@ -76,3 +76,29 @@ def test_an_srv_target_that_does_not_exist_is_asked_once_and_reported_unresolved
     gone = [r for r in diagnosis.results if r.endpoint.host == "gone.once.test"]
     assert gone and gone[0].outcome is Outcome.UNRESOLVED
     assert questions[("gone.once.test.", "A")] == 1, questions
+
+
+def test_a_shared_run_asks_no_aaaa_after_no_such_name_and_both_families_otherwise():
+    # Batch and exporter checks (they pass a host limiter) share the
+    # nameserver with thousands of others: a guessed name that does not exist
+    # costs one question there, not two; one that does is asked for both.
+    from maildiag.dns import DnsLookupError, Resolver
+
+    zone = {"mail": {"A": ["127.0.6.41"], "AAAA": ["::1"]}}
+    with DnsServer({DOMAIN: zone}, DNS_ADDRESS) as dns:
+        for at_once, expected in ((False, 1), (True, 2)):
+            dns.log.clear()
+            resolver = Resolver(dns.nameserver, timeout=2, families_at_once=at_once)
+            try:
+                resolver.addresses(f"imap.{DOMAIN}")
+            except DnsLookupError:
+                pass
+            else:
+                raise AssertionError("imap.once.test must not resolve")
+            assert sum(_address_questions(dns.log).values()) == expected, at_once
+            dns.log.clear()
+            assert sorted(resolver.addresses(f"mail.{DOMAIN}")) == ["127.0.6.41", "::1"]
+            assert _address_questions(dns.log) == {
+                (f"mail.{DOMAIN}.", "A"): 1,
+                (f"mail.{DOMAIN}.", "AAAA"): 1,
+            }
