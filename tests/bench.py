@@ -57,9 +57,13 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def maildiag(*args: str, tree: Path | None = None) -> subprocess.CompletedProcess[str]:
+def maildiag(
+    *args: str, tree: Path | None = None, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m maildiag ARGS``, of this checkout or of an earlier ``tree``."""
-    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, **(environ or {})}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     return subprocess.run(
         [sys.executable, "-m", "maildiag", *args],
         capture_output=True,

@@ -253,11 +253,10 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
     so that clock alone would compare different things. Both trees are
     compiled to bytecode first and run alternately.
     """
-    import subprocess
-    import sys
     import tempfile
     from pathlib import Path
 
+    from tests.bench import maildiag
     from tests.bench_trees import BEFORE_TICKETS, compiled, earlier_tree
 
     root = Path(__file__).resolve().parents[1]
@@ -272,20 +271,8 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
         clock: dict[str, list[float]] = {name: [] for name in trees}
         for round_number in range(2 * ROUNDS + 1):
             for name, tree in trees.items():
-                env = {
-                    **os.environ,
-                    "PYTHONPATH": str(tree),
-                    "MAILDIAG_PASSWORD": lab.alice.password,
-                }
                 started = time.perf_counter()
-                done = subprocess.run(
-                    [sys.executable, "-m", "maildiag", *args],
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                    cwd=tree,
-                    check=False,
-                )
+                done = maildiag(*args, tree=tree, environ={"MAILDIAG_PASSWORD": lab.alice.password})
                 elapsed = time.perf_counter() - started
                 if round_number:  # the first round warms both up
                     wall[name].append(elapsed)
