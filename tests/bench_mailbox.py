@@ -236,10 +236,6 @@ def _report(label: str, value: str) -> None:
     print(f"  {label:<58} {value}", flush=True)
 
 
-if __name__ == "__main__":
-    run(_report)
-
-
 # Issue 9 ("beyond the port") added sending, folders and the inbound path to a
 # check with --user; its goal is a check at most 1.3x as long as before it.
 
@@ -290,3 +286,7 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
         "the run's own clock (duration_s): before / now",
         f"{clock_before * 1000:.0f} / {clock_now * 1000:.0f} ms = {clock_now / clock_before:.2f}x",
     )
+
+
+if __name__ == "__main__":
+    run(_report)
