@@ -6,7 +6,6 @@ printed next to the one it should be compared with, and as a ratio.
 
 from __future__ import annotations
 
-import compileall
 import importlib
 import os
 import statistics
@@ -21,7 +20,7 @@ from pathlib import Path
 from maildiag.deadline import Deadline
 from maildiag.model import Endpoint, Protocol, Security
 from maildiag.probes.endpoint import ProbeSettings, probe_endpoint
-from tests.bench_trees import BEFORE_ISSUE_10, earlier_tree
+from tests.bench_trees import BEFORE_ISSUE_10, ROOT, compiled, earlier_tree
 from tests.lab.certs import TestPKI
 from tests.lab.dns_server import DnsServer
 from tests.lab.fake_servers import ENDPOINTS, Behaviour, FakeMailHost
@@ -30,7 +29,6 @@ DNS_ADDRESS = "127.0.0.230"
 HOST_ADDRESS = "127.0.0.231"
 FILTERED_ADDRESS = "127.0.0.232"
 FAST_ADDRESS = "127.0.0.233"  # answers at once: the comparison with sslyze
-PACKAGE = Path(__file__).parents[1] / "maildiag"
 # sslyze lives in the bench's own environment (make bench-env), pinned there:
 # its nassl and cryptography pins would otherwise decide maildiag's.
 SSLYZE = os.environ.get("MAILDIAG_BENCH_SSLYZE") or str(
@@ -61,17 +59,22 @@ def maildiag(
     *args: str, tree: Path | None = None, environ: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m maildiag ARGS``, of this checkout or of an earlier ``tree``."""
-    env = {**os.environ, **(environ or {})}
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
     return subprocess.run(
         [sys.executable, "-m", "maildiag", *args],
         capture_output=True,
         text=True,
         check=False,
-        env=env,
+        env=_environment(tree, environ),
         cwd=tree,
     )
+
+
+def _environment(tree: Path | None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, plus ``environ``, with ``tree`` first on the import path."""
+    env = {**os.environ, **(environ or {})}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return env
 
 
 def json_check_args(domain: str, pki: TestPKI, dns: DnsServer) -> list[str]:
@@ -171,8 +174,7 @@ _IMPORT_ALL = (
 
 
 def _python(code: str, tree: Path | None = None) -> None:
-    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tree)
+    subprocess.run([sys.executable, "-c", code], check=True, env=_environment(tree), cwd=tree)
 
 
 def _modules_after_version() -> set[str]:
@@ -246,22 +248,15 @@ def bench_sslyze(pki: TestPKI, dns: DnsServer, before: Path | None) -> None:
         )
 
 
-def _compile_bytecode() -> None:
-    """Byte-compile the package, as pip does when it installs it.
-
-    Without it (PYTHONDONTWRITEBYTECODE, a fresh checkout) every run would
-    compile maildiag's sources first, which no installed copy does.
-    """
-    compileall.compile_dir(str(PACKAGE), quiet=1)
-
-
 def main() -> int:
     zones = {
         "bench.test": {"@": {"MX": ["10 mail"]}, "mail": {"A": [HOST_ADDRESS]}},
         "filtered.test": {"@": {"MX": ["10 mail"]}, "mail": {"A": [FILTERED_ADDRESS]}},
         "fast.test": {"@": {"MX": ["10 mail"]}, "mail": {"A": [FAST_ADDRESS]}},
     }
-    _compile_bytecode()
+    # Byte-compiled first, as pip installs it: without that every run would
+    # compile the sources first (PYTHONDONTWRITEBYTECODE, a fresh checkout).
+    compiled(ROOT)
     with tempfile.TemporaryDirectory() as directory, ExitStack() as stack:
         pki = TestPKI(directory)
         cert = pki.good(["mail.bench.test"])

@@ -32,14 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench_trees import BEFORE_ISSUE_10, compiled, earlier_tree
+from tests.bench_trees import BEFORE_ISSUE_10, ROOT, compiled, earlier_tree
 from tests.lab.provider import Provider
 
 HOSTS = ["127.0.0.90", "127.0.0.91", "127.0.0.92", "127.0.0.93", "127.0.0.94"]
 DNS_ADDRESS = "127.0.0.95"
 SIZES = (100, 1000)
 CONCURRENCY = 100
-ROOT = Path(__file__).resolve().parent.parent
 
 Report = Callable[[str, str], None]
 

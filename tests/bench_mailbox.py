@@ -253,16 +253,15 @@ def _bench_against_release(lab: MailLab, dns: DnsServer, report: Report) -> None
     from pathlib import Path
 
     from tests.bench import maildiag
-    from tests.bench_trees import BEFORE_TICKETS, compiled, earlier_tree
+    from tests.bench_trees import BEFORE_TICKETS, ROOT, compiled, earlier_tree
 
-    root = Path(__file__).resolve().parents[1]
     print(f"(mailbox) check --user now vs. maildiag at {BEFORE_TICKETS}", flush=True)
     with tempfile.TemporaryDirectory() as directory:
         old = earlier_tree(BEFORE_TICKETS, Path(directory))
         if old is None:
             return
         args = _lab_check(lab, dns, "--user", lab.alice.address)
-        trees = {"now": compiled(root), BEFORE_TICKETS: old}
+        trees = {"now": compiled(ROOT), BEFORE_TICKETS: old}
         wall: dict[str, list[float]] = {name: [] for name in trees}
         clock: dict[str, list[float]] = {name: [] for name in trees}
         for round_number in range(2 * ROUNDS + 1):
