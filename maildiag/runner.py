@@ -9,6 +9,7 @@ resolved once per run however many endpoints share them.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -20,8 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .credentials_input import Credentials
-from .deadline import Deadline
-from .discovery import Overrides, discover
+from .deadline import Deadline, DeadlineExceeded
+from .discovery import HostLookup, Overrides, discover
 from .dns import InvalidDomain, Resolver, to_ascii
 from .limits import HostLimiter
 from .model import (
@@ -158,6 +159,51 @@ class ProbeCache:
         self._entries: OrderedDict[tuple[object, ...], tuple[float, Future[ProbeResult]]] = (
             OrderedDict()
         )
+        self._host_lookups: OrderedDict[tuple[object, ...], tuple[float, Future[HostLookup]]] = (
+            OrderedDict()
+        )
+
+    def mx_host_lookup(
+        self, resolver: Resolver, host: str, deadline: Deadline, nameserver: object = None
+    ) -> HostLookup:
+        """The addresses and alias of an MX host, asked once for every check that names it.
+
+        Customer domains of one provider name the same few MX hosts; without
+        this, every domain of a batch would ask the nameserver again for the
+        provider's host. Shared like a probe: waiters wait for a lookup still
+        running, a result is given out for ``max_age`` seconds, and a failed
+        lookup is not kept (the next check asks anew, within its own deadline).
+        """
+        key = (nameserver, host)
+        while True:
+            with self._lock:
+                _forget_old(self._host_lookups, time.monotonic(), self.max_age)
+                entry = self._host_lookups.get(key)
+                if entry is None:
+                    future: Future[HostLookup] = Future()
+                    self._host_lookups[key] = (float("inf"), future)
+                    break
+                future = entry[1]
+            try:
+                return future.result(timeout=deadline.wait_timeout())
+            except TimeoutError:  # this check's deadline passed while another asked
+                raise DeadlineExceeded("the run's deadline has passed") from None
+            except Exception:  # noqa: BLE001 - the owner's failure; ask anew
+                continue
+        try:
+            found = resolver.addresses_and_alias(host, deadline)
+        except BaseException as exc:
+            with self._lock:
+                if self._host_lookups.get(key, (0.0, None))[1] is future:
+                    del self._host_lookups[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            if self._host_lookups.get(key, (0.0, None))[1] is future:
+                self._host_lookups[key] = (time.monotonic(), future)
+                self._host_lookups.move_to_end(key)
+        future.set_result(found)
+        return found
 
     def probe(
         self,
@@ -203,16 +249,23 @@ class ProbeCache:
         return result
 
     def _forget_old(self, now: float) -> None:
-        while self._entries:
-            key, (ended, _) = next(iter(self._entries.items()))
-            if ended == float("inf") or now - ended <= self.max_age:
-                return
-            del self._entries[key]
+        _forget_old(self._entries, now, self.max_age)
 
     def _drop(self, key: tuple[object, ...], future: Future[ProbeResult]) -> None:
         with self._lock:
             if self._entries.get(key, (0.0, None))[1] is future:
                 del self._entries[key]
+
+
+def _forget_old(
+    entries: OrderedDict[tuple[object, ...], tuple[float, Future[Any]]], now: float, max_age: float
+) -> None:
+    """Drops the entries that ended more than ``max_age`` seconds ago (oldest first)."""
+    while entries:
+        key, (ended, _) = next(iter(entries.items()))
+        if ended == float("inf") or now - ended <= max_age:
+            return
+        del entries[key]
 
 
 def diagnose(
@@ -307,6 +360,11 @@ def _diagnose(
         timeout=request.timeout,
         email=request.email,
         addresses=lookup,
+        mx_host_lookup=(
+            None
+            if probe_cache is None
+            else functools.partial(probe_cache.mx_host_lookup, nameserver=request.nameserver)
+        ),
     )
     discovery = replace(discovery, domain=request.domain)
     if creds is not None and session_hook_factory is None:

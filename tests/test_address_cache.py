@@ -100,3 +100,39 @@ def test_a_shared_run_asks_no_aaaa_after_no_such_name_and_both_families_otherwis
                 (f"mail.{DOMAIN}.", "A"): 1,
                 (f"mail.{DOMAIN}.", "AAAA"): 1,
             }
+
+
+def test_the_checks_of_a_batch_ask_for_their_shared_mx_host_once():
+    # A provider's customer domains all name its MX host: with a probe cache
+    # (batch, exporter) its addresses are asked once for every check; an MX
+    # host that does not exist is not kept, each check asks (and reports) it.
+    from maildiag.limits import HostLimiter
+    from maildiag.runner import ProbeCache
+
+    provider = {"mx": {"A": ["127.0.6.42"]}}
+    customers = {
+        f"kunde{n}": {"MX": ["10 mx.provider.test.", "20 gone.provider.test."]} for n in range(3)
+    }
+    zones = {"provider.test": provider, "customers.test": customers}
+    with DnsServer(zones, DNS_ADDRESS) as dns:
+        for cache, expected in ((ProbeCache(), 1), (None, 3)):
+            dns.log.clear()
+            limiter = HostLimiter(2)
+            for n in range(3):
+                diagnosis = diagnose(
+                    CheckRequest(
+                        f"kunde{n}.customers.test",
+                        nameserver=dns.nameserver,
+                        timeout=5,
+                        deadline=20,
+                        autoconfig=False,
+                    ),
+                    host_limiter=limiter,
+                    probe_cache=cache,
+                )
+                hosts = {m.host: m for m in diagnosis.discovery.mx_hosts}
+                assert hosts["mx.provider.test"].addresses == ("127.0.6.42",)
+                assert not hosts["gone.provider.test"].addresses
+            questions = _address_questions(dns.log)
+            assert questions[("mx.provider.test.", "A")] == expected, questions
+            assert questions[("gone.provider.test.", "A")] == 3, questions
