@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .credentials_input import Credentials
 from .deadline import Deadline, DeadlineExceeded
@@ -77,6 +77,9 @@ class CheckRequest:
     # the MX servers are asked whether they take mail for it. Without it,
     # the --user name is used when it is an address at the domain.
     address: str | None = None
+
+
+_R = TypeVar("_R")
 
 
 class AddressCache:
@@ -154,14 +157,9 @@ class ProbeCache:
 
     def __init__(self, max_age: float = 60.0) -> None:
         self.max_age = max_age
-        self._lock = threading.Lock()
-        # Oldest first, so expiry only ever looks at the front.
-        self._entries: OrderedDict[tuple[object, ...], tuple[float, Future[ProbeResult]]] = (
-            OrderedDict()
-        )
-        self._host_lookups: OrderedDict[tuple[object, ...], tuple[float, Future[HostLookup]]] = (
-            OrderedDict()
-        )
+        lock = threading.Lock()
+        self._probes: _Shared[ProbeResult] = _Shared(lock, max_age)
+        self._host_lookups: _Shared[HostLookup] = _Shared(lock, max_age)
 
     def mx_host_lookup(
         self, resolver: Resolver, host: str, deadline: Deadline, nameserver: object = None
@@ -176,14 +174,9 @@ class ProbeCache:
         """
         key = (nameserver, host)
         while True:
-            with self._lock:
-                _forget_old(self._host_lookups, time.monotonic(), self.max_age)
-                entry = self._host_lookups.get(key)
-                if entry is None:
-                    future: Future[HostLookup] = Future()
-                    self._host_lookups[key] = (float("inf"), future)
-                    break
-                future = entry[1]
+            future, owner = self._host_lookups.claim(key)
+            if owner:
+                break
             try:
                 return future.result(timeout=deadline.wait_timeout())
             except TimeoutError:  # this check's deadline passed while another asked
@@ -193,15 +186,10 @@ class ProbeCache:
         try:
             found = resolver.addresses_and_alias(host, deadline)
         except BaseException as exc:
-            with self._lock:
-                if self._host_lookups.get(key, (0.0, None))[1] is future:
-                    del self._host_lookups[key]
+            self._host_lookups.drop(key, future)
             future.set_exception(exc)
             raise
-        with self._lock:
-            if self._host_lookups.get(key, (0.0, None))[1] is future:
-                self._host_lookups[key] = (time.monotonic(), future)
-                self._host_lookups.move_to_end(key)
+        self._host_lookups.keep(key, future)
         future.set_result(found)
         return found
 
@@ -215,14 +203,9 @@ class ProbeCache:
         """The shared result for ``endpoint``, from ``run()`` if there is none yet."""
         key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.security, settings)
         while True:
-            with self._lock:
-                self._forget_old(time.monotonic())
-                entry = self._entries.get(key)
-                if entry is None:
-                    future: Future[ProbeResult] = Future()
-                    self._entries[key] = (float("inf"), future)  # aged from its end
-                    break
-                future = entry[1]
+            future, owner = self._probes.claim(key)
+            if owner:
+                break
             try:
                 result = future.result(timeout=deadline.wait_timeout())
             except TimeoutError:  # another run's probe, and this run's deadline passed
@@ -235,37 +218,59 @@ class ProbeCache:
         try:
             result = run()
         except BaseException as exc:
-            self._drop(key, future)
+            self._probes.drop(key, future)
             future.set_exception(exc)
             raise
         if result.outcome is Outcome.DEADLINE:
-            self._drop(key, future)
+            self._probes.drop(key, future)
         else:
-            with self._lock:
-                if self._entries.get(key, (0.0, None))[1] is future:
-                    self._entries[key] = (time.monotonic(), future)
-                    self._entries.move_to_end(key)
+            self._probes.keep(key, future)
         future.set_result(result)
         return result
 
-    def _forget_old(self, now: float) -> None:
-        _forget_old(self._entries, now, self.max_age)
 
-    def _drop(self, key: tuple[object, ...], future: Future[ProbeResult]) -> None:
+class _Shared(Generic[_R]):
+    """Futures by key, each given out for ``max_age`` seconds after it was kept.
+
+    ``claim`` hands out the entry for a key, or makes a new one whose
+    claimer is its owner: the owner either ``keep``s it (aged from then on)
+    or ``drop``s it (a failure, or one cut short by its owner's deadline).
+    """
+
+    def __init__(self, lock: threading.Lock, max_age: float) -> None:
+        self._lock = lock
+        self._max_age = max_age
+        # Oldest first, so expiry only ever looks at the front.
+        self._entries: OrderedDict[tuple[object, ...], tuple[float, Future[_R]]] = OrderedDict()
+
+    def claim(self, key: tuple[object, ...]) -> tuple[Future[_R], bool]:
+        """The entry for ``key``, and whether the caller owns it (it was made for it)."""
+        with self._lock:
+            self._forget_old(time.monotonic())
+            entry = self._entries.get(key)
+            if entry is not None:
+                return entry[1], False
+            future: Future[_R] = Future()
+            self._entries[key] = (float("inf"), future)  # aged from its end
+            return future, True
+
+    def keep(self, key: tuple[object, ...], future: Future[_R]) -> None:
+        with self._lock:
+            if self._entries.get(key, (0.0, None))[1] is future:
+                self._entries[key] = (time.monotonic(), future)
+                self._entries.move_to_end(key)
+
+    def drop(self, key: tuple[object, ...], future: Future[_R]) -> None:
         with self._lock:
             if self._entries.get(key, (0.0, None))[1] is future:
                 del self._entries[key]
 
-
-def _forget_old(
-    entries: OrderedDict[tuple[object, ...], tuple[float, Future[Any]]], now: float, max_age: float
-) -> None:
-    """Drops the entries that ended more than ``max_age`` seconds ago (oldest first)."""
-    while entries:
-        key, (ended, _) = next(iter(entries.items()))
-        if ended == float("inf") or now - ended <= max_age:
-            return
-        del entries[key]
+    def _forget_old(self, now: float) -> None:
+        while self._entries:
+            key, (ended, _) = next(iter(self._entries.items()))
+            if ended == float("inf") or now - ended <= self._max_age:
+                return
+            del self._entries[key]
 
 
 def diagnose(
