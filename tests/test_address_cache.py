@@ -136,3 +136,42 @@ def test_the_checks_of_a_batch_ask_for_their_shared_mx_host_once():
             questions = _address_questions(dns.log)
             assert questions[("mx.provider.test.", "A")] == expected, questions
             assert questions[("gone.provider.test.", "A")] == 3, questions
+
+
+def test_a_check_waiting_for_anothers_mx_host_lookup_ends_with_its_own_deadline():
+    # The owner's lookup is still running (its nameserver is slow); the
+    # waiter's deadline passes first: a timeout of the lookup, as the
+    # resolver would report it, and the owner's answer is kept for the next.
+    import threading
+    import time
+
+    from maildiag.deadline import Deadline
+    from maildiag.dns import DnsLookupError
+    from maildiag.model import DnsFailure
+    from maildiag.runner import ProbeCache
+
+    release = threading.Event()
+
+    class SlowResolver:
+        asked = 0
+
+        def addresses_and_alias(self, host, deadline):
+            SlowResolver.asked += 1
+            release.wait(5)
+            return ["127.0.6.43"], None
+
+    cache = ProbeCache()
+    resolver = SlowResolver()
+    owner = threading.Thread(
+        target=cache.mx_host_lookup, args=(resolver, "mx.provider.test", Deadline(5))
+    )
+    owner.start()
+    while not SlowResolver.asked:
+        time.sleep(0.01)
+    with pytest.raises(DnsLookupError) as raised:
+        cache.mx_host_lookup(resolver, "mx.provider.test", Deadline(0.2))
+    assert raised.value.kind is DnsFailure.TIMEOUT
+    release.set()
+    owner.join()
+    assert cache.mx_host_lookup(resolver, "mx.provider.test", Deadline(1)) == (["127.0.6.43"], None)
+    assert SlowResolver.asked == 1
