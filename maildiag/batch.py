@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .deadline import Deadline
     from .limits import HostLimiter
     from .runner import CheckRequest, ProbeCache
+    from .tasks import ThreadPool
 
 __all__ = [
     "HOST_KEYS",
@@ -230,10 +231,12 @@ def check_entry(
     host_limiter: HostLimiter | None = None,
     probe_cache: ProbeCache | None = None,
     within: Deadline | None = None,
+    threads: ThreadPool | None = None,
 ) -> BatchResult:
     """Checks one domain; never raises (a failure becomes an UNKNOWN line).
 
     ``within``: the batch's ``Deadline``; cancelling it ends the check at once.
+    ``threads``: the batch's pool for the check's lookups and probes.
     """
     from .discovery import Overrides
     from .dns import InvalidDomain
@@ -252,7 +255,11 @@ def check_entry(
             )
         request = replace(request, domain=entry.domain)
         diagnosis = diagnose(
-            request, host_limiter=host_limiter, probe_cache=probe_cache, within=within
+            request,
+            host_limiter=host_limiter,
+            probe_cache=probe_cache,
+            within=within,
+            threads=threads,
         )
     except InvalidDomain as exc:
         return failed_result(entry, str(exc), "invalid_domain")
@@ -344,11 +351,13 @@ def run_batch(
     still running are cancelled, and end at once.
     """
     from .deadline import Deadline
+    from .tasks import ThreadPool
 
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     stop = stop or threading.Event()
     batch = Deadline.unlimited()
+    threads = ThreadPool("check")
     source = iter(items)
     source_lock = threading.Lock()
     results = _Channel(2 * concurrency)
@@ -364,7 +373,7 @@ def run_batch(
                         item = next(source, None)
                 if item is None:
                     return
-                results.put(check_entry(item, template, host_limiter, probe_cache, batch))
+                results.put(check_entry(item, template, host_limiter, probe_cache, batch, threads))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             results.put(exc)
         finally:
@@ -400,6 +409,8 @@ def run_batch(
     finally:
         stop.set()
         watcher.join()
+        # The checks still running were cancelled: their lookups and probes end at once.
+        threads.close()
 
 
 # --------------------------------------------------------------------------

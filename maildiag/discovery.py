@@ -33,6 +33,7 @@ from maildiag.model import (
     SrvRecord,
 )
 from maildiag.protocols.registry import ORDER, SLOTS, SRV_SERVICES, spec
+from maildiag.tasks import TaskGroup, ThreadPool
 
 __all__ = ["SLOTS", "SRV_SERVICES", "HostLookup", "MxHostLookup", "Overrides", "discover"]
 
@@ -94,6 +95,7 @@ def discover(
     email: str | None = None,
     addresses: HostAddresses | None = None,
     mx_host_lookup: MxHostLookup | None = None,
+    threads: ThreadPool | None = None,
 ) -> Discovery:
     """Everything DNS and autoconfig say about *domain*, and the endpoints to probe.
 
@@ -103,6 +105,8 @@ def discover(
     record arrives, so the probes need not ask again. ``mx_host_lookup``
     (resolver, host, deadline) replaces the resolver's own address-and-alias
     lookup of MX hosts, e.g. by one shared between the checks of a batch.
+    ``threads``: the pool the lookups run on (shared by the checks of a
+    batch); without it, discovery starts its own threads.
     """
     started = time.monotonic()
     domain_ascii = to_ascii(domain)
@@ -110,9 +114,8 @@ def discover(
     guess_hosts = _guess_hosts(domain_ascii, skip=override_hosts.keys())
 
     # Leaving the block waits for every lookup: none outlives discovery.
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=4 + len(SRV_SERVICES) + len(guess_hosts) + MAX_MX_HOSTS,
-        thread_name_prefix="discover",
+    with TaskGroup(
+        threads, size=4 + len(SRV_SERVICES) + len(guess_hosts) + MAX_MX_HOSTS, name="discover"
     ) as pool:
         apex = pool.submit(_lookup, resolver, domain_ascii, "SOA", deadline)
         mx = pool.submit(_lookup, resolver, domain_ascii, "MX", deadline)

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -42,6 +42,7 @@ from .probes.families import BesideContext
 from .probes.inbound import check_inbound
 from .probes.webports import WebPortWatch
 from .quoting import MAX_QUOTED_CHARS, Sanitizer
+from .tasks import TaskGroup, ThreadPool
 
 # Outcomes of a probe whose TCP connect failed.
 NOT_CONNECTED = (Outcome.REFUSED, Outcome.TIMEOUT)
@@ -94,12 +95,15 @@ class AddressCache:
 
     MAX_PREFETCHES = 8
 
-    def __init__(self, resolver: Resolver, deadline: Deadline) -> None:
+    def __init__(
+        self, resolver: Resolver, deadline: Deadline, threads: ThreadPool | None = None
+    ) -> None:
         self._resolver = resolver
         self._deadline = deadline
+        self._threads = threads
         self._lock = threading.Lock()
         self._pending: dict[str, Future[list[str]]] = {}
-        self._prefetches: ThreadPoolExecutor | None = None
+        self._prefetches: TaskGroup | None = None
         self._prefetched = 0
 
     def remember(self, host: str, addresses: Sequence[str]) -> None:
@@ -115,8 +119,8 @@ class AddressCache:
             if host in self._pending or self._prefetched >= self.MAX_PREFETCHES:
                 return
             if self._prefetches is None:
-                self._prefetches = ThreadPoolExecutor(
-                    max_workers=self.MAX_PREFETCHES, thread_name_prefix="resolve"
+                self._prefetches = TaskGroup(
+                    self._threads, size=self.MAX_PREFETCHES, name="resolve"
                 )
             self._prefetched += 1
             self._pending[host] = self._prefetches.submit(
@@ -126,7 +130,7 @@ class AddressCache:
     def close(self) -> None:
         """Waits for the prefetches still running (each bounded by the deadline)."""
         if self._prefetches is not None:
-            self._prefetches.shutdown(wait=True)
+            self._prefetches.close()
 
     def __call__(self, host: str, deadline: Deadline) -> list[str]:
         with self._lock:
@@ -285,6 +289,7 @@ def diagnose(
     probe_cache: ProbeCache | None = None,
     meanwhile: Callable[[], object] | None = None,
     within: Deadline | None = None,
+    threads: ThreadPool | None = None,
 ) -> Diagnosis:
     """Checks one domain and explains what is wrong. Raises ``InvalidDomain`` for a bad name.
 
@@ -295,7 +300,9 @@ def diagnose(
     (shared by the checks of a batch) lets probes without a login be reused.
     ``meanwhile`` is called while the probes wait for the network, e.g. to
     import the renderer the caller will need. ``within`` (a batch's
-    ``Deadline``): cancelling it ends this check at once.
+    ``Deadline``): cancelling it ends this check at once. ``threads`` (shared
+    by the checks of a batch): the pool the check's lookups and probes run on;
+    without it the check starts its own threads.
     """
     creds = credentials or request.credentials
     started_at = datetime.now(UTC)
@@ -323,7 +330,7 @@ def diagnose(
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
-    lookup = AddressCache(resolver, deadline)
+    lookup = AddressCache(resolver, deadline, threads)
     try:
         return _diagnose(
             request,
@@ -338,6 +345,7 @@ def diagnose(
             host_limiter=host_limiter,
             probe_cache=probe_cache,
             meanwhile=meanwhile,
+            threads=threads,
         )
     finally:
         lookup.close()
@@ -357,6 +365,7 @@ def _diagnose(
     host_limiter: HostLimiter | None,
     probe_cache: ProbeCache | None,
     meanwhile: Callable[[], object] | None,
+    threads: ThreadPool | None,
 ) -> Diagnosis:
     discovery = discover(
         domain_ascii,
@@ -373,6 +382,7 @@ def _diagnose(
             if probe_cache is None
             else functools.partial(probe_cache.mx_host_lookup, nameserver=request.nameserver)
         ),
+        threads=threads,
     )
     discovery = replace(discovery, domain=request.domain)
     if creds is not None and session_hook_factory is None:
@@ -393,52 +403,51 @@ def _diagnose(
         connect_by=(started if request.started is None else request.started) + request.timeout,
     )
     address = inbound_address(request, creds, domain_ascii)
-    inbound_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbound")
-    # Alongside the probes, not after them: the MX dialogues add no wait of their own.
-    inbound_future = (
-        inbound_pool.submit(
-            check_inbound,
-            address,
-            discovery,
-            lookup,
-            settings,
-            deadline,
-            host_limiter=host_limiter,
-        )
-        if address is not None
-        else None
-    )
     keys = {e.key for e in discovery.endpoints}
     extra = tuple(dict.fromkeys(e for e in request.typed if e.key not in keys))
     watch = WebPortWatch(request.timeout, deadline)
-    preparing = threading.Thread(
-        target=_prepare, args=(request.ca_file, meanwhile), name="prepare", daemon=True
-    )
-    preparing.start()
-    probed = run_probes(
-        discovery.endpoints + extra,
-        lookup,
-        settings,
-        deadline,
-        session_hook_factory,
-        host_limiter=host_limiter,
-        probe_cache=probe_cache,
-        # The typed settings get no login: a wrong one must not count against a lockout.
-        no_hook=frozenset(extra),
-        watcher=watch,
-    )
-    port_checks = watch.results()
-    results, typed_results = probed[: len(discovery.endpoints)], probed[len(discovery.endpoints) :]
-    preparing.join()
+    # Leaving the block waits for the inbound check: no thread outlives the run.
+    with TaskGroup(threads, size=2, name="alongside") as alongside:
+        # Alongside the probes, not after them: the MX dialogues add no wait of their own.
+        inbound_future = (
+            alongside.submit(
+                check_inbound,
+                address,
+                discovery,
+                lookup,
+                settings,
+                deadline,
+                host_limiter=host_limiter,
+            )
+            if address is not None
+            else None
+        )
+        preparing = alongside.submit(_prepare, request.ca_file, meanwhile)
+        probed = run_probes(
+            discovery.endpoints + extra,
+            lookup,
+            settings,
+            deadline,
+            session_hook_factory,
+            host_limiter=host_limiter,
+            probe_cache=probe_cache,
+            # The typed settings get no login: a wrong one must not count against a lockout.
+            no_hook=frozenset(extra),
+            watcher=watch,
+            threads=threads,
+        )
+        port_checks = watch.results()
+        results = probed[: len(discovery.endpoints)]
+        typed_results = probed[len(discovery.endpoints) :]
+        preparing.result()
+        sync = None
+        if creds is not None and request.sync:
+            from .probes.sync import measure_sync
+
+            sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
+        inbound = _inbound_result(inbound_future, deadline)
     from .analysis import analyse, overall_status
 
-    sync = None
-    if creds is not None and request.sync:
-        from .probes.sync import measure_sync
-
-        sync = measure_sync(results, creds, settings, deadline, domain=domain_ascii)
-    inbound = _inbound_result(inbound_future, deadline)
-    inbound_pool.shutdown(wait=True)  # the check has ended: no thread outlives the run
     # Server text is quoted by analysis: make it safe first (escaped, bounded,
     # no secret), then check the finished diagnosis once more.
     quoted = Sanitizer.for_credentials(creds, limit=MAX_QUOTED_CHARS)
@@ -562,11 +571,13 @@ def run_probes(
     probe_cache: ProbeCache | None = None,
     no_hook: frozenset[Endpoint] = frozenset(),
     watcher: ConnectWatcher | None = None,
+    threads: ThreadPool | None = None,
 ) -> tuple[ProbeResult, ...]:
     """Probes all endpoints at once; results come back in the endpoints' order.
 
     ``no_hook``: endpoints probed without the session hook (no login).
-    ``watcher`` hears about every connect (see ``WebPortWatch``).
+    ``watcher`` hears about every connect (see ``WebPortWatch``). ``threads``:
+    the pool the probes run on (see ``diagnose``).
     """
     if not endpoints:
         return ()
@@ -616,8 +627,8 @@ def run_probes(
         return result
 
     # A thread per endpoint for its probe, and one for each check beside it.
-    threads = sum(1 + len(checks_of(Stage.BESIDE, e.protocol)) for e in endpoints)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="probe") as pool:
+    size = sum(1 + len(checks_of(Stage.BESIDE, e.protocol)) for e in endpoints)
+    with TaskGroup(threads, size=size, name="probe") as pool:
         futures = [pool.submit(probe, endpoint) for endpoint in endpoints]
         _, pending = wait(futures, timeout=deadline.wait_timeout())
         if pending:

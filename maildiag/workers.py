@@ -424,6 +424,7 @@ def _work(
     from .deadline import Deadline
     from .limits import HostLimiter
     from .runner import ProbeCache
+    from .tasks import ThreadPool
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if credentials_follow:
@@ -447,7 +448,11 @@ def _work(
         except OSError:
             batch.cancel()
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool:
+    # Leaving the blocks waits for every check: the worker exits with no thread left.
+    with (
+        ThreadPool("task") as threads,
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="check") as pool,
+    ):
         while not batch.cancelled:
             try:
                 message = tasks.recv()
@@ -457,9 +462,8 @@ def _work(
             if message is None:
                 break
             number, entry = message
-            future = pool.submit(check_entry, entry, template, limiter, cache, batch)
+            future = pool.submit(check_entry, entry, template, limiter, cache, batch, threads)
             future.add_done_callback(functools.partial(answer, number))
-        # Leaving the block waits for every check: the worker exits with no thread left.
     if not batch.cancelled:
         with send_lock:
             try:

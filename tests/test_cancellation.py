@@ -28,6 +28,7 @@ from maildiag.dns import DnsLookupError, Resolver
 from maildiag.model import Outcome
 from maildiag.protocols import imap
 from maildiag.runner import CheckRequest, diagnose
+from maildiag.tasks import ThreadPool
 from maildiag.tls import client_context
 from maildiag.transport import Connection
 from tests.lab.dns_server import DnsServer
@@ -144,6 +145,34 @@ def test_no_thread_outlives_a_run_where_every_server_stalls(
         Outcome.STALLED,
     }
     assert any(r.outcome is Outcome.DEADLINE for r in diagnosis.results)
+
+
+def _running_maildiag_code() -> list[str]:
+    """Threads running maildiag code now (a pool's idle threads run none)."""
+    frames = sys._current_frames()
+    running = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if thread is threading.current_thread():
+            continue
+        while frame is not None:
+            if frame.f_code.co_filename.startswith(_OURS[0]):
+                running.append(thread.name)
+                break
+            frame = frame.f_back
+    return running
+
+
+def test_a_check_on_a_shared_pool_leaves_no_task_running(world, pki, loopback_address):
+    # The checks of a batch worker run on one pool that outlives each check;
+    # what a check started there must still have ended when diagnose() returns.
+    world.servers.enter_context(_stalling_host(pki, loopback_address, Behaviour.NEVER_GREET))
+    world.servers.enter_context(ScriptedServer(WEB_ADDRESS, 443, lambda conn: conn.hold()))
+    with ThreadPool("shared") as pool:
+        diagnosis = diagnose(world.request(ca_file=str(pki.ca_pem_path)), threads=pool)
+        assert _running_maildiag_code() == []
+    assert maildiag_threads() == []
+    assert {r.outcome for r in diagnosis.results} <= {Outcome.DEADLINE, Outcome.NO_GREETING}
 
 
 def test_the_healthy_twin_also_leaves_no_thread(world, pki, loopback_address):
