@@ -426,7 +426,7 @@ def _mx_host(
     try:
         addresses, alias = _settled(future, deadline)
     except DnsLookupError as e:
-        error = e
+        error = e.with_traceback(None)  # see _result
     except Exception as e:
         error = DnsLookupError(
             DnsFailure.ERROR, f"maildiag internal error: {e!r}", f"{host} A/AAAA"
@@ -466,7 +466,10 @@ def _result(
     try:
         return _settled(future, deadline), None
     except DnsLookupError as e:
-        error = e
+        # Kept without its traceback: the frames in it hold the future that
+        # holds the error, a reference cycle only the garbage collector frees
+        # (in a batch, collecting such cycles cost a worker ~7 % of its CPU).
+        error = e.with_traceback(None)
     except Exception as e:
         # A bug in one lookup must not hide what the others found.
         error = DnsLookupError(DnsFailure.ERROR, f"maildiag internal error: {e!r}", query)

@@ -65,6 +65,10 @@ class DnsLookupError(Exception):
         self.detail = detail
         self.query = query
 
+    def copy(self) -> DnsLookupError:
+        """The same error, without a traceback (to raise it again)."""
+        return DnsLookupError(self.kind, self.detail, self.query)
+
 
 class InvalidDomain(ValueError):
     """The text given is not a usable domain name."""
@@ -364,6 +368,11 @@ class Resolver:
         def ask(rdtype: str) -> None:
             try:
                 answers[rdtype] = self._query(host, rdtype, budget)
+            except DnsLookupError as e:
+                # Kept without its traceback and raised below as a copy: an
+                # error referred to by the frames of its own traceback would
+                # be a reference cycle, which only the garbage collector frees.
+                answers[rdtype] = e.with_traceback(None)
             except Exception as e:  # raised in the asking thread, below
                 answers[rdtype] = e
 
@@ -389,7 +398,7 @@ class Resolver:
                 # When the name does not exist or the nameserver is silent, that
                 # is the answer, whatever the AAAA question got.
                 if rdtype == "A" and _settles_the_name(answer):
-                    raise answer
+                    raise answer.copy()
                 errors.append(answer)
                 continue
             records, canonical = answer
@@ -399,7 +408,7 @@ class Resolver:
             return found, alias
         for error in errors:
             if error.kind is not DnsFailure.NODATA:
-                raise error
+                raise error.copy()
         raise DnsLookupError(
             DnsFailure.NODATA, "the name has no A or AAAA record", f"{host} A/AAAA"
         )
