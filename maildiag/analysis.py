@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import login_replies
 from .blocking import blocked_findings, explain_symptoms
 from .dualstack import family_findings
 from .finding_codes import FindingCode
@@ -687,6 +686,10 @@ def _auth_findings(result: ProbeResult, user: str, form: str = "") -> Iterator[F
         facts["hint"] = LOGIN_HINTS[auth.hint] if auth.hint is not None else ""
         facts["hint_key"] = auth.hint
     yield make_finding(code, endpoint, **facts)
+    # Imported here: only a check with a login has replies to read (and has
+    # imported it for its probes already).
+    from . import login_replies
+
     # One finding per notice: two different texts are two things to tell the customer.
     for alert in dict.fromkeys(auth.alerts):
         yield make_finding(

@@ -17,7 +17,6 @@ import time
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urljoin, urlsplit
 
-import certifi
 import defusedxml
 import defusedxml.ElementTree
 
@@ -26,6 +25,7 @@ from maildiag.deadline import Deadline, DeadlineExceeded
 from maildiag.dns import DnsLookupError, InvalidDomain, Resolver, to_ascii
 from maildiag.model import AutoconfigResult, AutoconfigServer, Protocol, Security
 from maildiag.protocols.registry import BY_KEY, spec
+from maildiag.tls import certifi_bundle
 from maildiag.transport import (
     Connection,
     PeerClosed,
@@ -187,7 +187,7 @@ def _try_url(
 def _tls_context(ca_file: str | None, _mtime: float | None) -> ssl.SSLContext:
     # certifi rather than the system store, so results do not depend on the
     # machine; the extra CA file is for private and test CAs.
-    context = ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(cafile=certifi_bundle())
     if ca_file:
         context.load_verify_locations(ca_file)
     return context

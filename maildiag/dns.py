@@ -33,7 +33,6 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.resolver
 import idna
 
 from maildiag.deadline import Deadline, DeadlineExceeded
@@ -262,6 +261,8 @@ def _parse_port(text: str, port_text: str) -> int:
 
 
 def _system_nameservers() -> list[_Nameserver]:
+    import dns.resolver  # reads resolv.conf; a run with --nameserver never needs it
+
     try:
         config = dns.resolver.Resolver(configure=True)
     except dns.resolver.NoResolverConfiguration:

@@ -34,7 +34,9 @@ cryptography is imported inside the functions that need it, so that
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import ssl
 import threading
 import warnings
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TrustAnchors",
     "analyse",
+    "certifi_bundle",
     "client_context",
     "describe_certificate",
     "display_hostname",
@@ -525,15 +528,34 @@ def read_ca_file(ca_file: str) -> list[x509.Certificate]:
 
 
 def _load_anchors(ca_file: str | None) -> TrustAnchors:
-    import certifi
     from cryptography.x509.verification import Store
 
-    certificates = list(_certifi_roots(certifi.where()))
+    certificates = list(_certifi_roots(certifi_bundle()))
     if ca_file:
         certificates += read_ca_file(ca_file)
     return TrustAnchors(
         certificates=tuple(certificates), store=Store(certificates), pinned=frozenset(certificates)
     )
+
+
+def certifi_bundle() -> str:
+    """The path of certifi's roots, as ``certifi.where()`` gives it.
+
+    Found without importing certifi where the package keeps the file on
+    disk (every pip install): ``where()`` imports importlib.resources, and
+    with it zipfile, tempfile, shutil and the compression modules, a
+    twentieth of a quick check's CPU. A distribution that keeps the roots
+    elsewhere (Debian points certifi at the system store) has no such file
+    there, and certifi is asked.
+    """
+    spec = importlib.util.find_spec("certifi")
+    if spec is not None and spec.origin:
+        bundle = os.path.join(os.path.dirname(spec.origin), "cacert.pem")
+        if os.path.isfile(bundle):
+            return bundle
+    import certifi
+
+    return certifi.where()
 
 
 _certifi_cache: dict[str, tuple[x509.Certificate, ...]] = {}

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from maildiag.model import TlsFacts, TrustStatus
 from maildiag.tls import (
     analyse,
+    certifi_bundle,
     client_context,
     describe_certificate,
     hostname_matches,
@@ -767,3 +768,32 @@ def test_a_verdict_is_not_reused_after_five_minutes_or_when_the_clock_goes_back(
     for moment in (now + datetime.timedelta(minutes=6), now - datetime.timedelta(seconds=1)):
         again = _judge(chain, "aging.example.test", moment, ca_file=pki.ca_pem_path)
         assert again.chain is not first.chain and again.trust is TrustStatus.TRUSTED
+
+
+def test_certifi_bundle_is_the_file_certifi_names() -> None:
+    import certifi
+
+    assert certifi_bundle() == certifi.where()
+
+
+def test_certifi_bundle_asks_certifi_when_the_package_has_no_file_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on Debian, whose certifi points at the system store instead.
+    import importlib.machinery
+    import importlib.util
+
+    import certifi
+
+    package = tmp_path / "certifi"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: importlib.machinery.ModuleSpec(
+            name, None, origin=str(package / "__init__.py")
+        ),
+    )
+    monkeypatch.setattr(certifi, "where", lambda: "/etc/ssl/certs/ca-certificates.crt")
+    assert certifi_bundle() == "/etc/ssl/certs/ca-certificates.crt"
