@@ -3,8 +3,10 @@
 All probes of a run share one ``Deadline``; every network step inside them
 is bounded by it, so the run ends on time even when every port drops
 packets. When it passes, the sockets still open are shut down and the run
-waits for every probe: no thread outlives ``diagnose()``. Host names are
-resolved once per run however many endpoints share them.
+waits for every probe: no thread outlives ``diagnose()`` (the checks of a
+batch share a pool of threads, ``maildiag.tasks``, and none of their tasks
+outlives it). Host names are resolved once per run however many endpoints
+share them.
 """
 
 from __future__ import annotations
