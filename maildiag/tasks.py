@@ -2,9 +2,9 @@
 
 A check runs its DNS lookups, probes and side checks on threads. On its own
 it starts them and, leaving the step, waits for every one to end. The
-checks of a batch worker or of the exporter share a ``ThreadPool``
-instead: a thread start costs about as much CPU as parsing a DNS answer,
-and a check needs about fifteen, so a pool's idle threads take the tasks.
+checks of a batch share one ``ThreadPool`` per process instead: a thread
+start costs about as much CPU as parsing a DNS answer, and a check needs
+about fifteen, so a pool's idle threads take the tasks.
 Either way a ``TaskGroup`` waits for every task it started before its
 block is left, so no task outlives its check.
 """
@@ -24,7 +24,7 @@ _R = TypeVar("_R")
 
 
 class ThreadPool:
-    """Threads kept for the checks of a batch worker or the exporter; ``close`` waits for them.
+    """Threads kept for the checks of a batch; ``close`` waits for them.
 
     A thread is started only when none is idle, so a task never waits in a
     queue behind others (a probe waits for the side checks it started, and
