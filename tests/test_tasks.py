@@ -66,3 +66,35 @@ def test_a_shared_pool_reuses_idle_threads_for_later_groups():
         # so the next group can start one more now and then.)
         assert 1 <= len(_pool_threads("t-reuse")) < 20
     assert _pool_threads("t-reuse") == set()
+
+
+def test_threads_end_after_their_share_of_tasks_and_others_take_over():
+    with ThreadPool("t-retire", tasks_per_thread=2) as pool:
+        names = [pool.submit(lambda: threading.current_thread().name).result() for _ in range(6)]
+    # One task at a time: each thread takes two, then a new one starts.
+    assert len(set(names)) == 3, names
+    assert _pool_threads("t-retire") == set()
+
+
+def test_a_failed_task_hands_its_error_to_its_future_without_a_reference_cycle():
+    import gc
+
+    def fail() -> None:
+        raise LookupError("no such thing")
+
+    with ThreadPool("t-fail") as pool:
+        future = pool.submit(fail)
+        error = future.exception(timeout=5)
+        assert isinstance(error, LookupError)
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            del future, error
+            gc.collect()
+            cycles = [o for o in gc.garbage if type(o).__name__ in ("frame", "traceback", "Future")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert cycles == []
