@@ -4,8 +4,9 @@ An exception kept in a future or a list, whose traceback holds the frames
 that refer to it, is such a cycle: it keeps every frame of the failed
 lookup (and its DNS messages) alive until the next full collection. A
 batch worker made ~1,600 of these objects per domain (NXDOMAIN guesses,
-NODATA SRV records), and collecting them cost it ~7 % of its CPU. Counted
-here with the collector off and every collected object saved.
+NODATA SRV records), and collecting them took ~1 s of its ~6 s of CPU in a
+batch of 1,000 domains. Counted here with the collector off and every
+collected object saved.
 """
 
 from __future__ import annotations
