@@ -35,7 +35,8 @@ class ThreadPool:
     every domain (a batch process grew by ~8 MB per 500 domains). After 8
     tasks a batch uses what it did with a thread per task (3,000 domains
     without shared probes: 168 MB PSS, 170 MB before the pool), and a
-    check starts about 2 threads instead of 15.
+    check starts about 5 threads instead of 15 (1,040 thread starts for 200
+    domains, 2,928 before).
     """
 
     def __init__(self, name: str = "task", tasks_per_thread: int = 8) -> None:
