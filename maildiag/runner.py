@@ -83,9 +83,6 @@ class CheckRequest:
     address: str | None = None
 
 
-_R = TypeVar("_R")
-
-
 class AddressCache:
     """Resolves each host once per run, even when several probes ask at the same time.
 
@@ -179,27 +176,18 @@ class ProbeCache:
         running, a result is given out for ``max_age`` seconds, and a failed
         lookup is not kept (the next check asks anew, within its own deadline).
         """
-        key = (nameserver, host)
-        while True:
-            future, owner = self._host_lookups.claim(key)
-            if owner:
-                break
-            try:
-                return future.result(timeout=deadline.wait_timeout())
-            except TimeoutError:  # this check's deadline passed while another asked
-                raise DnsLookupError(
-                    DnsFailure.TIMEOUT, "stopped: the run's deadline passed", f"{host} A/AAAA"
-                ) from None
-            except Exception:  # noqa: BLE001 - the owner's failure; ask anew
-                continue
-        try:
-            found = resolver.addresses_and_alias(host, deadline)
-        except BaseException as exc:
-            self._host_lookups.drop(key, future)
-            future.set_exception(exc)
-            raise
-        self._host_lookups.keep(key, future)
-        future.set_result(found)
+
+        def asked_by_another_too_long() -> HostLookup:
+            raise DnsLookupError(
+                DnsFailure.TIMEOUT, "stopped: the run's deadline passed", f"{host} A/AAAA"
+            )
+
+        found, _ = self._host_lookups.share(
+            (nameserver, host),
+            deadline,
+            lambda: resolver.addresses_and_alias(host, deadline),
+            waited_too_long=asked_by_another_too_long,
+        )
         return found
 
     def probe(
@@ -211,39 +199,25 @@ class ProbeCache:
     ) -> ProbeResult:
         """The shared result for ``endpoint``, from ``run()`` if there is none yet."""
         key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.security, settings)
-        while True:
-            future, owner = self._probes.claim(key)
-            if owner:
-                break
-            try:
-                result = future.result(timeout=deadline.wait_timeout())
-            except TimeoutError:  # another run's probe, and this run's deadline passed
-                return _deadline_passed(endpoint)
-            except Exception:  # noqa: BLE001 - the owner's failure; probe anew
-                continue
-            if result.outcome is not Outcome.DEADLINE:
-                return replace(result, endpoint=endpoint, shared=True)
-            # Its owner ran out of time (the entry is gone): probe anew.
-        try:
-            result = run()
-        except BaseException as exc:
-            self._probes.drop(key, future)
-            future.set_exception(exc)
-            raise
-        if result.outcome is Outcome.DEADLINE:
-            self._probes.drop(key, future)
-        else:
-            self._probes.keep(key, future)
-        future.set_result(result)
-        return result
+        result, shared = self._probes.share(
+            key,
+            deadline,
+            run,
+            # One cut short by its owner's deadline says nothing about the server.
+            usable=lambda result: result.outcome is not Outcome.DEADLINE,
+            waited_too_long=lambda: _deadline_passed(endpoint),
+        )
+        return replace(result, endpoint=endpoint, shared=True) if shared else result
+
+
+_R = TypeVar("_R")
 
 
 class _Shared(Generic[_R]):
-    """Futures by key, each given out for ``max_age`` seconds after it was kept.
+    """Results by key, each given out for ``max_age`` seconds after it was made.
 
-    ``claim`` hands out the entry for a key, or makes a new one whose
-    claimer is its owner: the owner either ``keep``s it (aged from then on)
-    or ``drop``s it (a failure, or one cut short by its owner's deadline).
+    The first to ask for a key makes the result (its owner); whoever asks
+    while it is being made waits for it.
     """
 
     def __init__(self, lock: threading.Lock, max_age: float) -> None:
@@ -252,7 +226,50 @@ class _Shared(Generic[_R]):
         # Oldest first, so expiry only ever looks at the front.
         self._entries: OrderedDict[tuple[object, ...], tuple[float, Future[_R]]] = OrderedDict()
 
-    def claim(self, key: tuple[object, ...]) -> tuple[Future[_R], bool]:
+    def share(
+        self,
+        key: tuple[object, ...],
+        deadline: Deadline,
+        run: Callable[[], _R],
+        *,
+        waited_too_long: Callable[[], _R],
+        usable: Callable[[_R], bool] = lambda _: True,
+    ) -> tuple[_R, bool]:
+        """The result for ``key``, and whether another made it; ``run()``'s if there is none.
+
+        A result that is not ``usable``, or a failure, is not kept: whoever
+        waited for it makes its own. ``waited_too_long()`` answers for a
+        caller whose deadline passes while it waits for another's.
+        """
+        while True:
+            future, owner = self._claim(key)
+            if owner:
+                break
+            try:
+                result = future.result(timeout=deadline.wait_timeout())
+            except TimeoutError:
+                break
+            except Exception:  # noqa: BLE001 - the owner's failure; make it anew
+                continue
+            if usable(result):
+                return result, True
+            # Its owner ran out of time (the entry is gone): make it anew.
+        if not owner:  # this caller's deadline passed while it waited
+            return waited_too_long(), False
+        try:
+            result = run()
+        except BaseException as exc:
+            self._drop(key, future)
+            future.set_exception(exc)
+            raise
+        if usable(result):
+            self._keep(key, future)
+        else:
+            self._drop(key, future)
+        future.set_result(result)
+        return result, False
+
+    def _claim(self, key: tuple[object, ...]) -> tuple[Future[_R], bool]:
         """The entry for ``key``, and whether the caller owns it (it was made for it)."""
         with self._lock:
             self._forget_old(time.monotonic())
@@ -263,13 +280,13 @@ class _Shared(Generic[_R]):
             self._entries[key] = (float("inf"), future)  # aged from its end
             return future, True
 
-    def keep(self, key: tuple[object, ...], future: Future[_R]) -> None:
+    def _keep(self, key: tuple[object, ...], future: Future[_R]) -> None:
         with self._lock:
             if self._entries.get(key, (0.0, None))[1] is future:
                 self._entries[key] = (time.monotonic(), future)
                 self._entries.move_to_end(key)
 
-    def drop(self, key: tuple[object, ...], future: Future[_R]) -> None:
+    def _drop(self, key: tuple[object, ...], future: Future[_R]) -> None:
         with self._lock:
             if self._entries.get(key, (0.0, None))[1] is future:
                 del self._entries[key]
