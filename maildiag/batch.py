@@ -27,9 +27,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from . import __version__
 from .model import Diagnosis, Protocol, Severity, Status
@@ -63,8 +65,7 @@ MAX_LINE = 2048  # characters; a domain with three host names fits many times ov
 _STATUS_WEIGHT = {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}
 
 
-@dataclass(frozen=True)
-class BatchEntry:
+class BatchEntry(Struct, frozen=True):
     """One domain to check, from line ``line`` of the input."""
 
     line: int
@@ -72,8 +73,7 @@ class BatchEntry:
     hosts: Mapping[Protocol, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class BadLine:
+class BadLine(Struct, frozen=True):
     """A line that does not follow the format; it is reported and skipped."""
 
     line: int
@@ -81,8 +81,7 @@ class BadLine:
     reason: str
 
 
-@dataclass(frozen=True)
-class BatchResult:
+class BatchResult(Struct, frozen=True):
     entry: BatchEntry
     status: Status
     codes: tuple[str, ...]  # distinct codes of the warning and critical findings

@@ -15,8 +15,9 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
+
+from msgspec import Struct
 
 from . import batch, workers
 from .limits import HostLimiter
@@ -28,8 +29,7 @@ if TYPE_CHECKING:
 EXIT_STOPPED = int(Status.UNKNOWN)
 
 
-@dataclass(frozen=True)
-class BatchSettings:
+class BatchSettings(Struct, frozen=True):
     concurrency: int = 20
     per_host: int = 2
     share_probes: bool = True

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from .finding_codes import FindingCode
 from .findings import BLOCK_EVIDENCE, BLOCK_FAMILIES, BlockEvidence, make_finding, render_text

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import click
+from msgspec.structs import replace
 
 from . import __version__
 from .environment import Environment

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from msgspec import Struct, structs
 
 __all__ = [
     "PASSWORD_VARIABLE",
@@ -71,8 +72,7 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Struct, frozen=True):
     """A mailbox login. The password is a ``Secret``, so ``repr`` is safe to log."""
 
     user: str
@@ -80,7 +80,7 @@ class Credentials:
 
     def __post_init__(self) -> None:
         if not isinstance(self.password, Secret):
-            object.__setattr__(self, "password", Secret(self.password))
+            structs.force_setattr(self, "password", Secret(self.password))
 
 
 def private_file_problem(file: Path, info: os.stat_result, what: str) -> str | None:

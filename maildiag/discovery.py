@@ -13,9 +13,10 @@ import ipaddress
 import time
 import typing
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from msgspec import Struct, field
 
 from maildiag.deadline import Deadline
 from maildiag.dns import DnsLookupError, Resolver, to_ascii
@@ -54,8 +55,7 @@ class HostAddresses(typing.Protocol):
     def prefetch(self, host: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class Overrides:
+class Overrides(Struct, frozen=True):
     """Host and port choices from the command line; they beat anything found."""
 
     hosts: Mapping[Protocol, str] = field(default_factory=dict)

@@ -22,7 +22,6 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import idna
+from msgspec import Struct
 
 from maildiag.deadline import Deadline, DeadlineExceeded
 from maildiag.model import DnsFailure
@@ -207,8 +207,7 @@ def _query_name(name: str) -> dns.name.Name:
 # Resolver
 
 
-@dataclass(frozen=True)
-class _Nameserver:
+class _Nameserver(Struct, frozen=True):
     address: str
     port: int
 

@@ -12,14 +12,14 @@ import io
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import IO, TextIO, cast
+
+from msgspec import Struct, field
 
 DEFAULT_WIDTH = 80  # when the output is not a terminal and $COLUMNS is not set
 
 
-@dataclass
-class Environment:
+class Environment(Struct):
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: TextIO = field(default_factory=lambda: sys.stdin)

@@ -31,11 +31,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from msgspec import Struct
+from msgspec.structs import replace
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -80,8 +81,7 @@ class BadProbeRequest(ValueError):
     """The query of a /probe request cannot be served; the message says why."""
 
 
-@dataclass(frozen=True)
-class ProbeAnswer:
+class ProbeAnswer(Struct, frozen=True):
     status: int
     body: bytes
     content_type: str

@@ -11,15 +11,15 @@ from __future__ import annotations
 import enum
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from .finding_codes import FindingCode
 from .model import Endpoint, Finding, LoginHint, Severity
 
 
-@dataclass(frozen=True)
-class FindingSpec:
+class FindingSpec(Struct, frozen=True):
     code: FindingCode
     severity: Severity  # the usual severity; analysis may raise or lower it per case
     title: str

@@ -14,10 +14,11 @@ import gettext
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import date
 from functools import cache
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from .finding_codes import FindingCode
 from .model import Finding

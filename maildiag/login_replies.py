@@ -21,9 +21,11 @@ alike and must be decided by another rule), see tests/test_login_replies.py.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 from .finding_codes import FindingCode
 from .model import AuthStatus, LoginHint, Protocol
@@ -32,8 +34,7 @@ from .protocols.capabilities import Capabilities
 from .protocols.capabilities import parse as parse_capabilities
 
 
-@dataclass(frozen=True)
-class LoginReply:
+class LoginReply(Struct, frozen=True):
     """The matchable parts of a server's answer to a login."""
 
     protocol: Protocol
@@ -52,8 +53,12 @@ class LoginReply:
         return " ".join((self.text, *self.alerts))
 
 
-@dataclass(frozen=True)
-class Rule:
+@functools.cache
+def _case_blind(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+class Rule(Struct, frozen=True):
     """One known reply: what it looks like, and what it means."""
 
     id: str  # stable name, for tests and debugging
@@ -70,14 +75,11 @@ class Rule:
     host: str | None = None  # a regular expression, searched case-blind in LoginReply.host
     # What usually lies behind this reply at this provider: a sentence for the fix.
     hint: LoginHint | None = None
-    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-    _host: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.text is not None:
-            object.__setattr__(self, "_pattern", re.compile(self.text, re.IGNORECASE))
-        if self.host is not None:
-            object.__setattr__(self, "_host", re.compile(self.host, re.IGNORECASE))
+        for pattern in (self.text, self.host):
+            if pattern is not None:
+                _case_blind(pattern)  # a rule with a broken expression fails here, not in a probe
 
     def matches(self, reply: LoginReply) -> bool:
         return (
@@ -87,13 +89,12 @@ class Rule:
             and self.reply_code in (None, reply.reply_code)
             and self.enhanced in (None, reply.enhanced)
             and self.encrypted in (None, reply.encrypted)
-            and (self._pattern is None or self._pattern.search(reply.words) is not None)
-            and (self._host is None or self._host.search(reply.host) is not None)
+            and (self.text is None or _case_blind(self.text).search(reply.words) is not None)
+            and (self.host is None or _case_blind(self.host).search(reply.host) is not None)
         )
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     status: AuthStatus
     cause: FindingCode  # a finding code
     rule: str | None  # the id of the rule that decided; None for the catch-all
@@ -681,8 +682,7 @@ def from_imap(
     )
 
 
-@dataclass(frozen=True)
-class AlertRule:
+class AlertRule(Struct, frozen=True):
     """An [ALERT] that reports the server's own fault, not a notice for the user."""
 
     id: str

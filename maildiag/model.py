@@ -1,6 +1,6 @@
 """Plain data passed between discovery, probes, analysis and renderers.
 
-Nothing here does I/O. Every result is a frozen dataclass so a finished
+Nothing here does I/O. Every result is a frozen record so a finished
 diagnosis can be handed to any renderer (text, JSON, monitoring) unchanged.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from msgspec import Struct, field, structs
 
 if TYPE_CHECKING:
     from .finding_codes import FindingCode
@@ -159,8 +160,7 @@ class SourceKind(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Struct, frozen=True):
     """One thing to probe: a protocol on host:port with a kind of security."""
 
     protocol: Protocol
@@ -183,8 +183,7 @@ class Endpoint:
         return f"{self.protocol.value.upper()} {self.host}:{self.port} ({self.security.value})"
 
 
-@dataclass(frozen=True)
-class CertificateInfo:
+class CertificateInfo(Struct, frozen=True):
     """What a certificate says, whether or not it verified."""
 
     subject: str
@@ -204,8 +203,7 @@ class CertificateInfo:
     ca_issuers: tuple[str, ...] = ()  # AIA caIssuers URLs (RFC 5280 §4.2.2.1)
 
 
-@dataclass(frozen=True)
-class TlsFacts:
+class TlsFacts(Struct, frozen=True):
     """A finished TLS handshake and everything learned about its certificate."""
 
     version: str  # "TLSv1.3"
@@ -289,8 +287,7 @@ class LockoutKind(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class AuthResult:
+class AuthResult(Struct, frozen=True):
     """The outcome of one login attempt (filled in by the mailbox checks)."""
 
     status: AuthStatus
@@ -315,15 +312,14 @@ class AuthResult:
     def __post_init__(self) -> None:
         # Built from a plain value (a test, a JSON record): the members, so
         # that ``is`` comparisons hold.
-        object.__setattr__(self, "status", AuthStatus(self.status))
+        structs.force_setattr(self, "status", AuthStatus(self.status))
         if self.hint is not None:
-            object.__setattr__(self, "hint", LoginHint(self.hint))
+            structs.force_setattr(self, "hint", LoginHint(self.hint))
         if self.skipped_because is not None:
-            object.__setattr__(self, "skipped_because", SkipReason(self.skipped_because))
+            structs.force_setattr(self, "skipped_because", SkipReason(self.skipped_because))
 
 
-@dataclass(frozen=True)
-class QuotaResource:
+class QuotaResource(Struct, frozen=True):
     name: str  # STORAGE (in KiB per RFC 9208), MESSAGE, ...
     usage: int
     limit: int
@@ -345,8 +341,7 @@ class FolderListing(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Folder:
+class Folder(Struct, frozen=True):
     """One mailbox of the account, as LIST shows it (and STATUS measured it)."""
 
     name: str  # for people (modified UTF-7 decoded)
@@ -355,8 +350,7 @@ class Folder:
     size_bytes: int | None = None  # STATUS SIZE (RFC 8438), where offered
 
 
-@dataclass(frozen=True)
-class MailboxFacts:
+class MailboxFacts(Struct, frozen=True):
     """Read-only facts about a mailbox (filled in by the mailbox checks)."""
 
     quota_root: str | None = None
@@ -385,8 +379,7 @@ class SendStatus(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class SendCheck:
+class SendCheck(Struct, frozen=True):
     """MAIL FROM and RCPT TO after a submission login, then RSET: nothing is sent."""
 
     status: SendStatus
@@ -397,7 +390,7 @@ class SendCheck:
     detail: str | None = None  # why it was skipped or broke off
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "status", SendStatus(self.status))
+        structs.force_setattr(self, "status", SendStatus(self.status))
 
 
 class SyncMethod(enum.StrEnum):
@@ -410,8 +403,7 @@ class SyncMethod(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class SyncResult:
+class SyncResult(Struct, frozen=True):
     delivery_latency_s: float | None
     delivery_method: SyncMethod | None
     flag_sync_latency_s: float | None
@@ -442,8 +434,7 @@ class IpFamily(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class FamilyProbe:
+class FamilyProbe(Struct, frozen=True):
     """The same endpoint probed over the host's other IP family, without a login.
 
     Made when the host name has both A and AAAA records. Clients prefer IPv6
@@ -504,8 +495,7 @@ class CheckError(enum.StrEnum):
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class CheckAttempt(Generic[R]):
+class CheckAttempt(Struct, Generic[R], frozen=True):
     """One check of one endpoint: its status, why it failed, what it found.
 
     A check that broke off may still have a result (a login sent without an
@@ -523,8 +513,7 @@ class CheckAttempt(Generic[R]):
         return cls(check, AttemptStatus.COMPLETED, result)
 
 
-# The ProbeResult keywords that name an attempt's result (the fields it had
-# before the attempts): accepted by its constructor, read through properties.
+# The results of attempts that ``ProbeResult.of`` takes by name.
 _RESULT_KEYWORDS = {
     "auth": CheckId.AUTH,
     "mailbox": CheckId.MAILBOX,
@@ -533,14 +522,13 @@ _RESULT_KEYWORDS = {
 }
 
 
-@dataclass(frozen=True, init=False)
-class ProbeResult:
+class ProbeResult(Struct, frozen=True):
     """Everything one probe of one endpoint learned, and how it ended.
 
     The fields are the endpoint check's own findings; every other check of
     the endpoint (login, mailbox, sending, the other IP family) is an attempt
     in ``attempts``, keyed by its check id. ``auth``, ``mailbox``, ``send``
-    and ``other_family`` read their results, and are accepted as keywords.
+    and ``other_family`` read their results; ``of`` takes them as keywords.
     """
 
     endpoint: Endpoint
@@ -567,44 +555,16 @@ class ProbeResult:
     shared: bool = False
     attempts: Mapping[CheckId, CheckAttempt[Any]] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        outcome: Outcome,
-        failed_phase: Phase | None = None,
-        error: str | None = None,
-        address: str | None = None,
-        local_address: str | None = None,
-        timings: Mapping[str, float] | None = None,
-        greeting: str | None = None,
-        server_reply: str | None = None,
-        capabilities: tuple[str, ...] = (),
-        capabilities_tls: tuple[str, ...] = (),
-        starttls_offered: bool | None = None,
-        plaintext_login_offered: bool | None = None,
-        tls: TlsFacts | None = None,
-        tls_failure: TlsFailure | None = None,
-        starttls_injection: str | None = None,
-        shared: bool = False,
-        attempts: Mapping[CheckId, CheckAttempt[Any]] | None = None,
-        **results: Any,
-    ) -> None:
-        values = dict(locals())
-        for name in ("self", "results", "attempts", "timings"):
-            del values[name]
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "timings", {} if timings is None else timings)
-        merged = dict(attempts or {})
-        for name, result in results.items():
-            if name not in _RESULT_KEYWORDS:
-                raise TypeError(f"ProbeResult() got an unexpected keyword argument {name!r}")
-            check = _RESULT_KEYWORDS[name]
-            if result is None:
-                merged.pop(check, None)
-            else:
-                merged[check] = CheckAttempt.completed(check, result)
-        object.__setattr__(self, "attempts", merged)
+    @classmethod
+    def of(cls, endpoint: Endpoint, outcome: Outcome, **fields: Any) -> ProbeResult:
+        """A result whose attempts' results are given by name (``auth=``,
+        ``mailbox=``, ``send=``, ``other_family=``): each a completed attempt."""
+        attempts = dict(fields.pop("attempts", None) or {})
+        for name, check in _RESULT_KEYWORDS.items():
+            result = fields.pop(name, None)
+            if result is not None:
+                attempts[check] = CheckAttempt.completed(check, result)
+        return cls(endpoint, outcome, attempts=attempts, **fields)
 
     def _result(self, check: CheckId, kind: type[R]) -> R | None:
         attempt = self.attempts.get(check)
@@ -656,8 +616,7 @@ class PortState(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class PortCheck:
+class PortCheck(Struct, frozen=True):
     """A plain TCP connect to a port that is not a mail port of a mail server's address.
 
     Made only when the mail ports of that address fail to connect: a host
@@ -672,8 +631,7 @@ class PortCheck:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class MxRecord:
+class MxRecord(Struct, frozen=True):
     preference: int
     host: str  # "." for a null MX (RFC 7505: the domain accepts no mail)
 
@@ -682,8 +640,7 @@ class MxRecord:
         return self.host in ("", ".")
 
 
-@dataclass(frozen=True)
-class MxHost:
+class MxHost(Struct, frozen=True):
     """What the host an MX record names resolves to (looked up during discovery)."""
 
     host: str
@@ -699,8 +656,7 @@ class MxHost:
         return bool(self.addresses)
 
 
-@dataclass(frozen=True)
-class SrvRecord:
+class SrvRecord(Struct, frozen=True):
     service: str  # "_imaps._tcp"
     priority: int
     weight: int
@@ -718,16 +674,14 @@ class SrvRecord:
         return not self.not_offered and not 0 < self.port < 65536
 
 
-@dataclass(frozen=True)
-class AutoconfigServer:
+class AutoconfigServer(Struct, frozen=True):
     protocol: Protocol
     host: str
     port: int
     security: Security
 
 
-@dataclass(frozen=True)
-class AutoconfigResult:
+class AutoconfigResult(Struct, frozen=True):
     url: str
     servers: tuple[AutoconfigServer, ...] = ()
     error: str | None = None  # why this URL gave nothing
@@ -752,15 +706,13 @@ class DnsFailure(enum.StrEnum):
         return self in (DnsFailure.NXDOMAIN, DnsFailure.NODATA)
 
 
-@dataclass(frozen=True)
-class DnsProblem:
+class DnsProblem(Struct, frozen=True):
     query: str  # "example.org MX"
     kind: DnsFailure
     detail: str
 
 
-@dataclass(frozen=True)
-class Discovery:
+class Discovery(Struct, frozen=True):
     """What DNS and autoconfig say about a domain, and the endpoints to probe."""
 
     domain: str  # as the user typed it (may be Unicode)
@@ -780,8 +732,7 @@ class Discovery:
     foreign_hosts: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(Struct, frozen=True):
     code: FindingCode  # stable, documented, never renamed
     severity: Severity
     title: str
@@ -805,8 +756,7 @@ class TypedJudgement(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class TypedVerdict:
+class TypedVerdict(Struct, frozen=True):
     """A client setting the customer typed (check --typed), probed and judged."""
 
     setting: Endpoint
@@ -864,8 +814,7 @@ class MxOutcome(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class MxAttempt:
+class MxAttempt(Struct, frozen=True):
     """The port-25 dialogue with one MX host, up to RCPT TO and no further."""
 
     preference: int
@@ -887,8 +836,7 @@ class MxAttempt:
     timings: Mapping[str, float] = field(default_factory=dict)  # InboundStep value -> seconds
 
 
-@dataclass(frozen=True)
-class InboundResult:
+class InboundResult(Struct, frozen=True):
     """Would mail to ``address`` get in? Every MX asked, in preference order."""
 
     address: str
@@ -911,8 +859,7 @@ class Status(enum.IntEnum):
     UNKNOWN = 3
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(Struct, frozen=True):
     """The complete answer for one domain."""
 
     domain: str
@@ -931,8 +878,7 @@ class Diagnosis:
     inbound: InboundResult | None = None  # check --address, or --user with an address
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(Struct, frozen=True):
     cert_warning_days: float = 21.0
     cert_critical_days: float = 7.0
     # Quota use in percent of the limit (--quota-warning / --quota-critical).

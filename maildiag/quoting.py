@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import enum
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
+
+from msgspec import Struct, structs
 
 T = TypeVar("T")
 
@@ -130,7 +131,7 @@ class Sanitizer:
         return text if cleaned == text else cleaned
 
     def __call__(self, value: T) -> T:
-        """``value`` with every string inside it (dataclasses, tuples, lists, dicts) sanitized."""
+        """``value`` with every string inside it (records, tuples, lists, dicts) sanitized."""
         return self._walk(value)  # type: ignore[no-any-return]
 
     def _walk(self, value: Any) -> Any:
@@ -140,16 +141,14 @@ class Sanitizer:
             return self.text(value) if value else value
         if isinstance(value, (int, float)):
             return value
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, Struct):
             changes = {}
-            for f in dataclasses.fields(value):
-                if not f.init:
-                    continue
-                old = getattr(value, f.name)
+            for name in value.__struct_fields__:
+                old = getattr(value, name)
                 new = self._walk(old)
                 if new is not old:
-                    changes[f.name] = new
-            return dataclasses.replace(value, **changes) if changes else value
+                    changes[name] = new
+            return structs.replace(value, **changes) if changes else value
         if isinstance(value, tuple):
             items = tuple(self._walk(v) for v in value)
             if all(a is b for a, b in zip(items, value, strict=True)):

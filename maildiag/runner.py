@@ -18,9 +18,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from .credentials_input import Credentials
 from .deadline import Deadline
@@ -57,8 +59,7 @@ class BadRequest(ValueError):
     """The request cannot be run (e.g. an unreadable CA file)."""
 
 
-@dataclass(frozen=True)
-class CheckRequest:
+class CheckRequest(Struct, frozen=True):
     domain: str
     overrides: Overrides = field(default_factory=Overrides)
     nameserver: str | None = None
@@ -198,7 +199,13 @@ class ProbeCache:
         run: Callable[[], ProbeResult],
     ) -> ProbeResult:
         """The shared result for ``endpoint``, from ``run()`` if there is none yet."""
-        key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.security, settings)
+        key = (
+            endpoint.protocol,
+            endpoint.host,
+            endpoint.port,
+            endpoint.security,
+            *settings.shared_by,
+        )
         result, shared = self._probes.share(
             key,
             deadline,

@@ -17,7 +17,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from .model import Protocol
 
@@ -40,8 +41,7 @@ class Product(enum.StrEnum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Software:
+class Software(Struct, frozen=True):
     product: Product
     version: str | None = None  # only when the server volunteers it
 

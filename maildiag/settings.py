@@ -10,7 +10,9 @@ that other name is probed too, and offered only if it works.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from .model import (
     AuthStatus,
@@ -29,8 +31,7 @@ from .runner import CheckRequest
 _MODERN_TLS = ("TLSv1.2", "TLSv1.3")
 
 
-@dataclass(frozen=True)
-class ServerSetting:
+class ServerSetting(Struct, frozen=True):
     """One server entry of a mail client's account settings."""
 
     protocol: Protocol
@@ -44,16 +45,14 @@ class ServerSetting:
     certificate_name_of: str | None = None
 
 
-@dataclass(frozen=True)
-class Unavailable:
+class Unavailable(Struct, frozen=True):
     """A protocol for which no endpoint can be recommended, and why (finding codes)."""
 
     protocol: Protocol
     codes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class SettingsSheet:
+class SettingsSheet(Struct, frozen=True):
     domain: str
     user: str | None
     incoming: tuple[ServerSetting, ...]  # the recommended one first (IMAP over POP3)

@@ -43,9 +43,11 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from maildiag.model import CertificateInfo, TlsFacts, TrustStatus
 
@@ -484,8 +486,7 @@ def _hostname_matches(cert: x509.Certificate | bytes, hostname: str) -> bool:
 # -- trust -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrustAnchors:
+class TrustAnchors(Struct, frozen=True):
     """The roots `analyse` trusts: certifi's plus those of a CA file."""
 
     certificates: tuple[x509.Certificate, ...]
@@ -710,8 +711,7 @@ def _verification_message(exc: Exception) -> str:
     return f"the certificate chain does not verify: {message}"
 
 
-@dataclass(frozen=True)
-class _Verdict:
+class _Verdict(Struct, frozen=True):
     trust: TrustStatus
     detail: str | None = None
     # INVALID only because of a weak key or signature hash in the path.

@@ -33,9 +33,11 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from .batch import BadLine, BatchEntry, BatchResult, check_entry, failed_result
 
@@ -278,8 +280,7 @@ class _Inbox:
         return found
 
 
-@dataclass
-class _Worker:
+class _Worker(Struct):
     process: BaseProcess
     tasks: Connection  # entries to the worker; None: no more
     results: Connection  # results from the worker; None: all sent

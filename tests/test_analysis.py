@@ -93,7 +93,7 @@ def tls(
 
 
 def ok(endpoint: Endpoint, **kw: object) -> ProbeResult:
-    return ProbeResult(endpoint, Outcome.OK, timings={"connect": 0.001}, **kw)
+    return ProbeResult.of(endpoint, Outcome.OK, timings={"connect": 0.001}, **kw)
 
 
 def codes(findings) -> list[str]:

@@ -83,15 +83,15 @@ def test_which_checks_run_where():
 IMAPS = Endpoint(Protocol.IMAP, "mail.kunde.test", 993, Security.TLS, ("srv:_imaps._tcp",))
 
 
-def test_the_old_keywords_become_attempts_and_read_back():
+def test_results_by_name_become_attempts_and_read_back():
     other = FamilyProbe("2001:db8::1", Outcome.REFUSED)
-    result = ProbeResult(IMAPS, Outcome.OK, other_family=other)
+    result = ProbeResult.of(IMAPS, Outcome.OK, other_family=other)
     assert result.attempts == {
         CheckId.OTHER_FAMILY: CheckAttempt(CheckId.OTHER_FAMILY, AttemptStatus.COMPLETED, other)
     }
     assert result.other_family is other and result.auth is None
     with pytest.raises(TypeError):
-        ProbeResult(IMAPS, Outcome.OK, quota=1)  # type: ignore[call-arg]
+        ProbeResult.of(IMAPS, Outcome.OK, quota=1)
 
 
 def test_an_attempt_without_a_result_reads_as_none():

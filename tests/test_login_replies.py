@@ -7,12 +7,12 @@ provider, code or words) and must be decided by another rule.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec import structs
 
 from maildiag.deadline import Deadline
 from maildiag.findings import CATALOGUE
@@ -341,9 +341,9 @@ def test_the_google_hint_needs_google() -> None:
     dovecot = _reply("imap/dovecot.bin", 2)  # NO [AUTHENTICATIONFAILED]
     assert classify(dovecot).rule == "imap-authentication-failed"
     assert classify(dovecot).hint is None
-    elsewhere = dataclasses.replace(_reply("imap/gmail.bin", 2), host="mail.example.org")
+    elsewhere = structs.replace(_reply("imap/gmail.bin", 2), host="mail.example.org")
     assert (classify(elsewhere).cause, classify(elsewhere).hint) == ("AUTH_FAILED", None)
-    pop3_elsewhere = dataclasses.replace(_reply("pop3/gmail.bin", 2), host="mail.example.org")
+    pop3_elsewhere = structs.replace(_reply("pop3/gmail.bin", 2), host="mail.example.org")
     assert (classify(pop3_elsewhere).rule, classify(pop3_elsewhere).hint) == ("pop3-auth", None)
     for index in (0, 1):  # Postfix's 535 5.7.8 Authentication failed
         postfix = classify(_reply("smtp/postfix.bin", index))

@@ -9,7 +9,6 @@ does not show itself, the password sources, the login gate.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from msgspec import structs
 
 from maildiag.cli import main
 from maildiag.credentials import profiles_from_env
@@ -692,14 +692,14 @@ def test_every_login_path_reports_a_wrong_password(fake, path):
 def test_a_large_inbox_is_a_warning(fake, pki):
     _, dns = fake()
     request = _sync_request(dns, pki, Thresholds(inbox_large_messages=3))
-    diagnosis = diagnose(dataclasses.replace(request, sync=False))
+    diagnosis = diagnose(structs.replace(request, sync=False))
     large = next(f for f in diagnosis.findings if f.code == "INBOX_LARGE")
     assert large.severity.value == "warning" and large.details["messages"] == 3
 
 
 def test_a_normal_inbox_is_not(fake, pki):
     _, dns = fake()
-    diagnosis = diagnose(dataclasses.replace(_sync_request(dns, pki), sync=False))
+    diagnosis = diagnose(structs.replace(_sync_request(dns, pki), sync=False))
     assert "INBOX_LARGE" not in [f.code for f in diagnosis.findings]
     assert diagnosis.sync is None
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
+
+from msgspec import structs
 
 from maildiag.credentials_input import Credentials, Secret
 from maildiag.model import Endpoint, Outcome, ProbeResult, Protocol, Security
@@ -63,7 +64,7 @@ def test_sanitizer_walks_results_and_keeps_enums_and_identity():
     assert "\x1b" not in cleaned.error and len(cleaned.error) < 1100
     assert cleaned.error.endswith("more characters)")
     assert cleaned.capabilities == ("AUTH PLAIN", f"X-ECHO {REDACTED}")
-    untouched = dataclasses.replace(result, error="ok", capabilities=())
+    untouched = structs.replace(result, error="ok", capabilities=())
     assert Sanitizer.for_credentials(None)(untouched) is untouched
 
 

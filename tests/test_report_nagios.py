@@ -362,7 +362,7 @@ def test_quota_usage_is_perfdata_in_percent_and_bytes_with_thresholds() -> None:
     mailbox = MailboxFacts(
         quota=(QuotaResource("STORAGE", 512, 2048), QuotaResource("MESSAGE", 10, 0))
     )
-    result = ProbeResult(IMAPS, Outcome.OK, timings={"connect": 0.01}, mailbox=mailbox)
+    result = ProbeResult.of(IMAPS, Outcome.OK, timings={"connect": 0.01}, mailbox=mailbox)
     _, _, perf = read_output(nagios.render(_diagnosis(result)))
     storage = perf["imap_993_tls_quota_storage"]
     assert (storage["value"], storage["uom"]) == ("25", "%")
@@ -382,7 +382,7 @@ def test_quota_usage_is_perfdata_in_percent_and_bytes_with_thresholds() -> None:
 
 def test_quota_thresholds_follow_the_options() -> None:
     mailbox = MailboxFacts(quota=(QuotaResource("STORAGE", 512, 1000),))
-    result = ProbeResult(IMAPS, Outcome.OK, timings={"connect": 0.01}, mailbox=mailbox)
+    result = ProbeResult.of(IMAPS, Outcome.OK, timings={"connect": 0.01}, mailbox=mailbox)
     limits = Thresholds(quota_warning_percent=75, quota_critical_percent=95)
     _, _, perf = read_output(nagios.render(_diagnosis(result), thresholds=limits))
     storage = perf["imap_993_tls_quota_storage"]

@@ -41,7 +41,7 @@ SKIP_FINDINGS = {
 @pytest.mark.parametrize("reason", list(SkipReason))
 def test_every_reason_not_to_log_in_has_its_finding(reason: SkipReason) -> None:
     auth = AuthResult(AuthStatus.SKIPPED, None, "not tried: because", skipped_because=reason)
-    result = ProbeResult(IMAPS, Outcome.OK, auth=auth)
+    result = ProbeResult.of(IMAPS, Outcome.OK, auth=auth)
     codes = [f.code for f in mailbox_findings([result], user="a@kunde.test")]
     assert codes == [SKIP_FINDINGS[reason]]
     assert set(SKIP_FINDINGS) == set(SkipReason)

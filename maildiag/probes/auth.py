@@ -20,7 +20,8 @@ import enum
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from .. import login_replies
 from ..credentials_input import Credentials
@@ -241,8 +242,7 @@ class Turn(enum.Enum):
     GIVE_UP = "give_up"  # no verdict before the deadline
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     """The refusal that stops further attempts: where, and what the server said."""
 
     where: str  # the endpoint's label

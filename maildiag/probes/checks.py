@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from ..deadline import DeadlineExceeded
 from ..model import (
@@ -46,8 +47,7 @@ class Stage(enum.Enum):
     SESSION = "session"  # inside the probe's session, once its capabilities are known
 
 
-@dataclass(frozen=True)
-class CheckSpec:
+class CheckSpec(Struct, frozen=True):
     id: CheckId
     stage: Stage
     needs: tuple[CheckId, ...] = ()

@@ -13,8 +13,9 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from .. import tls
 from ..deadline import Deadline, DeadlineExceeded
@@ -64,13 +65,17 @@ class ConnectWatcher(typing.Protocol):
     def connected(self, address: str, ok: bool) -> None: ...
 
 
-@dataclass(frozen=True)
-class ProbeSettings:
+class ProbeSettings(Struct, frozen=True):
     timeout: float = 10.0  # per network step
     ca_file: str | None = None
     # When the connect step must be done by (time.monotonic()): the run's start
-    # plus the timeout. Not part of what a cached probe is shared by.
-    connect_by: float | None = field(default=None, compare=False)
+    # plus the timeout. Not part of what a cached probe is shared by (`shared_by`).
+    connect_by: float | None = None
+
+    @property
+    def shared_by(self) -> tuple[float, str | None]:
+        """What a probe made with these settings may be shared by (see ``runner.ProbeCache``)."""
+        return (self.timeout, self.ca_file)
 
     def connect_timeout(self) -> float:
         """How long a connect may wait: what is left of the run's first ``timeout`` seconds.
@@ -86,8 +91,7 @@ class ProbeSettings:
         return min(self.timeout, max(self.timeout / 2, left))
 
 
-@dataclass
-class ProbeRecorder:
+class ProbeRecorder(Struct):
     """What a probe has learned so far; frozen into a ``ProbeResult`` at the end."""
 
     endpoint: Endpoint

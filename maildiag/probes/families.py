@@ -10,7 +10,8 @@ outcome is kept. It never logs in: one mailbox, one login per endpoint.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ..deadline import Deadline
 from ..dns import DnsLookupError
@@ -27,8 +28,7 @@ from ..model import (
 from .endpoint import AddressLookup, ConnectWatcher, ProbeSettings, probe_endpoint
 
 
-@dataclass(frozen=True)
-class BesideContext:
+class BesideContext(Struct, frozen=True):
     """What a check that runs next to an endpoint's probe gets (``checks.Stage.BESIDE``)."""
 
     endpoint: Endpoint

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import NoReturn
+
+from msgspec import Struct, field
 
 from .. import tls
 from ..deadline import Deadline, DeadlineExceeded
@@ -168,8 +169,7 @@ def check_inbound(
     return InboundResult(address, attempts, unfinished=unfinished)
 
 
-@dataclass(frozen=True)
-class _Target:
+class _Target(Struct, frozen=True):
     preference: int
     host: str
     addresses: tuple[str, ...] | None  # None: still to be looked up
@@ -197,8 +197,7 @@ def _targets(discovery: Discovery) -> list[_Target]:
     return targets
 
 
-@dataclass
-class _Recorder:
+class _Recorder(Struct):
     """What one dialogue has learned so far; frozen into an ``MxAttempt`` at the end."""
 
     target: _Target

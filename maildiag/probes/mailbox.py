@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from .. import login_replies
 from ..credentials_input import Credentials
@@ -166,8 +167,7 @@ class MailboxChecks:
         return None
 
 
-@dataclass
-class SessionContext:
+class SessionContext(Struct):
     """What a check inside an endpoint's session gets (``checks.Stage.SESSION``)."""
 
     checks: MailboxChecks

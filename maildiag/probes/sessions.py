@@ -14,9 +14,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Protocol as TypingProtocol
 from typing import TypeVar, cast
+
+from msgspec import Struct
 
 from ..model import Phase, Protocol, Security
 from ..protocols import capabilities as caps_data
@@ -50,14 +51,12 @@ class GreetingKind(enum.Enum):
     PREAUTH = "preauth"
 
 
-@dataclass(frozen=True)
-class GreetingInfo:
+class GreetingInfo(Struct, frozen=True):
     kind: GreetingKind
     text: str
 
 
-@dataclass(frozen=True)
-class CapabilityInfo:
+class CapabilityInfo(Struct, frozen=True):
     """The capabilities of one channel: the strings as announced and what they mean."""
 
     data: Capabilities
@@ -79,8 +78,7 @@ class CapabilityInfo:
         return self.data.login_offered
 
 
-@dataclass(frozen=True)
-class StarttlsAnswer:
+class StarttlsAnswer(Struct, frozen=True):
     """The answer to STARTTLS/STLS.
 
     ``starttls()`` raises ``StarttlsInjection`` instead when more bytes came
@@ -474,8 +472,7 @@ class Stop(enum.Enum):
     STARTTLS_REFUSED = "starttls_refused"
 
 
-@dataclass
-class Dialogue:
+class Dialogue(Struct):
     """What the opening dialogue learned, filled in as it goes (so a failure keeps it)."""
 
     greeting: GreetingInfo | None = None
@@ -484,7 +481,7 @@ class Dialogue:
     starttls: StarttlsAnswer | None = None
     stop: Stop | None = None
     # The capabilities that count for a login: inside TLS when there is TLS.
-    current: CapabilityInfo | None = field(default=None, repr=False)
+    current: CapabilityInfo | None = None
 
 
 Timing = Callable[[Phase], AbstractContextManager[None]]

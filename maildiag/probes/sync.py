@@ -24,8 +24,9 @@ import ssl
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from email.utils import formatdate
+
+from msgspec import Struct
 
 from .. import tls
 from ..credentials_input import Credentials
@@ -73,8 +74,7 @@ class SyncError(Exception):
     """A step of the sync measurement failed; the message says which, for people."""
 
 
-@dataclass
-class _Measured:
+class _Measured(Struct):
     delivery_latency_s: float | None = None
     delivery_method: SyncMethod | None = None
     flag_sync_latency_s: float | None = None

@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 from ..deadline import Deadline, DeadlineExceeded
 from ..model import PortCheck
@@ -28,12 +29,11 @@ WEB_PORTS = (443, 80)
 SLOW_CONNECT = 1.0
 
 
-@dataclass
-class _Address:
+class _Address(Struct):
     first_attempt: float
     connected: bool = False  # one mail port connected: the host does not refuse this client
     failed: bool = False  # one mail connect was refused or had no answer
-    future: Future[tuple[PortCheck, ...]] | None = field(default=None, repr=False)
+    future: Future[tuple[PortCheck, ...]] | None = None
 
 
 class WebPortWatch:

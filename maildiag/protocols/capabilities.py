@@ -9,15 +9,15 @@ looking into the strings again.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ..model import Protocol
 from . import imap, pop3, smtp
 from .sasl import IMAP_LOGIN_COMMAND, POP3_USER_COMMAND, password_mechanism
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Struct, frozen=True):
     protocol: Protocol
     announced: tuple[str, ...]  # as the server sent them (IMAP's upper-cased by the parser)
     mechanisms: tuple[str, ...]  # SASL mechanisms, upper-case, each once, in announced order

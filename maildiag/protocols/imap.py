@@ -17,8 +17,9 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TypeAlias
+
+from msgspec import Struct
 
 from .lines import LineBuffer, ProtocolError, sasl_plain
 
@@ -37,8 +38,7 @@ class LiteralTooLarge(ProtocolError):
     """The server announced a literal bigger than the parser accepts."""
 
 
-@dataclass(frozen=True)
-class Untagged:
+class Untagged(Struct, frozen=True):
     """A "* ..." response."""
 
     keyword: str  # upper-case: "OK", "CAPABILITY", "EXISTS", "FETCH", ...
@@ -48,8 +48,7 @@ class Untagged:
     raw: bytes  # the whole response as received, CRLF line ends, literals included
 
 
-@dataclass(frozen=True)
-class Tagged:
+class Tagged(Struct, frozen=True):
     """The completion of a command: "a1 OK ...", "a1 NO ...", "a1 BAD ..."."""
 
     tag: str
@@ -62,8 +61,7 @@ class Tagged:
         return self.status == "OK"
 
 
-@dataclass(frozen=True)
-class Continuation:
+class Continuation(Struct, frozen=True):
     """A command continuation request: "+ text" (RFC 3501 §7.5)."""
 
     text: str
@@ -361,8 +359,7 @@ def authenticate_plain_initial(user: str, password: str) -> bytes:
 # --- greeting and capabilities ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Greeting:
+class Greeting(Struct, frozen=True):
     status: str  # "OK" | "PREAUTH" | "BYE"
     capabilities: tuple[str, ...] | None
     text: str
@@ -578,8 +575,7 @@ def to_python(value: Value) -> object:
 # --- data responses -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class QuotaResourceUsage:
+class QuotaResourceUsage(Struct, frozen=True):
     name: str  # upper-case: STORAGE (KiB, RFC 9208 §5.1), MESSAGE, MAILBOX, ...
     usage: int
     limit: int
@@ -693,8 +689,7 @@ _XLIST_NAMES = {"\\ALLMAIL": "\\All", "\\SPAM": "\\Junk", "\\STARRED": "\\Flagge
 _SPECIAL_BY_UPPER = {name.upper(): name for name in SPECIAL_USE}
 
 
-@dataclass(frozen=True)
-class ListEntry:
+class ListEntry(Struct, frozen=True):
     """One "* LIST" (or "* XLIST") response: a mailbox with its attributes."""
 
     name: str  # for people: modified UTF-7 decoded (RFC 3501 §5.1.3)

@@ -12,7 +12,7 @@ touches a socket or a clock: the caller bounds every wait.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from . import imap
 from .client_base import CANCEL, ClientBase, State
@@ -59,8 +59,7 @@ class Command:
         return f"Command({self.name!r}, ...)" if self.args else f"Command({self.name!r})"
 
 
-@dataclass(frozen=True)
-class Completed:
+class Completed(Struct, frozen=True):
     """The tagged reply of the command in flight, with the untagged responses before it."""
 
     name: str  # the command's name, upper-case
@@ -76,8 +75,7 @@ class Completed:
         return (*self.untagged, self.tagged)
 
 
-@dataclass(frozen=True)
-class Bye:
+class Bye(Struct, frozen=True):
     """The server ended the session ("* BYE") while a command was in flight."""
 
     response: Untagged
@@ -88,8 +86,7 @@ class Bye:
         return self.response.text
 
 
-@dataclass(frozen=True)
-class ContinuationRequest:
+class ContinuationRequest(Struct, frozen=True):
     """ "+ text": the command in flight waits for more from us (a SASL step, IDLE begun).
 
     For IDLE, ``untagged`` holds the responses that came before the "+": from
@@ -100,8 +97,7 @@ class ContinuationRequest:
     untagged: tuple[Untagged, ...] = ()
 
 
-@dataclass(frozen=True)
-class Unsolicited:
+class Unsolicited(Struct, frozen=True):
     """An untagged response during IDLE, handed out as it arrives (RFC 2177)."""
 
     response: Untagged

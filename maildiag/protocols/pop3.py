@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from .lines import LineBuffer, ProtocolError, check_command_text, sasl_decode, sasl_plain
 
@@ -19,8 +20,7 @@ AUTH_CANCEL = b"*\r\n"  # RFC 5034 §4: abandons an AUTH exchange
 MAX_COMMAND_LENGTH = 255
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(Struct, frozen=True):
     """A status line, and for multi-line responses the body.
 
     ``continuation`` marks an RFC 5034 "+ " challenge during AUTH; then ``ok``
@@ -194,8 +194,7 @@ def decode_challenge(response: Response) -> str:
     return sasl_decode(response.text).decode("utf-8", errors="replace")
 
 
-@dataclass(frozen=True)
-class CapaInfo:
+class CapaInfo(Struct, frozen=True):
     """What CAPA announces (RFC 2449 §6)."""
 
     capabilities: tuple[str, ...]

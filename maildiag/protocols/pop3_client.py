@@ -10,7 +10,7 @@ drives SASL exchanges (RFC 5034) and ends the plaintext at STLS' go-ahead
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from . import pop3
 from .client_base import CANCEL, LineCommandClient, State
@@ -19,8 +19,7 @@ from .sasl import SaslExchange
 __all__ = ["CANCEL", "Event", "Greeting", "Pop3Client", "Reply", "State", "expects_body"]
 
 
-@dataclass(frozen=True)
-class Greeting:
+class Greeting(Struct, frozen=True):
     response: pop3.Response
 
     @property
@@ -28,8 +27,7 @@ class Greeting:
         return self.response.ok
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(Struct, frozen=True):
     """The answer to the command in flight; a "+ " challenge during AUTH included."""
 
     command: str  # the command's verb, upper-case

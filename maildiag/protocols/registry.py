@@ -10,14 +10,14 @@ each protocol lives next to its parser: ``imap.py``, ``pop3.py``,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ..finding_codes import FindingCode
 from ..model import Protocol, Security
 
 
-@dataclass(frozen=True)
-class ProtocolSpec:
+class ProtocolSpec(Struct, frozen=True):
     protocol: Protocol
     name: str  # "IMAP": how people and the mail clients' dialogs name it
     long_name: str  # "SMTP submission": for sentences about the service

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from .lines import (
     LineBuffer,
@@ -31,8 +33,7 @@ AUTH_CANCEL = b"*\r\n"  # RFC 4954 §4: abandons an AUTH exchange
 _ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3})(?:[ \t]|$)")
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(Struct, frozen=True):
     """One complete (possibly multi-line) SMTP reply."""
 
     code: int
@@ -174,8 +175,7 @@ def _excerpt(line: bytes, limit: int = 60) -> str:
     return repr(shown + ("..." if len(line) > limit else ""))
 
 
-@dataclass(frozen=True)
-class EhloInfo:
+class EhloInfo(Struct, frozen=True):
     """What a 250 reply to EHLO announces (RFC 5321 §4.1.1.1)."""
 
     server_name: str

@@ -12,7 +12,7 @@ socket, no clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from . import smtp
 from .client_base import CANCEL, LineCommandClient, State
@@ -21,13 +21,11 @@ from .sasl import SaslExchange
 __all__ = ["CANCEL", "Event", "Greeting", "Reply", "SmtpClient", "State"]
 
 
-@dataclass(frozen=True)
-class Greeting:
+class Greeting(Struct, frozen=True):
     reply: smtp.Reply
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(Struct, frozen=True):
     """The reply to the command in flight (a 334 challenge during AUTH included)."""
 
     command: str  # the command's verb, upper-case ("" for the message after DATA)

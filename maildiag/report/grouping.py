@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ..finding_codes import FindingCode
 from ..model import Diagnosis, Endpoint, Finding, Security, Severity
@@ -32,8 +33,7 @@ CONSEQUENCES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class FindingGroup:
+class FindingGroup(Struct, frozen=True):
     findings: tuple[Finding, ...]  # the first one speaks for the group
 
     @property

@@ -87,6 +87,6 @@ def localised(diagnosis: Diagnosis, lang: str) -> Diagnosis:
     """``diagnosis`` with every finding's title, explanation and fix in ``lang``."""
     if lang == "en":
         return diagnosis
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     return replace(diagnosis, findings=tuple(i18n.localise(f, lang) for f in diagnosis.findings))
