@@ -328,7 +328,7 @@ def diagnose(
     import the renderer the caller will need. ``within`` (a batch's
     ``Deadline``): cancelling it ends this check at once. ``threads`` (shared
     by the checks of a batch): the pool the check's lookups and probes run on;
-    without it the check starts its own threads.
+    without it the check makes its own and closes it before returning.
     """
     creds = credentials or request.credentials
     started_at = datetime.now(UTC)
@@ -356,6 +356,10 @@ def diagnose(
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
+    # Alone, a check still runs its steps on one pool: discovery's threads
+    # take the probes' tasks, instead of a thread for each (see tasks.py).
+    own_threads = ThreadPool(name="check") if threads is None else None
+    threads = threads or own_threads
     lookup = AddressCache(resolver, deadline, threads)
     try:
         return _diagnose(
@@ -375,6 +379,8 @@ def diagnose(
         )
     finally:
         lookup.close()
+        if own_threads is not None:
+            own_threads.close()  # every task has ended with its step: the threads end now
 
 
 def _diagnose(

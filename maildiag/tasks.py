@@ -1,12 +1,12 @@
 """Threads for the lookups and probes of a check, each group ending with its step.
 
-A check runs its DNS lookups, probes and side checks on threads. On its own
-it starts them and, leaving the step, waits for every one to end. The
-checks of a batch share one ``ThreadPool`` per process instead: a thread
-start costs about as much CPU as parsing a DNS answer, and a check needs
-about fifteen, so a pool's idle threads take the tasks.
-Either way a ``TaskGroup`` waits for every task it started before its
-block is left, so no task outlives its check.
+A check runs its DNS lookups, probes and side checks on the threads of a
+``ThreadPool``: its own, closed when the check returns, or, for the checks
+of a batch, one per process. A thread start costs about as much CPU as
+parsing a DNS answer, and a check has about fifteen tasks, so idle threads
+take them. A ``TaskGroup`` waits for every task it started before its block
+is left, so no task outlives its step; without a pool it starts threads of
+its own.
 """
 
 from __future__ import annotations
