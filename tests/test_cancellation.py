@@ -186,6 +186,25 @@ def test_the_healthy_twin_also_leaves_no_thread(world, pki, loopback_address):
     assert [r.outcome for r in diagnosis.results] == [Outcome.OK] * 6
 
 
+def test_a_check_alone_probes_on_a_pool_of_its_own_and_closes_it(world, pki, loopback_address):
+    world.servers.enter_context(
+        FakeMailHost(loopback_address, pki.good([HOST]).server_context(), hostname=HOST)
+    )
+    probed_on: list[str] = []
+
+    def hook_for(_endpoint):
+        return lambda _session, _recorder: probed_on.append(threading.current_thread().name)
+
+    diagnosis = diagnose(
+        world.request(ca_file=str(pki.ca_pem_path), autoconfig=False, timeout=5.0),
+        session_hook_factory=hook_for,
+    )
+    assert [r.outcome for r in diagnosis.results] == [Outcome.OK] * 6
+    assert len(probed_on) == 6
+    assert all(name.startswith("check_") for name in probed_on), probed_on
+    assert maildiag_threads() == []
+
+
 def test_a_run_whose_syns_are_dropped_ends_on_time(world, pki, loopback_address):
     world.servers.enter_context(_stalling_host(pki, loopback_address, Behaviour.FILTERED))
     started = time.monotonic()
