@@ -24,7 +24,7 @@ _R = TypeVar("_R")
 
 
 class ThreadPool:
-    """Threads kept for the checks of a batch; ``close`` waits for them.
+    """Threads kept for one check, or for the checks of a batch; ``close`` waits for them.
 
     A thread is started only when none is idle, so a task never waits in a
     queue behind others (a probe waits for the side checks it started, and
