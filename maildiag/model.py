@@ -561,8 +561,12 @@ class ProbeResult(Struct, frozen=True):
         ``mailbox=``, ``send=``, ``other_family=``): each a completed attempt."""
         attempts = dict(fields.pop("attempts", None) or {})
         for name, check in _RESULT_KEYWORDS.items():
-            result = fields.pop(name, None)
-            if result is not None:
+            if name not in fields:
+                continue
+            result = fields.pop(name)
+            if result is None:
+                attempts.pop(check, None)
+            else:
                 attempts[check] = CheckAttempt.completed(check, result)
         return cls(endpoint, outcome, attempts=attempts, **fields)
 

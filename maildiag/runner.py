@@ -358,8 +358,9 @@ def diagnose(
 
     # Alone, a check still runs its steps on one pool: discovery's threads
     # take the probes' tasks, instead of a thread for each (see tasks.py).
-    own_threads = ThreadPool(name="check") if threads is None else None
-    threads = threads or own_threads
+    own_threads = None
+    if threads is None:
+        threads = own_threads = ThreadPool(name="check")
     lookup = AddressCache(resolver, deadline, threads)
     try:
         return _diagnose(

@@ -94,6 +94,13 @@ def test_results_by_name_become_attempts_and_read_back():
         ProbeResult.of(IMAPS, Outcome.OK, quota=1)
 
 
+def test_a_result_given_as_none_removes_its_attempt():
+    other = FamilyProbe("2001:db8::1", Outcome.REFUSED)
+    attempts = {CheckId.OTHER_FAMILY: CheckAttempt.completed(CheckId.OTHER_FAMILY, other)}
+    result = ProbeResult.of(IMAPS, Outcome.OK, attempts=attempts, other_family=None)
+    assert result.attempts == {} and result.other_family is None
+
+
 def test_an_attempt_without_a_result_reads_as_none():
     skipped = CheckAttempt(
         CheckId.MAILBOX, AttemptStatus.NOT_SCHEDULED, error_reason=CheckError.NEEDS_UNMET
