@@ -9,6 +9,7 @@ not hide a working SRV record, and vice versa.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import time
 import typing
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from msgspec import Struct, field
 
 from maildiag.deadline import Deadline
-from maildiag.dns import DnsLookupError, Resolver, to_ascii
+from maildiag.dns import Answer, DnsLookupError, Resolver, to_ascii
 from maildiag.model import (
     AutoconfigResult,
     Discovery,
@@ -113,20 +114,20 @@ def discover(
     override_hosts = {p: _host(h) for p, h in overrides.hosts.items()}
     guess_hosts = _guess_hosts(domain_ascii, skip=override_hosts.keys())
 
-    # Leaving the block waits for every lookup: none outlives discovery.
-    with TaskGroup(
-        threads, size=4 + len(SRV_SERVICES) + len(guess_hosts) + MAX_MX_HOSTS, name="discover"
-    ) as pool:
-        apex = pool.submit(_lookup, resolver, domain_ascii, "SOA", deadline)
-        mx = pool.submit(_lookup, resolver, domain_ascii, "MX", deadline)
+    # Leaving the blocks ends every lookup: none outlives discovery. The DNS
+    # questions are all in flight at once, answered on this thread
+    # (``Lookups``); autoconfig, and MX hosts asked through ``mx_host_lookup``,
+    # run on threads.
+    with (
+        TaskGroup(threads, size=1 + MAX_MX_HOSTS, name="discover") as pool,
+        resolver.lookups(deadline) as lookups,
+    ):
+        apex = lookups.query(domain_ascii, "SOA")
+        mx = lookups.query(domain_ascii, "MX")
         srv = {
-            service: pool.submit(_lookup, resolver, f"{service}.{domain_ascii}", "SRV", deadline)
-            for service in SRV_SERVICES
+            service: lookups.query(f"{service}.{domain_ascii}", "SRV") for service in SRV_SERVICES
         }
-        guesses = {
-            host: pool.submit(_addresses_and_alias, resolver, host, deadline)
-            for host in guess_hosts
-        }
+        guesses = {host: lookups.addresses_and_alias(host) for host in guess_hosts}
         if addresses is not None:
             for host in override_hosts.values():
                 addresses.prefetch(host)
@@ -145,19 +146,23 @@ def discover(
         )
 
         problems: list[DnsProblem] = []
-        _, apex_error = _result(apex, f"{domain_ascii} SOA", deadline, problems)
-        mx_records, mx_error = _result(mx, f"{domain_ascii} MX", deadline, problems)
+        _, apex_error = _result(apex.result, f"{domain_ascii} SOA", problems)
+        mx_records, mx_error = _result(mx.result, f"{domain_ascii} MX", problems)
         mx_list = _mx_list(mx_records)
-        # Started as soon as the MX answer is in, so they overlap the SRV,
+        # Asked as soon as the MX answer is in, so they overlap the SRV,
         # guess and autoconfig lookups still running.
-        mx_lookups = {
-            host: guesses.get(host)
-            or pool.submit(mx_host_lookup or _addresses_and_alias, resolver, host, deadline)
-            for host in list(dict.fromkeys(m.host for m in mx_list if not m.null))[:MAX_MX_HOSTS]
-        }
+        mx_lookups: dict[str, Callable[[], HostLookup]] = {}
+        for host in list(dict.fromkeys(m.host for m in mx_list if not m.null))[:MAX_MX_HOSTS]:
+            if host in guesses:
+                mx_lookups[host] = guesses[host].result
+            elif mx_host_lookup is not None:
+                shared = pool.submit(mx_host_lookup, resolver, host, deadline)
+                mx_lookups[host] = functools.partial(_settled, shared, deadline)
+            else:
+                mx_lookups[host] = lookups.addresses_and_alias(host).result
         srv_records: list[SrvRecord] = []
-        for service, future in srv.items():
-            records, _ = _result(future, f"{service}.{domain_ascii} SRV", deadline, problems)
+        for service, answer in srv.items():
+            records, _ = _result(answer.result, f"{service}.{domain_ascii} SRV", problems)
             if addresses is not None:
                 for target in {_target(r.target) for r in records} - {"."}:
                     if target not in guesses and target not in mx_lookups:
@@ -177,12 +182,10 @@ def discover(
             )
         resolved = {
             host
-            for host, future in guesses.items()
-            if _result(_only_addresses(future), f"{host} A/AAAA", deadline, problems)[0]
+            for host, guess in guesses.items()
+            if _result(_only_addresses(guess), f"{host} A/AAAA", problems)[0]
         }
-        mx_hosts = tuple(
-            _mx_host(host, future, deadline, problems) for host, future in mx_lookups.items()
-        )
+        mx_hosts = tuple(_mx_host(host, get, problems) for host, get in mx_lookups.items())
         if addresses is not None:
             for mx_host in mx_hosts:
                 addresses.remember(mx_host.host, mx_host.addresses)
@@ -391,40 +394,15 @@ def _target(name: object) -> str:
 # Running lookups
 
 
-def _lookup(resolver: Resolver, name: str, rdtype: str, deadline: Deadline) -> list[Any]:
-    return resolver.query(name, rdtype, deadline)
+def _only_addresses(answer: Answer[HostLookup]) -> Callable[[], list[str]]:
+    """The addresses of an address-and-alias lookup, without the alias."""
+    return lambda: answer.result()[0]
 
 
-def _only_addresses(
-    future: concurrent.futures.Future[tuple[list[str], str | None]],
-) -> concurrent.futures.Future[list[str]]:
-    """The addresses of an address-and-alias lookup, as a future of their own."""
-    addresses: concurrent.futures.Future[list[str]] = concurrent.futures.Future()
-    future.add_done_callback(
-        lambda done: (
-            addresses.set_exception(error)
-            if (error := done.exception()) is not None
-            else addresses.set_result(done.result()[0])
-        )
-    )
-    return addresses
-
-
-def _addresses_and_alias(
-    resolver: Resolver, host: str, deadline: Deadline
-) -> tuple[list[str], str | None]:
-    return resolver.addresses_and_alias(host, deadline)
-
-
-def _mx_host(
-    host: str,
-    future: concurrent.futures.Future[tuple[list[str], str | None]],
-    deadline: Deadline,
-    problems: list[DnsProblem],
-) -> MxHost:
+def _mx_host(host: str, lookup: Callable[[], HostLookup], problems: list[DnsProblem]) -> MxHost:
     """The addresses of one MX host; a failed lookup (not NXDOMAIN/NODATA) is a problem too."""
     try:
-        addresses, alias = _settled(future, deadline)
+        addresses, alias = lookup()
     except DnsLookupError as e:
         error = e.with_traceback(None)  # see _result
     except Exception as e:
@@ -453,18 +431,15 @@ def _settled(future: concurrent.futures.Future[_T], deadline: Deadline) -> _T:
 
 
 def _result(
-    future: concurrent.futures.Future[list[_T]],
-    query: str,
-    deadline: Deadline,
-    problems: list[DnsProblem],
+    lookup: Callable[[], list[_T]], query: str, problems: list[DnsProblem]
 ) -> tuple[list[_T], DnsLookupError | None]:
-    """The records, or [] and the error; problems worth telling are recorded.
+    """The records ``lookup()`` gives, or [] and the error; problems worth telling are recorded.
 
     NXDOMAIN and NODATA are answers, not problems: most domains have no
     _pop3._tcp record and no pop. host.
     """
     try:
-        return _settled(future, deadline), None
+        return lookup(), None
     except DnsLookupError as e:
         # Kept without its traceback: the frames in it hold the future that
         # holds the error, a reference cycle only the garbage collector frees

@@ -1,35 +1,32 @@
-"""DNS lookups for discovery: a small stub resolver over dnspython's ``dns.query``.
+"""DNS lookups for discovery: a small stub resolver over dnspython's messages.
 
-dnspython's own ``Resolver`` sends UDP from unconnected sockets, so a
-nameserver port with nothing behind it looks exactly like one that drops
-packets: the query waits for the whole timeout. Here each nameserver gets a
-*connected* UDP socket, handed to ``dns.query.send_udp`` and
-``dns.query.receive_udp``, which lets the kernel report the ICMP "port
-unreachable" as ECONNREFUSED at once; a truncated answer is asked again with
-``dns.query.tcp``. What stays ours is the policy around them: the round of
-servers with retransmission inside the step's time, and the classification
-of every outcome into one ``DnsLookupError.kind`` that the rest of maildiag
-can explain to people. (``dns.query.udp_with_fallback`` would hide which leg
-failed and give TCP only the UDP retry slot, so the two legs are called one
-by one.)"""
+dnspython builds the questions and reads the answers (``dns.message``), and
+asks again over TCP when an answer comes back truncated (``dns.query.tcp``).
+What stays ours is how the questions travel and what their outcome means:
+``Lookups`` keeps many questions in flight from one thread, each nameserver
+on one *connected* UDP socket (so a port with nothing behind it fails at
+once instead of timing out), asks the servers in turn with retransmission
+inside each question's time, and classifies every outcome into one
+``DnsLookupError.kind`` that the rest of maildiag can explain to people.
+(dnspython's ``dns.query`` waits for one question per call, and its
+``udp_with_fallback`` would hide which leg failed.)"""
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-import select
+import selectors
 import socket
-import threading
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+import dns.entropy
 import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
 import idna
@@ -295,7 +292,8 @@ class Resolver:
 
     Every query is bounded by ``min(timeout, deadline remaining)``; unanswered
     UDP queries are sent again within that time, never after it.
-    Safe to share between threads.
+    Safe to share between threads: each call asks through ``Lookups`` of its
+    own; ``lookups()`` gives several questions in flight at once.
     """
 
     def __init__(
@@ -311,37 +309,25 @@ class Resolver:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
-        self._families_at_once = families_at_once
+        self.families_at_once = families_at_once
         if nameserver is None:
-            self._servers = tuple(_system_nameservers())
+            self.servers = tuple(_system_nameservers())
         else:
-            self._servers = (_parse_nameserver(nameserver),)
+            self.servers = (_parse_nameserver(nameserver),)
 
     @property
     def nameservers(self) -> tuple[str, ...]:
         """The nameservers asked, as "address:port"."""
-        return tuple(str(s) for s in self._servers)
+        return tuple(str(s) for s in self.servers)
+
+    def lookups(self, deadline: Deadline | None = None) -> Lookups:
+        """Questions to ask together, from one thread; close it (``with``) when done."""
+        return Lookups(self, deadline)
 
     def query(self, name: str, rdtype: str, deadline: Deadline | None = None) -> list[Any]:
         """The rdata of *name*/*rdtype*; raises ``DnsLookupError``."""
-        return self._query(name, rdtype, deadline)[0]
-
-    def _query(
-        self, name: str, rdtype: str, deadline: Deadline | None
-    ) -> tuple[list[Any], str | None]:
-        """The rdata, and the name a CNAME chain led to (None when there was none)."""
-        label = f"{name.rstrip('.')} {rdtype.upper()}"
-        try:
-            qname = _query_name(name)
-            qtype = dns.rdatatype.from_text(rdtype)
-        except (dns.exception.DNSException, ValueError) as e:
-            raise DnsLookupError(
-                DnsFailure.ERROR, f"cannot ask for this name: {e}", label
-            ) from None
-        lifetime = self._lifetime(deadline, label)
-        request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
-        response = self._exchange(request, lifetime, label, deadline)
-        return self._answer(response, label)
+        with self.lookups(deadline) as lookups:
+            return lookups.query(name, rdtype).result()
 
     def addresses(self, host: str, deadline: Deadline | None = None) -> list[str]:
         """IPv4 then IPv6 addresses of *host*; IP literals come back as they are."""
@@ -355,69 +341,11 @@ class Resolver:
         The alias matters for MX targets: RFC 2181 §10.3 forbids an MX that
         names an alias, and some senders refuse to follow it.
         """
-        literal = host.strip()
-        if literal.startswith("[") and literal.endswith("]"):
-            literal = literal[1:-1]
-        try:
-            return [str(ipaddress.ip_address(literal))], None
-        except ValueError:
-            pass
-        # One lifetime for both questions, so an address lookup costs no more
-        # than any other query; both are asked at once (one round trip, not two).
-        budget = Deadline(self._lifetime(deadline, f"{host} A"), within=deadline)
-        answers: dict[str, tuple[list[Any], str | None] | Exception] = {}
+        with self.lookups(deadline) as lookups:
+            return lookups.addresses_and_alias(host).result()
 
-        def ask(rdtype: str) -> None:
-            try:
-                answers[rdtype] = self._query(host, rdtype, budget)
-            except DnsLookupError as e:
-                # Kept without its traceback and raised below as a copy: an
-                # error referred to by the frames of its own traceback would
-                # be a reference cycle, which only the garbage collector frees.
-                answers[rdtype] = e.with_traceback(None)
-            except Exception as e:  # raised in the asking thread, below
-                answers[rdtype] = e
-
-        if self._families_at_once:
-            aaaa = threading.Thread(target=ask, args=("AAAA",), name="dns-aaaa", daemon=True)
-            aaaa.start()
-            ask("A")
-            aaaa.join()  # bounded: the AAAA query has the same budget as the A query
-        else:
-            ask("A")
-            if not _settles_the_name(answers["A"]):
-                ask("AAAA")
-        errors: list[DnsLookupError] = []
-        found: list[str] = []
-        alias: str | None = None
-        for rdtype in ("A", "AAAA"):
-            answer = answers.get(rdtype)
-            if answer is None:
-                continue  # AAAA not asked: A's answer settled it
-            if isinstance(answer, Exception) and not isinstance(answer, DnsLookupError):
-                raise answer
-            if isinstance(answer, DnsLookupError):
-                # When the name does not exist or the nameserver is silent, that
-                # is the answer, whatever the AAAA question got.
-                if rdtype == "A" and _settles_the_name(answer):
-                    raise answer.copy()
-                errors.append(answer)
-                continue
-            records, canonical = answer
-            found += [r.address for r in records]
-            alias = alias or canonical
-        if found:
-            return found, alias
-        for error in errors:
-            if error.kind is not DnsFailure.NODATA:
-                raise error.copy()
-        raise DnsLookupError(
-            DnsFailure.NODATA, "the name has no A or AAAA record", f"{host} A/AAAA"
-        )
-
-    # -- internals ---------------------------------------------------------
-
-    def _lifetime(self, deadline: Deadline | None, label: str) -> float:
+    def lifetime(self, deadline: Deadline | None, label: str) -> float:
+        """How long a question may take: the timeout, cut to what is left of ``deadline``."""
         if deadline is None:
             return self.timeout
         try:
@@ -427,142 +355,385 @@ class Resolver:
                 DnsFailure.TIMEOUT, "not asked: the run's deadline had already passed", label
             ) from None
 
-    def _exchange(
-        self,
-        request: dns.message.Message,
-        lifetime: float,
-        label: str,
-        deadline: Deadline | None = None,
-    ) -> dns.message.Message:
-        """The answer of the first server that gives one; a cancelled ``deadline`` ends the wait."""
-        try:
-            return self._ask(request, lifetime, label, deadline or Deadline.unlimited())
-        except DeadlineExceeded:
-            raise DnsLookupError(
-                DnsFailure.TIMEOUT, "stopped: the run's deadline passed", label
-            ) from None
 
-    def _ask(
-        self, request: dns.message.Message, lifetime: float, label: str, deadline: Deadline
-    ) -> dns.message.Message:
-        if not self._servers:
-            raise DnsLookupError(
-                DnsFailure.NO_NAMESERVERS, "no nameserver is configured (/etc/resolv.conf)", label
-            )
-        end = time.monotonic() + lifetime
-        alive = list(self._servers)
-        sockets: dict[_Nameserver, _UdpSocket] = {}
-        failures: dict[_Nameserver, tuple[DnsFailure, str]] = {}
-        wait = _FIRST_RETRY
-        try:
-            while alive and time.monotonic() < end:
-                for server in list(alive):
-                    remaining = end - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        response = self._udp(
-                            server, sockets, request, min(wait, remaining), deadline
-                        )
-                        if response is None:
-                            continue  # not yet: sent again on the next round
-                        if response is _TRUNCATED:
-                            response = self._tcp(server, request, end)
-                    except _ServerFailed as e:
-                        failures[server] = (e.kind, e.detail)
-                        alive.remove(server)
-                        continue
-                    if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                        return response
-                    failures[server] = _rcode_failure(response.rcode(), server)
-                    alive.remove(server)
-                wait *= 2
-        finally:
-            for sock in sockets.values():
-                deadline.untrack(sock)
-                sock.close()
-        for server in alive:
-            failures[server] = (
-                DnsFailure.TIMEOUT,
-                f"no answer from {server} within {lifetime:.1f} s",
-            )
-        kind, _ = min(failures.values(), key=lambda f: _KIND_RANK.get(f[0], 9))
-        detail = "; ".join(d for k, d in failures.values() if k == kind)
-        raise DnsLookupError(kind, detail, label)
+# --------------------------------------------------------------------------
+# Questions in flight
 
-    def _udp(
-        self,
-        server: _Nameserver,
-        sockets: dict[_Nameserver, _UdpSocket],
-        request: dns.message.Message,
-        wait: float,
-        deadline: Deadline,
-    ) -> dns.message.Message | None:
-        """One UDP transmission of ``request`` and up to ``wait`` seconds for its answer.
 
-        None when no answer came in time, ``_TRUNCATED`` for one too big for UDP.
+_T = TypeVar("_T")
+# What one question ended with: the records and the name a CNAME chain led
+# to (None when there was none), or why there are none.
+_Outcome = tuple[list[Any], str | None] | DnsLookupError
+_Failure = tuple[DnsFailure, str]
+
+
+class Answer(Generic[_T]):
+    """A question in flight. ``result()`` waits for it: raises ``DnsLookupError``."""
+
+    def __init__(
+        self, lookups: Lookups, settled: Callable[[], bool], outcome: Callable[[], _T]
+    ) -> None:
+        self._lookups = lookups
+        self._settled = settled
+        self._outcome = outcome
+
+    @property
+    def done(self) -> bool:
+        return self._settled()
+
+    def result(self) -> _T:
+        """The answer; waiting for it reads the answers to every other question too."""
+        self._lookups.wait_for(self._settled)
+        return self._outcome()
+
+
+class _Asked:
+    """One DNS message in flight: the servers left to ask, and when to move on."""
+
+    __slots__ = (
+        "label",
+        "request",
+        "wire",
+        "end",
+        "lifetime",
+        "alive",
+        "turn",
+        "wait",
+        "next_move",
+        "failures",
+        "response",
+        "error",
+        "then",
+    )
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.request: dns.message.Message | None = None
+        self.wire = b""
+        self.end = 0.0
+        self.lifetime = 0.0
+        self.alive: list[_Nameserver] = []
+        self.turn = 0  # the server in alive asked last
+        self.wait = _FIRST_RETRY  # how long each server gets in this round
+        self.next_move = 0.0  # when to ask the next server (or the same again)
+        self.failures: dict[_Nameserver, _Failure] = {}
+        self.response: dns.message.Message | None = None
+        self.error: DnsLookupError | None = None
+        self.then: list[Callable[[], None]] = []
+
+    @property
+    def settled(self) -> bool:
+        return self.response is not None or self.error is not None
+
+
+class Lookups:
+    """Questions asked together, all answered from the thread that waits for them.
+
+    Each question is sent the moment it is asked; waiting for any one
+    (``Answer.result``) reads every answer that arrives meanwhile. So a
+    discovery's twenty questions cost one thread and one poll() per wake-up,
+    not a thread each: on loopback, threads took ~2.4x the CPU (every answer
+    is a hand-over of the interpreter lock between threads).
+
+    Each nameserver gets one *connected* UDP socket, shared by the questions
+    and matched to them by id and question. dnspython's own ``Resolver``
+    sends from unconnected sockets, so a nameserver port with nothing behind
+    it would look exactly like one that drops packets; connected, the kernel
+    reports the ICMP "port unreachable" as ECONNREFUSED at once. Datagrams
+    that answer no question (garbage, stale or forged replies) are skipped
+    (CVE-2023-29483). For each question the servers are asked in turn, each
+    for ``wait`` seconds, doubled every round, within the question's
+    lifetime; a truncated answer is asked again with ``dns.query.tcp``
+    (blocking: the other questions wait meanwhile, bounded by its lifetime).
+    A cancelled deadline shuts the sockets down and ends every question.
+
+    Not to be shared between threads.
+    """
+
+    def __init__(self, resolver: Resolver, deadline: Deadline | None = None) -> None:
+        self._resolver = resolver
+        self._deadline = deadline or Deadline.unlimited()
+        self._in_flight: dict[int, _Asked] = {}  # by message id
+        self._sockets: dict[_Nameserver, socket.socket] = {}
+        self._dead: dict[_Nameserver, _Failure] = {}
+        self._selector: selectors.BaseSelector | None = None
+
+    def __enter__(self) -> Lookups:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Ends every question still in flight and closes the sockets."""
+        for asked in list(self._in_flight.values()):
+            self._settle(asked, error=_stopped(asked.label))
+        for sock in self._sockets.values():
+            self._deadline.untrack(sock)
+            sock.close()
+        self._sockets.clear()
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+
+    # -- questions ---------------------------------------------------------
+
+    def query(self, name: str, rdtype: str) -> Answer[list[Any]]:
+        """The rdata of *name*/*rdtype*, asked now."""
+        asked = self._ask(name, rdtype)
+        return Answer(self, lambda: asked.settled, lambda: _records(self._outcome(asked))[0])
+
+    def addresses_and_alias(self, host: str) -> Answer[tuple[list[str], str | None]]:
+        """IPv4 then IPv6 addresses of *host*, and its canonical name when it is a CNAME.
+
+        A and AAAA share one lifetime, so an address lookup costs no more
+        time than any other question. Without ``families_at_once`` AAAA is
+        asked only when the A answer leaves the question open.
         """
+        literal = host.strip()
+        if literal.startswith("[") and literal.endswith("]"):
+            literal = literal[1:-1]
         try:
-            sock = sockets.get(server)
-            if sock is None:
-                sock = _UdpSocket(server.family, socket.SOCK_DGRAM)
-                sockets[server] = sock
-                deadline.track(sock)  # cancelling the run wakes the wait below
-                # Non-blocking, as dns.query wants it: a read never waits
-                # past the poll() in _UdpSocket.recvfrom.
-                sock.setblocking(False)
-                # Connected, so an ICMP port-unreachable surfaces as
-                # ECONNREFUSED instead of a silent timeout.
-                sock.connect((server.address, server.port))
-            # dnspython's two halves rather than dns.query.udp, which passes
-            # the address to sendto() even with a socket given: on a connected
-            # socket BSD and macOS refuse that with EISCONN. With no
-            # destination send_udp uses send() and receive_udp takes what the
-            # kernel lets through, which a connected socket limits to the
-            # server's address.
-            expiration = time.time() + wait  # dnspython counts in wall-clock time
-            sock.expiration = expiration
-            dns.query.send_udp(sock, request, None, expiration)
-            # The socket is kept between tries: a reply to an earlier
-            # transmission (same id, same question) is as good as one to this
-            # one. ignore_errors skips datagrams that are not an answer to
-            # this question (garbage, stale or forged replies) instead of
-            # failing on them (CVE-2023-29483, fixed in dnspython 2.6).
-            response, _, _ = dns.query.receive_udp(
-                sock,
-                None,
-                expiration,
-                raise_on_truncation=True,
-                ignore_errors=True,
-                query=request,
-            )
-            return cast(dns.message.Message, response)
-        except dns.exception.Timeout:
-            return None  # not yet: sent again on the next round
-        except dns.message.Truncated:
-            return _TRUNCATED
-        except ConnectionRefusedError:
-            raise _ServerFailed(
-                DnsFailure.NO_NAMESERVERS, f"nothing answers DNS on {server} (connection refused)"
-            ) from None
-        except OSError as e:
-            if deadline.cancelled:
-                raise DeadlineExceeded("the run was cancelled") from None
-            raise _ServerFailed(
-                DnsFailure.NO_NAMESERVERS, f"cannot reach {server}: {e.strerror or e}"
-            ) from None
+            address = str(ipaddress.ip_address(literal))
+        except ValueError:
+            pass
+        else:
+            return Answer(self, lambda: True, lambda: ([address], None))
+        try:
+            end = time.monotonic() + self._resolver.lifetime(self._deadline, f"{host} A")
+        except DnsLookupError as e:
+            # Kept without its traceback: its frames hold the error (a reference cycle).
+            error = e.with_traceback(None)
+            return Answer(self, lambda: True, lambda: _raise(error))
+        asked = {"A": self._ask(host, "A", end)}
 
-    def _tcp(
-        self, server: _Nameserver, request: dns.message.Message, end: float
-    ) -> dns.message.Message:
-        remaining = end - time.monotonic()
+        def ask_aaaa() -> None:
+            if "AAAA" not in asked and not _settles_the_name(self._outcome(asked["A"])):
+                asked["AAAA"] = self._ask(host, "AAAA", end)
+
+        if self._resolver.families_at_once:
+            asked["AAAA"] = self._ask(host, "AAAA", end)
+        elif asked["A"].settled:
+            ask_aaaa()
+        else:
+            asked["A"].then.append(ask_aaaa)
+
+        def settled() -> bool:
+            a = asked["A"]
+            if not a.settled:
+                return False
+            aaaa = asked.get("AAAA")
+            return aaaa.settled if aaaa is not None else _settles_the_name(self._outcome(a))
+
+        return Answer(
+            self,
+            settled,
+            lambda: _combine_addresses(
+                host, {rdtype: self._outcome(a) for rdtype, a in asked.items()}
+            ),
+        )
+
+    def wait_for(self, settled: Callable[[], bool]) -> None:
+        """Reads answers and moves on to the next servers until ``settled()``."""
+        try:
+            while not settled() and self._in_flight:
+                if self._deadline.cancelled:
+                    raise DeadlineExceeded("the run was cancelled")
+                now = time.monotonic()
+                for asked in [a for a in self._in_flight.values() if a.next_move <= now]:
+                    if not asked.settled:
+                        self._move_on(asked, now)
+                if settled() or not self._in_flight:
+                    break
+                timeout = min(a.next_move for a in self._in_flight.values()) - time.monotonic()
+                assert self._selector is not None  # a question in flight was sent
+                for key, _ in self._selector.select(max(timeout, 0.0)):
+                    self._read(key.data, key.fileobj)  # type: ignore[arg-type]
+        except DeadlineExceeded:
+            for asked in list(self._in_flight.values()):
+                self._settle(asked, error=_stopped(asked.label))
+
+    # -- internals ---------------------------------------------------------
+
+    def _ask(self, name: str, rdtype: str, end: float | None = None) -> _Asked:
+        """Sends a question to the first server; ``end``: when it must be answered by."""
+        asked = _Asked(f"{name.rstrip('.')} {rdtype.upper()}")
+        try:
+            qname = _query_name(name)
+            qtype = dns.rdatatype.from_text(rdtype)
+        except (dns.exception.DNSException, ValueError) as e:
+            asked.error = DnsLookupError(
+                DnsFailure.ERROR, f"cannot ask for this name: {e}", asked.label
+            )
+            return asked
+        now = time.monotonic()
+        try:
+            asked.lifetime = (
+                self._resolver.lifetime(self._deadline, asked.label) if end is None else end - now
+            )
+        except DnsLookupError as e:
+            asked.error = e.with_traceback(None)  # its frames hold ``asked``
+            return asked
+        if asked.lifetime <= 0:
+            asked.error = DnsLookupError(
+                DnsFailure.TIMEOUT, "not asked: the run's deadline had already passed", asked.label
+            )
+            return asked
+        if not self._resolver.servers:
+            asked.error = DnsLookupError(
+                DnsFailure.NO_NAMESERVERS,
+                "no nameserver is configured (/etc/resolv.conf)",
+                asked.label,
+            )
+            return asked
+        if self._deadline.cancelled:
+            asked.error = _stopped(asked.label)
+            return asked
+        request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
+        while request.id in self._in_flight:  # ids must tell the answers apart
+            request.id = dns.entropy.random_16()
+        asked.request, asked.wire = request, request.to_wire()
+        asked.end = now + asked.lifetime
+        asked.alive = list(self._resolver.servers)
+        self._in_flight[request.id] = asked
+        try:
+            self._send(asked, now)
+        except DeadlineExceeded:
+            self._settle(asked, error=_stopped(asked.label))
+        return asked
+
+    def _move_on(self, asked: _Asked, now: float) -> None:
+        """The server asked last had its time: ask the next one (or all again, waiting longer)."""
+        if now >= asked.end:
+            self._give_up(asked)
+            return
+        if asked.alive[asked.turn] not in self._dead:  # a dead one is dropped by _send
+            asked.turn += 1
+            if asked.turn >= len(asked.alive):
+                asked.turn = 0
+                asked.wait *= 2
+        self._send(asked, now)
+
+    def _send(self, asked: _Asked, now: float) -> None:
+        """Sends ``asked`` to its current server, or to the next that can be reached."""
+        while asked.alive:
+            if now >= asked.end:
+                self._give_up(asked)
+                return
+            server = asked.alive[asked.turn]
+            failure = self._dead.get(server) or self._transmit(server, asked.wire)
+            if failure is None:
+                asked.next_move = now + min(asked.wait, asked.end - now)
+                return
+            asked.failures[server] = failure
+            del asked.alive[asked.turn]
+            if asked.turn >= len(asked.alive):
+                asked.turn = 0
+                asked.wait *= 2
+        self._give_up(asked)
+
+    def _transmit(self, server: _Nameserver, wire: bytes) -> _Failure | None:
+        """One datagram to ``server``; why it can't be asked, if it can't."""
+        try:
+            sock = self._sockets.get(server)
+            if sock is None:
+                sock = self._open(server)
+            sock.send(wire)
+        except ConnectionRefusedError:
+            return self._kill(server, f"nothing answers DNS on {server} (connection refused)")
+        except OSError as e:
+            if self._deadline.cancelled:
+                raise DeadlineExceeded("the run was cancelled") from None
+            return self._kill(server, f"cannot reach {server}: {e.strerror or e}")
+        return None
+
+    def _open(self, server: _Nameserver) -> socket.socket:
+        sock = socket.socket(server.family, socket.SOCK_DGRAM)
+        try:
+            self._deadline.track(sock)  # cancelling the run wakes the wait for answers
+        except DeadlineExceeded:
+            sock.close()
+            raise
+        self._sockets[server] = sock
+        sock.setblocking(False)
+        # Connected, so an ICMP port-unreachable surfaces as ECONNREFUSED
+        # instead of a silent timeout, and only the server's datagrams come in.
+        sock.connect((server.address, server.port))
+        if self._selector is None:
+            self._selector = _new_selector()
+        self._selector.register(sock, selectors.EVENT_READ, server)
+        return sock
+
+    def _kill(self, server: _Nameserver, detail: str) -> _Failure:
+        """``server`` can't be asked at all: every question moves on from it."""
+        failure = self._dead[server] = (DnsFailure.NO_NAMESERVERS, detail)
+        for asked in self._in_flight.values():
+            if asked.alive and asked.alive[asked.turn] == server:
+                asked.next_move = 0.0  # moved on by the wait loop
+        return failure
+
+    def _read(self, server: _Nameserver, sock: socket.socket) -> None:
+        """The datagrams waiting on ``server``'s socket (a bounded number, then the timers)."""
+        for _ in range(64):
+            if self._deadline.cancelled:
+                raise DeadlineExceeded("the run was cancelled")
+            try:
+                wire = sock.recv(65535)
+            except BlockingIOError:
+                return
+            except ConnectionRefusedError:
+                self._kill(server, f"nothing answers DNS on {server} (connection refused)")
+                return
+            except OSError as e:
+                self._kill(server, f"cannot reach {server}: {e.strerror or e}")
+                return
+            self._take(server, wire)
+
+    def _take(self, server: _Nameserver, wire: bytes) -> None:
+        """One datagram from ``server``: an answer to a question in flight, or nothing."""
+        truncated = False
+        try:
+            message = dns.message.from_wire(wire, raise_on_truncation=True)
+        except dns.message.Truncated as e:
+            # The header with TC set and very likely the question: an answer
+            # only if it matches a question (a forged one must not end it).
+            message, truncated = e.message(), True  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - not a DNS message at all
+            return
+        asked = self._in_flight.get(message.id)
+        if asked is None or asked.request is None:
+            return
+        try:
+            if not asked.request.is_response(message):
+                return
+        except Exception:  # noqa: BLE001 - a malformed reply answers nothing
+            return
+        now = time.monotonic()
+        if truncated:
+            try:
+                message = self._tcp(server, asked)
+            except _ServerFailed as e:
+                self._drop(asked, server, (e.kind, e.detail), now)
+                return
+        rcode = message.rcode()
+        if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            self._settle(asked, response=message)
+        else:
+            self._drop(asked, server, _rcode_failure(rcode, server), now)
+
+    def _tcp(self, server: _Nameserver, asked: _Asked) -> dns.message.Message:
+        remaining = asked.end - time.monotonic()
         if remaining <= 0:
             raise _ServerFailed(
                 DnsFailure.TIMEOUT, f"{server} truncated the answer and time ran out"
             )
+        import dns.query  # only for truncated answers: a check start-up spares its import
+
+        assert asked.request is not None  # it was sent
+
         # RFC 7766 §5: a truncated UDP answer is asked again over TCP.
         try:
-            return dns.query.tcp(request, server.address, timeout=remaining, port=server.port)
+            return dns.query.tcp(asked.request, server.address, timeout=remaining, port=server.port)
         except dns.exception.Timeout:
             raise _ServerFailed(
                 DnsFailure.TIMEOUT,
@@ -574,60 +745,133 @@ class Resolver:
                 f"{server} truncated the UDP answer and TCP failed: {e or type(e).__name__}",
             ) from None
 
-    def _answer(self, response: dns.message.Message, label: str) -> tuple[list[Any], str | None]:
-        if not isinstance(response, dns.message.QueryMessage):
-            raise DnsLookupError(DnsFailure.ERROR, "the answer is not a query response", label)
-        try:
-            chain = response.resolve_chaining()
-        except dns.exception.DNSException as e:
-            raise DnsLookupError(DnsFailure.ERROR, f"unusable answer: {e}", label) from None
-        if response.rcode() == dns.rcode.NXDOMAIN:
-            where = (
-                ""
-                if chain.canonical_name == response.question[0].name
-                else (f" ({chain.canonical_name.to_text(omit_final_dot=True)}, via CNAME)")
+    def _drop(self, asked: _Asked, server: _Nameserver, failure: _Failure, now: float) -> None:
+        """``server`` failed this question: the next one is asked at once if it was the current."""
+        asked.failures[server] = failure
+        if server not in asked.alive:
+            return
+        index = asked.alive.index(server)
+        current = index == asked.turn
+        del asked.alive[index]
+        if index < asked.turn:
+            asked.turn -= 1
+        if not asked.alive:
+            self._give_up(asked)
+        elif current:
+            if asked.turn >= len(asked.alive):
+                asked.turn = 0
+                asked.wait *= 2
+            self._send(asked, now)
+
+    def _give_up(self, asked: _Asked) -> None:
+        """No server answered: the most telling failure is the question's."""
+        for server in asked.alive:
+            asked.failures[server] = (
+                DnsFailure.TIMEOUT,
+                f"no answer from {server} within {asked.lifetime:.1f} s",
             )
-            raise DnsLookupError(DnsFailure.NXDOMAIN, f"the name does not exist{where}", label)
-        if chain.answer is None:
-            raise DnsLookupError(DnsFailure.NODATA, "the name exists but has no such record", label)
-        canonical = None
-        if chain.canonical_name != response.question[0].name:
-            canonical = chain.canonical_name.to_text(omit_final_dot=True).lower()
-        return list(chain.answer), canonical
+        kind, _ = min(asked.failures.values(), key=lambda f: _KIND_RANK.get(f[0], 9))
+        detail = "; ".join(d for k, d in asked.failures.values() if k == kind)
+        self._settle(asked, error=DnsLookupError(kind, detail, asked.label))
+
+    def _settle(
+        self,
+        asked: _Asked,
+        *,
+        response: dns.message.Message | None = None,
+        error: DnsLookupError | None = None,
+    ) -> None:
+        if asked.settled:
+            return
+        asked.response, asked.error = response, error
+        if asked.request is not None:
+            self._in_flight.pop(asked.request.id, None)
+        for then in asked.then:
+            then()
+        asked.then.clear()
+
+    def _outcome(self, asked: _Asked) -> _Outcome:
+        if asked.error is None and asked.response is not None:
+            try:
+                return _answer(asked.response, asked.label)
+            except DnsLookupError as e:
+                asked.error, asked.response = e.with_traceback(None), None
+        assert asked.error is not None, "asked for the outcome of a question in flight"
+        return asked.error
 
 
-class _UdpSocket(socket.socket):
-    """A connected UDP socket for ``dns.query``: waits with poll(), fails once shut down.
-
-    ``dns.query`` waits for each datagram with a selector of its own (an
-    epoll instance: three system calls and a dozen objects, ~5 % of a batch
-    worker's CPU). ``recvfrom`` here first waits with one poll() until
-    ``expiration``; dnspython's wait then only runs after a wake-up without
-    a datagram. ``Deadline.cancel`` shuts the sockets of a run down to wake
-    their waits: a shut-down UDP socket polls readable, but a non-blocking
-    read of it still says "try again" (Linux), so the read fails instead.
-    """
-
-    aborted = False
-    expiration: float | None = None  # time.time(), as dnspython counts
-
-    def shutdown(self, how: int, /) -> None:
-        self.aborted = True
-        super().shutdown(how)
-
-    def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
-        if self.expiration is not None and not self.aborted and _POLL is not None:
-            remaining = self.expiration - time.time()
-            poller = _POLL()
-            poller.register(self, select.POLLIN)
-            if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
-                raise dns.exception.Timeout
-        if self.aborted:
-            raise ConnectionAbortedError("the run was cancelled")
-        return super().recvfrom(bufsize, flags)
+def _new_selector() -> selectors.BaseSelector:
+    # poll() rather than epoll: one system call per wait instead of an epoll
+    # instance to set up and tear down for a handful of sockets.
+    if hasattr(selectors, "PollSelector"):
+        return selectors.PollSelector()
+    return selectors.SelectSelector()
 
 
-_POLL = getattr(select, "poll", None)  # not on Windows: dnspython's own wait is used there
+def _stopped(label: str) -> DnsLookupError:
+    return DnsLookupError(DnsFailure.TIMEOUT, "stopped: the run's deadline passed", label)
+
+
+def _raise(error: DnsLookupError) -> Any:
+    # A copy each time: an error referred to by the frames of its own
+    # traceback would be a reference cycle, which only the garbage collector frees.
+    raise error.copy()
+
+
+def _records(outcome: _Outcome) -> tuple[list[Any], str | None]:
+    if isinstance(outcome, DnsLookupError):
+        _raise(outcome)
+    assert not isinstance(outcome, DnsLookupError)
+    return outcome
+
+
+def _combine_addresses(host: str, answers: dict[str, _Outcome]) -> tuple[list[str], str | None]:
+    """The addresses and alias from the A and (when asked) AAAA outcomes of *host*."""
+    errors: list[DnsLookupError] = []
+    found: list[str] = []
+    alias: str | None = None
+    for rdtype in ("A", "AAAA"):
+        answer = answers.get(rdtype)
+        if answer is None:
+            continue  # AAAA not asked: A's answer settled it
+        if isinstance(answer, DnsLookupError):
+            # When the name does not exist or the nameserver is silent, that
+            # is the answer, whatever the AAAA question got.
+            if rdtype == "A" and _settles_the_name(answer):
+                _raise(answer)
+            errors.append(answer)
+            continue
+        records, canonical = answer
+        found += [r.address for r in records]
+        alias = alias or canonical
+    if found:
+        return found, alias
+    for error in errors:
+        if error.kind is not DnsFailure.NODATA:
+            _raise(error)
+    raise DnsLookupError(DnsFailure.NODATA, "the name has no A or AAAA record", f"{host} A/AAAA")
+
+
+def _answer(response: dns.message.Message, label: str) -> tuple[list[Any], str | None]:
+    if not isinstance(response, dns.message.QueryMessage):
+        raise DnsLookupError(DnsFailure.ERROR, "the answer is not a query response", label)
+    try:
+        chain = response.resolve_chaining()
+    except dns.exception.DNSException as e:
+        raise DnsLookupError(DnsFailure.ERROR, f"unusable answer: {e}", label) from None
+    if response.rcode() == dns.rcode.NXDOMAIN:
+        where = (
+            ""
+            if chain.canonical_name == response.question[0].name
+            else (f" ({chain.canonical_name.to_text(omit_final_dot=True)}, via CNAME)")
+        )
+        raise DnsLookupError(DnsFailure.NXDOMAIN, f"the name does not exist{where}", label)
+    if chain.answer is None:
+        raise DnsLookupError(DnsFailure.NODATA, "the name exists but has no such record", label)
+    canonical = None
+    if chain.canonical_name != response.question[0].name:
+        canonical = chain.canonical_name.to_text(omit_final_dot=True).lower()
+    return list(chain.answer), canonical
 
 
 class _ServerFailed(Exception):
@@ -637,11 +881,7 @@ class _ServerFailed(Exception):
         self.detail = detail
 
 
-# Marks a UDP answer with TC set: it must be fetched again over TCP.
-_TRUNCATED = dns.message.Message()
-
-
-def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> tuple[DnsFailure, str]:
+def _rcode_failure(rcode: dns.rcode.Rcode, server: _Nameserver) -> _Failure:
     if rcode == dns.rcode.SERVFAIL:
         return (
             DnsFailure.SERVFAIL,

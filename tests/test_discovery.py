@@ -14,7 +14,7 @@ import trustme
 
 from maildiag.deadline import Deadline
 from maildiag.discovery import Overrides, discover, foreign_autoconfig_hosts
-from maildiag.dns import InvalidDomain, Resolver
+from maildiag.dns import Answer, InvalidDomain, Lookups, Resolver
 from maildiag.model import (
     AutoconfigResult,
     AutoconfigServer,
@@ -372,11 +372,22 @@ def test_silent_nameserver_is_bounded_by_the_deadline():
     assert all(r.error for r in found.autoconfig)
 
 
-class _ExplodingMx(Resolver):
-    def query(self, name, rdtype, deadline=None):
+class _ExplodingMxLookups(Lookups):
+    def query(self, name, rdtype):
         if rdtype == "MX":
-            raise RuntimeError("boom")
-        return super().query(name, rdtype, deadline)
+            return Answer(self, lambda: True, _explode)
+        return super().query(name, rdtype)
+
+
+def _explode():
+    raise RuntimeError("boom")
+
+
+class _ExplodingMx(Resolver):
+    """Its MX answer is a bug in maildiag: reading it raises."""
+
+    def lookups(self, deadline=None):
+        return _ExplodingMxLookups(self, deadline)
 
 
 def test_a_crashing_lookup_does_not_hide_the_others(server):
@@ -478,3 +489,15 @@ def test_a_redirect_to_another_domain_makes_every_host_of_the_document_foreign()
     assert foreign_autoconfig_hosts("kunde.test", (redirected,), ()) == ("imap.kunde.test",)
     within = _ac("imap.kunde.test", final_url="https://kunde.test/.well-known/x.xml")
     assert foreign_autoconfig_hosts("kunde.test", (within,), ()) == ()
+
+
+def test_discovery_asks_every_question_at_once_from_one_socket(server, resolver):
+    # Many questions in flight from one thread (dns.Lookups), not a thread each.
+    server.udp_peers.clear()
+    server.log.clear()
+    found = run("srv.test", resolver)
+    assert found.problems == ()
+    questions = [(name, rdtype) for _, name, rdtype in server.log]
+    assert ("srv.test.", "MX") in questions and ("_imaps._tcp.srv.test.", "SRV") in questions
+    assert len(questions) >= 10
+    assert len(set(server.udp_peers)) == 1

@@ -13,6 +13,7 @@ import time
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rrset
 import pytest
 
 from maildiag.deadline import Deadline
@@ -319,6 +320,131 @@ def test_answer_without_noise_twin():
         with pytest.raises(DnsLookupError) as info:
             resolver.query("example.test", "A")
     assert info.value.kind == "nxdomain"
+
+
+class _SlowUdp:
+    """Answers every query after ``delay`` seconds, the latest first.
+
+    Each name q<N>.test gets the A record 127.0.9.<N>, so an answer given to
+    the wrong question shows.
+    """
+
+    def __init__(self, address: str, delay: float) -> None:
+        self.delay = delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        held: list[tuple[float, bytes, object]] = []
+        while not self.stopping.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+                query = dns.message.from_wire(wire)
+                answer = dns.message.make_response(query)
+                number = query.question[0].name.labels[0].decode()[1:]
+                answer.answer.append(
+                    dns.rrset.from_text(query.question[0].name, 60, "IN", "A", f"127.0.9.{number}")
+                )
+                held.append((time.monotonic() + self.delay, answer.to_wire(), peer))
+            except TimeoutError:
+                pass
+            due = [h for h in held if h[0] <= time.monotonic()]
+            for item in reversed(due):
+                held.remove(item)
+                self.sock.sendto(item[1], item[2])
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_questions_in_flight_together_wait_for_the_slowest_only():
+    with _SlowUdp("127.0.0.54", delay=0.3) as slow:
+        resolver = Resolver(f"127.0.0.54:{slow.port}", timeout=3.0)
+        started = time.monotonic()
+        with resolver.lookups() as lookups:
+            answers = {n: lookups.query(f"q{n}.test", "A") for n in range(1, 11)}
+            found = {n: [r.address for r in answer.result()] for n, answer in answers.items()}
+        elapsed = time.monotonic() - started
+    assert found == {n: [f"127.0.9.{n}"] for n in range(1, 11)}
+    assert elapsed < 1.0  # ten answers of 0.3 s each, waited for together
+
+
+def test_question_answered_alone_twin():
+    # The twin of the test above: one question takes the server's whole delay.
+    with _SlowUdp("127.0.0.54", delay=0.3) as slow:
+        resolver = Resolver(f"127.0.0.54:{slow.port}", timeout=3.0)
+        started = time.monotonic()
+        assert [r.address for r in resolver.query("q7.test", "A")] == ["127.0.9.7"]
+        assert time.monotonic() - started >= 0.25
+
+
+def test_a_refused_port_ends_every_question_in_flight_at_once():
+    resolver = Resolver(f"127.0.0.59:{_free_port('127.0.0.59')}", timeout=5.0)
+    started = time.monotonic()
+    with resolver.lookups() as lookups:
+        answers = [lookups.query(f"n{n}.example.test", "MX") for n in range(5)]
+        answers.append(lookups.addresses_and_alias("mail.example.test"))
+        kinds = []
+        for answer in answers:
+            with pytest.raises(DnsLookupError) as info:
+                answer.result()
+            kinds.append((info.value.kind, "connection refused" in info.value.detail))
+    assert kinds == [("no_nameservers", True)] * 6
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_failure_of_one_question_leaves_the_others_alone(server):
+    resolver = Resolver(server.nameserver, timeout=1.0)
+    with resolver.lookups() as lookups:
+        broken = lookups.query("half.example.test", "MX")  # SERVFAIL for MX only
+        silent = lookups.query("silent.example.test", "A")
+        fine = lookups.query("half.example.test", "A")
+        mx = lookups.query("example.test", "MX")
+        with pytest.raises(DnsLookupError) as info:
+            broken.result()
+        assert info.value.kind == "servfail"
+        assert [r.address for r in fine.result()] == ["127.0.0.33"]
+        assert sorted(r.preference for r in mx.result()) == [10, 20]
+        assert not silent.done  # still waiting, while the others were answered
+        with pytest.raises(DnsLookupError) as info:
+            silent.result()
+        assert info.value.kind == "timeout"
+
+
+def test_cancelling_the_deadline_ends_the_questions_in_flight(server):
+    resolver = Resolver(server.nameserver, timeout=10.0)
+    deadline = Deadline(30)
+    threading.Timer(0.2, deadline.cancel).start()
+    started = time.monotonic()
+    with resolver.lookups(deadline) as lookups:
+        answers = [lookups.query("silent.example.test", t) for t in ("A", "MX", "SOA")]
+        for answer in answers:
+            with pytest.raises(DnsLookupError) as info:
+                answer.result()
+            assert info.value.kind == "timeout"
+            assert "deadline" in info.value.detail
+    assert time.monotonic() - started < 1.0
+
+
+def test_closing_the_lookups_ends_what_is_still_in_flight(server):
+    resolver = Resolver(server.nameserver, timeout=10.0)
+    started = time.monotonic()
+    with resolver.lookups() as lookups:
+        silent = lookups.addresses_and_alias("silent.example.test")
+    with pytest.raises(DnsLookupError) as info:
+        silent.result()
+    assert info.value.kind == "timeout"
+    assert time.monotonic() - started < 0.5
 
 
 def test_system_configuration_is_read_without_asking_anything():

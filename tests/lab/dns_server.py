@@ -140,6 +140,8 @@ class DnsServer:
         compiled = (_compile_zone(origin, data) for origin, data in zones.items())
         self._zones = {zone.origin: zone for zone in compiled}
         self.log: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=10_000)
+        # Where each UDP query came from (address, port), as they arrived.
+        self.udp_peers: collections.deque[tuple[str, int]] = collections.deque(maxlen=10_000)
         self._cache: dict[bytes, bytes | None] = {}
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
@@ -233,6 +235,7 @@ class DnsServer:
                 return
             except OSError:
                 continue  # e.g. a stale ICMP error for an earlier reply
+            self.udp_peers.append(peer)
             reply = self._reply(wire, "udp")
             if reply is not None:
                 try:
