@@ -145,3 +145,36 @@ def test_versions_compare_as_dnspython_compares_them(
     from maildiag.dnspython_features import _numbers
 
     assert _numbers(version) == expected == dns._features._tuple_from_text(version)
+
+
+# Counts the garbage collector's passes while the entry point runs.
+_RUN_AND_COUNT_COLLECTIONS = """
+import gc, json, sys
+from maildiag.launcher import main
+passes = [0, 0, 0]
+gc.callbacks.append(lambda phase, info: phase == "stop" and passes.__setitem__(
+    info["generation"], passes[info["generation"]] + 1))
+code = main(sys.argv[1:])
+sys.stdout.flush()
+print(json.dumps({"code": code, "passes": passes}), file=sys.stderr)
+"""
+
+
+def test_a_check_runs_the_garbage_collector_at_most_once(healthy_domain: list[str]) -> None:
+    # Loading the CLI, dnspython and cryptography makes objects that live as
+    # long as the process; walking them ~60 times cost a check ~9 ms.
+    done = _python(*healthy_domain, code=_RUN_AND_COUNT_COLLECTIONS)
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "OK"
+    assert sum(report["passes"]) <= 1
+    assert report["passes"][2] == 0  # never a full collection
+
+
+def test_the_older_generations_keep_their_thresholds() -> None:
+    # Batch and serve run for hours: their garbage is still collected.
+    code = "import gc; from maildiag.launcher import main; main(['codes']); print(gc.get_threshold())"
+    done = _python(code=code)
+    assert done.returncode == 0, done.stderr
+    young, middle, old = eval(done.stdout.strip().splitlines()[-1])
+    assert young == 50_000 and (middle, old) == (10, 10)
