@@ -7,6 +7,7 @@ which has imported most of it already.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -173,8 +174,10 @@ def test_a_check_runs_the_garbage_collector_at_most_once(healthy_domain: list[st
 
 def test_the_older_generations_keep_their_thresholds() -> None:
     # Batch and serve run for hours: their garbage is still collected.
-    code = "import gc; from maildiag.launcher import main; main(['codes']); print(gc.get_threshold())"
-    done = _python(code=code)
+    done = _python(
+        code="import gc; from maildiag.launcher import main; main(['codes']); "
+        "print(gc.get_threshold())"
+    )
     assert done.returncode == 0, done.stderr
-    young, middle, old = eval(done.stdout.strip().splitlines()[-1])
+    young, middle, old = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert young == 50_000 and (middle, old) == (10, 10)
