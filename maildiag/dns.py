@@ -403,6 +403,7 @@ class _Asked:
         "failures",
         "response",
         "error",
+        "outcome",
         "then",
     )
 
@@ -419,6 +420,7 @@ class _Asked:
         self.failures: dict[_Nameserver, _Failure] = {}
         self.response: dns.message.Message | None = None
         self.error: DnsLookupError | None = None
+        self.outcome: _Outcome | None = None  # read from response or error once
         self.then: list[Callable[[], None]] = []
 
     @property
@@ -457,6 +459,7 @@ class Lookups:
         self._sockets: dict[_Nameserver, socket.socket] = {}
         self._dead: dict[_Nameserver, _Failure] = {}
         self._selector: selectors.BaseSelector | None = None
+        self._closed = False
 
     def __enter__(self) -> Lookups:
         return self
@@ -466,7 +469,9 @@ class Lookups:
 
     def close(self) -> None:
         """Ends every question still in flight and closes the sockets."""
-        for asked in list(self._in_flight.values()):
+        self._closed = True
+        while self._in_flight:
+            asked = next(iter(self._in_flight.values()))
             self._settle(asked, error=_stopped(asked.label))
         for sock in self._sockets.values():
             self._deadline.untrack(sock)
@@ -522,14 +527,16 @@ class Lookups:
             a = asked["A"]
             if not a.settled:
                 return False
+            if _settles_the_name(self._outcome(a)):
+                return True  # whatever the AAAA question gets
             aaaa = asked.get("AAAA")
-            return aaaa.settled if aaaa is not None else _settles_the_name(self._outcome(a))
+            return aaaa is not None and aaaa.settled
 
         return Answer(
             self,
             settled,
             lambda: _combine_addresses(
-                host, {rdtype: self._outcome(a) for rdtype, a in asked.items()}
+                host, {rdtype: self._outcome(a) for rdtype, a in asked.items() if a.settled}
             ),
         )
 
@@ -550,7 +557,8 @@ class Lookups:
                 for key, _ in self._selector.select(max(timeout, 0.0)):
                     self._read(key.data, key.fileobj)  # type: ignore[arg-type]
         except DeadlineExceeded:
-            for asked in list(self._in_flight.values()):
+            while self._in_flight:
+                asked = next(iter(self._in_flight.values()))
                 self._settle(asked, error=_stopped(asked.label))
 
     # -- internals ---------------------------------------------------------
@@ -586,7 +594,7 @@ class Lookups:
                 asked.label,
             )
             return asked
-        if self._deadline.cancelled:
+        if self._deadline.cancelled or self._closed:
             asked.error = _stopped(asked.label)
             return asked
         request = dns.message.make_query(qname, qtype, use_edns=0, payload=_EDNS_PAYLOAD)
@@ -700,6 +708,8 @@ class Lookups:
             message, truncated = e.message(), True  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001 - not a DNS message at all
             return
+        if not isinstance(message, dns.message.Message):
+            return
         asked = self._in_flight.get(message.id)
         if asked is None or asked.request is None:
             return
@@ -791,13 +801,16 @@ class Lookups:
         asked.then.clear()
 
     def _outcome(self, asked: _Asked) -> _Outcome:
-        if asked.error is None and asked.response is not None:
-            try:
-                return _answer(asked.response, asked.label)
-            except DnsLookupError as e:
-                asked.error, asked.response = e.with_traceback(None), None
-        assert asked.error is not None, "asked for the outcome of a question in flight"
-        return asked.error
+        if asked.outcome is None:
+            if asked.error is None and asked.response is not None:
+                try:
+                    asked.outcome = _answer(asked.response, asked.label)
+                except DnsLookupError as e:
+                    asked.outcome = e.with_traceback(None)  # its frames hold ``asked``
+            else:
+                assert asked.error is not None, "asked for the outcome of a question in flight"
+                asked.outcome = asked.error
+        return asked.outcome
 
 
 def _new_selector() -> selectors.BaseSelector:

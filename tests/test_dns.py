@@ -13,6 +13,7 @@ import time
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import pytest
 
@@ -445,6 +446,61 @@ def test_closing_the_lookups_ends_what_is_still_in_flight(server):
         silent.result()
     assert info.value.kind == "timeout"
     assert time.monotonic() - started < 0.5
+
+
+class _ByTypeUdp:
+    """Answers A questions with ``a_rcode`` (no records) and never answers AAAA."""
+
+    def __init__(self, address: str, a_rcode: dns.rcode.Rcode) -> None:
+        self.a_rcode = a_rcode
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            if query.question[0].rdtype == dns.rdatatype.A:
+                answer = dns.message.make_response(query)
+                answer.set_rcode(self.a_rcode)
+                self.sock.sendto(answer.to_wire(), peer)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_a_name_that_does_not_exist_needs_no_aaaa_answer():
+    with _ByTypeUdp("127.0.0.53", dns.rcode.NXDOMAIN) as fake:
+        resolver = Resolver(f"127.0.0.53:{fake.port}", timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(DnsLookupError) as info:
+            resolver.addresses("gone.example.test")
+        assert info.value.kind == "nxdomain"
+        assert time.monotonic() - started < 1.0
+
+
+def test_a_name_without_a_records_waits_for_aaaa_twin():
+    # The twin: NODATA for A leaves the name open, so the silent AAAA is waited for.
+    with _ByTypeUdp("127.0.0.53", dns.rcode.NOERROR) as fake:
+        resolver = Resolver(f"127.0.0.53:{fake.port}", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(DnsLookupError) as info:
+            resolver.addresses("v6only.example.test")
+        assert info.value.kind == "timeout"
+        assert time.monotonic() - started >= 0.45
 
 
 def test_system_configuration_is_read_without_asking_anything():
