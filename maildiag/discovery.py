@@ -106,8 +106,9 @@ def discover(
     record arrives, so the probes need not ask again. ``mx_host_lookup``
     (resolver, host, deadline) replaces the resolver's own address-and-alias
     lookup of MX hosts, e.g. by one shared between the checks of a batch.
-    ``threads``: the pool the lookups run on (shared by the checks of a
-    batch); without it, discovery starts its own threads.
+    ``threads``: the pool autoconfig and ``mx_host_lookup`` run on (shared
+    by the checks of a batch); without it, discovery starts its own
+    threads. The DNS questions are asked from the calling thread.
     """
     started = time.monotonic()
     domain_ascii = to_ascii(domain)

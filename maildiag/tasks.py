@@ -1,12 +1,13 @@
 """Threads for the lookups and probes of a check, each group ending with its step.
 
-A check runs its DNS lookups, probes and side checks on the threads of a
-``ThreadPool``: its own, closed when the check returns, or, for the checks
-of a batch, one per process. A thread start costs about as much CPU as
-parsing a DNS answer, and a check has about fifteen tasks, so idle threads
-take them. A ``TaskGroup`` waits for every task it started before its block
-is left, so no task outlives its step; without a pool it starts threads of
-its own.
+A check runs its probes, side checks, autoconfig and address prefetches on
+the threads of a ``ThreadPool`` (its DNS questions are asked from one
+thread, ``dns.Lookups``): its own, closed when the check returns, or, for
+the checks of a batch, one per process. A thread start costs about as much
+CPU as parsing a DNS answer, and a check has about fifteen tasks, so idle
+threads take them. A ``TaskGroup`` waits for every task it started before
+its block is left, so no task outlives its step; without a pool it starts
+threads of its own.
 """
 
 from __future__ import annotations
