@@ -776,7 +776,7 @@ class Lookups:
     def _give_up(self, asked: _Asked) -> None:
         """No server answered: the most telling failure is the question's."""
         for server in asked.alive:
-            asked.failures[server] = (
+            asked.failures[server] = self._dead.get(server) or (
                 DnsFailure.TIMEOUT,
                 f"no answer from {server} within {asked.lifetime:.1f} s",
             )

@@ -517,6 +517,70 @@ def test_no_configured_nameserver(monkeypatch):
     assert info.value.kind == "no_nameservers"
 
 
+# -- several nameservers (as /etc/resolv.conf lists them) ---------------------
+
+
+def _system_resolver(monkeypatch, *servers: tuple[str, int], timeout: float = 3.0) -> Resolver:
+    from maildiag.dns import _Nameserver
+
+    listed = [_Nameserver(address, port) for address, port in servers]
+    monkeypatch.setattr("maildiag.dns._system_nameservers", lambda: listed)
+    return Resolver(None, timeout=timeout)
+
+
+def test_a_refusing_first_nameserver_hands_over_to_the_next_at_once(monkeypatch, server):
+    resolver = _system_resolver(
+        monkeypatch, ("127.0.0.59", _free_port("127.0.0.59")), ("127.0.0.50", server.port)
+    )
+    started = time.monotonic()
+    with resolver.lookups() as lookups:
+        answers = [lookups.query("example.test", "MX"), lookups.query("mail.example.test", "A")]
+        assert sorted(r.preference for r in answers[0].result()) == [10, 20]
+        assert sorted(r.address for r in answers[1].result()) == ["127.0.0.31", "127.0.0.32"]
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_silent_first_nameserver_gets_one_retry_interval(monkeypatch, server):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.58", 0))
+        resolver = _system_resolver(
+            monkeypatch, ("127.0.0.58", silent.getsockname()[1]), ("127.0.0.50", server.port)
+        )
+        started = time.monotonic()
+        assert [r.address for r in resolver.query("half.example.test", "A")] == ["127.0.0.33"]
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 1.5  # the first server's second, then the next server
+
+
+def test_servfail_from_the_first_nameserver_asks_the_next_at_once(monkeypatch):
+    with (
+        _ByTypeUdp("127.0.0.53", dns.rcode.SERVFAIL) as failing,
+        _ByTypeUdp("127.0.0.52", dns.rcode.NXDOMAIN) as answering,
+    ):
+        resolver = _system_resolver(
+            monkeypatch, ("127.0.0.53", failing.port), ("127.0.0.52", answering.port)
+        )
+        started = time.monotonic()
+        with pytest.raises(DnsLookupError) as info:
+            resolver.query("gone.example.test", "A")
+    assert info.value.kind == "nxdomain"
+    assert time.monotonic() - started < 0.5
+
+
+def test_every_nameserver_failing_reports_the_most_telling_failure(monkeypatch):
+    with _ByTypeUdp("127.0.0.53", dns.rcode.SERVFAIL) as failing:
+        resolver = _system_resolver(
+            monkeypatch,
+            ("127.0.0.59", _free_port("127.0.0.59")),
+            ("127.0.0.53", failing.port),
+            timeout=1.0,
+        )
+        with pytest.raises(DnsLookupError) as info:
+            resolver.query("gone.example.test", "A")
+    assert info.value.kind == "servfail"  # an answer that says "broken" beats "nobody there"
+    assert "127.0.0.53" in info.value.detail and "127.0.0.59" not in info.value.detail
+
+
 # -- TCP fallback ------------------------------------------------------------
 
 
